@@ -1,0 +1,95 @@
+"""ModelConfig: one plain dataclass describes every model edgeformer builds."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from edgeformer.runtime.errors import EdgeformerError
+
+from .presets import PRESETS
+
+ARCHS = ("encoder", "decoder")
+CHOICES = {
+    "arch": ARCHS,
+    "activation": ("relu", "gelu"),
+    "norm": ("pre", "post"),
+    "positional": ("sinusoidal", "learned"),
+    "pooling": ("mean", "cls"),
+}
+
+
+class ConfigError(EdgeformerError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "encoder"  # encoder: bidirectional; decoder: causal
+    vocab_size: int = 1024
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 512
+    activation: str = "gelu"
+    norm: str = "pre"  # pre: LayerNorm before each sublayer; post: after the residual add (the 2017 paper)
+    positional: str = "sinusoidal"  # sinusoidal: PE(pos, 2i) = sin(pos / 10000^(2i/d)); learned: a table
+    max_len: int = 512
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    pad_id: int = 0
+    # Heads. An encoder with num_labels > 0 classifies (pooling the tokens); a decoder predicts tokens.
+    num_labels: int = 0
+    labels: list[str] | None = None
+    pooling: str = "mean"
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not supported; expected one of: {', '.join(allowed)}")
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout={self.dropout}; expected a value in [0, 1)")
+        if self.positional == "sinusoidal" and self.d_model % 2:
+            raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
+        if self.labels is not None and len(self.labels) != self.num_labels:
+            raise ConfigError(f"{len(self.labels)} label names for num_labels={self.num_labels}")
+        if self.arch == "decoder" and self.num_labels:
+            raise ConfigError("a decoder predicts tokens; num_labels applies to encoders only")
+
+    @property
+    def causal(self) -> bool:
+        return self.arch == "decoder"
+
+    @property
+    def task(self) -> str:
+        if self.arch == "decoder":
+            return "causal-lm"
+        return "classification" if self.num_labels else "embedding"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict; fields missing from older files take their defaults, unknown ones are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; this edgeformer knows: {', '.join(sorted(known))}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"bad model config: {e}") from None
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "ModelConfig":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})

@@ -1,0 +1,191 @@
+"""Training data: built-in tasks that need no download, and the user's own files.
+
+Built-in tasks:
+- `stdlib-topics` (classification): the first paragraph of docstrings from Python's standard
+  library, labelled by the area of the module they come from (math, files, network, text, time,
+  concurrency). Real English, six classes, about 1,900 examples; it ships with Python.
+- `pydoc-lm` (language modelling): the text of Python's language reference topics
+  (`pydoc_data.topics`), about 460,000 characters of English prose and code.
+
+User files:
+- classification: JSON Lines with {"text": ..., "label": ...}, or text lines "label<TAB>text";
+- language modelling: a plain text file, or JSON Lines with {"text": ...}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeformer.runtime.errors import EdgeformerError
+
+
+class DataError(EdgeformerError):
+    pass
+
+
+@dataclass
+class ClassificationData:
+    labels: list[str]
+    train: list[tuple[str, int]]
+    eval: list[tuple[str, int]]
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for t, _ in self.train]
+
+
+@dataclass
+class CorpusData:
+    train: str
+    eval: str
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.train]
+
+
+STDLIB_AREAS = {
+    "math": ["math", "cmath", "statistics", "decimal", "fractions", "random", "numbers", "operator"],
+    "files": ["os", "os.path", "shutil", "pathlib", "glob", "fnmatch", "tempfile", "filecmp", "stat", "io", "zipfile", "tarfile"],
+    "network": ["socket", "ssl", "http.client", "http.server", "http.cookies", "urllib.request", "urllib.parse",
+                "smtplib", "ftplib", "imaplib", "poplib", "email.message", "email.utils", "xmlrpc.client"],
+    "text": ["string", "re", "textwrap", "difflib", "unicodedata", "codecs", "html", "html.parser", "csv", "json"],
+    "time": ["datetime", "time", "calendar", "zoneinfo", "sched"],
+    "concurrency": ["threading", "multiprocessing", "asyncio", "concurrent.futures", "queue", "subprocess", "selectors", "signal"],
+}
+
+
+def _documented(module_name: str):
+    """The module, its public classes and functions, and their public methods, in a stable order."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = importlib.import_module(module_name)
+    yield module
+    for name, obj in sorted(vars(module).items()):
+        if name.startswith("_") or not (inspect.isclass(obj) or inspect.isroutine(obj)):
+            continue
+        owner = getattr(obj, "__module__", None) or module_name
+        # Skip names re-exported from elsewhere (collections.Counter in statistics, say): wrong label.
+        if not (owner == module_name or owner.startswith("_") or owner.startswith(module_name.split(".")[0])
+                or owner in ("posixpath", "ntpath")):
+            continue
+        yield obj
+        if inspect.isclass(obj):
+            for mname, member in sorted(vars(obj).items()):
+                if not mname.startswith("_") and inspect.isroutine(member):
+                    yield member
+
+
+def stdlib_topics() -> ClassificationData:
+    labels = list(STDLIB_AREAS)
+    seen, rows = set(), []
+    for label, modules in STDLIB_AREAS.items():
+        for module_name in modules:
+            for obj in _documented(module_name):
+                doc = inspect.getdoc(obj)
+                if not doc:
+                    continue
+                text = " ".join(doc.strip().split("\n\n")[0].split())
+                if len(text) < 20 or text in seen:
+                    continue
+                seen.add(text)
+                rows.append((text, labels.index(label)))
+    return split_classification(labels, rows)
+
+
+def pydoc_corpus() -> CorpusData:
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[k].strip() for k in sorted(topics))
+    return split_corpus(text)
+
+
+def split_classification(labels: list[str], rows: list[tuple[str, int]], eval_fraction: float = 0.15) -> ClassificationData:
+    """A held-out split by hash of the text: stable across runs, machines and row order."""
+    train, held = [], []
+    for text, label in rows:
+        bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if bucket < eval_fraction else train).append((text, label))
+    if not train or not held:
+        raise DataError(f"{len(rows)} examples are too few to hold some out for evaluation; expected at least 20")
+    return ClassificationData(labels, train, held)
+
+
+def split_corpus(text: str, eval_fraction: float = 0.1) -> CorpusData:
+    if len(text) < 1000:
+        raise DataError(f"the corpus has {len(text)} characters; expected at least 1000 to train and evaluate on")
+    cut = int(len(text) * (1 - eval_fraction))
+    return CorpusData(text[:cut], text[cut:])
+
+
+TASKS = {
+    "stdlib-topics": ("encoder", stdlib_topics),
+    "pydoc-lm": ("decoder", pydoc_corpus),
+}
+DEFAULT_TASK = {"encoder": "stdlib-topics", "decoder": "pydoc-lm"}
+
+
+def load_task(name: str, arch: str) -> ClassificationData | CorpusData:
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)} (or --data FILE)")
+    task_arch, build = TASKS[name]
+    if task_arch != arch:
+        raise DataError(f"task {name!r} trains a{'n' if task_arch == 'encoder' else ''} {task_arch}, not a {arch}")
+    return build()
+
+
+def load_data_file(path: str | Path, arch: str) -> ClassificationData | CorpusData:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; expected a text or JSON Lines file") from None
+    if not raw.strip():
+        raise DataError(f"{path} is empty; expected training text")
+    records = _jsonl(path, raw) if path.suffix == ".jsonl" else None
+    if arch == "decoder":
+        text = "\n\n".join(str(r.get("text", "")) for r in records) if records is not None else raw
+        return split_corpus(text)
+    pairs = [(str(r.get("text", "")), str(r.get("label", ""))) for r in records] if records is not None else _tsv(path, raw)
+    for i, (text, label) in enumerate(pairs):
+        if not text or label == "":
+            raise DataError(f"{path}: example {i + 1} lacks a text or a label; expected both")
+    labels = sorted({label for _, label in pairs})
+    if len(labels) < 2:
+        raise DataError(f"{path} has {len(labels)} distinct label(s); classification needs at least 2")
+    return split_classification(labels, [(t, labels.index(lbl)) for t, lbl in pairs])
+
+
+def _jsonl(path: Path, raw: str) -> list[dict]:
+    records = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n} is not valid JSON ({e.msg}); expected one JSON object per line") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{n} is a JSON {type(rec).__name__}; expected an object with a \"text\" field")
+        records.append(rec)
+    return records
+
+
+def _tsv(path: Path, raw: str) -> list[tuple[str, str]]:
+    pairs = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise DataError(f"{path}:{n} has no tab; expected 'label<TAB>text' lines or a .jsonl file")
+        label, text = line.split("\t", 1)
+        pairs.append((text.strip(), label.strip()))
+    return pairs

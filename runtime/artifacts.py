@@ -1,0 +1,53 @@
+"""Atomic directory writes and file hashes, shared by checkpoints and bundles.
+
+A stage builds its artifact in a temporary sibling directory and renames it into place, so a
+killed process never leaves a directory that loads half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import EdgeformerError
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary directory that becomes `final` when the block succeeds.
+
+    On any exception the temporary directory is removed and `final` is left as it was. With
+    `overwrite`, an existing `final` is replaced only after the new one is complete.
+    """
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise EdgeformerError(f"{final} already exists; choose another --out or pass --overwrite")
+    if final.exists() and not final.is_dir():
+        raise EdgeformerError(f"{final} exists and is not a directory; expected a directory path")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            os.replace(final, old / "previous")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,17 @@
+"""The one error family that edgeformer raises for bad input.
+
+Every message says what was wrong and what was expected, on one line, so the CLI can print it
+as is and exit 2 without a traceback.
+"""
+
+
+class EdgeformerError(Exception):
+    """Bad input: a missing or corrupt artifact, a wrong argument, an input that does not fit."""
+
+
+class BundleError(EdgeformerError):
+    """A bundle directory that is missing, incomplete, tampered with or of an unknown format."""
+
+
+class InputError(EdgeformerError, ValueError):
+    """Arrays handed to a model that do not match what its manifest declares."""
