@@ -12,6 +12,9 @@ from typing import Callable
 
 import numpy as np
 
+from .inputs import manifest_inputs
+from .model import Model
+
 
 @dataclass
 class LatencyStats:
@@ -55,3 +58,42 @@ def measure_latency(
         min_ms=float(t.min()),
         runs=len(times),
     )
+
+
+@dataclass
+class BenchResult:
+    batch: int
+    seq: int
+    providers: list[str]
+    runtime: LatencyStats
+    eager: LatencyStats | None = None  # PyTorch eager on the same inputs, in the same process run
+
+    @property
+    def speedup(self) -> float | None:
+        """PyTorch eager median / runtime median: above 1 means the bundle is faster."""
+        return self.eager.median_ms / self.runtime.median_ms if self.eager else None
+
+    def to_json(self) -> dict:
+        return {"batch": self.batch, "seq": self.seq, "providers": self.providers,
+                "runtime": self.runtime.to_json(), "throughput_per_s": self.runtime.throughput(self.batch),
+                "eager": self.eager.to_json() if self.eager else None, "speedup_vs_eager": self.speedup}
+
+
+def bench_model(
+    model: Model,
+    batch: int,
+    seq: int,
+    reference: Callable[[dict[str, np.ndarray]], Callable[[], object]] | None = None,
+    min_seconds: float = 2.0,
+    seed: int = 0,
+) -> BenchResult:
+    """Time `model` on full-length random inputs of (batch, seq); with `reference`, time it too.
+
+    `reference(feeds)` returns a no-argument callable (PyTorch eager on the same feeds). Each side
+    is timed in its own block, the runtime first, so neither taxes the other.
+    """
+    feeds = model.validate(manifest_inputs(model.manifest, batch, seq, seed, padded=False))
+    session = model.session
+    rt = measure_latency(lambda: session.run(None, feeds), min_seconds=min_seconds)
+    ref = measure_latency(reference(feeds), min_seconds=min_seconds) if reference else None
+    return BenchResult(batch, seq, model.providers, rt, ref)

@@ -1,0 +1,85 @@
+"""PyTorch -> ONNX through the dynamo exporter, with dynamic batch and sequence axes.
+
+At opset 23 each `F.scaled_dot_product_attention` becomes one standard-domain `Attention` node
+(fused). At opset 18 the exporter writes MatMul/Softmax chains instead (unfused), for runtimes
+that lack the `Attention` op (TensorRT before 10.x, onnxruntime before 1.22, older mobile builds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgeformer.modeling.model import Transformer
+from edgeformer.runtime.errors import EdgeformerError
+
+ATTENTION_OPSETS = {"fused": 23, "unfused": 18}
+INPUT_NAMES = ["input_ids", "attention_mask"]
+
+
+class ExportError(EdgeformerError):
+    pass
+
+
+class _Outputs(torch.nn.Module):
+    """Returns the model's outputs as a tuple in `output_names` order (ONNX outputs are positional)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+        self.names = model.output_names
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        out = self.model(input_ids, attention_mask)
+        return tuple(out[n] for n in self.names)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter narrates every step and warns about unrelated optional packages: keep that off the user's terminal."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels):
+            lg.setLevel(lvl)
+
+
+def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused") -> Path:
+    """Write `model` to `path` as ONNX: inputs input_ids and attention_mask, (batch, seq) int64."""
+    if attention not in ATTENTION_OPSETS:
+        raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
+    model = model.eval()
+    cfg = model.cfg
+    # Two rows and more than one token, so that neither axis is specialised to a constant.
+    T = min(16, cfg.max_len)
+    ids = torch.randint(0, cfg.vocab_size, (2, T))
+    mask = torch.ones(2, T, dtype=torch.long)
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("seq", max=cfg.max_len)
+    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                _Outputs(model), (ids, mask), dynamo=True, opset_version=ATTENTION_OPSETS[attention],
+                input_names=INPUT_NAMES, output_names=model.output_names, dynamic_shapes=dynamic,
+                optimize=True, verbose=False, report=False,
+            )
+            program.save(str(path))
+    except EdgeformerError:
+        raise
+    except Exception as e:  # the exporter's failures come as many exception types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ExportError(f"torch.onnx.export failed: {first}") from e
+    return Path(path)

@@ -1,0 +1,122 @@
+"""The parity gate: the same inputs through PyTorch and through the bundle, compared output by output.
+
+Inputs are random token ids over the whole vocabulary in several batch sizes and lengths, with
+the rows after the first right-padded to random lengths. Per-token outputs are compared at real
+(unpadded) positions only: what a padded position computes is not part of the model's contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from edgeformer.modeling.model import Transformer
+from edgeformer.runtime.bundle import TensorSpec
+from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.inputs import MASK, example_inputs
+
+FLOAT32_ATOL = 1e-4
+
+
+@dataclass
+class OutputParity:
+    name: str
+    max_abs: float
+    mean_abs: float
+    cosine: float
+
+
+@dataclass
+class CaseParity:
+    batch: int
+    seq: int
+    padded: bool
+    outputs: list[OutputParity]
+
+
+@dataclass
+class ParityReport:
+    atol: float
+    cases: list[CaseParity] = field(default_factory=list)
+
+    @property
+    def worst(self) -> dict[str, OutputParity]:
+        """Per output: the largest max/mean error and the smallest cosine over all cases."""
+        out: dict[str, OutputParity] = {}
+        for case in self.cases:
+            for o in case.outputs:
+                w = out.get(o.name)
+                out[o.name] = o if w is None else OutputParity(
+                    o.name, max(w.max_abs, o.max_abs), max(w.mean_abs, o.mean_abs), min(w.cosine, o.cosine))
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(o.max_abs <= self.atol for o in self.worst.values())
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "atol": self.atol,
+                "worst": {k: asdict(v) for k, v in self.worst.items()},
+                "cases": [asdict(c) for c in self.cases]}
+
+    def rows(self) -> list[list[str]]:
+        """Table rows: output, max abs, mean abs, min cosine, verdict."""
+        return [[o.name, f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}", f"{o.cosine:.8f}",
+                 "pass" if o.max_abs <= self.atol else f"FAIL (> {self.atol:g})"] for o in self.worst.values()]
+
+
+class ParityFailure(EdgeformerError):
+    def __init__(self, report: ParityReport, where: str):
+        self.report = report
+        worst = max(report.worst.values(), key=lambda o: o.max_abs / report.atol, default=None)
+        detail = f"{worst.name} max abs error {worst.max_abs:.3g} > {report.atol:g}" if worst else "no cases ran"
+        super().__init__(f"{where} failed the parity gate: {detail}")
+
+
+def default_cases(max_len: int) -> list[tuple[int, int]]:
+    """(batch, seq): one token, short and odd lengths, a long padded batch, and the maximum length."""
+    lengths = [1, 16, 7, 33, min(128, max_len), max_len]
+    batches = [1, 1, 2, 4, 3, 2]
+    return [(b, min(t, max_len)) for b, t in zip(batches, lengths)]
+
+
+def compare(name: str, ref: np.ndarray, got: np.ndarray, valid: np.ndarray | None) -> OutputParity:
+    if ref.shape != got.shape:
+        raise EdgeformerError(f"output {name} has shape {got.shape} in the bundle but {ref.shape} in PyTorch")
+    if valid is not None:  # (B, T, ...) outputs: keep real positions only
+        ref, got = ref[valid], got[valid]
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    diff = np.abs(r - g)
+    denom = np.linalg.norm(r) * np.linalg.norm(g)
+    cosine = float(r @ g / denom) if denom > 0 else float(np.array_equal(r, g))
+    return OutputParity(name, float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0, cosine)
+
+
+def check_parity(
+    model: Transformer,
+    run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    cases: list[tuple[int, int]] | None = None,
+    atol: float = FLOAT32_ATOL,
+    seed: int = 0,
+) -> ParityReport:
+    """Run every case through `model` (PyTorch) and `run` (the bundle) and compare."""
+    model = model.eval()
+    rng = np.random.default_rng(seed)
+    report = ParityReport(atol)
+    for batch, seq in cases or default_cases(model.cfg.max_len):
+        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True)
+        with torch.no_grad():
+            ref = model(*(torch.from_numpy(feeds[s.name]) for s in inputs))
+        got = run(feeds)
+        valid = feeds[MASK].astype(bool) if MASK in feeds else None
+        results = []
+        for spec in outputs:
+            per_token = len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq")
+            results.append(compare(spec.name, ref[spec.name].numpy(), np.asarray(got[spec.name]), valid if per_token else None))
+        report.cases.append(CaseParity(batch, seq, batch > 1, results))
+    return report
