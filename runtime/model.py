@@ -161,10 +161,10 @@ def _check_bounds(spec: TensorSpec, arr: np.ndarray) -> None:
         return
     if spec.min is not None and arr.min() < spec.min:
         idx = np.unravel_index(int(np.argmin(arr)), arr.shape)
-        raise InputError(f"{spec.name} has value {arr[idx]} at {list(idx)}; expected values in {_range(spec)}")
+        raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected values in {_range(spec)}")
     if spec.max is not None and arr.max() > spec.max:
         idx = np.unravel_index(int(np.argmax(arr)), arr.shape)
-        raise InputError(f"{spec.name} has value {arr[idx]} at {list(idx)}; expected values in {_range(spec)}")
+        raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected values in {_range(spec)}")
 
 
 def _range(spec: TensorSpec) -> str:

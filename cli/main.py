@@ -1,0 +1,187 @@
+"""The `edgeformer` command: one verb per stage. Commands are thin; the work is in library functions.
+
+Exit codes: 0 success, 1 a parity gate failed, 2 bad input (one line on stderr, no traceback).
+Heavy imports happen inside each command so that `edgeformer run` starts without PyTorch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from edgeformer.runtime.errors import EdgeformerError
+
+from .output import ms, parity_table, table, write_json
+
+JSON_HELP = "Also write the result as JSON to FILE ('-' for stdout)."
+
+
+class Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgeformerError as e:
+            report = getattr(e, "report", None)
+            if report is not None:  # a parity failure: show the numbers, exit 1
+                parity_table("parity report", report)
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeformer")
+def cli():
+    """Train, export, check and run transformers for the edge."""
+
+
+def runtime_options(f):
+    f = click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads (default: all cores).")(f)
+    f = click.option("--spin/--no-spin", default=False, show_default=True,
+                     help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core).")(f)
+    f = click.option("--providers", "-p", multiple=True, metavar="NAME",
+                     help="Execution provider in order of preference: cpu, cuda, tensorrt, ... (repeatable).")(f)
+    return f
+
+
+@cli.command()
+@click.option("--arch", type=click.Choice(["encoder", "decoder"]), required=True)
+@click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
+@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder). Default: the arch's task.")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2), help="Longest training sequence.")
+@click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, vocab_size, seed, overwrite, json_out):
+    """Train a model on a built-in task or your data and write a checkpoint."""
+    from edgeformer.modeling.config import ModelConfig
+    from edgeformer.modeling.train import TrainConfig, train_checkpoint
+
+    ModelConfig.from_preset(preset)  # an unknown preset fails before any data is read
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
+    result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overwrite=overwrite)
+    click.echo(f"wrote checkpoint {out} ({result.seconds:.1f} s)")
+    write_json(json_out, {"checkpoint": out, "history": result.history, "seconds": result.seconds})
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
+@click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True,
+              help="fused: one ONNX Attention node per layer (opset 23); unfused: MatMul/Softmax (opset 18).")
+@click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Parity tolerance: largest absolute difference allowed against PyTorch.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def export(checkpoint, out, attention, atol, overwrite, json_out):
+    """Export CHECKPOINT to an ONNX bundle; written only if it passes the parity gate."""
+    from edgeformer.export import export_bundle
+
+    result = export_bundle(checkpoint, out, attention=attention, atol=atol, overwrite=overwrite)
+    att = result.manifest.attention
+    parity_table(f"parity: {checkpoint} vs {out}", result.report)
+    click.echo(f"wrote bundle {out}: opset {result.manifest.opset}, {att['count']} x {att['op']}, parity passed")
+    write_json(json_out, {"bundle": out, "attention": att, "parity": result.report.to_json()})
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--reference", required=True, type=click.Path(), help="The PyTorch checkpoint the bundle came from.")
+@click.option("--atol", type=click.FloatRange(min=0, min_open=True), help="Tolerance (default: the bundle's recorded one).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the random inputs.")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def parity(bundle, reference, atol, seed, json_out):
+    """Compare BUNDLE against PyTorch on random padded inputs; exit 1 on failure."""
+    from edgeformer.export import bundle_parity
+
+    report = bundle_parity(bundle, reference, atol=atol, seed=seed)
+    write_json(json_out, report.to_json())
+    if json_out != "-":
+        parity_table(f"parity: {reference} vs {bundle}", report)
+    if not report.passed:
+        click.echo(f"error: {bundle} failed the parity gate (atol {report.atol:g})", err=True)
+        sys.exit(1)
+    if json_out != "-":
+        click.echo(f"parity passed: {len(report.cases)} input sets, worst max abs error "
+                   f"{max(o.max_abs for o in report.worst.values()):.3g} <= {report.atol:g}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--input", "input_file", type=click.Path(dir_okay=False),
+              help=".npy of input_ids (B, T) or (T,), or .npz with one array per input name.")
+@click.option("--ids", multiple=True, help='Token ids of one sequence, e.g. "5 17 42" (repeat for a batch; rows are right-padded).')
+@runtime_options
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def run(bundle, input_file, ids, providers, spin, threads, json_out):
+    """Run BUNDLE on token ids and print its outputs (no PyTorch needed)."""
+    from . import run_cmd
+
+    run_cmd.run(bundle, input_file, ids, providers, spin, threads, json_out)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--seq", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--reference", type=click.Path(), help="PyTorch checkpoint to time in the same run (eager).")
+@click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(min=0.1), help="Time per side.")
+@runtime_options
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def bench(bundle, batch, seq, reference, seconds, providers, spin, threads, json_out):
+    """Latency of BUNDLE (median, p90, p99), and its ratio to PyTorch eager with --reference."""
+    from edgeformer import runtime
+    from edgeformer.runtime.bench import bench_model
+
+    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+    limit = model.manifest.axes.get("seq", {}).get("max")
+    if limit is not None and seq > limit:
+        raise EdgeformerError(f"--seq {seq} is longer than this model accepts (at most {limit})")
+    runner = None
+    if reference:
+        from edgeformer.modeling import load as load_checkpoint
+        from edgeformer.modeling.eager import eager_runner
+
+        ref_model = load_checkpoint(reference)
+        runner = lambda feeds: eager_runner(ref_model, feeds)  # noqa: E731
+    result = bench_model(model, batch, seq, runner, min_seconds=seconds)
+    rows = [["onnxruntime (" + ", ".join(p.replace("ExecutionProvider", "") for p in result.providers) + ")",
+             ms(result.runtime.median_ms), ms(result.runtime.p90_ms), ms(result.runtime.p99_ms),
+             f"{result.runtime.throughput(batch):.1f}", result.runtime.runs]]
+    if result.eager:
+        e = result.eager
+        rows.append(["pytorch eager", ms(e.median_ms), ms(e.p90_ms), ms(e.p99_ms), f"{e.throughput(batch):.1f}", e.runs])
+    if json_out != "-":
+        table(f"bench {bundle}: batch {batch} x {seq} tokens", ["engine", "median ms", "p90 ms", "p99 ms", "seq/s", "runs"], rows)
+        if result.speedup:
+            click.echo(f"onnxruntime is {result.speedup:.2f}x the speed of PyTorch eager (median, same run)")
+    write_json(json_out, result.to_json())
+
+
+@cli.command()
+@click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo's checkpoints, bundles and summary.")
+@click.option("--quick", is_flag=True, help="Fewer epochs and a shorter benchmark (for tests).")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def demo(out, quick, json_out):
+    """Train a small encoder and decoder, export, check parity, benchmark, and summarise."""
+    from .demo import run_demo
+
+    summary = run_demo(out, quick=quick)
+    write_json(json_out, summary)
+
+
+def main():
+    cli(prog_name="edgeformer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""How the CLI speaks: tables for people, JSON for machines, one-line errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*(str(x) for x in r))
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: don't squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(t)
+
+
+def write_json(dest: str | None, data: Any) -> None:
+    """Write `data` to the file `dest`, or to stdout when `dest` is '-'."""
+    if dest is None:
+        return
+    text = json.dumps(data, indent=2, default=_default)
+    if dest == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(dest).write_text(text + "\n")
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def parity_table(title: str, report) -> None:
+    table(title, ["output", "max abs", "mean abs", "min cosine", f"verdict (atol {report.atol:g})"], report.rows())

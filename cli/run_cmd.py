@@ -1,0 +1,86 @@
+"""`edgeformer run`: feed token ids to a bundle and print what it returns. Imports no PyTorch."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edgeformer import runtime
+from edgeformer.runtime.errors import EdgeformerError
+
+from .output import write_json
+
+
+def read_inputs(input_file: str | None, ids: tuple[str, ...], pad_id: int) -> dict[str, np.ndarray]:
+    if bool(input_file) == bool(ids):
+        raise EdgeformerError("give either --input FILE or --ids \"...\"")
+    if ids:
+        rows = []
+        for text in ids:
+            try:
+                rows.append([int(t) for t in text.replace(",", " ").split()])
+            except ValueError:
+                raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
+            if not rows[-1]:
+                raise EdgeformerError("--ids is empty; expected at least one token id")
+        T = max(len(r) for r in rows)
+        input_ids = np.full((len(rows), T), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), T), dtype=np.int64)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)], mask[i, : len(r)] = r, 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+    path = Path(input_file)
+    if not path.is_file():
+        raise EdgeformerError(f"input file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)  # never unpickle object arrays
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise EdgeformerError(f"cannot read {path} as .npy/.npz without pickle: {e}") from None
+    if isinstance(loaded, np.ndarray):
+        return {"input_ids": loaded[None, :] if loaded.ndim == 1 else loaded}
+    with loaded:
+        return {k: loaded[k] for k in loaded.files}
+
+
+def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> list[str]:
+    """Human-readable lines: predictions for known tasks, then every output's shape and values."""
+    m = model.manifest.model
+    lines = []
+    logits = outputs.get("logits")
+    if logits is not None and m.get("task") == "classification":
+        labels = m.get("labels") or [str(i) for i in range(logits.shape[-1])]
+        for row, p in enumerate(_softmax(logits)):
+            top = np.argsort(-p)[:3]
+            lines.append(f"row {row}: {labels[top[0]]} ({p[top[0]]:.3f})  next: "
+                         + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top[1:]))
+    elif logits is not None and m.get("task") == "causal-lm":
+        mask = feeds.get("attention_mask", np.ones(logits.shape[:2], dtype=np.int64))
+        for row in range(logits.shape[0]):
+            last = int(mask[row].sum()) - 1
+            p = _softmax(logits[row, last])
+            top = np.argsort(-p)[:5]
+            lines.append(f"row {row}: next token ids " + ", ".join(f"{i} ({p[i]:.3f})" for i in top))
+    for name, value in outputs.items():
+        lines.append(f"{name}: shape {tuple(value.shape)} {value.dtype}")
+        lines.append(np.array2string(value, precision=4, threshold=24, edgeitems=3, suppress_small=True))
+    return lines
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def run(bundle, input_file, ids, providers, spin, threads, json_out) -> None:
+    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+    feeds = read_inputs(input_file, ids, int(model.manifest.config.get("pad_id", 0)))
+    feeds = model.validate(feeds)
+    outputs = model(feeds)
+    if json_out != "-":
+        click.echo("\n".join(describe(model, feeds, outputs)))
+    write_json(json_out, {k: v for k, v in outputs.items()})
+    sys.stdout.flush()
