@@ -148,7 +148,7 @@ def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
     want = np.dtype(spec.dtype)
     if arr.ndim != len(spec.shape):
         raise InputError(
-            f"{spec.name} has rank {arr.ndim} (shape {tuple(arr.shape)}); expected rank {len(spec.shape)} ({_fmt(spec.shape)})"
+            f"{spec.name} has rank {arr.ndim} (shape {tuple(arr.shape)}); expected rank {len(spec.shape)} {_fmt(spec.shape)}"
         )
     ok_kinds = {"i": "iub", "u": "iub", "f": "f", "b": "b"}.get(want.kind, want.kind)
     if arr.dtype.kind not in ok_kinds:
@@ -210,6 +210,6 @@ def load(
     lost = [p for p in chosen if p not in actual]
     if lost:
         notes.append(f"onnxruntime could not start {', '.join(lost)}; running on {', '.join(actual)}")
-    for note in notes:
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    if notes:
+        warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)
     return Model(bundle, session, notes)

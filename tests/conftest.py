@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny random-weight checkpoints and bundles exported once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgeformer.modeling import ModelConfig, Transformer, save
+from edgeformer.modeling.tokenizer import train_tokenizer
+
+TINY = dict(vocab_size=300, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0)
+
+
+def make_checkpoint(path, seed: int = 0, tokenizer=None, **overrides):
+    """A randomly initialised model saved as a checkpoint; returns (path, model)."""
+    torch.manual_seed(seed)
+    model = Transformer(ModelConfig(**{**TINY, **overrides})).eval()
+    save(model, path, tokenizer=tokenizer)
+    return path, model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    texts = ["the quick brown fox jumps over the lazy dog", "edge devices run small transformers"] * 50
+    return train_tokenizer(texts, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def encoder_ckpt(tmp_path_factory, tokenizer):
+    path, _ = make_checkpoint(tmp_path_factory.mktemp("enc") / "ckpt", tokenizer=tokenizer, num_labels=3,
+                              labels=["a", "b", "c"], vocab_size=tokenizer.vocab_size)
+    return path
+
+
+@pytest.fixture(scope="session")
+def decoder_ckpt(tmp_path_factory):
+    path, _ = make_checkpoint(tmp_path_factory.mktemp("dec") / "ckpt", seed=1, arch="decoder", positional="learned")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder_bundle(tmp_path_factory, encoder_ckpt):
+    from edgeformer.export import export_bundle
+
+    return export_bundle(encoder_ckpt, tmp_path_factory.mktemp("encb") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def decoder_bundle(tmp_path_factory, decoder_ckpt):
+    from edgeformer.export import export_bundle
+
+    return export_bundle(decoder_ckpt, tmp_path_factory.mktemp("decb") / "bundle")
