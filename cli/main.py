@@ -56,18 +56,23 @@ def runtime_options(f):
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2), help="Longest training sequence.")
+@click.option("--positional", type=click.Choice(["sinusoidal", "learned"]),
+              help="Position encoding (default: sinusoidal for encoders, learned for decoders).")
+@click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
 @click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, vocab_size, seed, overwrite, json_out):
+def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, positional, norm, vocab_size, seed,
+          overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
     from edgeformer.modeling.config import ModelConfig
     from edgeformer.modeling.train import TrainConfig, train_checkpoint
 
     ModelConfig.from_preset(preset)  # an unknown preset fails before any data is read
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
-    result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overwrite=overwrite)
+    overrides = {k: v for k, v in (("positional", positional), ("norm", norm)) if v}
+    result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
     click.echo(f"wrote checkpoint {out} ({result.seconds:.1f} s)")
     write_json(json_out, {"checkpoint": out, "history": result.history, "seconds": result.seconds})
 

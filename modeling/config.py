@@ -20,6 +20,12 @@ CHOICES = {
 }
 
 
+# What each architecture gets unless told otherwise. Decoders are GPT-style: learned positions.
+# (Measured on pydoc-lm, tiny preset, 180 steps: with tied embeddings and fixed sinusoidal positions
+# held-out perplexity stayed at the unigram plateau, about 370; learned positions reached 177.)
+ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "learned"}}
+
+
 class ConfigError(EdgeformerError):
     pass
 
@@ -90,6 +96,8 @@ class ModelConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "ModelConfig":
+        """The preset's sizes, the architecture's defaults (ARCH_DEFAULTS), then `overrides`."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        arch = overrides.get("arch", cls.arch)
+        return cls(**{**PRESETS[name], **ARCH_DEFAULTS.get(arch, {}), **overrides})

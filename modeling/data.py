@@ -113,7 +113,9 @@ def split_classification(labels: list[str], rows: list[tuple[str, int]], eval_fr
         bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (held if bucket < eval_fraction else train).append((text, label))
     if not train or not held:
-        raise DataError(f"{len(rows)} examples are too few to hold some out for evaluation; expected at least 20")
+        distinct = len({t for t, _ in rows})
+        raise DataError(f"{len(rows)} examples ({distinct} distinct texts) leave no {'training' if not train else 'held-out'} "
+                        f"examples after holding out {eval_fraction:.0%} by text; expected at least 20 distinct texts")
     return ClassificationData(labels, train, held)
 
 

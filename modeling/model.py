@@ -124,6 +124,10 @@ class Transformer(nn.Module):
             self.head_dropout = nn.Dropout(cfg.dropout)
             self.classifier = nn.Linear(cfg.d_model, cfg.num_labels)
         self.apply(self._init_weights)
+        if cfg.positional == "sinusoidal":
+            # Scaled by sqrt(d) in Embeddings, tokens then have unit variance like the +-1 positions
+            # (the paper's convention); at std 0.02 the fixed positions would outweigh them 6 to 1.
+            nn.init.normal_(self.embed.tok.weight, mean=0.0, std=cfg.d_model**-0.5)
         if cfg.arch == "decoder" and cfg.tie_embeddings:
             self.lm_head.weight = self.embed.tok.weight
 
