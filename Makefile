@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bundle_vs_eager.py
 	$(BIN)/python benchmarks/runtime_footprint.py
 
 clean:

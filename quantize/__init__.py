@@ -1,1 +1,1 @@
-"""edgeformer.quantize."""
+"""edgeformer.quantize: quantization recipes for bundles (onnxruntime.quantization; never torch)."""
