@@ -19,6 +19,7 @@ from edgeformer.modeling.data import stdlib_topics
 from edgeformer.modeling.eager import eager_runner
 from edgeformer.modeling.train import TrainConfig, train_checkpoint
 from edgeformer.runtime.bench import bench_model
+from edgeformer.runtime.postprocess import softmax
 from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .output import ms, table
@@ -76,14 +77,7 @@ def classify_examples(bundle_dir: Path, n: int = 5) -> list[dict]:
     limit = model.manifest.config["max_len"]
     ids, mask = tok.encode_batch([t for t, _ in held], max_length=limit)
     logits = model(input_ids=ids, attention_mask=mask)["logits"]
-    probs = _softmax(logits)
+    probs = softmax(logits)
     labels = model.manifest.model["labels"]
     return [{"text": t, "label": labels[y], "predicted": labels[int(p.argmax())], "probability": float(p.max())}
             for (t, y), p in zip(held, probs)]
-
-
-def _softmax(x):
-    import numpy as np
-
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeformer import runtime
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.postprocess import softmax
 
 from .output import write_json
 
@@ -53,7 +54,7 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     logits = outputs.get("logits")
     if logits is not None and m.get("task") == "classification":
         labels = m.get("labels") or [str(i) for i in range(logits.shape[-1])]
-        for row, p in enumerate(_softmax(logits)):
+        for row, p in enumerate(softmax(logits)):
             top = np.argsort(-p)[:3]
             lines.append(f"row {row}: {labels[top[0]]} ({p[top[0]]:.3f})  next: "
                          + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top[1:]))
@@ -61,18 +62,13 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
         mask = feeds.get("attention_mask", np.ones(logits.shape[:2], dtype=np.int64))
         for row in range(logits.shape[0]):
             last = int(mask[row].sum()) - 1
-            p = _softmax(logits[row, last])
+            p = softmax(logits[row, last])
             top = np.argsort(-p)[:5]
             lines.append(f"row {row}: next token ids " + ", ".join(f"{i} ({p[i]:.3f})" for i in top))
     for name, value in outputs.items():
         lines.append(f"{name}: shape {tuple(value.shape)} {value.dtype}")
         lines.append(np.array2string(value, precision=4, threshold=24, edgeitems=3, suppress_small=True))
     return lines
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def run(bundle, input_file, ids, providers, spin, threads, json_out) -> None:

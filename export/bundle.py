@@ -13,8 +13,7 @@ from edgeformer import runtime
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.model import Transformer
 from edgeformer.runtime.artifacts import atomic_directory, sha256_file
-from edgeformer.runtime.bundle import Manifest, TensorSpec, write_manifest
-from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE
+from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, TensorSpec, write_manifest
 
 from .checks import check_graph
 from .onnx import ATTENTION_OPSETS, INPUT_NAMES, export_onnx

@@ -134,7 +134,7 @@ def test_run_bad_input(tmp_path, trained):
     np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     assert_bad_input(cli("run", b, "--input", tmp_path / "obj.npy", ok=False), "without pickle")
     assert_bad_input(cli("run", tmp_path / "nobundle", "--ids", "1", ok=False), "does not exist")
-    assert_bad_input(cli("bench", b, "--seq", "4096", ok=False), "--seq 4096 is longer than this model accepts (at most 128)")
+    assert_bad_input(cli("bench", b, "--seq", "4096", ok=False), "input_ids has seq=4096; this model accepts at most 128")
 
 
 def test_tampered_bundle_is_refused(tmp_path, trained):
@@ -145,6 +145,12 @@ def test_tampered_bundle_is_refused(tmp_path, trained):
     with open(b / "model.onnx", "ab") as f:
         f.write(b"\0")
     assert_bad_input(cli("run", b, "--ids", "1 2", ok=False), "model.onnx does not match the sha256 in the manifest")
+
+
+def test_unwritable_output_is_one_line(tmp_path, trained):
+    (tmp_path / "file").write_text("not a directory")
+    proc = cli("export", trained / "ckpt", "--out", tmp_path / "file" / "bundle", ok=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_usage_errors_exit_2(trained):

@@ -153,3 +153,25 @@ def test_padded_inputs_match_unpadded(encoder_bundle):
     batch = model(input_ids=ids, attention_mask=mask)["logits"]
     alone = model(input_ids=ids[1:, :3])["logits"]
     np.testing.assert_allclose(batch[1], alone[0], atol=1e-5)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_property_each_padded_row_equals_the_row_alone(decoder_bundle, data):
+    """For any batch of right-padded rows, each row's logits at real positions equal the row run alone."""
+    model = runtime.load(decoder_bundle.path)
+    vocab = model.manifest.config["vocab_size"]
+    lengths = data.draw(st.lists(st.integers(1, 64), min_size=1, max_size=4), label="lengths")
+    rows = [data.draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)) for n in lengths]
+    T = max(lengths)
+    ids = np.zeros((len(rows), T), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)], mask[i, : len(r)] = r, 1
+    batch = model(input_ids=ids, attention_mask=mask)["logits"]
+    for i, r in enumerate(rows):
+        alone = model(input_ids=np.array([r]))["logits"][0]
+        np.testing.assert_allclose(batch[i, : len(r)], alone, atol=1e-4)
