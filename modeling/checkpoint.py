@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from edgeformer.runtime.artifacts import atomic_directory
+from edgeformer.runtime.artifacts import atomic_directory, read_json_object
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
@@ -50,19 +50,7 @@ def save(
 
 
 def read_config(path: str | os.PathLike) -> ModelConfig:
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path} does not exist; expected a directory with {CONFIG_FILE} and {WEIGHTS_FILE}")
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{path} has no {CONFIG_FILE}; expected a checkpoint directory made by 'edgeformer train'")
-    try:
-        data = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{cfg_path} holds {type(data).__name__}; expected a JSON object")
-    return ModelConfig.from_dict(data)
+    return ModelConfig.from_dict(read_json_object(path, CONFIG_FILE, CheckpointError, "checkpoint", "edgeformer train"))
 
 
 def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | None:

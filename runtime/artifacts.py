@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import EdgeformerError
 
@@ -23,6 +24,23 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_json_object(directory: str | os.PathLike, name: str, error: type[EdgeformerError], kind: str, made_by: str) -> dict[str, Any]:
+    """The JSON object in `directory/name`, or `error` saying what is missing or malformed."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise error(f"{kind} {directory} does not exist; expected a directory made by '{made_by}'")
+    path = directory / name
+    if not path.is_file():
+        raise error(f"{directory} has no {name}; expected a {kind} made by '{made_by}'")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({e}); the {kind} is corrupt") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a JSON {type(data).__name__}; expected an object")
+    return data
 
 
 @contextlib.contextmanager

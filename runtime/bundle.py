@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import sha256_file
+from .artifacts import read_json_object, sha256_file
 from .errors import BundleError
 
 FORMAT = "edgeformer.bundle"
@@ -118,17 +118,9 @@ def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Manifest
 
 
 def read_manifest(directory: str | os.PathLike) -> Manifest:
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BundleError(f"bundle {directory} does not exist; expected a directory made by 'edgeformer export'")
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(f"{directory} has no {MANIFEST_FILE}; expected a bundle made by 'edgeformer export'")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path} is not valid JSON ({e}); the bundle is corrupt") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = read_json_object(directory, MANIFEST_FILE, BundleError, "bundle", "edgeformer export")
+    path = Path(directory) / MANIFEST_FILE
+    if data.get("format") != FORMAT:
         raise BundleError(f"{path} is not an edgeformer manifest (expected format '{FORMAT}')")
     if data.get("format_version") != FORMAT_VERSION:
         raise BundleError(
