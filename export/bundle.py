@@ -16,7 +16,7 @@ from edgeformer.runtime.artifacts import atomic_directory, sha256_file
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, TensorSpec, write_manifest
 
 from .checks import check_graph
-from .onnx import ATTENTION_OPSETS, INPUT_NAMES, export_onnx
+from .onnx import ATTENTION_OPSETS, export_onnx
 from .parity import FLOAT32_ATOL, ParityFailure, ParityReport, check_parity
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
@@ -41,10 +41,15 @@ def tool_versions() -> dict[str, str]:
 
 def input_specs(model: Transformer) -> list[TensorSpec]:
     cfg = model.cfg
-    return [
-        TensorSpec(INPUT_NAMES[0], "int64", ("batch", "seq"), min=0, max=cfg.vocab_size - 1),
-        TensorSpec(INPUT_NAMES[1], "int64", ("batch", "seq"), min=0, max=1),
+    if cfg.image_size:
+        return [TensorSpec("pixel_values", "float32", ("batch", cfg.num_channels, cfg.image_size, cfg.image_size))]
+    specs = [
+        TensorSpec("input_ids", "int64", ("batch", "seq"), min=0, max=cfg.vocab_size - 1),
+        TensorSpec("attention_mask", "int64", ("batch", "seq"), min=0, max=1),
     ]
+    if cfg.type_vocab_size:
+        specs.append(TensorSpec("token_type_ids", "int64", ("batch", "seq"), min=0, max=cfg.type_vocab_size - 1))
+    return specs
 
 
 def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
@@ -83,7 +88,7 @@ def export_bundle(
         manifest = Manifest(
             inputs=input_specs(model),
             outputs=output_specs(graph),
-            axes={"batch": {"min": 1}, "seq": {"min": 1, "max": cfg.max_len}},
+            axes={"batch": {"min": 1}} if cfg.image_size else {"batch": {"min": 1}, "seq": {"min": 1, "max": cfg.max_len}},
             opset=ATTENTION_OPSETS[attention],
             model={"config": cfg.to_dict(), "task": cfg.task, "labels": cfg.labels,
                    "parameters": model.num_parameters(),

@@ -20,7 +20,6 @@ from edgeformer.modeling.model import Transformer
 from edgeformer.runtime.errors import EdgeformerError
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18}
-INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 class ExportError(EdgeformerError):
@@ -35,9 +34,27 @@ class _Outputs(torch.nn.Module):
         self.model = model
         self.names = model.output_names
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        out = self.model(input_ids, attention_mask)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
+        out = self.model(input_ids, attention_mask, token_type_ids, pixel_values)
         return tuple(out[n] for n in self.names)
+
+
+def example_kwargs(model: Transformer) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """Example inputs for tracing and their dynamic axes.
+
+    Two rows and more than one token, so that neither axis is specialised to a constant.
+    """
+    cfg = model.cfg
+    batch = torch.export.Dim("batch")
+    if cfg.image_size:
+        pixels = torch.randn(2, cfg.num_channels, cfg.image_size, cfg.image_size)
+        return {"pixel_values": pixels}, {"pixel_values": {0: batch}}
+    T = min(16, cfg.max_len)
+    seq = torch.export.Dim("seq", max=cfg.max_len)
+    kwargs = {"input_ids": torch.randint(0, cfg.vocab_size, (2, T)), "attention_mask": torch.ones(2, T, dtype=torch.long)}
+    if cfg.type_vocab_size:
+        kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
+    return kwargs, {name: {0: batch, 1: seq} for name in kwargs}
 
 
 @contextlib.contextmanager
@@ -57,23 +74,16 @@ def _quiet():
 
 
 def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused") -> Path:
-    """Write `model` to `path` as ONNX: inputs input_ids and attention_mask, (batch, seq) int64."""
+    """Write `model` to `path` as ONNX, with inputs named as `model.cfg.input_names`."""
     if attention not in ATTENTION_OPSETS:
         raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
     model = model.eval()
-    cfg = model.cfg
-    # Two rows and more than one token, so that neither axis is specialised to a constant.
-    T = min(16, cfg.max_len)
-    ids = torch.randint(0, cfg.vocab_size, (2, T))
-    mask = torch.ones(2, T, dtype=torch.long)
-    batch = torch.export.Dim("batch")
-    seq = torch.export.Dim("seq", max=cfg.max_len)
-    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    kwargs, dynamic = example_kwargs(model)
     try:
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(
-                _Outputs(model), (ids, mask), dynamo=True, opset_version=ATTENTION_OPSETS[attention],
-                input_names=INPUT_NAMES, output_names=model.output_names, dynamic_shapes=dynamic,
+                _Outputs(model), (), kwargs=kwargs, dynamo=True, opset_version=ATTENTION_OPSETS[attention],
+                input_names=list(kwargs), output_names=model.output_names, dynamic_shapes=dynamic,
                 optimize=True, verbose=False, report=False,
             )
             program.save(str(path))

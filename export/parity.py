@@ -108,15 +108,19 @@ def check_parity(
     model = model.eval()
     rng = np.random.default_rng(seed)
     report = ParityReport(atol)
-    for batch, seq in cases or default_cases(model.cfg.max_len):
+    if cases is None:
+        cases = default_cases(model.cfg.max_len)
+        if model.cfg.image_size:  # images have no sequence axis: one case per batch size
+            cases = [(b, model.cfg.max_len) for b in sorted({b for b, _ in cases})]
+    for batch, seq in cases:
         feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True)
         with torch.no_grad():
-            ref = model(*(torch.from_numpy(feeds[s.name]) for s in inputs))
+            ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
         got = run(feeds)
         valid = feeds[MASK].astype(bool) if MASK in feeds else None
         results = []
         for spec in outputs:
             per_token = len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq")
             results.append(compare(spec.name, ref[spec.name].numpy(), np.asarray(got[spec.name]), valid if per_token else None))
-        report.cases.append(CaseParity(batch, seq, batch > 1, results))
+        report.cases.append(CaseParity(batch, seq, valid is not None and batch > 1, results))
     return report

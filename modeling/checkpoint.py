@@ -35,17 +35,21 @@ def save(
     model: Transformer,
     path: str | os.PathLike,
     tokenizer: TextTokenizer | None = None,
-    training: dict[str, Any] | None = None,
+    records: dict[str, dict[str, Any]] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a checkpoint directory atomically: it appears complete or not at all."""
+    """Write a checkpoint directory atomically: it appears complete or not at all.
+
+    `records` are JSON files to write beside the weights: training.json (how it was trained) or
+    source.json (where imported weights came from).
+    """
     with atomic_directory(path, overwrite=overwrite) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2) + "\n")
         save_model(model, str(tmp / WEIGHTS_FILE))
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
-        if training is not None:
-            (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n")
+        for name, record in (records or {}).items():
+            (tmp / name).write_text(json.dumps(record, indent=2) + "\n")
     return Path(path)
 
 

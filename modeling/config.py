@@ -13,7 +13,7 @@ from .presets import PRESETS
 ARCHS = ("encoder", "decoder")
 CHOICES = {
     "arch": ARCHS,
-    "activation": ("relu", "gelu"),
+    "activation": ("relu", "gelu", "gelu_tanh"),
     "norm": ("pre", "post"),
     "positional": ("sinusoidal", "learned"),
     "pooling": ("mean", "cls"),
@@ -45,11 +45,19 @@ class ModelConfig:
     dropout: float = 0.1
     layer_norm_eps: float = 1e-5
     pad_id: int = 0
+    type_vocab_size: int = 0  # > 0: token type (segment) embeddings and a token_type_ids input (BERT)
+    embedding_norm: bool = False  # LayerNorm after the embeddings (BERT)
     # Heads. An encoder with num_labels > 0 classifies (pooling the tokens); a decoder predicts tokens.
     num_labels: int = 0
     labels: list[str] | None = None
     pooling: str = "mean"
+    pooler: bool = False  # a dense + tanh layer on the pooled vector before the classifier (BERT)
     tie_embeddings: bool = True
+    # Images (ViT): image_size > 0 makes the model read pixel_values (B, C, H, W) cut into patches,
+    # with a class token first; max_len must then be (image_size / patch_size)^2 + 1.
+    image_size: int = 0
+    patch_size: int = 16
+    num_channels: int = 3
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -68,6 +76,23 @@ class ModelConfig:
             raise ConfigError(f"{len(self.labels)} label names for num_labels={self.num_labels}")
         if self.arch == "decoder" and self.num_labels:
             raise ConfigError("a decoder predicts tokens; num_labels applies to encoders only")
+        if self.image_size:
+            if self.arch != "encoder" or self.positional != "learned":
+                raise ConfigError("an image model is an encoder with learned positions")
+            if self.image_size % self.patch_size:
+                raise ConfigError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
+            if self.max_len != self.num_patches + 1:
+                raise ConfigError(f"max_len={self.max_len}; an image model needs num_patches + 1 = {self.num_patches + 1}")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2 if self.image_size else 0
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.image_size:
+            return ["pixel_values"]
+        return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.type_vocab_size else [])
 
     @property
     def causal(self) -> bool:

@@ -13,10 +13,10 @@ from .model import Transformer
 def eager_runner(model: Transformer, feeds: Mapping[str, np.ndarray]) -> Callable[[], dict[str, torch.Tensor]]:
     """A no-argument callable running `model` on `feeds`, converted to tensors once, up front."""
     model = model.eval()
-    args = [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()]
+    kwargs = {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in feeds.items()}
 
     def run() -> dict[str, torch.Tensor]:
         with torch.inference_mode():
-            return model(*args)
+            return model(**kwargs)
 
     return run

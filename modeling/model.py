@@ -50,7 +50,7 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
@@ -66,7 +66,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
+        self.act = {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[cfg.activation]
         self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -83,7 +83,7 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.ff = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         if self.pre_norm:
             x = x + self.attn(self.ln1(x), keep)
             return x + self.ff(self.ln2(x))
@@ -103,24 +103,46 @@ class Embeddings(nn.Module):
             self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
             self.pos = None
             self.scale = math.sqrt(cfg.d_model)  # the 2017 paper scales token embeddings by sqrt(d)
+        self.segment = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
         positions = self.pos.weight[:T] if self.pos is not None else self.table[:T]  # (T, C)
-        return self.dropout(self.tok(input_ids) * self.scale + positions)
+        x = self.tok(input_ids) * self.scale + positions  # (B, T, C)
+        if self.segment is not None:
+            x = x + self.segment(token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids))
+        return self.dropout(self.norm(x))
+
+
+class PatchEmbeddings(nn.Module):
+    """ViT: non-overlapping patches, linearly projected, after a learned class token, plus positions."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.patch = nn.Conv2d(cfg.num_channels, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.patch(pixel_values).flatten(2).transpose(1, 2)  # (B, N, C)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)  # (B, N + 1, C)
+        return self.dropout(x + self.pos.weight)
 
 
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = Embeddings(cfg)
+        self.embed = PatchEmbeddings(cfg) if cfg.image_size else Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         if cfg.arch == "decoder":
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         elif cfg.num_labels:
+            self.pooler = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.Tanh()) if cfg.pooler else nn.Identity()
             self.head_dropout = nn.Dropout(cfg.dropout)
             self.classifier = nn.Linear(cfg.d_model, cfg.num_labels)
         self.apply(self._init_weights)
@@ -147,14 +169,24 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        B, T = input_ids.shape
-        if T > self.cfg.max_len:
-            raise ConfigError(f"sequence of {T} tokens; this model accepts at most {self.cfg.max_len}")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
-        x = self.embed(input_ids)  # (B, T, C)
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        if self.cfg.image_size:
+            x, keep = self.embed(pixel_values), None  # (B, N + 1, C); every patch sees every patch
+            attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+        else:
+            T = input_ids.shape[1]
+            if T > self.cfg.max_len:
+                raise ConfigError(f"sequence of {T} tokens; this model accepts at most {self.cfg.max_len}")
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
+            x = self.embed(input_ids, token_type_ids)  # (B, T, C)
         for block in self.blocks:
             x = block(x, keep)
         x = self.ln_f(x)
@@ -162,7 +194,8 @@ class Transformer(nn.Module):
             return {"logits": self.lm_head(x)}  # (B, T, V)
         out = {"last_hidden_state": x}
         if self.cfg.num_labels:
-            out["logits"] = self.classifier(self.head_dropout(self.pool(x, attention_mask)))  # (B, L)
+            pooled = self.pooler(self.pool(x, attention_mask))  # (B, C)
+            out["logits"] = self.classifier(self.head_dropout(pooled))  # (B, L)
         return out
 
     def pool(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

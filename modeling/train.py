@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .checkpoint import save
+from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
 from .data import DEFAULT_TASK, ClassificationData, CorpusData, load_data_file, load_task
 from .model import Transformer
@@ -210,5 +210,5 @@ def train_checkpoint(
     result = train(model, data, tok, tc, progress=progress)
     meta = {"task": task_name, "preset": preset, "train_config": asdict(tc), "history": result.history,
             "seconds": round(result.seconds, 1), "parameters": model.num_parameters()}
-    save(model, out, tokenizer=tok, training=meta, overwrite=overwrite)
+    save(model, out, tokenizer=tok, records={TRAINING_FILE: meta}, overwrite=overwrite)
     return result

@@ -23,8 +23,9 @@ PROVIDER_ALIASES = {
 }
 CPU = "CPUExecutionProvider"
 
-# A missing attention_mask means "no padding", as in every transformer library.
-FILLED_WITH_ONES = ("attention_mask",)
+# Inputs that may be left out, and the value they take, as in every transformer library:
+# no attention_mask means no padding; no token_type_ids means one segment.
+DEFAULT_FILL = {"attention_mask": 1, "token_type_ids": 0}
 
 
 def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -114,9 +115,9 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any]) -> dict[str, 
     sizes: dict[str, tuple[int, str]] = {}  # axis name -> (size, input that fixed it)
     for spec in manifest.inputs:
         if spec.name not in inputs:
-            if spec.name in FILLED_WITH_ONES and arrays:
+            if spec.name in DEFAULT_FILL and arrays:
                 first = next(iter(arrays.values()))
-                arrays[spec.name] = np.ones(first.shape[: len(spec.shape)], dtype=spec.dtype)
+                arrays[spec.name] = np.full(first.shape[: len(spec.shape)], DEFAULT_FILL[spec.name], dtype=spec.dtype)
                 continue
             raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
         arrays[spec.name] = _convert(spec, inputs[spec.name])

@@ -1,0 +1,247 @@
+"""Import Hugging Face checkpoints (BERT and BERT-shaped encoders, GPT-2, ViT) into edgeformer's own modules.
+
+The result is an edgeformer checkpoint whose model is `edgeformer.modeling.Transformer`: no
+`transformers` code is needed to load, train, export or run it. Weights are read from safetensors
+only; a pickle (`pytorch_model.bin`) is refused with the command that converts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from edgeformer.runtime.artifacts import read_json_object, sha256_file
+from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.tokenizer import TextTokenizer
+
+from .checkpoint import load_state, save
+from .config import ModelConfig
+from .model import Transformer
+
+SOURCE_FILE = "source.json"
+CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
+                "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
+ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
+               "relu": "relu"}
+
+
+class ImportError_(EdgeformerError):
+    pass
+
+
+class WeightMap:
+    """Collects edgeformer tensors from Hugging Face ones, checking each shape against the config."""
+
+    def __init__(self, hf: dict[str, torch.Tensor], prefix: str, expected: dict[str, torch.Tensor]):
+        self.hf, self.prefix, self.expected = hf, prefix, expected
+        self.state: dict[str, torch.Tensor] = {}
+        self.used: set[str] = set()
+
+    def get(self, name: str) -> torch.Tensor:
+        full = self.prefix + name
+        if full not in self.hf:
+            raise ImportError_(f"the weights lack tensor {full!r}; expected by config.json")
+        self.used.add(full)
+        return self.hf[full]
+
+    def put(self, ours: str, *names: str, transform: Callable[..., torch.Tensor] = lambda t: t) -> None:
+        tensors = [self.get(n) for n in names]
+        value = transform(*tensors)
+        want = tuple(self.expected[ours].shape)
+        if tuple(value.shape) != want:
+            shapes = ", ".join(f"{self.prefix + n} {tuple(t.shape)}" for n, t in zip(names, tensors))
+            raise ImportError_(f"tensor {shapes} does not fit: config.json implies {want} for it")
+        self.state[ours] = value.contiguous()
+
+    def linear(self, ours: str, hf: str, conv1d: bool = False) -> None:
+        """A Linear layer; GPT-2's Conv1D stores the weight transposed, (in, out)."""
+        self.put(f"{ours}.weight", f"{hf}.weight", transform=(lambda w: w.t()) if conv1d else (lambda w: w))
+        self.put(f"{ours}.bias", f"{hf}.bias")
+
+    def norm(self, ours: str, hf: str) -> None:
+        self.put(f"{ours}.weight", f"{hf}.weight")
+        self.put(f"{ours}.bias", f"{hf}.bias")
+
+    def qkv(self, ours: str, q: str, k: str, v: str) -> None:
+        cat = lambda a, b, c: torch.cat([a, b, c], dim=0)  # noqa: E731
+        self.put(f"{ours}.weight", f"{q}.weight", f"{k}.weight", f"{v}.weight", transform=cat)
+        self.put(f"{ours}.bias", f"{q}.bias", f"{k}.bias", f"{v}.bias", transform=cat)
+
+
+def _labels(hf: dict[str, Any], n: int) -> list[str]:
+    id2label = hf.get("id2label") or {}
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
+
+
+def _prefix(weights: dict[str, torch.Tensor], base: str, marker: str) -> str:
+    return f"{base}." if any(k.startswith(f"{base}.{marker}") for k in weights) else ""
+
+
+def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise ImportError_(f"position_embedding_type {hf['position_embedding_type']!r} is not supported; expected 'absolute'")
+    p = _prefix(weights, "bert", "embeddings")
+    classifier = "classifier.weight" in weights
+    n_labels = weights["classifier.weight"].shape[0] if classifier else 0
+    cfg = ModelConfig(
+        arch="encoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],
+        n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"], activation=_activation(hf.get("hidden_act", "gelu")),
+        norm="post", positional="learned", max_len=hf["max_position_embeddings"], dropout=hf.get("hidden_dropout_prob", 0.1),
+        layer_norm_eps=hf.get("layer_norm_eps", 1e-12), pad_id=hf.get("pad_token_id") or 0,
+        type_vocab_size=hf.get("type_vocab_size", 0), embedding_norm=True, num_labels=n_labels,
+        labels=_labels(hf, n_labels) if classifier else None, pooling="cls" if classifier else "mean", pooler=classifier,
+    )
+
+    def fill(m: WeightMap) -> None:
+        m.put("embed.tok.weight", "embeddings.word_embeddings.weight")
+        m.put("embed.pos.weight", "embeddings.position_embeddings.weight")
+        if cfg.type_vocab_size:
+            m.put("embed.segment.weight", "embeddings.token_type_embeddings.weight")
+        m.norm("embed.norm", "embeddings.LayerNorm")
+        for i in range(cfg.n_layers):
+            h, o = f"encoder.layer.{i}.", f"blocks.{i}."
+            m.qkv(o + "attn.qkv", h + "attention.self.query", h + "attention.self.key", h + "attention.self.value")
+            m.linear(o + "attn.proj", h + "attention.output.dense")
+            m.norm(o + "ln1", h + "attention.output.LayerNorm")
+            m.linear(o + "ff.fc1", h + "intermediate.dense")
+            m.linear(o + "ff.fc2", h + "output.dense")
+            m.norm(o + "ln2", h + "output.LayerNorm")
+        if classifier:
+            m.linear("pooler.0", "pooler.dense")
+            m.prefix = ""
+            m.linear("classifier", "classifier")
+
+    return cfg, fill, p
+
+
+def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+    p = _prefix(weights, "transformer", "wte")
+    d = hf["n_embd"]
+    cfg = ModelConfig(
+        arch="decoder", vocab_size=hf["vocab_size"], d_model=d, n_heads=hf["n_head"], n_layers=hf["n_layer"],
+        d_ff=hf.get("n_inner") or 4 * d, activation=_activation(hf.get("activation_function", "gelu_new")), norm="pre",
+        positional="learned", max_len=hf["n_positions"], dropout=hf.get("resid_pdrop", 0.1),
+        layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5), pad_id=hf.get("pad_token_id") or hf.get("eos_token_id") or 0,
+        tie_embeddings=hf.get("tie_word_embeddings", True),
+    )
+    if hf.get("scale_attn_by_inverse_layer_idx"):
+        raise ImportError_("scale_attn_by_inverse_layer_idx=true is not supported; expected the standard GPT-2 attention")
+
+    def fill(m: WeightMap) -> None:
+        m.put("embed.tok.weight", "wte.weight")
+        m.put("embed.pos.weight", "wpe.weight")
+        for i in range(cfg.n_layers):
+            h, o = f"h.{i}.", f"blocks.{i}."
+            m.norm(o + "ln1", h + "ln_1")
+            m.linear(o + "attn.qkv", h + "attn.c_attn", conv1d=True)
+            m.linear(o + "attn.proj", h + "attn.c_proj", conv1d=True)
+            m.norm(o + "ln2", h + "ln_2")
+            m.linear(o + "ff.fc1", h + "mlp.c_fc", conv1d=True)
+            m.linear(o + "ff.fc2", h + "mlp.c_proj", conv1d=True)
+        m.norm("ln_f", "ln_f")
+        if not cfg.tie_embeddings:
+            m.prefix = ""
+            m.put("lm_head.weight", "lm_head.weight")
+
+    return cfg, fill, p
+
+
+def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+    p = _prefix(weights, "vit", "embeddings")
+    classifier = "classifier.weight" in weights
+    n_labels = weights["classifier.weight"].shape[0] if classifier else 0
+    image, patch = hf.get("image_size", 224), hf.get("patch_size", 16)
+    cfg = ModelConfig(
+        arch="encoder", vocab_size=1, d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],
+        n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"], activation=_activation(hf.get("hidden_act", "gelu")),
+        norm="pre", positional="learned", max_len=(image // patch) ** 2 + 1, dropout=hf.get("hidden_dropout_prob", 0.0),
+        layer_norm_eps=hf.get("layer_norm_eps", 1e-12), num_labels=n_labels,
+        labels=_labels(hf, n_labels) if classifier else None, pooling="cls",
+        image_size=image, patch_size=patch, num_channels=hf.get("num_channels", 3),
+    )
+    if not hf.get("qkv_bias", True):
+        raise ImportError_("qkv_bias=false is not supported; expected ViT's default biased query/key/value")
+
+    def fill(m: WeightMap) -> None:
+        m.put("embed.cls", "embeddings.cls_token")
+        m.put("embed.pos.weight", "embeddings.position_embeddings", transform=lambda t: t[0])
+        m.put("embed.patch.weight", "embeddings.patch_embeddings.projection.weight")
+        m.put("embed.patch.bias", "embeddings.patch_embeddings.projection.bias")
+        for i in range(cfg.n_layers):
+            h, o = f"encoder.layer.{i}.", f"blocks.{i}."
+            m.norm(o + "ln1", h + "layernorm_before")
+            m.qkv(o + "attn.qkv", h + "attention.attention.query", h + "attention.attention.key", h + "attention.attention.value")
+            m.linear(o + "attn.proj", h + "attention.output.dense")
+            m.norm(o + "ln2", h + "layernorm_after")
+            m.linear(o + "ff.fc1", h + "intermediate.dense")
+            m.linear(o + "ff.fc2", h + "output.dense")
+        m.norm("ln_f", "layernorm")
+        if classifier:
+            m.prefix = ""
+            m.linear("classifier", "classifier")
+
+    return cfg, fill, p
+
+
+FAMILIES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit}
+
+
+def _activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ImportError_(f"activation {name!r} is not supported; expected one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def read_weights(hf_dir: Path) -> tuple[dict[str, torch.Tensor], list[Path]]:
+    """All tensors from model.safetensors, or from the shards its index names."""
+    single, index = hf_dir / "model.safetensors", hf_dir / "model.safetensors.index.json"
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        files = [hf_dir / s for s in shards]
+    else:
+        pickles = sorted(p.name for p in hf_dir.glob("*.bin")) + sorted(p.name for p in hf_dir.glob("*.pt"))
+        if pickles:
+            raise ImportError_(f"{hf_dir / pickles[0]} is a pickle and is never loaded; {CONVERT_HINT}")
+        raise ImportError_(f"{hf_dir} has no model.safetensors; expected a Hugging Face model directory")
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            weights.update(load_file(str(f)))
+        except (SafetensorError, OSError) as e:
+            raise ImportError_(f"{f} is not a readable safetensors file ({e}); it may be truncated") from None
+    return weights, files
+
+
+def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:
+    """Convert the Hugging Face model directory `hf_dir` into an edgeformer checkpoint at `out`."""
+    hf_dir = Path(hf_dir)
+    hf = read_json_object(hf_dir, "config.json", ImportError_, "Hugging Face model", "save_pretrained")
+    model_type = hf.get("model_type")
+    if model_type not in FAMILIES:
+        raise ImportError_(f"model_type {model_type!r} is not supported; expected one of: {', '.join(FAMILIES)}")
+    if Path(out).exists() and not overwrite:
+        raise ImportError_(f"{out} already exists; choose another --out or pass --overwrite")
+    weights, files = read_weights(hf_dir)
+    try:
+        cfg, fill, prefix = FAMILIES[model_type](hf, weights)
+    except KeyError as e:
+        raise ImportError_(f"{hf_dir / 'config.json'} lacks {e} for model_type {model_type!r}") from None
+    model = Transformer(cfg)
+    mapping = WeightMap(weights, prefix, model.state_dict())
+    fill(mapping)
+    load_state(model, mapping.state, hf_dir)
+    tok_path = hf_dir / "tokenizer.json"
+    tokenizer = TextTokenizer.from_file(tok_path) if tok_path.is_file() else None
+    source = {"format": "huggingface", "model_type": model_type, "architectures": hf.get("architectures"),
+              "name_or_path": hf.get("_name_or_path"), "weights": {f.name: sha256_file(f) for f in files},
+              "unused_tensors": sorted(set(weights) - mapping.used)}
+    save(model.eval(), out, tokenizer=tokenizer, records={SOURCE_FILE: source}, overwrite=overwrite)
+    return model.eval()
