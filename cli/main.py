@@ -17,8 +17,15 @@ from .output import ms, parity_table, table, write_json
 JSON_HELP = "Also write the result as JSON to FILE ('-' for stdout)."
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
 class Group(click.Group):
     def invoke(self, ctx):
+        import warnings
+
+        warnings.showwarning = _one_line_warning  # the message, not the source line that raised it
         try:
             return super().invoke(ctx)
         except EdgeformerError as e:
@@ -80,6 +87,22 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, p
     write_json(json_out, {"checkpoint": out, "history": result.history, "seconds": result.seconds})
 
 
+@cli.command("import")
+@click.argument("hf_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def import_(hf_dir, out, overwrite, json_out):
+    """Import a Hugging Face model directory (BERT, GPT-2, ViT; safetensors) as an edgeformer checkpoint."""
+    from edgeformer.modeling.hf import import_hf
+
+    model = import_hf(hf_dir, out, overwrite=overwrite)
+    cfg = model.cfg
+    click.echo(f"wrote checkpoint {out}: {cfg.task} {cfg.arch}, {cfg.n_layers} layers x {cfg.d_model} wide, "
+               f"{model.num_parameters() / 1e6:.1f}M parameters, max length {cfg.max_len}")
+    write_json(json_out, {"checkpoint": out, "config": cfg.to_dict(), "parameters": model.num_parameters()})
+
+
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
@@ -127,13 +150,20 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--input", "input_file", type=click.Path(dir_okay=False),
               help=".npy of input_ids (B, T) or (T,), or .npz with one array per input name.")
 @click.option("--ids", multiple=True, help='Token ids of one sequence, e.g. "5 17 42" (repeat for a batch; rows are right-padded).')
+@click.option("--text", "texts", multiple=True, help="A text to embed or classify (repeatable).")
+@click.option("--file", "text_file", type=click.Path(dir_okay=False), help="Texts to embed or classify, one per line.")
+@click.option("--no-truncation", is_flag=True, help="Refuse texts longer than the model's maximum instead of cutting them.")
 @runtime_options
 @click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-def run(bundle, input_file, ids, providers, spin, threads, json_out):
-    """Run BUNDLE on token ids and print its outputs (no PyTorch needed)."""
+def run(bundle, input_file, ids, texts, text_file, no_truncation, providers, spin, threads, json_out):
+    """Run BUNDLE on token ids or texts and print its outputs (no PyTorch needed)."""
     from . import run_cmd
 
-    run_cmd.run(bundle, input_file, ids, providers, spin, threads, json_out)
+    model = run_cmd.load(bundle, providers, spin, threads)
+    if texts or text_file:
+        run_cmd.run_text(model, texts, text_file, input_file or ids, not no_truncation, json_out)
+    else:
+        run_cmd.run_ids(model, input_file, ids, json_out)
 
 
 @cli.command()

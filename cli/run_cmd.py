@@ -71,8 +71,11 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     return lines
 
 
-def run(bundle, input_file, ids, providers, spin, threads, json_out) -> None:
-    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+def load(bundle, providers, spin, threads) -> runtime.Model:
+    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+
+
+def run_ids(model: runtime.Model, input_file, ids, json_out) -> None:
     feeds = read_inputs(input_file, ids, int(model.manifest.config.get("pad_id", 0)))
     feeds = model.validate(feeds)
     outputs = model(feeds)
@@ -80,3 +83,39 @@ def run(bundle, input_file, ids, providers, spin, threads, json_out) -> None:
         click.echo("\n".join(describe(model, feeds, outputs)))
     write_json(json_out, {k: v for k, v in outputs.items()})
     sys.stdout.flush()
+
+
+def read_texts(texts: tuple[str, ...], text_file: str | None) -> list[str]:
+    if texts and text_file:
+        raise EdgeformerError("give --text or --file, not both")
+    if text_file:
+        path = Path(text_file)
+        if not path.is_file():
+            raise EdgeformerError(f"text file {path} does not exist")
+        texts = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        if not texts:
+            raise EdgeformerError(f"{path} has no texts; expected one text per line")
+    return list(texts)
+
+
+def run_text(model: runtime.Model, texts, text_file, also_ids, truncation: bool, json_out) -> None:
+    """Classification bundles print labels with probabilities; other encoders print embeddings."""
+    if also_ids:
+        raise EdgeformerError("give texts (--text/--file) or token ids (--ids/--input), not both")
+    texts = read_texts(texts, text_file)
+    if model.manifest.model.get("task") == "classification":
+        result = model.classify(texts, truncation=truncation)
+        if json_out != "-":
+            for i, (text, p) in enumerate(zip(texts, result.probabilities)):
+                top = np.argsort(-p)[:3]
+                click.echo(f"{i}: {result.label_names[top[0]]} ({p[top[0]]:.3f})  next: "
+                           + ", ".join(f"{result.label_names[j]} {p[j]:.3f}" for j in top[1:]) + f"  | {text[:60]}")
+        write_json(json_out, {"labels": result.labels, "label_names": result.label_names,
+                              "probabilities": result.probabilities, "truncated": result.truncated})
+        return
+    vectors = model.embed(texts, truncation=truncation)
+    if json_out != "-":
+        click.echo(f"embeddings: shape {vectors.shape} {vectors.dtype}, L2-normalised mean pooling")
+        for i, (text, v) in enumerate(zip(texts, vectors)):
+            click.echo(f"{i}: norm {np.linalg.norm(v):.4f}  first values {np.array2string(v[:4], precision=4)}  | {text[:60]}")
+    write_json(json_out, {"embeddings": vectors})

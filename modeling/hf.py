@@ -83,7 +83,7 @@ def _prefix(weights: dict[str, torch.Tensor], base: str, marker: str) -> str:
     return f"{base}." if any(k.startswith(f"{base}.{marker}") for k in weights) else ""
 
 
-def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | None) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise ImportError_(f"position_embedding_type {hf['position_embedding_type']!r} is not supported; expected 'absolute'")
     p = _prefix(weights, "bert", "embeddings")
@@ -92,7 +92,8 @@ def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelCo
     cfg = ModelConfig(
         arch="encoder", vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],
         n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"], activation=_activation(hf.get("hidden_act", "gelu")),
-        norm="post", positional="learned", max_len=hf["max_position_embeddings"], dropout=hf.get("hidden_dropout_prob", 0.1),
+        norm="post", positional="learned", max_len=min(hf["max_position_embeddings"], max_len or 1 << 30),
+        dropout=hf.get("hidden_dropout_prob", 0.1),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12), pad_id=hf.get("pad_token_id") or 0,
         type_vocab_size=hf.get("type_vocab_size", 0), embedding_norm=True, num_labels=n_labels,
         labels=_labels(hf, n_labels) if classifier else None, pooling="cls" if classifier else "mean", pooler=classifier,
@@ -100,7 +101,7 @@ def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelCo
 
     def fill(m: WeightMap) -> None:
         m.put("embed.tok.weight", "embeddings.word_embeddings.weight")
-        m.put("embed.pos.weight", "embeddings.position_embeddings.weight")
+        m.put("embed.pos.weight", "embeddings.position_embeddings.weight", transform=lambda t: t[: cfg.max_len])
         if cfg.type_vocab_size:
             m.put("embed.segment.weight", "embeddings.token_type_embeddings.weight")
         m.norm("embed.norm", "embeddings.LayerNorm")
@@ -120,7 +121,7 @@ def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelCo
     return cfg, fill, p
 
 
-def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | None) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
     p = _prefix(weights, "transformer", "wte")
     d = hf["n_embd"]
     cfg = ModelConfig(
@@ -152,7 +153,7 @@ def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelCo
     return cfg, fill, p
 
 
-def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor]) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
+def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | None) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
     p = _prefix(weights, "vit", "embeddings")
     classifier = "classifier.weight" in weights
     n_labels = weights["classifier.weight"].shape[0] if classifier else 0
@@ -220,6 +221,22 @@ def read_weights(hf_dir: Path) -> tuple[dict[str, torch.Tensor], list[Path]]:
     return weights, files
 
 
+def sentence_transformers_max_length(hf_dir: Path) -> int | None:
+    """The length a sentence-transformers model was tuned to (sentence_bert_config.json), if any.
+
+    The imported model keeps only that many positions, so that the bundle, the runtime's input
+    checks and its truncation all agree with sentence-transformers.
+    """
+    path = hf_dir / "sentence_bert_config.json"
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("max_seq_length")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        raise ImportError_(f"{path} is not a valid JSON object") from None
+    return int(value) if value else None
+
+
 def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:
     """Convert the Hugging Face model directory `hf_dir` into an edgeformer checkpoint at `out`."""
     hf_dir = Path(hf_dir)
@@ -231,7 +248,7 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool
         raise ImportError_(f"{out} already exists; choose another --out or pass --overwrite")
     weights, files = read_weights(hf_dir)
     try:
-        cfg, fill, prefix = FAMILIES[model_type](hf, weights)
+        cfg, fill, prefix = FAMILIES[model_type](hf, weights, sentence_transformers_max_length(hf_dir))
     except KeyError as e:
         raise ImportError_(f"{hf_dir / 'config.json'} lacks {e} for model_type {model_type!r}") from None
     model = Transformer(cfg)

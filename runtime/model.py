@@ -81,6 +81,7 @@ class Model:
         self.notes = notes
         self.inputs = bundle.manifest.inputs
         self.outputs = bundle.manifest.outputs
+        self._tokenizer = None
         graph_inputs = [i.name for i in session.get_inputs()]
         if graph_inputs != [s.name for s in self.inputs]:
             raise EdgeformerError(
@@ -91,6 +92,27 @@ class Model:
     @property
     def manifest(self) -> Manifest:
         return self.bundle.manifest
+
+    @property
+    def tokenizer(self):
+        """The bundle's TextTokenizer (needs the optional `tokenizers` package), loaded on first use."""
+        if self._tokenizer is None:
+            from .text import tokenizer_of
+
+            self._tokenizer = tokenizer_of(self)
+        return self._tokenizer
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True) -> np.ndarray:
+        """(N, d) L2-normalised mean-pooled sentence embeddings of `texts` (see runtime.text)."""
+        from .text import embed
+
+        return embed(self, texts, batch_size, normalize, truncation)
+
+    def classify(self, texts: Sequence[str], batch_size: int = 32, truncation: bool = True):
+        """Labels and probabilities for `texts` (a runtime.text.Classification)."""
+        from .text import classify
+
+        return classify(self, texts, batch_size, truncation)
 
     @property
     def providers(self) -> list[str]:

@@ -1,17 +1,20 @@
 """Text to token ids and back, through a Hugging Face `tokenizers` tokenizer.json.
 
 `tokenizers` is an optional dependency of the runtime (`pip install edgeformer[text]`); the rest
-of the runtime works on token ids without it.
+of the runtime works on token ids without it. The tokenizer's own special-token template (BERT's
+[CLS] ... [SEP]) is applied; its saved padding and truncation settings are not: padding is to the
+longest text of a batch, and truncation is to the model's maximum length, reported, never silent.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .errors import EdgeformerError
+from .errors import EdgeformerError, InputError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # ids 0..3 in tokenizers edgeformer trains
@@ -25,16 +28,41 @@ def _tokenizers():
     return tokenizers
 
 
+@dataclass
+class Batch:
+    """Right-padded (B, T) int64 arrays ready to feed, and which texts were cut to fit."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    truncated: list[int] = field(default_factory=list)
+
+    def feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        return {n: getattr(self, n) for n in names}
+
+
 class TextTokenizer:
     def __init__(self, tok):
         self.tok = tok
-        self.pad_id = tok.token_to_id(PAD) or 0
-        self.eos_id = tok.token_to_id(EOS)
+        padding = tok.padding or {}
+        self.pad_id = padding.get("pad_id", self._first_id(PAD, "[PAD]") or 0)
+        self.eos_id = self._first_id(EOS, "[SEP]", "<|endoftext|>")
+        tok.no_padding()
+        tok.no_truncation()
+
+    def _first_id(self, *tokens: str) -> int | None:
+        for t in tokens:
+            i = self.tok.token_to_id(t)
+            if i is not None:
+                return i
+        return None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "TextTokenizer":
         try:
             return cls(_tokenizers().Tokenizer.from_file(str(path)))
+        except EdgeformerError:
+            raise
         except Exception as e:  # tokenizers raises a plain Exception for a bad file
             raise EdgeformerError(f"cannot read tokenizer {path}: {e}") from None
 
@@ -43,33 +71,45 @@ class TextTokenizer:
         return self.tok.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
+        return self.tok.encode(text).ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))
 
-    def encode_batch(
-        self, texts: Sequence[str], max_length: int, truncation: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(input_ids, attention_mask), right-padded to the longest text, each (B, T) int64.
+    def encode_batch(self, texts: Sequence[str], max_length: int, truncation: bool = True) -> Batch:
+        """Tokenize `texts` into a padded batch.
 
-        Texts longer than `max_length` tokens are cut to it when `truncation` is true; otherwise
-        they are refused with an error naming the text and its length.
+        A text longer than `max_length` tokens is cut to it (special tokens kept) and listed in
+        `Batch.truncated` when `truncation` is true; otherwise it is refused with an error.
         """
+        if isinstance(texts, str):
+            texts = [texts]
         if not texts:
-            raise EdgeformerError("no texts given; expected at least one")
-        encoded = [self.encode(t) for t in texts]
-        for i, ids in enumerate(encoded):
-            if len(ids) > max_length and not truncation:
-                raise EdgeformerError(f"text {i} is {len(ids)} tokens; the model accepts at most {max_length}")
-        encoded = [ids[:max_length] or [self.pad_id] for ids in encoded]
-        T = max(len(e) for e in encoded)
-        ids = np.full((len(encoded), T), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encoded), T), dtype=np.int64)
-        for i, e in enumerate(encoded):
-            ids[i, : len(e)] = e
-            mask[i, : len(e)] = 1
-        return ids, mask
+            raise InputError("no texts given; expected at least one")
+        encodings = self.tok.encode_batch(list(texts))
+        too_long = [i for i, e in enumerate(encodings) if len(e.ids) > max_length]
+        if too_long and not truncation:
+            i = too_long[0]
+            raise InputError(f"text {i} is {len(encodings[i].ids)} tokens; the model accepts at most {max_length} "
+                             "(allow truncation or shorten it)")
+        if too_long:
+            self.tok.enable_truncation(max_length)
+            try:
+                for i, e in zip(too_long, self.tok.encode_batch([texts[i] for i in too_long])):
+                    encodings[i] = e
+            finally:
+                self.tok.no_truncation()
+        T = max(1, max(len(e.ids) for e in encodings))
+        ids = np.full((len(encodings), T), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), T), dtype=np.int64)
+        types = np.zeros((len(encodings), T), dtype=np.int64)
+        for i, e in enumerate(encodings):
+            n = len(e.ids)
+            if n == 0:  # an empty string with no special tokens: one pad token, masked in
+                ids[i, 0], mask[i, 0] = self.pad_id, 1
+                continue
+            ids[i, :n], mask[i, :n], types[i, :n] = e.ids, 1, e.type_ids
+        return Batch(ids, mask, types, too_long)
 
     def save(self, path: str | os.PathLike) -> None:
         self.tok.save(str(path))

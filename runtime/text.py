@@ -1,0 +1,80 @@
+"""Text in, answers out: sentence embeddings and classification on top of a loaded bundle."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .errors import EdgeformerError
+from .postprocess import softmax
+from .tokenizer import Batch, TextTokenizer
+
+if TYPE_CHECKING:
+    from .model import Model
+
+
+@dataclass
+class Classification:
+    labels: list[str]  # the most probable label of each text
+    probabilities: np.ndarray  # (N, num_labels)
+    label_names: list[str]
+    truncated: list[int]  # indices of texts cut to the model's maximum length
+
+
+def tokenizer_of(model: "Model") -> TextTokenizer:
+    path = model.bundle.tokenizer_path
+    if path is None:
+        raise EdgeformerError(f"bundle {model.bundle.path} has no tokenizer.json; give token ids instead of text")
+    return TextTokenizer.from_file(path)
+
+
+def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: bool):
+    """Yield (Batch, outputs) for `texts` in chunks; warn once about any truncated text."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise EdgeformerError("no texts given; expected at least one")
+    tok = model.tokenizer
+    max_len = model.manifest.axes.get("seq", {}).get("max") or 512
+    names = [s.name for s in model.inputs]
+    cut = []
+    for start in range(0, len(texts), batch_size):
+        batch = tok.encode_batch(texts[start : start + batch_size], max_len, truncation)
+        cut += [start + i for i in batch.truncated]
+        yield batch, model(batch.feeds(names))
+    if cut:
+        warnings.warn(f"{len(cut)} of {len(texts)} texts were longer than {max_len} tokens and were truncated "
+                      f"(first: text {cut[0]})", RuntimeWarning, stacklevel=3)
+
+
+def mean_pool(hidden: np.ndarray, batch: Batch, normalize: bool) -> np.ndarray:
+    m = batch.attention_mask[..., None].astype(hidden.dtype)  # (B, T, 1)
+    pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1.0)  # (B, C)
+    if normalize:
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    return pooled
+
+
+def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
+          truncation: bool = True) -> np.ndarray:
+    """(N, d) sentence embeddings: the mean of the last hidden states over real tokens, L2-normalised
+    (the sentence-transformers convention)."""
+    if "last_hidden_state" not in {s.name for s in model.outputs} or model.manifest.model.get("task") == "causal-lm":
+        raise EdgeformerError("embed needs an encoder bundle with a last_hidden_state output")
+    return np.concatenate([mean_pool(out["last_hidden_state"], b, normalize)
+                           for b, out in batches(model, texts, batch_size, truncation)])
+
+
+def classify(model: "Model", texts: Sequence[str], batch_size: int = 32, truncation: bool = True) -> Classification:
+    if model.manifest.model.get("task") != "classification":
+        raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.get('task')!r}")
+    names = model.manifest.model.get("labels") or [str(i) for i in range(model.outputs[0].shape[-1])]
+    probs, cut = [], []
+    for b, out in batches(model, texts, batch_size, truncation):
+        probs.append(softmax(out["logits"]))
+        cut += b.truncated
+    p = np.concatenate(probs)
+    return Classification([names[i] for i in p.argmax(-1)], p, names, cut)
