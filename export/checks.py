@@ -27,5 +27,9 @@ def check_graph(model: onnx.ModelProto, attention: str, n_layers: int) -> dict:
         raise ExportError(f"expected {n_layers} fused Attention nodes (one per layer), found {fused}")
     if attention == "unfused" and (fused or softmax != n_layers):
         raise ExportError(f"expected an unfused graph with {n_layers} Softmax nodes, found {fused} Attention and {softmax} Softmax")
-    return {"kind": attention, "op": "Attention" if attention == "fused" else "MatMul+Softmax",
-            "count": fused if attention == "fused" else softmax, "nodes": sum(counts.values())}
+    record = {"kind": attention, "op": "Attention" if attention == "fused" else "MatMul+Softmax",
+              "count": fused if attention == "fused" else softmax, "nodes": sum(counts.values())}
+    if attention == "fused":
+        attrs = [{a.name for a in n.attribute} for n in model.graph.node if n.op_type == "Attention"]
+        record["layout"] = "3d" if all("q_num_heads" in a for a in attrs) else "4d"
+    return record

@@ -14,10 +14,14 @@ import os
 import warnings
 from pathlib import Path
 
+import onnx_ir as ir
 import torch
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from edgeformer.modeling.model import Transformer
 from edgeformer.runtime.errors import EdgeformerError
+
+from .passes import attention_to_3d
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18}
 
@@ -73,8 +77,8 @@ def _quiet():
             lg.setLevel(lvl)
 
 
-def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused") -> Path:
-    """Write `model` to `path` as ONNX, with inputs named as `model.cfg.input_names`."""
+def trace_onnx(model: Transformer, attention: str = "fused") -> ir.Model:
+    """The dynamo exporter's graph of `model`, before edgeformer's passes."""
     if attention not in ATTENTION_OPSETS:
         raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
     model = model.eval()
@@ -86,10 +90,21 @@ def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "f
                 input_names=list(kwargs), output_names=model.output_names, dynamic_shapes=dynamic,
                 optimize=True, verbose=False, report=False,
             )
-            program.save(str(path))
     except EdgeformerError:
         raise
     except Exception as e:  # the exporter's failures come as many exception types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ExportError(f"torch.onnx.export failed: {first}") from e
+    return program.model
+
+
+def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused") -> Path:
+    """Write `model` to `path` as ONNX, with inputs named as `model.cfg.input_names`."""
+    graph = trace_onnx(model, attention)
+    if attention == "fused":
+        attention_to_3d(graph)
+    RemoveUnusedNodesPass()(graph)
+    weights = sum(v.const_value.nbytes for v in graph.graph.initializers.values() if v.const_value is not None)
+    # A protobuf file holds at most 2 GB: past that the weights go to a file beside the graph.
+    ir.save(graph, str(path), external_data=f"{Path(path).name}.data" if weights > 1_800_000_000 else None)
     return Path(path)

@@ -33,22 +33,20 @@ class LatencyStats:
         return asdict(self)
 
 
-def measure_latency(
-    fn: Callable[[], object],
-    warmup: int = 10,
-    min_runs: int = 20,
-    max_runs: int = 2000,
-    min_seconds: float = 2.0,
-) -> LatencyStats:
-    """Call `fn` `warmup` times, then at least `min_runs` times and until `min_seconds` have passed."""
+def time_block(fn: Callable[[], object], warmup: int, min_runs: int, max_runs: int, min_seconds: float) -> list[float]:
+    """Milliseconds of each call: `warmup` untimed calls, then at least `min_runs` for `min_seconds`."""
     for _ in range(warmup):
         fn()
-    times = []
+    times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
         t0 = time.perf_counter_ns()
         fn()
         times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+def stats(times: list[float]) -> LatencyStats:
     t = np.asarray(times)
     return LatencyStats(
         median_ms=float(np.median(t)),
@@ -58,6 +56,17 @@ def measure_latency(
         min_ms=float(t.min()),
         runs=len(times),
     )
+
+
+def measure_latency(
+    fn: Callable[[], object],
+    warmup: int = 10,
+    min_runs: int = 20,
+    max_runs: int = 2000,
+    min_seconds: float = 2.0,
+) -> LatencyStats:
+    """Call `fn` `warmup` times, then at least `min_runs` times and until `min_seconds` have passed."""
+    return stats(time_block(fn, warmup, min_runs, max_runs, min_seconds))
 
 
 @dataclass
@@ -86,14 +95,25 @@ def bench_model(
     reference: Callable[[dict[str, np.ndarray]], Callable[[], object]] | None = None,
     min_seconds: float = 2.0,
     seed: int = 0,
+    rounds: int = 3,
 ) -> BenchResult:
     """Time `model` on full-length random inputs of (batch, seq); with `reference`, time it too.
 
     `reference(feeds)` returns a no-argument callable (PyTorch eager on the same feeds). Each side
-    is timed in its own block, the runtime first, so neither taxes the other.
+    is timed in its own blocks, never call by call, so neither's idle threads tax the other; with a
+    reference the blocks alternate for `rounds` rounds (runtime, reference, runtime, ...) and each
+    side's samples are pooled, so a machine that speeds up or slows down mid-run shifts both alike.
+    `min_seconds` is the time per side.
     """
     feeds = model.validate(manifest_inputs(model.manifest, batch, seq, seed, padded=False))
     session = model.session
-    rt = measure_latency(lambda: session.run(None, feeds), min_seconds=min_seconds)
-    ref = measure_latency(reference(feeds), min_seconds=min_seconds) if reference else None
-    return BenchResult(batch, seq, model.providers, rt, ref)
+    run_rt = lambda: session.run(None, feeds)  # noqa: E731
+    run_ref = reference(feeds) if reference else None
+    rounds = rounds if reference else 1
+    rt_times: list[float] = []
+    ref_times: list[float] = []
+    for _ in range(rounds):
+        rt_times += time_block(run_rt, 5, 10, 2000, min_seconds / rounds)
+        if run_ref is not None:
+            ref_times += time_block(run_ref, 5, 10, 2000, min_seconds / rounds)
+    return BenchResult(batch, seq, model.providers, stats(rt_times), stats(ref_times) if run_ref else None)

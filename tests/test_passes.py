@@ -1,0 +1,60 @@
+"""Graph passes: each one counted on real exported graphs, and checked to change no number."""
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgeformer.export.checks import op_counts
+from edgeformer.export.onnx import trace_onnx
+from edgeformer.export.passes import attention_to_3d
+from edgeformer.modeling import ModelConfig, Transformer
+from edgeformer.runtime.inputs import example_inputs
+from edgeformer.runtime.bundle import TensorSpec
+
+from .conftest import TINY
+
+
+def run(model: ir.Model, feeds):
+    return ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(num_labels=3),
+    dict(arch="decoder", n_layers=3),
+    dict(image_size=16, patch_size=8, positional="learned", max_len=5, num_labels=2),
+])
+def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**{**TINY, **overrides})).eval()
+    n_layers = model.cfg.n_layers
+    before = trace_onnx(model, "fused")
+    counts_before = op_counts(ir.to_proto(before))
+    after = trace_onnx(model, "fused")
+    assert attention_to_3d(after) == n_layers
+    counts_after = op_counts(ir.to_proto(after))
+    assert counts_before["Transpose"] - counts_after["Transpose"] == 4 * n_layers
+    assert counts_before["Reshape"] - counts_after["Reshape"] == 4 * n_layers
+    assert counts_after["Attention"] == n_layers
+    heads = [n.attributes["q_num_heads"].value for n in after.graph if n.op_type == "Attention"]
+    assert heads == [model.cfg.n_heads] * n_layers
+    assert attention_to_3d(after) == 0  # idempotent: nothing left to rewrite
+
+    cfg = model.cfg
+    if cfg.image_size:
+        specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
+    else:
+        specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
+                 TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
+    feeds = example_inputs(specs, {"batch": 3, "seq": 21}, np.random.default_rng(0), padded=True)
+    for a, b in zip(run(before, feeds), run(after, feeds)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_unmatched_attention_is_left_alone():
+    torch.manual_seed(0)
+    graph = trace_onnx(Transformer(ModelConfig(**TINY)).eval(), "fused")
+    node = next(n for n in graph.graph if n.op_type == "Attention")
+    node.attributes["q_num_heads"] = ir.AttrInt64("q_num_heads", 4)  # already 3-D: not ours to touch
+    assert attention_to_3d(graph) == TINY["n_layers"] - 1
