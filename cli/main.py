@@ -34,6 +34,13 @@ class Group(click.Group):
                 parity_table("parity report", report)
                 click.echo(f"error: {e}", err=True)
                 sys.exit(1)
+            result = getattr(e, "result", None)
+            if result is not None:  # a missed accuracy budget: show what was measured and tried, exit 1
+                f = result.fidelity
+                click.echo(f"{result.recipe}: {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}), "
+                           f"drop {f.drop:.4g}; kept in float: {', '.join(result.kept_float) or 'none'}")
+                click.echo(f"error: {e}", err=True)
+                sys.exit(1)
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except OSError as e:  # an unwritable --out, a full disk: the user's environment, not a bug
@@ -125,13 +132,72 @@ def export(checkpoint, out, attention, atol, overwrite, json_out):
 
 @cli.command()
 @click.argument("bundle", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="Quantized bundle directory to write.")
+@click.option("--recipe", type=click.Choice(["int8-dynamic", "int4", "fp16"]), default="int8-dynamic", show_default=True)
+@click.option("--max-drop", type=click.FloatRange(min=0), help="Accuracy budget: the largest task-metric drop allowed.")
+@click.option("--eval-data", type=click.Path(dir_okay=False), help="Evaluation texts: one per line, or .jsonl with text (and label).")
+@click.option("--block-size", default=32, show_default=True, type=click.Choice(["16", "32", "64", "128"]), help="int4 block size.")
+@click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
+@click.option("--compare", is_flag=True, help="Run every recipe and print one table; writes no bundle.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def quantize(bundle, out, recipe, max_drop, eval_data, block_size, asymmetric, compare, overwrite, json_out):
+    """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
+    import tempfile
+
+    from edgeformer.quantize import RECIPES, RecipeOptions, quantize_bundle, read_eval_file
+
+    data = read_eval_file(eval_data) if eval_data else None
+    opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric)
+    say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
+    if compare:
+        results = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in RECIPES:
+                results.append(quantize_bundle(bundle, f"{tmp}/{name}", name, None, data, opt, progress=say))
+        rows = [[r.recipe, f"{r.size_ratio:.1%}", ms(r.float_ms), ms(r.quant_ms), f"{r.float_ms / r.quant_ms:.2f}x",
+                 r.fidelity.metric, f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}",
+                 f"{r.fidelity.mean_cosine:.5f}", f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
+        if json_out != "-":
+            table(f"quantization recipes for {bundle} (batch 1, same run per recipe)",
+                  ["recipe", "size", "float32 ms", "quantized ms", "speed-up", "metric", "value", "drop", "mean cos",
+                   "min cos", "max abs"], rows)
+        write_json(json_out, [r.to_json() for r in results])
+        return
+    if not out:
+        raise EdgeformerError("give --out for the quantized bundle (or --compare to only measure)")
+    r = quantize_bundle(bundle, out, recipe, max_drop, data, opt, overwrite=overwrite, progress=say)
+    f = r.fidelity
+    say(f"wrote {out}: {recipe}, {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}, drop {f.drop:.4g}), "
+        f"size {r.size_ratio:.1%} of float32, {r.float_ms / r.quant_ms:.2f}x the speed at batch 1"
+        + (f", {len(r.kept_float)} MatMuls kept in float: {', '.join(r.kept_float)}" if r.kept_float else ""))
+    write_json(json_out, r.to_json())
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
 @click.option("--reference", required=True, type=click.Path(), help="The PyTorch checkpoint the bundle came from.")
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), help="Tolerance (default: the bundle's recorded one).")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the random inputs.")
 @click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
 def parity(bundle, reference, atol, seed, json_out):
-    """Compare BUNDLE against PyTorch on random padded inputs; exit 1 on failure."""
+    """Compare BUNDLE against PyTorch on random padded inputs; exit 1 on failure.
+
+    A quantized bundle is checked on real text against the accuracy budget recorded when it was made."""
+    from edgeformer import runtime
     from edgeformer.export import bundle_parity
+    from edgeformer.export.bundle import quantized_parity
+
+    if runtime.open_bundle(bundle).manifest.quantization:
+        fid, limit, passed = quantized_parity(bundle, reference)
+        write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
+        line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
+        if not passed:
+            click.echo(f"error: {bundle} failed its budget: {line}", err=True)
+            sys.exit(1)
+        if json_out != "-":
+            click.echo(f"parity passed (quantized): {line}")
+        return
 
     report = bundle_parity(bundle, reference, atol=atol, seed=seed)
     write_json(json_out, report.to_json())

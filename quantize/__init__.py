@@ -1,1 +1,11 @@
-"""edgeformer.quantize: quantization recipes for bundles (onnxruntime.quantization; never torch)."""
+"""edgeformer.quantize: quantization recipes for bundles, with measured fidelity and an accuracy budget.
+
+Built on onnxruntime.quantization; never imports torch.
+"""
+
+from .bundle import BudgetError, QuantizeResult, quantize_bundle
+from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate, read_eval_file
+from .recipes import RECIPES, QuantizeError, RecipeOptions, apply_recipe
+
+__all__ = ["BudgetError", "EvalSet", "Fidelity", "QuantizeError", "QuantizeResult", "RECIPES", "RecipeOptions",
+           "apply_recipe", "default_eval_texts", "evaluate", "quantize_bundle", "read_eval_file"]

@@ -227,20 +227,35 @@ def load(
     RuntimeWarning and in `Model.notes`, and the model runs on the rest.
     """
     bundle = open_bundle(path, verify=verify)
+    session, notes = create_session(bundle.model_path, providers, spin=spin, threads=threads,
+                                    provider_options=provider_options, disabled_optimizers=disabled_optimizers)
+    if notes:
+        warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)
+    return Model(bundle, session, notes)
+
+
+def create_session(
+    model_path: str | os.PathLike,
+    providers: Sequence[str] | None = None,
+    *,
+    spin: bool = False,
+    threads: int | None = None,
+    provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+    disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
+) -> tuple[ort.InferenceSession, list[str]]:
+    """An ONNX Runtime session with edgeformer's settings; returns it and any provider fallback notes."""
     chosen, notes = resolve_providers(providers)
     options = [dict((provider_options or {}).get(p, {})) for p in chosen]
     try:
         session = ort.InferenceSession(
-            str(bundle.model_path), sess_options=session_options(spin, threads), providers=chosen,
+            str(model_path), sess_options=session_options(spin, threads), providers=chosen,
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeformerError(f"onnxruntime cannot load {bundle.model_path}: {first}") from None
+        raise EdgeformerError(f"onnxruntime cannot load {model_path}: {first}") from None
     actual = session.get_providers()
     lost = [p for p in chosen if p not in actual]
     if lost:
         notes.append(f"onnxruntime could not start {', '.join(lost)}; running on {', '.join(actual)}")
-    if notes:
-        warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)
-    return Model(bundle, session, notes)
+    return session, notes

