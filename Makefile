@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bundle_vs_eager.py
 	$(BIN)/python benchmarks/minilm_vs_transformers.py
+	$(BIN)/python benchmarks/quantize_minilm.py
 	$(BIN)/python benchmarks/runtime_footprint.py
 
 clean:

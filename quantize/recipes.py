@@ -4,7 +4,8 @@ All of them are onnxruntime.quantization (or onnxruntime's float16 converter) wi
 that measured well on this project's models; none is hand-rolled.
 - int8-dynamic: int8 weights per output channel, activations quantized at run time (MatMul), and
   the token-embedding table (Gather) in int8.
-- int4: weight-only 4-bit blocks (MatMulNBits), block size and symmetry selectable.
+- int4: weight-only 4-bit blocks (MatMulNBits), block size and symmetry selectable; the
+  token-embedding table in 4-bit blocks too (GatherBlockQuantized).
 - fp16: weights and compute in float16, with LayerNormalization, Softmax and reductions kept in
   float32; inputs and outputs keep their types.
 """
@@ -65,7 +66,8 @@ def int4(src: str, dst: str, opt: RecipeOptions) -> None:
 
     with _quiet():
         q = MatMulNBitsQuantizer(onnx.load(src), block_size=opt.block_size, is_symmetric=opt.symmetric,
-                                 accuracy_level=4, nodes_to_exclude=list(opt.exclude))
+                                 accuracy_level=4, nodes_to_exclude=list(opt.exclude),
+                                 op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
         q.process()
         q.model.save_model_to_file(dst)
 

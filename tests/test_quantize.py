@@ -40,7 +40,7 @@ EVAL = EvalSet(SENTENCES + default_eval_texts(52).texts)
 @pytest.mark.parametrize("recipe, min_mean_cos, max_size", [
     ("int8-dynamic", 0.99, 0.30),   # measured 0.992, 25.7%
     ("fp16", 0.9999, 0.80),         # measured 0.9999998; the token-embedding table stays float32
-    ("int4", 0.95, 0.65),           # measured 0.964; weight-only, the embedding table stays float32
+    ("int4", 0.95, 0.20),           # measured 0.961, 16.2%: weights and the embedding table in 4-bit blocks
 ])
 def test_recipe_fidelity(minilm, tmp_path, recipe, min_mean_cos, max_size):
     r = quantize_bundle(minilm / "bundle", tmp_path / "q", recipe, data=EVAL, bench_seconds=0.2)
