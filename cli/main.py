@@ -186,10 +186,14 @@ def parity(bundle, reference, atol, seed, json_out):
     A quantized bundle is checked on real text against the accuracy budget recorded when it was made."""
     from edgeformer import runtime
     from edgeformer.export import bundle_parity
-    from edgeformer.export.bundle import quantized_parity
 
     if runtime.open_bundle(bundle).manifest.quantization:
-        fid, limit, passed = quantized_parity(bundle, reference)
+        from edgeformer.modeling import load as load_checkpoint
+        from edgeformer.modeling.eager import eager_runner
+        from edgeformer.quantize import budget_parity
+
+        model = load_checkpoint(reference)
+        fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)())
         write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
         line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
         if not passed:

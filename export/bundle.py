@@ -106,30 +106,6 @@ def export_bundle(
     return ExportResult(Path(out), manifest, report)
 
 
-def quantized_parity(bundle_path: str | os.PathLike, reference: str | os.PathLike):
-    """A quantized bundle against its PyTorch checkpoint, on the built-in evaluation texts.
-
-    Passes when the task metric's drop is within the budget recorded at quantization (or, with no
-    budget, within the drop then measured against the float32 bundle, plus 10% for the change of
-    reference). Returns (Fidelity, limit, passed).
-    """
-    from edgeformer.modeling.eager import eager_runner
-    from edgeformer.quantize.evaluate import default_eval_texts, evaluate
-
-    bundle = runtime.load(bundle_path)
-    model = checkpoint.load(reference)
-    if model.cfg.to_dict() != bundle.manifest.config:
-        raise runtime.EdgeformerError(f"checkpoint {reference} has a different model config from bundle {bundle_path}")
-    recorded = bundle.manifest.parity or {}
-    limit = recorded.get("max_drop")
-    if limit is None:
-        limit = max(recorded.get("fidelity", {}).get("drop", 0.0) * 1.1, 1e-6)
-    session = bundle.session
-    fid = evaluate(bundle, lambda feeds: session.run(None, dict(feeds)), default_eval_texts(),
-                   reference_run=lambda feeds: eager_runner(model, feeds)())
-    return fid, limit, fid.drop <= limit
-
-
 def bundle_parity(
     bundle_path: str | os.PathLike,
     reference: str | os.PathLike,
@@ -147,7 +123,7 @@ def bundle_parity(
         raise runtime.EdgeformerError(f"checkpoint {reference} has a different model config from bundle {bundle_path}")
     if bundle.manifest.quantization:
         raise runtime.EdgeformerError(f"{bundle_path} is quantized; its parity is checked against its budget "
-                                      "(quantized_parity), not a float32 tolerance")
+                                      "(edgeformer.quantize.budget_parity), not a float32 tolerance")
     recorded = (bundle.manifest.parity or {}).get("atol", FLOAT32_ATOL)
     return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases,
                         atol if atol is not None else recorded, seed)

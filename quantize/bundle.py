@@ -19,7 +19,6 @@ from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
 from edgeformer.runtime.bench import bench_model
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, write_manifest
-from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import create_session
 
 from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
@@ -65,6 +64,29 @@ def _runner(path: Path) -> Callable:
 def _quantize_and_measure(recipe: str, src: Path, dst: Path, opt: RecipeOptions, ref: runtime.Model, data: EvalSet) -> Fidelity:
     apply_recipe(recipe, src, dst, opt)
     return evaluate(ref, _runner(dst), data)
+
+
+def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
+                  reference_run: Callable[[dict], dict], data: EvalSet | None = None) -> tuple[Fidelity, float, bool]:
+    """A quantized bundle against a float32 reference (PyTorch, run by the caller) on real text.
+
+    Passes when the task metric's drop is within the budget recorded at quantization, or, with no
+    budget, within the drop then measured against the float32 bundle plus 10% for the change of
+    reference. Returns (fidelity, limit, passed).
+    """
+    bundle = runtime.load(bundle_path)
+    if not bundle.manifest.quantization:
+        raise QuantizeError(f"{bundle_path} is not quantized; check it with the float32 parity gate")
+    if reference_config != bundle.manifest.config:
+        raise QuantizeError(f"the reference has a different model config from bundle {bundle_path}")
+    recorded = bundle.manifest.parity or {}
+    limit = recorded.get("max_drop")
+    if limit is None:
+        limit = max(recorded.get("fidelity", {}).get("drop", 0.0) * 1.1, 1e-6)
+    session = bundle.session
+    fid = evaluate(bundle, lambda feeds: session.run(None, dict(feeds)), data or default_eval_texts(),
+                   reference_run=reference_run)
+    return fid, limit, fid.drop <= limit
 
 
 def rank_sensitivity(recipe: str, src: Path, work: Path, opt: RecipeOptions, ref: runtime.Model, data: EvalSet,
@@ -124,8 +146,7 @@ def quantize_bundle(
         if not result.passed:
             result.path = None
             raise BudgetError(result)
-        if ref.bundle.tokenizer_path is not None:
-            shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
+        shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
         m = ref.manifest
         manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
                             attention=m.attention, tools=m.tools)
@@ -135,8 +156,8 @@ def quantize_bundle(
         manifest.parity = {"passed": True, "kind": "budget", "max_drop": max_drop, "fidelity": fid.to_json(),
                            "eval_texts": len(data.texts)}
         write_manifest(tmp, manifest)
-        quant = runtime.load(tmp)
-        b_f = bench_model(ref, 1, min(128, m.axes.get("seq", {}).get("max", 128)), min_seconds=bench_seconds)
-        b_q = bench_model(quant, 1, min(128, m.axes.get("seq", {}).get("max", 128)), min_seconds=bench_seconds)
+        seq = min(128, m.axes.get("seq", {}).get("max", 128))
+        b_f = bench_model(ref, 1, seq, min_seconds=bench_seconds)
+        b_q = bench_model(runtime.load(tmp), 1, seq, min_seconds=bench_seconds)
         result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
     return result

@@ -15,11 +15,11 @@ import torch  # noqa: E402
 
 from edgeformer import runtime  # noqa: E402
 from edgeformer.export import export_bundle  # noqa: E402
-from edgeformer.export.bundle import quantized_parity  # noqa: E402
-from edgeformer.modeling import ModelConfig, Transformer, save  # noqa: E402
+from edgeformer.modeling import ModelConfig, Transformer, load, save  # noqa: E402
+from edgeformer.modeling.eager import eager_runner  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
 from edgeformer.modeling.tokenizer import train_tokenizer  # noqa: E402
-from edgeformer.quantize import (BudgetError, EvalSet, QuantizeError, RecipeOptions, default_eval_texts,  # noqa: E402
+from edgeformer.quantize import (BudgetError, budget_parity, EvalSet, QuantizeError, RecipeOptions, default_eval_texts,  # noqa: E402
                                  quantize_bundle, read_eval_file)
 from edgeformer.quantize.recipes import quantizable_matmuls  # noqa: E402
 
@@ -64,7 +64,8 @@ def test_budget_keeps_sensitive_matmuls_in_float(minilm, tmp_path):
     assert kept.fidelity.drop <= budget < full.fidelity.drop
     assert 1 <= len(kept.kept_float) < 24 and kept.size_ratio > full.size_ratio
     assert json.loads((tmp_path / "kept" / "manifest.json").read_text())["quantization"]["kept_float"] == kept.kept_float
-    fid, limit, passed = quantized_parity(tmp_path / "kept", minilm / "ckpt")
+    model = load(minilm / "ckpt")
+    fid, limit, passed = budget_parity(tmp_path / "kept", model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)())
     assert passed and limit == budget and fid.drop <= budget
 
 
