@@ -47,6 +47,12 @@ def read_inputs(input_file: str | None, ids: tuple[str, ...], pad_id: int) -> di
         return {k: loaded[k] for k in loaded.files}
 
 
+def top_labels(names: list[str], p: np.ndarray, k: int = 3) -> str:
+    """'best (0.912)  next: second 0.050, third 0.020' for one row of probabilities."""
+    top = np.argsort(-p)[:k]
+    return f"{names[top[0]]} ({p[top[0]]:.3f})  next: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top[1:])
+
+
 def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> list[str]:
     """Human-readable lines: predictions for known tasks, then every output's shape and values."""
     m = model.manifest.model
@@ -55,9 +61,7 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     if logits is not None and m.get("task") == "classification":
         labels = m.get("labels") or [str(i) for i in range(logits.shape[-1])]
         for row, p in enumerate(softmax(logits)):
-            top = np.argsort(-p)[:3]
-            lines.append(f"row {row}: {labels[top[0]]} ({p[top[0]]:.3f})  next: "
-                         + ", ".join(f"{labels[i]} {p[i]:.3f}" for i in top[1:]))
+            lines.append(f"row {row}: {top_labels(labels, p)}")
     elif logits is not None and m.get("task") == "causal-lm":
         mask = feeds.get("attention_mask", np.ones(logits.shape[:2], dtype=np.int64))
         for row in range(logits.shape[0]):
@@ -107,9 +111,7 @@ def run_text(model: runtime.Model, texts, text_file, also_ids, truncation: bool,
         result = model.classify(texts, truncation=truncation)
         if json_out != "-":
             for i, (text, p) in enumerate(zip(texts, result.probabilities)):
-                top = np.argsort(-p)[:3]
-                click.echo(f"{i}: {result.label_names[top[0]]} ({p[top[0]]:.3f})  next: "
-                           + ", ".join(f"{result.label_names[j]} {p[j]:.3f}" for j in top[1:]) + f"  | {text[:60]}")
+                click.echo(f"{i}: {top_labels(result.label_names, p)}  | {text[:60]}")
         write_json(json_out, {"labels": result.labels, "label_names": result.label_names,
                               "probabilities": result.probabilities, "truncated": result.truncated})
         return

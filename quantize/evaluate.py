@@ -104,16 +104,9 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
             f, q = ref["logits"], got["logits"].astype(np.float32)
             max_abs = max(max_abs, float(np.abs(f - q)[real].max()))
             cos += list(_cosine(f[real], q[real]))
-            target = batch.input_ids[:, 1:]
-            valid = real[:, 1:]
-            for logits, acc in ((f, "f"), (q, "q")):
-                logp = np.log(softmax(logits[:, :-1].astype(np.float64)) + 1e-30)
-                picked = np.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
-                if acc == "f":
-                    nll_f -= float(picked[valid].sum())
-                else:
-                    nll_q -= float(picked[valid].sum())
-            count += int(valid.sum())
+            nll_f += _next_token_nll(f, batch.input_ids, real)
+            nll_q += _next_token_nll(q, batch.input_ids, real)
+            count += int(real[:, 1:].sum())
             continue
         h_f, h_q = ref["last_hidden_state"], got["last_hidden_state"].astype(np.float32)
         max_abs = max(max_abs, float(np.abs(h_f - h_q)[real].max()))
@@ -138,6 +131,13 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
         return Fidelity("agreement with float32", 1.0, agree, 1.0 - agree, float(cos_arr.mean()), float(cos_arr.min()), max_abs)
     mean = float(cos_arr.mean())
     return Fidelity("embedding cosine", 1.0, mean, 1.0 - mean, mean, float(cos_arr.min()), max_abs)
+
+
+def _next_token_nll(logits: np.ndarray, ids: np.ndarray, real: np.ndarray) -> float:
+    """Summed negative log-likelihood of each real token given the ones before it."""
+    logp = np.log(softmax(logits[:, :-1].astype(np.float64)) + 1e-30)
+    picked = np.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
+    return -float(picked[real[:, 1:]].sum())
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
