@@ -1,18 +1,22 @@
 """`edgeformer quantize`: a float32 bundle -> a quantized bundle that keeps the accuracy budget.
 
-The quantized graph is measured against the float32 bundle on real text (quantize/evaluate.py).
-With a budget (`max_drop`), a graph that loses too much gets its most sensitive MatMuls back in
-float, one at a time, until the budget holds; a budget that cannot be met writes nothing.
+The int8 recipes first smooth activation outliers into the weights (quantize/smooth.py), with the
+strength that keeps the calibration set's outputs closest to float32. The quantized graph is then
+measured against the float32 bundle on real text (quantize/evaluate.py). With a budget
+(`max_drop`), a graph that loses too much gets its most sensitive MatMuls back in float, one at a
+time, until the budget holds; a budget that cannot be met writes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import onnx
 
 from edgeformer import runtime
@@ -21,10 +25,14 @@ from edgeformer.runtime.bench import bench_model
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, write_manifest
 from edgeformer.runtime.model import create_session
 
+from .calibration import calibration_batches, real_positions
 from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
-from .recipes import QuantizeError, RecipeOptions, apply_recipe, quantizable_matmuls
+from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, check_recipe,
+                      quantizable_matmuls)
+from .smooth import ALPHAS, activation_absmax, smooth_matmul_inputs
 
 SENSITIVITY_TEXTS = 32  # texts used to rank nodes; the final check uses the whole evaluation set
+SMOOTHED = ("int8-dynamic", "int8-static")  # recipes that quantize activations, so gain from smoothing
 
 
 @dataclass
@@ -37,6 +45,8 @@ class QuantizeResult:
     float_ms: float = 0.0
     quant_ms: float = 0.0
     max_drop: float | None = None
+    smooth_alpha: float | None = None  # the smoothing strength used; None: not smoothed
+    smoothing_trials: dict[str, float] = field(default_factory=dict)  # alpha -> calibration output cosine ("auto")
 
     @property
     def passed(self) -> bool:
@@ -44,7 +54,8 @@ class QuantizeResult:
 
     def to_json(self) -> dict:
         return {"recipe": self.recipe, "fidelity": self.fidelity.to_json(), "max_drop": self.max_drop,
-                "kept_float": self.kept_float, "size_ratio": self.size_ratio,
+                "kept_float": self.kept_float, "smooth_alpha": self.smooth_alpha,
+                "smoothing_trials": self.smoothing_trials, "size_ratio": self.size_ratio,
                 "latency_ms": {"float32": self.float_ms, "quantized": self.quant_ms}, "passed": self.passed}
 
 
@@ -95,9 +106,60 @@ def rank_sensitivity(recipe: str, src: Path, work: Path, opt: RecipeOptions, ref
     subset = EvalSet(data.texts[:SENSITIVITY_TEXTS], data.labels[:SENSITIVITY_TEXTS] if data.labels else None)
     scores = []
     for node in nodes:
-        trial = RecipeOptions(opt.block_size, opt.symmetric, opt.exclude + [node])
+        trial = dataclasses.replace(opt, exclude=opt.exclude + [node])
         scores.append((node, _quantize_and_measure(recipe, src, work / "trial.onnx", trial, ref, subset).drop))
     return sorted(scores, key=lambda s: s[1])
+
+
+def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, batches: list,
+                     alpha: float | str | None, progress: Callable[[str], None]
+                     ) -> tuple[Path, float | None, dict[str, float]]:
+    """The graph to quantize: `src` smoothed with `alpha`, or with the best of ALPHAS ("auto") or none.
+
+    "auto" quantizes the graph once per candidate (and once unsmoothed) and keeps the one whose
+    outputs on the calibration set stay closest to float32: the evaluation set is never used for it.
+    Returns the graph, its alpha and each candidate's calibration output cosine ("off" for none).
+    """
+    if recipe not in SMOOTHED or alpha is None:
+        return src, None, {}
+    model = onnx.load(str(src))
+    absmax = activation_absmax(model, batches)
+    candidates = [None, *ALPHAS] if alpha == "auto" else [float(alpha)]
+    best: tuple[float, float | None, Path] | None = None
+    trials: dict[str, float] = {}
+    for a in candidates:
+        path = src
+        if a is not None:
+            smoothed = onnx.ModelProto()
+            smoothed.CopyFrom(model)
+            smooth_matmul_inputs(smoothed, absmax, a)
+            path = work / f"smoothed-{a}.onnx"
+            onnx.save(smoothed, str(path))
+        if len(candidates) == 1:
+            return path, a, trials
+        apply_recipe(recipe, path, work / "trial.onnx", opt)
+        score = output_cosine(_runner(src), _runner(work / "trial.onnx"), batches)
+        trials["off" if a is None else f"{a:g}"] = score
+        progress(f"  smoothing {'off' if a is None else f'alpha {a:g}'}: calibration output cosine {score:.5f}")
+        if best is None or score > best[0]:
+            best = (score, a, path)
+    return best[2], best[1], trials
+
+
+def output_cosine(reference: Callable, candidate: Callable, batches: list) -> float:
+    """Mean cosine similarity of every output vector (per real token where outputs are per token)."""
+    scores = []
+    for feeds in batches:
+        real = real_positions(feeds)
+        for f, q in zip(reference(feeds), candidate(feeds)):
+            f, q = np.asarray(f, np.float64), np.asarray(q, np.float64)
+            if f.ndim < 2:
+                continue
+            vec_f, vec_q = (f[real], q[real]) if real is not None and f.shape[:2] == real.shape else (f, q)
+            vec_f, vec_q = vec_f.reshape(-1, f.shape[-1]), vec_q.reshape(-1, f.shape[-1])
+            norms = np.maximum(np.linalg.norm(vec_f, axis=-1) * np.linalg.norm(vec_q, axis=-1), 1e-30)
+            scores.append((vec_f * vec_q).sum(-1) / norms)
+    return float(np.concatenate(scores).mean())
 
 
 def quantize_bundle(
@@ -110,7 +172,15 @@ def quantize_bundle(
     overwrite: bool = False,
     bench_seconds: float = 1.0,
     progress: Callable[[str], None] = lambda msg: None,
+    calib_data: str | os.PathLike | None = None,
+    smooth_alpha: float | str | None = "auto",
 ) -> QuantizeResult:
+    """Quantize the float32 bundle `src` into `out` with `recipe`, measured on `data` (default: Python's docs).
+
+    `calib_data` (.txt, .jsonl or .npz) is what int8-static calibrates on and what smoothing
+    observes (default: Python's docs, other paragraphs than the evaluation set). `smooth_alpha`:
+    "auto", a strength in (0, 1], or None for no smoothing (int8 recipes only).
+    """
     ref = runtime.load(src)
     if ref.manifest.quantization:
         raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.get('recipe')}); "
@@ -120,29 +190,41 @@ def quantize_bundle(
     data = data or default_eval_texts()
     if not data.texts:
         raise QuantizeError("the evaluation set is empty; expected at least one text")
-    opt = options or RecipeOptions()
-    src_model = ref.bundle.model_path
+    if isinstance(smooth_alpha, (int, float)) and not 0 < smooth_alpha <= 1:
+        raise QuantizeError(f"smoothing alpha {smooth_alpha:g} is out of range; expected a number in (0, 1], auto or off")
+    opt = dataclasses.replace(options or RecipeOptions())
+    check_recipe(recipe)  # before any work
+    batches = None
+    if recipe in SMOOTHED and (recipe == "int8-static" or smooth_alpha is not None):
+        batches = calibration_batches(ref, calib_data)
+        opt.calibration_batches = batches
+    if recipe == "int8-static":
+        ffn_out = [n for n in activation_fed_matmuls(onnx.load(str(ref.bundle.model_path))) if n not in opt.exclude]
+        opt.exclude = opt.exclude + ffn_out
+        progress(f"int8-static keeps {len(ffn_out)} FFN output MatMuls in float (their inputs follow an activation function)")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         dst = tmp / MODEL_FILE
+        work = tmp / ".work"
+        work.mkdir()
+        src_model, alpha, trials = choose_smoothing(recipe, ref.bundle.model_path, work, opt, batches, smooth_alpha, progress)
         fid = _quantize_and_measure(recipe, src_model, dst, opt, ref, data)
         progress(f"{recipe}: {fid.metric} {fid.quant_metric:.5g} (float32 {fid.float_metric:.5g}), drop {fid.drop:.4g}")
         kept: list[str] = []
         if max_drop is not None and fid.drop > max_drop:
             candidates = [n for n in quantizable_matmuls(onnx.load(str(src_model))) if n not in opt.exclude]
             progress(f"over the budget {max_drop:g}: ranking {len(candidates)} MatMuls by sensitivity")
-            work = tmp / ".work"
-            work.mkdir()
             ranking = rank_sensitivity(recipe, src_model, work, opt, ref, data, candidates)
             for node, _ in ranking:
                 kept.append(node)
-                fid = _quantize_and_measure(recipe, src_model, dst, RecipeOptions(opt.block_size, opt.symmetric,
-                                                                                opt.exclude + kept), ref, data)
+                fid = _quantize_and_measure(recipe, src_model, dst, dataclasses.replace(opt, exclude=opt.exclude + kept),
+                                            ref, data)
                 progress(f"  kept {node} in float: drop {fid.drop:.4g}")
                 if fid.drop <= max_drop:
                     break
-            shutil.rmtree(work)
-        result = QuantizeResult(Path(out), recipe, fid, kept, max_drop=max_drop)
-        result.size_ratio = dst.stat().st_size / src_model.stat().st_size
+        shutil.rmtree(work)
+        result = QuantizeResult(Path(out), recipe, fid, list(opt.exclude) + kept, max_drop=max_drop, smooth_alpha=alpha,
+                                smoothing_trials=trials)
+        result.size_ratio = dst.stat().st_size / ref.bundle.model_path.stat().st_size
         if not result.passed:
             result.path = None
             raise BudgetError(result)
@@ -150,9 +232,14 @@ def quantize_bundle(
         m = ref.manifest
         manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
                             attention=m.attention, tools=m.tools)
-        manifest.quantization = {"recipe": recipe, "block_size": opt.block_size if recipe == "int4" else None,
-                                 "symmetric": opt.symmetric if recipe == "int4" else None,
-                                 "kept_float": kept + list(opt.exclude), "source_bundle": Path(src).name}
+        manifest.quantization = {
+            "recipe": recipe, "block_size": opt.block_size if recipe == "int4" else None,
+            "symmetric": opt.symmetric if recipe == "int4" else None, "kept_float": result.kept_float,
+            "smooth_alpha": alpha, "source_bundle": Path(src).name,
+            "calibration": ({"method": opt.calibration if recipe == "int8-static" else None,
+                             "rows": sum(len(next(iter(b.values()))) for b in batches),
+                             "data": Path(calib_data).name if calib_data else "built-in"} if batches else None),
+        }
         manifest.parity = {"passed": True, "kind": "budget", "max_drop": max_drop, "fidelity": fid.to_json(),
                            "eval_texts": len(data.texts)}
         write_manifest(tmp, manifest)
@@ -160,4 +247,8 @@ def quantize_bundle(
         b_f = bench_model(ref, 1, seq, min_seconds=bench_seconds)
         b_q = bench_model(runtime.load(tmp), 1, seq, min_seconds=bench_seconds)
         result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
+        # What the recipe costs and buys, measured here, travels with the bundle.
+        manifest.quantization["measured"] = {"size_ratio": result.size_ratio, "batch": 1, "seq": seq,
+                                             "float32_ms": result.float_ms, "quantized_ms": result.quant_ms}
+        write_manifest(tmp, manifest)
     return result

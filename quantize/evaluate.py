@@ -43,28 +43,35 @@ class Fidelity:
         return asdict(self)
 
 
-def default_eval_texts(n: int = 128) -> EvalSet:
-    """English paragraphs from Python's language reference (pydoc_data.topics), which ships with Python."""
+def python_paragraphs(which: int = 0) -> list[str]:
+    """English paragraphs from Python's language reference (pydoc_data.topics), which ships with Python.
+
+    One per topic: the `which`-th paragraph of 40 to 600 characters that is not a code example.
+    """
     from pydoc_data.topics import topics
 
     texts = []
     for key in sorted(topics):
-        for para in topics[key].split("\n\n"):
-            para = " ".join(para.split())
-            if 40 <= len(para) <= 600 and not para.startswith((">>>", "...")):
-                texts.append(para)
-                break
-    return EvalSet(texts[:n])
+        paras = [" ".join(p.split()) for p in topics[key].split("\n\n")]
+        paras = [p for p in paras if 40 <= len(p) <= 600 and not p.startswith((">>>", "..."))]
+        if len(paras) > which:
+            texts.append(paras[which])
+    return texts
 
 
-def read_eval_file(path: str | Path) -> EvalSet:
+def default_eval_texts(n: int = 128) -> EvalSet:
+    """The first paragraph of each language-reference topic (calibration takes the second)."""
+    return EvalSet(python_paragraphs(which=0)[:n])
+
+
+def read_eval_file(path: str | Path, kind: str = "evaluation") -> EvalSet:
     """Texts, one per line, or JSON Lines with "text" (and optionally "label")."""
     path = Path(path)
     if not path.is_file():
-        raise EdgeformerError(f"evaluation file {path} does not exist")
+        raise EdgeformerError(f"{kind} file {path} does not exist")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
-        raise EdgeformerError(f"{path} is empty; expected evaluation texts")
+        raise EdgeformerError(f"{path} is empty; expected {kind} texts")
     if path.suffix != ".jsonl":
         return EvalSet(lines)
     rows = []
