@@ -187,6 +187,9 @@ def quantize_bundle(
                             "quantize the float32 bundle instead")
     if ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
+    if "cache" in ref.manifest.model or ref.manifest.config.get("arch") == "seq2seq":
+        raise QuantizeError(f"{src} is a key/value-cache generation bundle, which the recipes do not cover yet; "
+                            "quantize a bundle exported without --kv-cache")
     data = data or default_eval_texts()
     if not data.texts:
         raise QuantizeError("the evaluation set is empty; expected at least one text")
