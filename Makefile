@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/minilm_vs_transformers.py
 	$(BIN)/python benchmarks/quantize_minilm.py
 	$(BIN)/python benchmarks/runtime_footprint.py
+	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/distill.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -2,7 +2,9 @@
 
 Trains a small encoder (stdlib-topics classification) and a small decoder (pydoc-lm language
 model), exports both with fused attention behind the parity gate, runs the encoder bundle on
-held-out text through the torch-free runtime, and times each bundle against PyTorch eager.
+held-out text through the torch-free runtime, times each bundle against PyTorch eager, and
+exports the decoder again with a key/value cache to generate text through the runtime.
+Last, the encoder is distilled into a student with half its layers, and both are compared.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
     click.echo("\n== the encoder bundle, through the runtime, on held-out docstrings")
     for ex in summary["examples"]:
         click.echo(f"  {ex['predicted']:<12} ({ex['probability']:.2f}, true: {ex['label']:<11}) {ex['text'][:70]}")
+    click.echo("\n== decoder: export with a key/value cache, parity gate, generate through the runtime")
+    summary["generation"] = generate_example(out / "decoder-ckpt", out / "decoder-cached-bundle", 24 if quick else 48)
+    g = summary["generation"]
+    click.echo(f"  [{g['prompt']}]{g['text']}")
+    click.echo(f"  (cache parity max abs {g['parity_max_abs']:.1e}; prompt {g['prompt_ms']:.2f} ms, then "
+               f"{g['per_token_ms']:.2f} ms per token; greedy with repetition penalty {GENERATE['repetition_penalty']})")
+    summary["distillation"] = distill_example(out, quick)
     click.echo()
     table(f"edgeformer demo (batch 1, {BENCH_SEQ} tokens, float32, same run)",
           ["model", "preset", "params", "held-out", "parity max abs", "attention", "onnxruntime ms", "eager ms",
@@ -67,9 +76,38 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
     return summary
 
 
+GENERATE = {"prompt": "The for statement", "repetition_penalty": 1.3}
+
+
+def generate_example(ckpt: Path, bundle_dir: Path, max_new_tokens: int) -> dict:
+    """Export the decoder with its cache and continue a prompt through the runtime (no PyTorch in the loop)."""
+    exported = export_bundle(ckpt, bundle_dir, kv_cache=True, overwrite=True)
+    result = runtime.load(bundle_dir).generate(GENERATE["prompt"], max_new_tokens=max_new_tokens,
+                                               repetition_penalty=GENERATE["repetition_penalty"])
+    return {"bundle": str(bundle_dir), "prompt": GENERATE["prompt"], "text": result.texts[0],
+            "new_tokens": len(result.token_ids[0]), "stop_reason": result.stop_reasons[0],
+            "parity_max_abs": max(o.max_abs for o in exported.report.worst.values()),
+            "prompt_ms": result.prompt_ms, "per_token_ms": result.per_token_ms}
+
+
 def classify_examples(bundle_dir: Path, n: int = 5) -> list[dict]:
     """Classify held-out docstrings through the runtime's text API (the bundle's own tokenizer)."""
     held = stdlib_topics().eval[::37][:n]
     result = runtime.load(bundle_dir).classify([t for t, _ in held])
     return [{"text": t, "label": result.label_names[y], "predicted": label, "probability": float(p.max())}
             for (t, y), label, p in zip(held, result.labels, result.probabilities)]
+
+
+def distill_example(out: Path, quick: bool) -> dict:
+    """Distill the demo's encoder into a student with half its layers; export both and compare."""
+    from edgeformer.modeling.distill import distill_checkpoint
+
+    from .distill_cmd import distill_report, report_rows
+
+    click.echo("\n== encoder: distill into a student with half the layers (started from teacher blocks 0 and 3)")
+    teacher, student = out / "encoder-ckpt", out / "student-ckpt"
+    tc = TrainConfig(epochs=1, steps_per_epoch=12) if quick else TrainConfig(epochs=3)
+    result = distill_checkpoint(teacher, "small", student, layers=2, tc=tc, overwrite=True)
+    report = distill_report(teacher, student, result, out / "distill-bundles", seconds=0.3 if quick else 2.0)
+    table(f"distillation report (float32, {report['seq']} tokens, same run)", *report_rows(report))
+    return {"checkpoint": str(student), "result": result.to_json(), "report": report}

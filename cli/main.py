@@ -64,9 +64,10 @@ def runtime_options(f):
 
 
 @cli.command()
-@click.option("--arch", type=click.Choice(["encoder", "decoder"]), required=True)
+@click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq"]), required=True)
 @click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
-@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder). Default: the arch's task.")
+@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq). "
+              "Default: the arch's task.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
@@ -90,6 +91,10 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, p
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
     overrides = {k: v for k, v in (("positional", positional), ("norm", norm)) if v}
     result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
+    from edgeformer.modeling.distributed import current
+
+    if not current().is_main:  # under torchrun, rank 0 speaks for the job
+        return
     click.echo(f"wrote checkpoint {out} ({result.seconds:.1f} s)")
     write_json(json_out, {"checkpoint": out, "history": result.history, "seconds": result.seconds})
 
@@ -117,44 +122,64 @@ def import_(hf_dir, out, overwrite, json_out):
               help="fused: one ONNX Attention node per layer (opset 23); unfused: MatMul/Softmax (opset 18).")
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Parity tolerance: largest absolute difference allowed against PyTorch.")
+@click.option("--kv-cache", is_flag=True, help="Decoders: one graph for the prompt and each new token, with a key/value cache.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-def export(checkpoint, out, attention, atol, overwrite, json_out):
+def export(checkpoint, out, attention, atol, kv_cache, overwrite, json_out):
     """Export CHECKPOINT to an ONNX bundle; written only if it passes the parity gate."""
     from edgeformer.export import export_bundle
 
-    result = export_bundle(checkpoint, out, attention=attention, atol=atol, overwrite=overwrite)
+    result = export_bundle(checkpoint, out, attention=attention, atol=atol, overwrite=overwrite, kv_cache=kv_cache)
     att = result.manifest.attention
     parity_table(f"parity: {checkpoint} vs {out}", result.report)
     click.echo(f"wrote bundle {out}: opset {result.manifest.opset}, {att['count']} x {att['op']}, parity passed")
     write_json(json_out, {"bundle": out, "attention": att, "parity": result.report.to_json()})
 
 
+def smooth_alpha_option(value: str):
+    """--smooth-alpha: auto, off, or a number in (0, 1]."""
+    if value in ("auto", "off"):
+        return None if value == "off" else value
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not auto, off or a number in (0, 1]") from None
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), help="Quantized bundle directory to write.")
-@click.option("--recipe", type=click.Choice(["int8-dynamic", "int4", "fp16"]), default="int8-dynamic", show_default=True)
+@click.option("--recipe", type=click.Choice(["int8-dynamic", "int8-static", "int4", "fp16"]), default="int8-dynamic",
+              show_default=True)
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Accuracy budget: the largest task-metric drop allowed.")
 @click.option("--eval-data", type=click.Path(dir_okay=False), help="Evaluation texts: one per line, or .jsonl with text (and label).")
+@click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]), default="percentile", show_default=True,
+              help="int8-static: how activation ranges are chosen.")
+@click.option("--calib-data", type=click.Path(dir_okay=False),
+              help="Calibration inputs: texts one per line, .jsonl with text, or .npz of model inputs (default: built-in text).")
+@click.option("--smooth-alpha", default="auto", show_default=True, callback=lambda ctx, p, v: smooth_alpha_option(v),
+              help="int8: move activation outliers into the weights with this strength (0-1], 'auto' or 'off'.")
 @click.option("--block-size", default=32, show_default=True, type=click.Choice(["16", "32", "64", "128"]), help="int4 block size.")
 @click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
 @click.option("--compare", is_flag=True, help="Run every recipe and print one table; writes no bundle.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="With --compare: draw accuracy against latency to FILE.png.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-def quantize(bundle, out, recipe, max_drop, eval_data, block_size, asymmetric, compare, overwrite, json_out):
+def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, smooth_alpha, block_size, asymmetric,
+             compare, plot, overwrite, json_out):
     """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
-    import tempfile
+    from edgeformer.quantize import RecipeOptions, quantize_bundle, read_eval_file
+    from edgeformer.quantize.report import check_plot_path, compare_recipes, plot_tradeoff
 
-    from edgeformer.quantize import RECIPES, RecipeOptions, quantize_bundle, read_eval_file
-
+    if plot and not compare:
+        raise EdgeformerError("--plot draws the --compare table; give --compare too")
+    if plot:
+        check_plot_path(plot)
     data = read_eval_file(eval_data) if eval_data else None
-    opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric)
+    opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration)
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     if compare:
-        results = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in RECIPES:
-                results.append(quantize_bundle(bundle, f"{tmp}/{name}", name, None, data, opt, progress=say))
+        results = compare_recipes(bundle, data, opt, calib_data, smooth_alpha, progress=say)
         rows = [[r.recipe, f"{r.size_ratio:.1%}", ms(r.float_ms), ms(r.quant_ms), f"{r.float_ms / r.quant_ms:.2f}x",
                  r.fidelity.metric, f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}",
                  f"{r.fidelity.mean_cosine:.5f}", f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
@@ -162,14 +187,18 @@ def quantize(bundle, out, recipe, max_drop, eval_data, block_size, asymmetric, c
             table(f"quantization recipes for {bundle} (batch 1, same run per recipe)",
                   ["recipe", "size", "float32 ms", "quantized ms", "speed-up", "metric", "value", "drop", "mean cos",
                    "min cos", "max abs"], rows)
+        if plot:
+            say(f"drew {plot_tradeoff(results, plot, f'quantization recipes for {bundle}')}")
         write_json(json_out, [r.to_json() for r in results])
         return
     if not out:
         raise EdgeformerError("give --out for the quantized bundle (or --compare to only measure)")
-    r = quantize_bundle(bundle, out, recipe, max_drop, data, opt, overwrite=overwrite, progress=say)
+    r = quantize_bundle(bundle, out, recipe, max_drop, data, opt, overwrite=overwrite, progress=say,
+                        calib_data=calib_data, smooth_alpha=smooth_alpha)
     f = r.fidelity
     say(f"wrote {out}: {recipe}, {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}, drop {f.drop:.4g}), "
         f"size {r.size_ratio:.1%} of float32, {r.float_ms / r.quant_ms:.2f}x the speed at batch 1"
+        + (f", smoothing alpha {r.smooth_alpha:g}" if r.smooth_alpha is not None else "")
         + (f", {len(r.kept_float)} MatMuls kept in float: {', '.join(r.kept_float)}" if r.kept_float else ""))
     write_json(json_out, r.to_json())
 
@@ -238,6 +267,32 @@ def run(bundle, input_file, ids, texts, text_file, no_truncation, providers, spi
 
 @cli.command()
 @click.argument("bundle", type=click.Path())
+@click.option("--prompt", "prompts", multiple=True, help="Text to continue (repeat for a batch; rows are left-padded).")
+@click.option("--ids", multiple=True, help='Token ids of a prompt, e.g. "5 17 42" (repeatable), for bundles without a tokenizer.')
+@click.option("--max-new-tokens", default=32, show_default=True, type=int, help="Tokens to generate per prompt.")
+@click.option("--stream", is_flag=True, help="Print text as it is produced (one prompt).")
+@click.option("--temperature", default=0.0, show_default=True, type=float, help="0: greedy; above 0: sample.")
+@click.option("--top-k", default=0, show_default=True, type=int, help="Sample among the k most likely tokens (0: all).")
+@click.option("--top-p", default=1.0, show_default=True, type=float, help="Sample within this much probability mass, in (0, 1].")
+@click.option("--repetition-penalty", default=1.0, show_default=True, type=float, help="Above 1: fewer repeats (1: off).")
+@click.option("--stop", multiple=True, help="Stop at this string, or token id when an integer (repeatable).")
+@click.option("--seed", type=int, help="Seed for sampling: the same seed gives the same text.")
+@click.option("--truncate", is_flag=True, help="Stop at the model's context instead of refusing a longer request.")
+@runtime_options
+@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, top_p, repetition_penalty, stop, seed,
+             truncate, providers, spin, threads, json_out):
+    """Generate text with BUNDLE (a decoder exported with --kv-cache); no PyTorch needed."""
+    from . import generate_cmd, run_cmd
+
+    model = run_cmd.load(bundle, providers, spin, threads)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                    stop=generate_cmd.parse_stop(stop), seed=seed, on_overflow="truncate" if truncate else "error")
+    generate_cmd.run_generate(model, prompts, ids, max_new_tokens, stream, settings, json_out)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path())
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--seq", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--reference", type=click.Path(), help="PyTorch checkpoint to time in the same run (eager).")
@@ -282,6 +337,12 @@ def demo(out, quick, json_out):
 
     summary = run_demo(out, quick=quick)
     write_json(json_out, summary)
+
+
+# Its own module: the verb's options and its report table are long. Imports torch only when run.
+from .distill_cmd import distill  # noqa: E402
+
+cli.add_command(distill)
 
 
 def main():

@@ -35,6 +35,7 @@ class CaseParity:
     seq: int
     padded: bool
     outputs: list[OutputParity]
+    past: int = 0  # cached tokens before this input (decoders exported with a key/value cache)
 
 
 @dataclass

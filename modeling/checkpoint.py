@@ -20,6 +20,7 @@ from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .config import ModelConfig
 from .model import Transformer
+from .seq2seq import build_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -63,7 +64,7 @@ def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | None:
 
 
 def load(path: str | os.PathLike) -> Transformer:
-    """The model stored in checkpoint directory `path`, in eval mode."""
+    """The model stored in checkpoint directory `path`, in eval mode (a Seq2SeqTransformer for arch seq2seq)."""
     path = Path(path)
     cfg = read_config(path)
     weights = path / WEIGHTS_FILE
@@ -75,7 +76,7 @@ def load(path: str | os.PathLike) -> Transformer:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
-    model = Transformer(cfg)
+    model = build_model(cfg)
     load_state(model, state, weights)
     return model.eval()
 
@@ -84,7 +85,7 @@ def load_state(model: Transformer, state: dict[str, torch.Tensor], source: Path)
     """Copy `state` into `model`, naming the first tensor that is missing, unexpected or misshapen."""
     expected = model.state_dict()
     # Tied weights are stored once; safetensors keeps one name of each shared group.
-    tied = {"lm_head.weight"} if model.cfg.arch == "decoder" and model.cfg.tie_embeddings else set()
+    tied = {"lm_head.weight"} if model.cfg.arch in ("decoder", "seq2seq") and model.cfg.tie_embeddings else set()
     missing = [k for k in expected if k not in state and k not in tied]
     unexpected = [k for k in state if k not in expected]
     if missing:

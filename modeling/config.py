@@ -10,7 +10,7 @@ from edgeformer.runtime.errors import EdgeformerError
 
 from .presets import PRESETS
 
-ARCHS = ("encoder", "decoder")
+ARCHS = ("encoder", "decoder", "seq2seq")
 CHOICES = {
     "arch": ARCHS,
     "activation": ("relu", "gelu", "gelu_tanh"),
@@ -23,7 +23,9 @@ CHOICES = {
 # What each architecture gets unless told otherwise. Decoders are GPT-style: learned positions.
 # (Measured on pydoc-lm, tiny preset, 180 steps: with tied embeddings and fixed sinusoidal positions
 # held-out perplexity stayed at the unigram plateau, about 370; learned positions reached 177.)
-ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "learned"}}
+# seq2seq is the 2017 paper's encoder-decoder: sinusoidal positions, ReLU, LayerNorm after each residual add.
+ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "learned"},
+                                  "seq2seq": {"positional": "sinusoidal", "activation": "relu", "norm": "post"}}
 
 
 class ConfigError(EdgeformerError):
@@ -32,7 +34,7 @@ class ConfigError(EdgeformerError):
 
 @dataclass
 class ModelConfig:
-    arch: str = "encoder"  # encoder: bidirectional; decoder: causal
+    arch: str = "encoder"  # encoder: bidirectional; decoder: causal; seq2seq: encoder + causal decoder with cross-attention
     vocab_size: int = 1024
     d_model: int = 128
     n_heads: int = 4
@@ -74,8 +76,8 @@ class ModelConfig:
             raise ConfigError(f"sinusoidal positions need an even d_model, got {self.d_model}")
         if self.labels is not None and len(self.labels) != self.num_labels:
             raise ConfigError(f"{len(self.labels)} label names for num_labels={self.num_labels}")
-        if self.arch == "decoder" and self.num_labels:
-            raise ConfigError("a decoder predicts tokens; num_labels applies to encoders only")
+        if self.arch in ("decoder", "seq2seq") and self.num_labels:
+            raise ConfigError(f"a {self.arch} predicts tokens; num_labels applies to encoders only")
         if self.image_size:
             if self.arch != "encoder" or self.positional != "learned":
                 raise ConfigError("an image model is an encoder with learned positions")
@@ -102,6 +104,8 @@ class ModelConfig:
     def task(self) -> str:
         if self.arch == "decoder":
             return "causal-lm"
+        if self.arch == "seq2seq":
+            return "seq2seq-lm"
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Built-in tasks:
   concurrency). Real English, six classes, about 1,900 examples; it ships with Python.
 - `pydoc-lm` (language modelling): the text of Python's language reference topics
   (`pydoc_data.topics`), about 460,000 characters of English prose and code.
+- `reverse` (sequence to sequence): reverse 3 to 10 letters, "q f a" -> "a f q"; 8,000 training
+  and 300 held-out sequences, generated from a fixed seed.
 
 User files:
 - classification: JSON Lines with {"text": ..., "label": ...}, or text lines "label<TAB>text";
@@ -48,6 +50,37 @@ class CorpusData:
     @property
     def texts(self) -> list[str]:
         return [self.train]
+
+
+@dataclass
+class PairData:
+    """Sequence-to-sequence examples: (source text, target text)."""
+
+    train: list[tuple[str, str]]
+    eval: list[tuple[str, str]]
+
+    @property
+    def texts(self) -> list[str]:
+        return [t for pair in self.train for t in pair]
+
+
+def reverse_words(n_train: int = 8000, n_eval: int = 300, seed: int = 0) -> PairData:
+    """Reverse a sequence of 3 to 10 letters ("q f a" -> "a f q"): every output token depends on the
+    whole input, in an order only attention over the source gets right, so a wrong model visibly fails.
+    Held-out sequences never occur in training."""
+    import random
+
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    seen: set[str] = set()
+    rows: list[tuple[str, str]] = []
+    while len(rows) < n_train + n_eval:
+        words = [rng.choice(letters) for _ in range(rng.randint(3, 10))]
+        src = " ".join(words)
+        if src not in seen:
+            seen.add(src)
+            rows.append((src, " ".join(reversed(words))))
+    return PairData(rows[:n_train], rows[n_train:])
 
 
 STDLIB_AREAS = {
@@ -129,11 +162,12 @@ def split_corpus(text: str, eval_fraction: float = 0.1) -> CorpusData:
 TASKS = {
     "stdlib-topics": ("encoder", stdlib_topics),
     "pydoc-lm": ("decoder", pydoc_corpus),
+    "reverse": ("seq2seq", reverse_words),
 }
-DEFAULT_TASK = {"encoder": "stdlib-topics", "decoder": "pydoc-lm"}
+DEFAULT_TASK = {"encoder": "stdlib-topics", "decoder": "pydoc-lm", "seq2seq": "reverse"}
 
 
-def load_task(name: str, arch: str) -> ClassificationData | CorpusData:
+def load_task(name: str, arch: str) -> ClassificationData | CorpusData | PairData:
     if name not in TASKS:
         raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)} (or --data FILE)")
     task_arch, build = TASKS[name]
@@ -153,6 +187,8 @@ def load_data_file(path: str | Path, arch: str) -> ClassificationData | CorpusDa
     if not raw.strip():
         raise DataError(f"{path} is empty; expected training text")
     records = _jsonl(path, raw) if path.suffix == ".jsonl" else None
+    if arch == "seq2seq":
+        raise DataError("seq2seq models train on the built-in task (--task reverse); data files are not supported yet")
     if arch == "decoder":
         text = "\n\n".join(str(r.get("text", "")) for r in records) if records is not None else raw
         return split_corpus(text)

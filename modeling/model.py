@@ -7,7 +7,10 @@ exporter turns each layer into one ONNX `Attention` node.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -41,6 +44,33 @@ def attention_keep_mask(attention_mask: torch.Tensor, causal: bool) -> torch.Ten
     return keep | (idx[:, None] == idx[None, :])
 
 
+def cached_keep_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, S) 0/1 mask over past + current keys -> (B, 1, T, S) bool for the last T of them as queries.
+
+    Causality is aligned to the END of the key sequence: query i sits at key position S - T + i and
+    may see keys up to it. As in `attention_keep_mask`, every query keeps its own key, so a padded
+    query row is never empty (an all-masked row gives NaN).
+    """
+    B, S = attention_mask.shape
+    q_pos = torch.arange(T, device=attention_mask.device)[:, None] + (S - T)  # (T, 1)
+    k_pos = torch.arange(S, device=attention_mask.device)[None, :]  # (1, S)
+    keep = attention_mask.bool()[:, None, None, :] & (k_pos <= q_pos)  # (B, 1, T, S)
+    return keep | (k_pos == q_pos)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, S) 0/1 mask -> (B, S) position ids counting real tokens only, so left padding shifts nothing."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class LayerCache:
+    """One layer's keys and values so far, (B, H, P, hd) each; attention appends to them in place."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -50,16 +80,31 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        if cache is not None:
+            k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, H, P + T, hd)
+            v = cache.value = torch.cat([cache.value, v], dim=2)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.proj(y))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, T) attention scores q.k / sqrt(hd) before masking and softmax.
+
+        Computed explicitly, on request only (distillation's attention loss): `forward` leaves the
+        product inside scaled_dot_product_attention, where it becomes one fused node on export.
+        """
+        B, T, C = x.shape
+        q, k, _ = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        return q @ k.transpose(-2, -1) / math.sqrt(C // self.n_heads)
 
 
 class FeedForward(nn.Module):
@@ -83,11 +128,11 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.ff = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.attn(self.ln1(x), keep)
+            x = x + self.attn(self.ln1(x), keep, cache)
             return x + self.ff(self.ln2(x))
-        x = self.ln1(x + self.attn(x, keep))
+        x = self.ln1(x + self.attn(x, keep, cache))
         return self.ln2(x + self.ff(x))
 
 
@@ -107,9 +152,11 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
-        positions = self.pos.weight[:T] if self.pos is not None else self.table[:T]  # (T, C)
+        table = self.pos.weight if self.pos is not None else self.table
+        positions = table[:T] if position_ids is None else F.embedding(position_ids, table)  # (T, C) or (B, T, C)
         x = self.tok(input_ids) * self.scale + positions  # (B, T, C)
         if self.segment is not None:
             x = x + self.segment(token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids))
@@ -169,13 +216,48 @@ class Transformer(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @contextlib.contextmanager
+    def capture(self, attention_scores: bool = False) -> Iterator[dict[str, list[torch.Tensor]]]:
+        """Record internals of every forward call made inside the `with` block (distillation).
+
+        Yields a dict filled during forward: "hidden_states", the embedding output then each
+        block's output, (B, T, C) each; with `attention_scores`, "attention_scores", each block's
+        (B, H, T, T) scores before softmax. Hooks exist only inside the block, so export and
+        ordinary calls run the plain forward.
+        """
+        seen: dict[str, list[torch.Tensor]] = {"hidden_states": [], "attention_scores": []}
+
+        def after_embed(module, args, output):
+            seen["hidden_states"].append(output)
+
+        def after_block(block, args, output):
+            if attention_scores:
+                x = args[0]
+                seen["attention_scores"].append(block.attn.scores(block.ln1(x) if block.pre_norm else x))
+            seen["hidden_states"].append(output)
+
+        handles = [self.embed.register_forward_hook(after_embed)]
+        handles += [b.register_forward_hook(after_block) for b in self.blocks]
+        try:
+            yield seen
+        finally:
+            for h in handles:
+                h.remove()
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: list[LayerCache] | None = None,
     ) -> dict[str, torch.Tensor]:
+        """`position_ids` (B, T) place tokens explicitly (left-padded prompts). With `cache` (a
+        decoder generating), attention_mask covers past + current tokens and each layer's cache
+        gains this step's keys and values."""
+        if cache is not None:
+            return self._forward_cached(input_ids, attention_mask, position_ids, cache)
         if self.cfg.image_size:
             x, keep = self.embed(pixel_values), None  # (B, N + 1, C); every patch sees every patch
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
@@ -186,7 +268,7 @@ class Transformer(nn.Module):
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
             keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
-            x = self.embed(input_ids, token_type_ids)  # (B, T, C)
+            x = self.embed(input_ids, token_type_ids, position_ids)  # (B, T, C)
         for block in self.blocks:
             x = block(x, keep)
         x = self.ln_f(x)
@@ -197,6 +279,30 @@ class Transformer(nn.Module):
             pooled = self.pooler(self.pool(x, attention_mask))  # (B, C)
             out["logits"] = self.classifier(self.head_dropout(pooled))  # (B, L)
         return out
+
+    def _forward_cached(self, input_ids, attention_mask, position_ids, cache: list[LayerCache]) -> dict[str, torch.Tensor]:
+        if self.cfg.arch != "decoder":
+            raise ConfigError(f"a key/value cache is for decoders; this model is an {self.cfg.arch}")
+        B, T = input_ids.shape
+        S = cache[0].key.shape[2] + T
+        if not torch.compiler.is_compiling() and S > self.cfg.max_len:
+            raise ConfigError(f"{S} tokens with the cache; this model accepts at most {self.cfg.max_len}")
+        if attention_mask is None:
+            attention_mask = torch.ones(B, S, dtype=torch.long, device=input_ids.device)
+        if position_ids is None:
+            position_ids = positions_from_mask(attention_mask)[:, -T:]
+        keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
+        x = self.embed(input_ids, None, position_ids)  # (B, T, C)
+        for block, layer_cache in zip(self.blocks, cache):
+            x = block(x, keep, layer_cache)
+        return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)
+
+    def empty_cache(self, batch: int) -> list[LayerCache]:
+        """A cache holding nothing yet: (batch, H, 0, hd) keys and values for every layer."""
+        cfg = self.cfg
+        shape = (batch, cfg.n_heads, 0, cfg.d_model // cfg.n_heads)
+        w = self.lm_head.weight
+        return [LayerCache(w.new_zeros(shape), w.new_zeros(shape)) for _ in range(cfg.n_layers)]
 
     def pool(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (B, C): the mean over real tokens, or the first token."""

@@ -20,8 +20,11 @@ from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
-from .data import DEFAULT_TASK, ClassificationData, CorpusData, load_data_file, load_task
+from .distributed import current as distributed_context
+from .data import DEFAULT_TASK, ClassificationData, CorpusData, PairData, load_data_file, load_task
 from .model import Transformer
+from .seq2seq import build_model
+from .seq2seq_task import Seq2SeqTask
 from .tokenizer import train_tokenizer
 
 
@@ -107,9 +110,11 @@ class _Task:
     @torch.no_grad()
     def evaluate(self, model: Transformer) -> dict[str, float]:
         model.eval()
+        dev = next(model.parameters()).device
         if self.cfg.arch == "encoder":
             correct, total, loss = 0, 0, 0.0
             for x, m, y in _batches_classification(self.eval_ids, self.eval_y, 64, self.cfg.pad_id, None):
+                x, m, y = x.to(dev), m.to(dev), y.to(dev)
                 logits = model(x, m)["logits"]
                 loss += F.cross_entropy(logits, y, reduction="sum").item()
                 correct += (logits.argmax(-1) == y).sum().item()
@@ -117,8 +122,8 @@ class _Task:
             return {"eval_loss": loss / total, "eval_accuracy": correct / total}
         # Non-overlapping windows over the held-out text: mean token loss and perplexity.
         n = (len(self.eval_stream) - 1) // self.seq
-        x = self.eval_stream[: n * self.seq].view(n, self.seq)
-        y = self.eval_stream[1 : n * self.seq + 1].view(n, self.seq)
+        x = self.eval_stream[: n * self.seq].view(n, self.seq).to(dev)
+        y = self.eval_stream[1 : n * self.seq + 1].view(n, self.seq).to(dev)
         total = 0.0
         for i in range(0, n, 16):
             logits = model(x[i : i + 16])["logits"]
@@ -127,33 +132,48 @@ class _Task:
         return {"eval_loss": loss, "eval_perplexity": math.exp(loss)}
 
 
-def train(model: Transformer, data, tok: TextTokenizer, tc: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train `model` in place on `data`; evaluate on its held-out part after every epoch."""
-    torch.manual_seed(tc.seed)
-    task = _Task(data, tok, model.cfg, tc)
-    g = torch.Generator().manual_seed(tc.seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+def optimizer(module: torch.nn.Module, tc: TrainConfig, total_steps: int):
+    """AdamW (no weight decay on biases and norms) and its warm-up + cosine schedule."""
+    decay = [p for n, p in module.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in module.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr
     )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total_steps, max(1, int(tc.warmup * total_steps))))
+    return opt, sched
+
+
+def train(model: Transformer, data, tok: TextTokenizer, tc: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train `model` in place on `data`; evaluate on its held-out part after every epoch.
+
+    Under torchrun the model runs under DistributedDataParallel (modeling/distributed.py): each
+    rank computes on its rows of the same global batch.
+    """
+    torch.manual_seed(tc.seed)
+    ddp = distributed_context()
+    task = (Seq2SeqTask if isinstance(data, PairData) else _Task)(data, tok, model.cfg, tc)
+    g = torch.Generator().manual_seed(tc.seed)
+    model.to(ddp.device)
+    runner = ddp.wrap(model)
     total = task.steps * tc.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, max(1, int(tc.warmup * total))))
+    opt, sched = optimizer(model, tc, total)
     result, start = TrainResult(), time.perf_counter()
+    progress = progress and ddp.is_main
     bar = _progress(progress)
     with bar:
         job = bar.add_task("training", total=total)
         for epoch in range(1, tc.epochs + 1):
             model.train()
             running, count = 0.0, 0
-            for x, m, y in task.batches(g):
-                loss = task.loss(model, x, m, y)
+            for batch in task.batches(g):
+                (x, m, y), weight = ddp.shard(*batch)
+                loss = task.loss(runner, x, m, y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 opt.step()
                 sched.step()
-                running, count = running + loss.item(), count + 1
+                running, count = running + ddp.global_sum(loss.item() * weight / ddp.world_size), count + 1
                 bar.update(job, advance=1, description=f"epoch {epoch}/{tc.epochs} loss {running / count:.3f}")
             metrics = {"epoch": epoch, "train_loss": running / max(1, count), **task.evaluate(model)}
             result.history.append(metrics)
@@ -206,9 +226,11 @@ def train_checkpoint(
         extra.update(num_labels=len(data.labels), labels=list(data.labels))
     cfg = ModelConfig.from_preset(preset, **{**extra, **(overrides or {})})
     torch.manual_seed(tc.seed)
-    model = Transformer(cfg)
+    model = build_model(cfg)
     result = train(model, data, tok, tc, progress=progress)
     meta = {"task": task_name, "preset": preset, "train_config": asdict(tc), "history": result.history,
             "seconds": round(result.seconds, 1), "parameters": model.num_parameters()}
-    save(model, out, tokenizer=tok, records={TRAINING_FILE: meta}, overwrite=overwrite)
+    if distributed_context().is_main:
+        save(model.cpu(), out, tokenizer=tok, records={TRAINING_FILE: meta}, overwrite=overwrite)
+    distributed_context().barrier()
     return result

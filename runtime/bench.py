@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import EdgeformerError
 from .inputs import manifest_inputs
 from .model import Model
 
@@ -105,6 +106,9 @@ def bench_model(
     side's samples are pooled, so a machine that speeds up or slows down mid-run shifts both alike.
     `min_seconds` is the time per side.
     """
+    if "cache" in model.manifest.model:  # its inputs include the cache: time generation instead
+        raise EdgeformerError(f"{model.bundle.path} has a key/value cache; time it with `edgeformer generate` "
+                              "(prompt and per-token latency) or benchmarks/generation.py")
     feeds = model.validate(manifest_inputs(model.manifest, batch, seq, seed, padded=False))
     session = model.session
     run_rt = lambda: session.run(None, feeds)  # noqa: E731

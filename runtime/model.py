@@ -85,6 +85,7 @@ class Model:
         self.bundle = bundle
         self.session = session
         self.notes = notes
+        self.load_options: dict[str, Any] = {}  # how `load` made the session, for a bundle's other graphs (seq2seq encoder)
         self.inputs = bundle.manifest.inputs
         self.outputs = bundle.manifest.outputs
         self._tokenizer = None
@@ -119,6 +120,18 @@ class Model:
         from .text import classify
 
         return classify(self, texts, batch_size, truncation)
+
+    def generate(self, prompt, **settings):
+        """Generate tokens (and text) with a decoder bundle exported with --kv-cache (see runtime.generate)."""
+        from .generate import generate
+
+        return generate(self, prompt, **settings)
+
+    def stream(self, prompt, **settings):
+        """Like `generate`, as an iterator of steps that yields each token as it comes (see runtime.generate)."""
+        from .generate import stream
+
+        return stream(self, prompt, **settings)
 
     @property
     def providers(self) -> list[str]:
@@ -169,6 +182,11 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any]) -> dict[str, 
             if hi is not None and size > hi:
                 raise InputError(f"{spec.name} has {dim}={size}; this model accepts at most {hi} ({dim} limit)")
         _check_bounds(spec, arr)
+    if "total" in sizes and "seq" in sizes:  # a cached decoder: the mask covers the past and the new tokens
+        past = sizes.get("past", (0, ""))[0]
+        if sizes["total"][0] != past + sizes["seq"][0]:
+            raise InputError(f"attention_mask covers {sizes['total'][0]} tokens; expected past + new tokens = "
+                             f"{past} + {sizes['seq'][0]}")
     return arrays
 
 
@@ -231,7 +249,10 @@ def load(
                                     provider_options=provider_options, disabled_optimizers=disabled_optimizers)
     if notes:
         warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)
-    return Model(bundle, session, notes)
+    model = Model(bundle, session, notes)
+    model.load_options = dict(providers=providers, spin=spin, threads=threads, provider_options=provider_options,
+                              disabled_optimizers=disabled_optimizers)
+    return model
 
 
 def create_session(

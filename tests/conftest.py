@@ -50,3 +50,24 @@ def decoder_bundle(tmp_path_factory, decoder_ckpt):
     from edgeformer.export import export_bundle
 
     return export_bundle(decoder_ckpt, tmp_path_factory.mktemp("decb") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def cached_decoder(tmp_path_factory):
+    """(checkpoint, bundle exported with --kv-cache): a decoder with room for 64-token generations, no tokenizer."""
+    from edgeformer.export import export_bundle
+
+    root = tmp_path_factory.mktemp("cached")
+    path, _ = make_checkpoint(root / "ckpt", seed=2, arch="decoder", positional="learned", max_len=128)
+    return path, export_bundle(path, root / "bundle", kv_cache=True)
+
+
+@pytest.fixture(scope="session")
+def cached_text_decoder(tmp_path_factory, tokenizer):
+    """A cached decoder bundle that reads text (the session tokenizer, whose <eos> stops generation)."""
+    from edgeformer.export import export_bundle
+
+    root = tmp_path_factory.mktemp("cachedtext")
+    path, _ = make_checkpoint(root / "ckpt", seed=3, tokenizer=tokenizer, arch="decoder", positional="learned",
+                              vocab_size=tokenizer.vocab_size)
+    return path, export_bundle(path, root / "bundle", kv_cache=True)

@@ -24,3 +24,9 @@ def test_quick_demo(tmp_path):
     assert len(summary["examples"]) == 5 and all(e["predicted"] in ["math", "files", "network", "text", "time", "concurrency"]
                                                    for e in summary["examples"])
     assert "edgeformer demo" in proc.stdout and "speed-up" in proc.stdout
+    d = summary["distillation"]["report"]["models"]  # the distillation step: a smaller student, both exported
+    assert d["student"]["parameters"] < d["teacher"]["parameters"] and d["student"]["parity_max_abs"] <= 1e-4
+    assert d["teacher"]["accuracy"] == summary["models"]["encoder"]["accuracy"] and "distillation report" in proc.stdout
+    g = summary["generation"]  # the decoder, exported with its cache, generating through the runtime
+    assert g["parity_max_abs"] <= 1e-4 and g["per_token_ms"] > 0 and g["text"]
+    assert 1 <= g["new_tokens"] <= 24 and f"[{g['prompt']}]{g['text']}" in proc.stdout

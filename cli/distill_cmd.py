@@ -1,0 +1,132 @@
+"""`edgeformer distill`: teacher checkpoint -> smaller student checkpoint, and the report table.
+
+The report exports teacher and student (parity gate included), times both bundles in the same
+run, and sets their sizes and task metrics side by side with the retention ratio.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from .output import ms, table, write_json
+
+REPORT_BATCHES = (1, 8)
+REPORT_SEQ = 128
+
+
+def distill_report(teacher_ckpt, student_ckpt, result, bundles_dir=None, seconds: float = 2.0, rounds: int = 3) -> dict:
+    """Export both checkpoints and measure them: parameters, bundle size, median latency at batch 1 and 8.
+
+    Bundles go to `bundles_dir`/teacher and /student when given, else to a temporary folder.
+    Each bundle is timed in its own blocks, the two alternating for `rounds` rounds.
+    """
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.runtime.bench import stats, time_block
+    from edgeformer.runtime.inputs import manifest_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(bundles_dir) if bundles_dir else Path(tmp)
+        exported = {name: export_bundle(ckpt, root / name, overwrite=True)
+                    for name, ckpt in (("teacher", teacher_ckpt), ("student", student_ckpt))}
+        models = {name: runtime.load(e.path) for name, e in exported.items()}
+        seq = min(REPORT_SEQ, *(m.manifest.axes["seq"]["max"] for m in models.values()))
+        latency: dict[str, dict[int, float]] = {name: {} for name in models}
+        for batch in REPORT_BATCHES:
+            runs = {}
+            for name, m in models.items():
+                feeds = m.validate(manifest_inputs(m.manifest, batch, seq, 0, padded=False))
+                runs[name] = (lambda s, f: lambda: s.run(None, f))(m.session, feeds)
+            times: dict[str, list[float]] = {name: [] for name in models}
+            for _ in range(rounds):
+                for name, run in runs.items():
+                    times[name] += time_block(run, 3, 5, 2000, seconds / rounds)
+            for name in models:
+                latency[name][batch] = stats(times[name]).median_ms
+        report = {"seq": seq, "metric": result.metric, "retention": result.retention, "models": {}}
+        for name, e in exported.items():
+            report["models"][name] = {
+                "checkpoint": str(teacher_ckpt if name == "teacher" else student_ckpt),
+                "parameters": e.manifest.model["parameters"],
+                "bundle_mb": sum(f["bytes"] for f in e.manifest.files.values()) / 1e6,
+                "latency_ms": {str(b): latency[name][b] for b in REPORT_BATCHES},
+                "parity_max_abs": max(o.max_abs for o in e.report.worst.values()),
+                result.metric: result.teacher_metric if name == "teacher" else result.student_metric,
+            }
+    return report
+
+
+def report_rows(report: dict) -> tuple[list[str], list[list]]:
+    t, s = report["models"]["teacher"], report["models"]["student"]
+    metric = report["metric"]
+    columns = ["model", "params", "bundle MB"] + [f"batch {b} ms" for b in REPORT_BATCHES] + [metric]
+    rows = [[name, f"{m['parameters'] / 1e6:.2f}M", f"{m['bundle_mb']:.1f}",
+             *(ms(m["latency_ms"][str(b)]) for b in REPORT_BATCHES), f"{m[metric]:.4g}"] for name, m in (("teacher", t), ("student", s))]
+    rows.append(["student / teacher", f"{s['parameters'] / t['parameters']:.2f}x", f"{s['bundle_mb'] / t['bundle_mb']:.2f}x",
+                 *(f"{t['latency_ms'][str(b)] / s['latency_ms'][str(b)]:.2f}x faster" for b in REPORT_BATCHES),
+                 f"retention {report['retention']:.3f}"])
+    return columns, rows
+
+
+@click.command()
+@click.option("--teacher", required=True, type=click.Path(), help="Teacher checkpoint directory.")
+@click.option("--student", required=True, help="Student size: a preset (tiny, small, base) in the teacher's style, or a config .json.")
+@click.option("--layers", type=click.IntRange(min=1), help="Student blocks (overrides the preset's or the config's).")
+@click.option("--task", help="Built-in task (default: the teacher's; embedding teachers: pydoc-lm sentences).")
+@click.option("--data", "data_file", type=click.Path(dir_okay=False),
+              help="Your data: as for train; for an embedding teacher one text per line (or .jsonl with text).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Student checkpoint directory to write.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Global batch (over all processes).")
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2), help="Longest training sequence.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap on steps per epoch.")
+@click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--soft-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the soft-target KL loss.")
+@click.option("--hard-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the label loss.")
+@click.option("--hidden-loss/--no-hidden-loss", default=False, show_default=True, help="Hidden-state loss over --layer-map.")
+@click.option("--hidden-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--attention-loss/--no-attention-loss", default=False, show_default=True, help="Attention-score loss (TinyBERT).")
+@click.option("--attention-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--layer-map", help="STUDENT:TEACHER hidden-state pairs, 0 = embeddings, e.g. '1:2,2:4' (default: evenly spread).")
+@click.option("--embedding-loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True,
+              help="Embedding models: loss on the normalised sentence embeddings.")
+@click.option("--init", "init", type=click.Choice(["auto", "teacher", "random"]), default="auto", show_default=True,
+              help="auto: from teacher blocks spread from the first to the last, when the shapes match.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--report/--no-report", default=True, show_default=True, help="Export both and print the report table.")
+@click.option("--bundles", type=click.Path(file_okay=False), help="Keep the report's bundles here (teacher/, student/).")
+@click.option("--bench-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Timing per bundle and batch.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
+def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, lr, seq_len, steps_per_epoch, temperature,
+            soft_weight, hard_weight, hidden_loss, hidden_weight, attention_loss, attention_weight, layer_map,
+            embedding_loss, init, seed, report, bundles, bench_seconds, overwrite, json_out):
+    """Distill TEACHER into a smaller student; report size, speed and what it keeps. Runs under torchrun too."""
+    from edgeformer.modeling.distill import DistillConfig, distill_checkpoint, parse_layer_map
+    from edgeformer.modeling.distributed import current
+    from edgeformer.modeling.train import TrainConfig
+
+    dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
+                       hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,
+                       layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
+    result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
+                                progress=json_out != "-")
+    if not current().is_main:
+        return
+    say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
+    say(f"wrote checkpoint {out} ({result.seconds:.1f} s): {result.metric} {result.student_metric:.4g}, "
+        f"teacher {result.teacher_metric:.4g}, retention {result.retention:.3f}")
+    summary = {"checkpoint": out, "result": result.to_json()}
+    if report:
+        say("exporting teacher and student, timing both bundles")
+        summary["report"] = distill_report(teacher, out, result, bundles, seconds=bench_seconds)
+        if json_out != "-":
+            columns, rows = report_rows(summary["report"])
+            table(f"distillation report: {teacher} -> {out} (float32, {summary['report']['seq']} tokens, same run)",
+                  columns, rows)
+    write_json(json_out, summary)

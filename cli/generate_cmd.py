@@ -1,0 +1,72 @@
+"""`edgeformer generate`: text from a decoder bundle exported with --kv-cache. Imports no PyTorch."""
+
+from __future__ import annotations
+
+import click
+
+from edgeformer import runtime
+from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.generate import Generation
+
+from .output import ms, write_json
+
+
+def parse_stop(stop: tuple[str, ...]) -> list[str | int]:
+    """--stop values: an integer is a token id, anything else a string ("\\n" written as an escape works too)."""
+    out: list[str | int] = []
+    for s in stop:
+        if s.lstrip("-").isdigit():
+            out.append(int(s))
+        else:
+            out.append(s.encode("utf-8").decode("unicode_escape") if "\\" in s else s)
+    return out
+
+
+def parse_ids(ids: tuple[str, ...]) -> list[list[int]]:
+    rows = []
+    for text in ids:
+        try:
+            rows.append([int(t) for t in text.replace(",", " ").split()])
+        except ValueError:
+            raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
+    return rows
+
+
+def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str, ...], max_new_tokens: int,
+                 stream: bool, settings: dict, json_out: str | None) -> Generation:
+    if bool(prompts) == bool(ids):
+        raise EdgeformerError("give --prompt \"...\" (repeatable) or --ids \"5 17 42\" (repeatable), one of the two")
+    prompt = list(prompts) if prompts else parse_ids(ids)
+    if prompts and model.bundle.tokenizer_path is None:
+        raise EdgeformerError(f"{model.bundle.path} has no tokenizer.json, so it cannot read --prompt text; give --ids")
+    quiet = json_out == "-"
+    tokens = model.stream(prompt, max_new_tokens=max_new_tokens, **settings)
+    show_live = stream and not quiet and len(tokens.prompts) == 1
+    # A decoder continues its prompt; an encoder-decoder writes a new sequence for its source.
+    sep = " -> " if model.manifest.model.get("task") == "seq2seq-lm" else ""
+    for text in prompts if show_live else ():
+        click.echo(text + sep, nl=False)
+    for step in tokens:
+        if not show_live:
+            continue
+        if step.texts is not None:
+            click.echo(step.texts[0], nl=False)
+        elif step.tokens[0] >= 0:
+            click.echo(f" {int(step.tokens[0])}", nl=False)
+    result = tokens.result
+    if show_live:
+        click.echo()
+    elif not quiet:
+        for row in range(len(result.prompt_ids)):
+            head = prompts[row] if prompts else " ".join(map(str, result.prompt_ids[row]))
+            body = result.texts[row] if result.texts is not None else " " + " ".join(map(str, result.token_ids[row]))
+            click.echo(f"[{row}] {head}{sep}{body}" if len(result.prompt_ids) > 1 else f"{head}{sep}{body}")
+    if not quiet:
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+        n = sum(len(t) for t in result.token_ids)
+        click.echo(f"prompt: {max(len(p) for p in result.prompt_ids)} tokens x {len(result.prompt_ids)} in "
+                   f"{ms(result.prompt_ms)} ms; then {ms(result.per_token_ms)} ms per token (median of "
+                   f"{len(result.token_ms)} steps); {n} new tokens; stopped: {', '.join(result.stop_reasons)}", err=True)
+    write_json(json_out, result.to_json())
+    return result

@@ -1,0 +1,72 @@
+"""The parity gate for a decoder exported with a key/value cache: a prompt, then decode steps.
+
+Each case feeds a left-padded prompt (rows after the first shortened by random amounts) with an
+empty past, then several single-token steps that feed each side its own present keys/values
+back as the past. PyTorch runs the same steps with its own cache (`Transformer(cache=...)`).
+Logits and present keys/values are compared at real (unpadded) positions after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.runtime.generate import left_pad, next_positions
+
+from .onnx import cache_names
+from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare
+
+
+def default_cache_cases(max_len: int) -> list[tuple[int, int, int]]:
+    """(batch, prompt length, decode steps): a one-token prompt, a long one, padded batches, the context's end."""
+    cases = [(1, 1, 3), (1, 16, 2), (3, 7, 4), (2, 33, 2), (2, max_len - 3, 3)]
+    return [(b, max(1, min(t, max_len - s)), s) for b, t, s in cases]
+
+
+def check_cache_parity(
+    model: Transformer,
+    run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+    cases: list[tuple[int, int, int]] | None = None,
+    atol: float = FLOAT32_ATOL,
+    seed: int = 0,
+) -> ParityReport:
+    """Prompt then decode steps through `model` (PyTorch, cached) and `run` (the cached bundle)."""
+    model = model.eval()
+    cfg = model.cfg
+    rng = np.random.default_rng(seed)
+    past_names, present_names = cache_names(cfg.n_layers)
+    report = ParityReport(atol)
+    for batch, prompt_len, steps in cases or default_cache_cases(cfg.max_len):
+        lengths = [prompt_len] + [int(n) for n in rng.integers(1, prompt_len + 1, size=batch - 1)]
+        prompts = [rng.integers(0, cfg.vocab_size, size=n).tolist() for n in lengths]
+        ids, mask = left_pad(prompts, cfg.pad_id)
+        positions = next_positions(mask, ids.shape[1])
+        hd = cfg.d_model // cfg.n_heads
+        past = {name: np.zeros((batch, cfg.n_heads, 0, hd), dtype=np.float32) for name in past_names}
+        cache = model.empty_cache(batch)
+        for step in range(steps + 1):
+            feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past}
+            with torch.no_grad():
+                ref = model(torch.from_numpy(ids), torch.from_numpy(mask), position_ids=torch.from_numpy(positions),
+                            cache=cache)["logits"].numpy()
+            got = run(feeds)
+            T = ids.shape[1]
+            valid_new = mask[:, -T:].astype(bool)  # (B, T)
+            valid_all = mask.astype(bool)[:, None, :]  # (B, 1, S): broadcast over heads
+            valid_all = np.broadcast_to(valid_all, (batch, cfg.n_heads, mask.shape[1]))
+            results = [compare("logits", ref, np.asarray(got["logits"]), valid_new)]
+            for i, layer in enumerate(cache):
+                for kv, tensor in (("key", layer.key), ("value", layer.value)):
+                    name = f"present.{i}.{kv}"
+                    results.append(compare(name, tensor.numpy(), np.asarray(got[name]), valid_all))
+            report.cases.append(CaseParity(batch, T, batch > 1 and min(lengths) < prompt_len, results,
+                                           past=mask.shape[1] - T))
+            # The next step: one random token per row, after everything so far.
+            past = {p: np.asarray(got[q]) for p, q in zip(past_names, present_names)}
+            ids = rng.integers(0, cfg.vocab_size, size=(batch, 1))
+            mask = np.concatenate([mask, np.ones((batch, 1), dtype=mask.dtype)], axis=1)
+            positions = next_positions(mask, 1)
+    return report

@@ -1,0 +1,417 @@
+"""Distillation: train a smaller student to copy a teacher (DistilBERT- and TinyBERT-style).
+
+Losses, each switchable, summed with their weights (`DistillConfig`):
+- soft targets: KL(teacher || student) between temperature-softened distributions, times T^2
+  (Hinton et al.), for classifiers (per example) and language models (per token);
+- hard labels: cross-entropy on the task's labels (classification) or next tokens (LM);
+- hidden states: mean squared error between student hidden states and a mapped subset of the
+  teacher's (index 0 = embedding output, i = output of block i), through a learned projection
+  when the widths differ (TinyBERT);
+- attention: mean squared error between attention scores before softmax of mapped layers (TinyBERT;
+  averaged over heads when the head counts differ);
+- sentence embeddings (models without a head): cosine or MSE between the pooled, L2-normalised
+  embeddings of student and teacher, which needs no labels.
+Every loss is a mean over examples, so the sharded batches of DistributedDataParallel add up to
+the single-process update exactly (modeling/distributed.py).
+
+A student whose shapes match the teacher's starts from teacher blocks spread evenly from the first
+to the last: every other one at half the depth (DistilBERT).
+
+The losses are in distill_losses.py, the student's config, checks and start in student.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from edgeformer.runtime.artifacts import sha256_file
+
+from . import checkpoint
+from .checkpoint import TRAINING_FILE, save
+from .config import ConfigError, ModelConfig
+from .data import TASKS, ClassificationData, CorpusData, DataError, load_data_file, load_task
+from .distributed import current as distributed_context
+from .distill_losses import _StudentStep, distillation_losses, pooled
+from .model import Transformer
+from .student import (METRICS, can_init_from_teacher, check_compatible, init_from_teacher, resolve_layer_map,
+                      student_config)
+from .train import TrainConfig, _batches_classification, _progress, _Task, optimizer
+
+DISTILLATION_FILE = "distillation.json"
+EMBEDDING_LOSSES = ("cosine", "mse")
+INITS = ("auto", "teacher", "random")
+
+
+@dataclass
+class DistillConfig:
+    temperature: float = 2.0
+    soft_weight: float = 1.0  # KL on softened logits (classification, LM)
+    hard_weight: float = 1.0  # cross-entropy on labels / next tokens (0: unlabelled)
+    hidden: bool = False  # hidden-state loss over `layer_map`
+    hidden_weight: float = 1.0
+    attention: bool = False  # attention-score loss over the block pairs of `layer_map`
+    attention_weight: float = 1.0
+    layer_map: list[tuple[int, int]] | None = None  # (student, teacher) hidden-state indices; None: spread evenly
+    embedding_loss: str = "cosine"  # sentence-embedding models: cosine | mse on normalised pooled vectors
+    embedding_weight: float = 1.0
+    init: str = "auto"  # auto: from teacher blocks (teacher_layers_for) when the shapes match; teacher; random
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature}; expected a positive number")
+        for name in ("soft_weight", "hard_weight", "hidden_weight", "attention_weight", "embedding_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}; expected a weight >= 0")
+        if self.embedding_loss not in EMBEDDING_LOSSES:
+            raise ConfigError(f"embedding_loss={self.embedding_loss!r}; expected one of: {', '.join(EMBEDDING_LOSSES)}")
+        if self.init not in INITS:
+            raise ConfigError(f"init={self.init!r}; expected one of: {', '.join(INITS)}")
+        if self.layer_map is not None:
+            self.layer_map = [tuple(int(i) for i in pair) for pair in self.layer_map]
+
+
+def parse_layer_map(text: str) -> list[tuple[int, int]]:
+    """'1:2,2:4' -> [(1, 2), (2, 4)]: student hidden state 1 learns teacher hidden state 2, ..."""
+    pairs = []
+    for item in text.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+):(\d+)", item)
+        if not m:
+            raise ConfigError(f"layer map item {item!r}; expected STUDENT:TEACHER pairs such as '1:2,2:4'")
+        pairs.append((int(m.group(1)), int(m.group(2))))
+    return pairs
+
+
+@dataclass
+class DistillResult:
+    task: str
+    metric: str
+    teacher_metric: float
+    student_metric: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    init_layers: list[int] | None = None  # teacher blocks the student started from
+    layer_map: list[tuple[int, int]] = field(default_factory=list)
+    data: str = ""  # the task name or file the student learned on
+
+    @property
+    def retention(self) -> float:
+        """Student metric as a share of the teacher's (inverted for perplexity: lower is better)."""
+        if METRICS[self.task][1]:
+            return self.student_metric / self.teacher_metric
+        return self.teacher_metric / self.student_metric
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "retention": self.retention}
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class TextData:
+    """Unlabelled sentences for embedding distillation."""
+
+    train: list[str]
+    eval: list[str]
+
+    @property
+    def texts(self) -> list[str]:
+        return self.train
+
+
+def sentences(text: str, min_chars: int = 20, max_chars: int = 400) -> list[str]:
+    """Sentences of prose: paragraphs split after . ! ? and kept when of a sentence's length."""
+    out = []
+    for para in re.split(r"\n\s*\n", text):
+        flat = " ".join(para.split())
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat):
+            if min_chars <= len(s) <= max_chars and s not in out[-3:]:
+                out.append(s)
+    return out
+
+
+def split_texts(texts: list[str], eval_fraction: float = 0.1) -> TextData:
+    """Held out by hash of the text (stable across runs); duplicates dropped."""
+    import hashlib
+
+    train, held, seen = [], [], set()
+    for t in texts:
+        if t in seen:
+            continue
+        seen.add(t)
+        bucket = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if bucket < eval_fraction else train).append(t)
+    if len(train) < 2 or len(held) < 1:
+        raise DataError(f"{len(seen)} distinct texts leave too few to train and hold out; expected at least 20")
+    return TextData(train, held)
+
+
+def load_texts(task: str | None, data_file: str | os.PathLike | None) -> tuple[TextData, str]:
+    """Unlabelled text: a file (one text per line, or .jsonl with "text") or a built-in task's text."""
+    if data_file:
+        path = Path(data_file)
+        if not path.is_file():
+            raise DataError(f"data file {path} does not exist")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not UTF-8 text; expected one text per line") from None
+        if not raw.strip():
+            raise DataError(f"{path} is empty; expected one text per line")
+        if path.suffix == ".jsonl":
+            import json
+
+            texts = [str(json.loads(line).get("text", "")) for line in raw.splitlines() if line.strip()]
+        else:
+            texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        return split_texts([t for t in texts if t]), f"file:{path.name}"
+    name = task or "pydoc-lm"
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)} (or --data FILE)")
+    data = load_task(name, TASKS[name][0])
+    if isinstance(data, ClassificationData):
+        return TextData([t for t, _ in data.train], [t for t, _ in data.eval]), name
+    if not isinstance(data, CorpusData):
+        raise DataError(f"task {name!r} has no plain text to distill an embedding model on; expected stdlib-topics or pydoc-lm")
+    return split_texts(sentences(data.train + "\n\n" + data.eval)), name
+
+
+class _TextTask:
+    """Batches of unlabelled sentences; same interface as train._Task."""
+
+    def __init__(self, data: TextData, tok, cfg: ModelConfig, tc: TrainConfig):
+        self.tc, self.cfg = tc, cfg
+        seq = min(tc.seq_len, cfg.max_len)
+        enc = tok.tok.encode_batch
+        self.train_ids = [e.ids[:seq] or [cfg.pad_id] for e in enc(data.train)]
+        self.eval_ids = [e.ids[:seq] or [cfg.pad_id] for e in enc(data.eval)]
+        self.steps = math.ceil(len(self.train_ids) / tc.batch_size)
+
+    def batches(self, g: torch.Generator):
+        """Random batches of texts of similar length: sentences vary from 5 to 100 tokens, and padding
+        every batch to its longest one spent most of the compute on pad tokens."""
+        B = self.tc.batch_size
+        order = torch.randperm(len(self.train_ids), generator=g).tolist()
+        pool = 16 * B  # sort within pools of 16 batches, so batches stay random samples
+        chunks = []
+        for i in range(0, len(order), pool):
+            by_len = sorted(order[i : i + pool], key=lambda j: len(self.train_ids[j]))
+            chunks += [by_len[k : k + B] for k in range(0, len(by_len), B)]
+        for c in torch.randperm(len(chunks), generator=g).tolist():
+            rows = [self.train_ids[j] for j in chunks[c]]
+            for x, m, _ in _batches_classification(rows, [0] * len(rows), len(rows), self.cfg.pad_id, None):
+                yield x, m, None
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def embedding_cosines(student: Transformer, teacher: Transformer, ids: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Cosine between student and teacher sentence embeddings, one per text."""
+    student.eval()
+    dev = next(student.parameters()).device
+    out = []
+    for x, m, _ in _batches_classification(ids, [0] * len(ids), 64, pad_id, None):
+        x, m = x.to(dev), m.to(dev)
+        s = pooled(student, student(x, m)["last_hidden_state"], m)
+        t = pooled(teacher, teacher(x, m)["last_hidden_state"], m)
+        out.append((s * t).sum(-1).cpu())
+    return torch.cat(out)
+
+
+def _evaluate(task, model: Transformer, teacher: Transformer, kind: str) -> dict[str, float]:
+    if kind == "embedding":
+        cos = embedding_cosines(model, teacher, task.eval_ids, model.cfg.pad_id)
+        return {"eval_cosine": float(cos.mean()), "eval_min_cosine": float(cos.min())}
+    return task.evaluate(model)
+
+
+def _metric(kind: str, metrics: dict[str, float]) -> float:
+    return metrics[{"classification": "eval_accuracy", "causal-lm": "eval_perplexity", "embedding": "eval_cosine"}[kind]]
+
+
+# ---------------------------------------------------------------- the job
+
+
+def distill(
+    teacher: Transformer,
+    student: Transformer,
+    data: ClassificationData | CorpusData | TextData,
+    tok,
+    dc: DistillConfig | None = None,
+    tc: TrainConfig | None = None,
+    progress: bool = True,
+    on_epoch=None,
+) -> DistillResult:
+    """Train `student` in place to copy `teacher` on `data`; evaluate both on the held-out part each epoch.
+
+    `on_epoch(result)` runs after each epoch (the checkpoint writer). Under torchrun the student
+    runs under DistributedDataParallel.
+    """
+    dc, tc = dc or DistillConfig(), tc or TrainConfig()
+    check_compatible(teacher.cfg, student.cfg)
+    pairs = resolve_layer_map(dc.layer_map, student.cfg, teacher.cfg, dc.attention)
+    kind = student.cfg.task
+    if (kind == "embedding") != isinstance(data, TextData):
+        raise ConfigError(f"a {kind} model needs {'unlabelled text' if kind == 'embedding' else 'its task data'}, "
+                          f"not {type(data).__name__}")
+    torch.manual_seed(tc.seed)
+    ddp = distributed_context()
+    task = _TextTask(data, tok, student.cfg, tc) if kind == "embedding" else _Task(data, tok, student.cfg, tc)
+    projections = nn.ModuleDict()
+    if dc.hidden and student.cfg.d_model != teacher.cfg.d_model:
+        for s, _ in pairs:
+            projections[f"{s}"] = nn.Linear(student.cfg.d_model, teacher.cfg.d_model)
+    teacher.eval().to(ddp.device)
+    step_module = _StudentStep(student, projections).to(ddp.device)
+    runner = ddp.wrap(step_module)
+    steps = min(task.steps, tc.steps_per_epoch or task.steps)  # steps_per_epoch caps every task here
+    total = steps * tc.epochs
+    opt, sched = optimizer(step_module, tc, total)
+    teacher_metrics = _evaluate(task, teacher, teacher, kind)
+    result = DistillResult(kind, METRICS[kind][0], _metric(kind, teacher_metrics), float("nan"), layer_map=pairs)
+    weights = {"soft": dc.soft_weight, "hard": dc.hard_weight, "hidden": dc.hidden_weight,
+               "attention": dc.attention_weight, "embedding": dc.embedding_weight}
+    g = torch.Generator().manual_seed(tc.seed)
+    start = time.perf_counter()
+    progress = progress and ddp.is_main
+    bar = _progress(progress)
+    with bar:
+        job = bar.add_task("distilling", total=total)
+        for epoch in range(1, tc.epochs + 1):
+            step_module.train()
+            running: dict[str, float] = {}
+            count = 0
+            for _, batch in zip(range(steps), task.batches(g)):
+                (x, m, y), share = ddp.shard(*batch)
+                losses = distillation_losses(runner, student, projections, teacher, x, m, y, dc, pairs)
+                loss = sum(weights[k] * v for k, v in losses.items())
+                opt.zero_grad(set_to_none=True)
+                (loss * share).backward()
+                torch.nn.utils.clip_grad_norm_(step_module.parameters(), tc.grad_clip)
+                opt.step()
+                sched.step()
+                count += 1
+                for k, v in [("loss", loss), *losses.items()]:
+                    running[k] = running.get(k, 0.0) + ddp.global_sum(v.item() * share / ddp.world_size)
+                bar.update(job, advance=1, description=f"epoch {epoch}/{tc.epochs} loss {running['loss'] / count:.4f}")
+            metrics = {"epoch": epoch, **{f"train_{k}": v / max(1, count) for k, v in running.items()},
+                       **_evaluate(task, student, teacher, kind),
+                       **{f"teacher_{k}": v for k, v in teacher_metrics.items()}}
+            result.history.append(metrics)
+            result.student_metric = _metric(kind, metrics)
+            result.seconds = time.perf_counter() - start
+            if progress:
+                bar.console.print(f"epoch {epoch}: {result.metric} student {result.student_metric:.4g} teacher "
+                                  f"{result.teacher_metric:.4g} (retention {result.retention:.3f})  "
+                                  f"train loss {metrics['train_loss']:.4g}", soft_wrap=True)
+            if on_epoch is not None:
+                on_epoch(result)
+    student.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def prepare_data(teacher: ModelConfig, task: str | None, data_file: str | os.PathLike | None, recorded_task: str | None):
+    """The data for the teacher's task, checked against the teacher's labels."""
+    if task and data_file:
+        raise ConfigError("give --task or --data, not both")
+    if teacher.task == "embedding":
+        return load_texts(task, data_file)
+    if data_file:
+        data, name = load_data_file(data_file, teacher.arch), f"file:{Path(data_file).name}"
+    else:
+        name = task or (recorded_task if recorded_task in TASKS else None) or ("stdlib-topics" if teacher.arch == "encoder" else "pydoc-lm")
+        data = load_task(name, teacher.arch)
+    if teacher.task == "classification":
+        if not isinstance(data, ClassificationData) or list(data.labels) != list(teacher.labels or []):
+            got = list(data.labels) if isinstance(data, ClassificationData) else "no labels"
+            raise DataError(f"the data's labels {got} are not the teacher's {teacher.labels}; expected the task it was trained on")
+    elif not isinstance(data, CorpusData):
+        raise DataError(f"a {teacher.task} teacher needs running text, not labelled examples")
+    return data, name
+
+
+def distill_checkpoint(
+    teacher_path: str | os.PathLike,
+    student: str | os.PathLike | ModelConfig | dict,
+    out: str | os.PathLike,
+    task: str | None = None,
+    data_file: str | os.PathLike | None = None,
+    dc: DistillConfig | None = None,
+    tc: TrainConfig | None = None,
+    layers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> DistillResult:
+    """The `edgeformer distill` job: every check first, then distillation, a checkpoint after every epoch.
+
+    The checkpoint records the teacher (path and weights hash) and the recipe in distillation.json.
+    """
+    dc, tc = dc or DistillConfig(), tc or TrainConfig()
+    if Path(out).exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite")
+    teacher_path = Path(teacher_path)
+    teacher = checkpoint.load(teacher_path)
+    tok = checkpoint.load_tokenizer(teacher_path)
+    if tok is None:
+        raise ConfigError(f"teacher {teacher_path} has no tokenizer.json; the student reads text with the teacher's tokenizer")
+    cfg = student_config(teacher.cfg, student, layers)
+    pairs = resolve_layer_map(dc.layer_map, cfg, teacher.cfg, dc.attention)
+    reason = can_init_from_teacher(cfg, teacher.cfg)
+    if dc.init == "teacher" and reason:
+        raise ConfigError(f"cannot start the student from teacher layers: {reason}")
+    recorded = _recorded_task(teacher_path)
+    data, task_name = prepare_data(teacher.cfg, task, data_file, recorded)
+    torch.manual_seed(tc.seed)
+    model = Transformer(cfg)
+    init_layers = init_from_teacher(model, teacher) if dc.init != "random" and not reason else None
+    teacher_record = {"path": str(teacher_path.resolve()), "sha256": sha256_file(teacher_path / checkpoint.WEIGHTS_FILE),
+                      "config": teacher.cfg.to_dict(), "parameters": teacher.num_parameters()}
+    ddp = distributed_context()
+    first = [True]
+
+    def write(result: DistillResult) -> None:
+        if ddp.is_main:
+            recipe = {**asdict(dc), "layer_map": [list(p) for p in pairs], "init_layers": init_layers,
+                      "init_note": reason if dc.init != "random" and reason else None}
+            meta = {"task": task_name, "distilled_from": teacher_record["path"], "train_config": asdict(tc),
+                    "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters()}
+            record = {"teacher": teacher_record, "recipe": recipe, "train_config": asdict(tc), "task": task_name,
+                      "result": result.to_json(), "world_size": ddp.world_size}
+            save(_cpu_copy(model), out, tokenizer=tok, records={TRAINING_FILE: meta, DISTILLATION_FILE: record},
+                 overwrite=overwrite or not first[0])
+        first[0] = False
+        ddp.barrier()
+
+    result = distill(teacher, model, data, tok, dc, tc, progress=progress, on_epoch=write)
+    result.init_layers, result.data = init_layers, task_name
+    return result
+
+
+def _cpu_copy(model: Transformer) -> Transformer:
+    if next(model.parameters()).device.type == "cpu":
+        return model
+    copy = Transformer(model.cfg)
+    copy.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+    return copy
+
+
+def _recorded_task(path: Path) -> str | None:
+    import json
+
+    f = path / TRAINING_FILE
+    try:
+        return json.loads(f.read_text()).get("task") if f.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
