@@ -9,6 +9,7 @@ from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.generate import Generation
 
 from .output import ms, write_json
+from .run_cmd import parse_ids
 
 
 def parse_stop(stop: tuple[str, ...]) -> list[str | int]:
@@ -20,16 +21,6 @@ def parse_stop(stop: tuple[str, ...]) -> list[str | int]:
         else:
             out.append(s.encode("utf-8").decode("unicode_escape") if "\\" in s else s)
     return out
-
-
-def parse_ids(ids: tuple[str, ...]) -> list[list[int]]:
-    rows = []
-    for text in ids:
-        try:
-            rows.append([int(t) for t in text.replace(",", " ").split()])
-        except ValueError:
-            raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
-    return rows
 
 
 def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str, ...], max_new_tokens: int,

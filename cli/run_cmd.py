@@ -16,18 +16,24 @@ from edgeformer.runtime.postprocess import softmax
 from .output import write_json
 
 
+def parse_ids(ids: tuple[str, ...]) -> list[list[int]]:
+    """--ids "5 17 42" (repeatable): one list of token ids per option."""
+    rows = []
+    for text in ids:
+        try:
+            rows.append([int(t) for t in text.replace(",", " ").split()])
+        except ValueError:
+            raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
+    return rows
+
+
 def read_inputs(input_file: str | None, ids: tuple[str, ...], pad_id: int) -> dict[str, np.ndarray]:
     if bool(input_file) == bool(ids):
         raise EdgeformerError("give either --input FILE or --ids \"...\"")
     if ids:
-        rows = []
-        for text in ids:
-            try:
-                rows.append([int(t) for t in text.replace(",", " ").split()])
-            except ValueError:
-                raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
-            if not rows[-1]:
-                raise EdgeformerError("--ids is empty; expected at least one token id")
+        rows = parse_ids(ids)
+        if not all(rows):
+            raise EdgeformerError("--ids is empty; expected at least one token id")
         T = max(len(r) for r in rows)
         input_ids = np.full((len(rows), T), pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), T), dtype=np.int64)

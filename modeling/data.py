@@ -176,16 +176,22 @@ def load_task(name: str, arch: str) -> ClassificationData | CorpusData | PairDat
     return build()
 
 
-def load_data_file(path: str | Path, arch: str) -> ClassificationData | CorpusData:
-    path = Path(path)
+def read_data_text(path: Path, kind: str, content: str) -> str:
+    """The whole of a user's data file, or a one-line DataError naming what was expected."""
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text; expected a text or JSON Lines file") from None
+        raise DataError(f"{path} is not UTF-8 text; expected {kind}") from None
     if not raw.strip():
-        raise DataError(f"{path} is empty; expected training text")
+        raise DataError(f"{path} is empty; expected {content}")
+    return raw
+
+
+def load_data_file(path: str | Path, arch: str) -> ClassificationData | CorpusData:
+    path = Path(path)
+    raw = read_data_text(path, "a text or JSON Lines file", "training text")
     records = _jsonl(path, raw) if path.suffix == ".jsonl" else None
     if arch == "seq2seq":
         raise DataError("seq2seq models train on the built-in task (--task reverse); data files are not supported yet")

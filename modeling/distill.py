@@ -38,7 +38,7 @@ from edgeformer.runtime.artifacts import sha256_file
 from . import checkpoint
 from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
-from .data import TASKS, ClassificationData, CorpusData, DataError, load_data_file, load_task
+from .data import TASKS, ClassificationData, CorpusData, DataError, load_data_file, load_task, read_data_text
 from .distributed import current as distributed_context
 from .distill_losses import _StudentStep, distillation_losses, pooled
 from .model import Transformer
@@ -159,14 +159,7 @@ def load_texts(task: str | None, data_file: str | os.PathLike | None) -> tuple[T
     """Unlabelled text: a file (one text per line, or .jsonl with "text") or a built-in task's text."""
     if data_file:
         path = Path(data_file)
-        if not path.is_file():
-            raise DataError(f"data file {path} does not exist")
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"{path} is not UTF-8 text; expected one text per line") from None
-        if not raw.strip():
-            raise DataError(f"{path} is empty; expected one text per line")
+        raw = read_data_text(path, "one text per line", "one text per line")
         if path.suffix == ".jsonl":
             import json
 
