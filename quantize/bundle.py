@@ -125,6 +125,10 @@ def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, bat
     model = onnx.load(str(src))
     absmax = activation_absmax(model, batches)
     candidates = [None, *ALPHAS] if alpha == "auto" else [float(alpha)]
+    reference = []  # the float32 outputs on the calibration set: computed once, compared with every trial
+    if len(candidates) > 1:
+        run_float = _runner(src)
+        reference = [run_float(feeds) for feeds in batches]
     best: tuple[float, float | None, Path] | None = None
     trials: dict[str, float] = {}
     for a in candidates:
@@ -138,7 +142,7 @@ def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, bat
         if len(candidates) == 1:
             return path, a, trials
         apply_recipe(recipe, path, work / "trial.onnx", opt)
-        score = output_cosine(_runner(src), _runner(work / "trial.onnx"), batches)
+        score = output_cosine(reference, _runner(work / "trial.onnx"), batches)
         trials["off" if a is None else f"{a:g}"] = score
         progress(f"  smoothing {'off' if a is None else f'alpha {a:g}'}: calibration output cosine {score:.5f}")
         if best is None or score > best[0]:
@@ -146,12 +150,15 @@ def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, bat
     return best[2], best[1], trials
 
 
-def output_cosine(reference: Callable, candidate: Callable, batches: list) -> float:
-    """Mean cosine similarity of every output vector (per real token where outputs are per token)."""
+def output_cosine(reference: list, candidate: Callable, batches: list) -> float:
+    """Mean cosine similarity of every output vector (per real token where outputs are per token).
+
+    `reference` holds the float32 outputs of each batch; `candidate` runs the quantized graph.
+    """
     scores = []
-    for feeds in batches:
+    for feeds, ref_outputs in zip(batches, reference):
         real = real_positions(feeds)
-        for f, q in zip(reference(feeds), candidate(feeds)):
+        for f, q in zip(ref_outputs, candidate(feeds)):
             f, q = np.asarray(f, np.float64), np.asarray(q, np.float64)
             if f.ndim < 2:
                 continue
