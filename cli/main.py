@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
 from .output import ms, parity_table, table, write_json
 
@@ -28,6 +28,11 @@ class Group(click.Group):
         warnings.showwarning = _one_line_warning  # the message, not the source line that raised it
         try:
             return super().invoke(ctx)
+        except GateFailure as e:  # the command ran and measured a result that does not hold: exit 1
+            for line in e.report_lines():
+                click.echo(line)
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
         except EdgeformerError as e:
             report = getattr(e, "report", None)
             if report is not None:  # a parity failure: show the numbers, exit 1
@@ -343,6 +348,10 @@ def demo(out, quick, json_out):
 from .distill_cmd import distill  # noqa: E402
 
 cli.add_command(distill)
+
+from .deploy_cmd import deploy  # noqa: E402
+
+cli.add_command(deploy)
 
 
 def main():

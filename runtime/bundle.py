@@ -6,6 +6,10 @@ A bundle is a directory:
     manifest.json     what the graph expects and how it was made (see `Manifest`)
     tokenizer.json    when the model reads text
 
+A deployment folder (`edgeformer deploy`) is a bundle whose manifest names another graph file for
+its device (`graph`: model.ort for phones, model.engine for TensorRT, a Triton repository's
+model.onnx) and records the target and what was checked (`deploy`).
+
 The manifest records the model config, every input and output (name, dtype, symbolic shape,
 value bounds), the named axes and their limits, the opset, the attention fusion, the quantization
 recipe, the parity results the bundle passed, the versions of the tools that made it, and a
@@ -65,6 +69,8 @@ class Manifest:
     quantization: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graph: str = MODEL_FILE  # the file the runtime loads, relative to the bundle
+    deploy: dict[str, Any] | None = None  # target, artifact, checks, tool versions (edgeformer deploy)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -93,7 +99,8 @@ class Bundle:
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        """The graph the runtime loads: model.onnx, or a deployment's model.ort / model.engine."""
+        return self.path / self.manifest.graph
 
     @property
     def tokenizer_path(self) -> Path | None:
@@ -109,8 +116,8 @@ def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Manifest
         if p.is_file() and p.name != MANIFEST_FILE:
             rel = p.relative_to(directory).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    if MODEL_FILE not in files:
-        raise BundleError(f"{directory} has no {MODEL_FILE}; a bundle needs its graph")
+    if manifest.graph not in files:
+        raise BundleError(f"{directory} has no {manifest.graph}; a bundle needs its graph")
     manifest.files = files
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=False)
     (directory / MANIFEST_FILE).write_text(text + "\n")
@@ -147,8 +154,8 @@ def open_bundle(directory: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and check a bundle. `verify=False` skips hashing (for trusted, read-only storage)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    if MODEL_FILE not in manifest.files:
-        raise BundleError(f"{directory / MANIFEST_FILE} lists no {MODEL_FILE}; the bundle is corrupt")
+    if manifest.graph not in manifest.files:
+        raise BundleError(f"{directory / MANIFEST_FILE} lists no {manifest.graph}; the bundle is corrupt")
     if verify:
         verify_files(directory, manifest)
     return Bundle(directory, manifest)

@@ -15,3 +15,13 @@ class BundleError(EdgeformerError):
 
 class InputError(EdgeformerError, ValueError):
     """Arrays handed to a model that do not match what its manifest declares."""
+
+
+class GateFailure(EdgeformerError):
+    """A check that the artifact failed: parity, an accuracy budget, a deployment check (exit 1).
+
+    Unlike bad input, the command ran as asked and measured a result that does not hold; the
+    report says what was measured."""
+
+    def report_lines(self) -> list[str]:
+        return []

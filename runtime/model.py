@@ -245,6 +245,10 @@ def load(
     RuntimeWarning and in `Model.notes`, and the model runs on the rest.
     """
     bundle = open_bundle(path, verify=verify)
+    if bundle.manifest.graph.endswith(".engine"):  # a TensorRT deployment: TensorRT's own runtime, not onnxruntime
+        from .tensorrt import load_engine
+
+        return load_engine(bundle)
     session, notes = create_session(bundle.model_path, providers, spin=spin, threads=threads,
                                     provider_options=provider_options, disabled_optimizers=disabled_optimizers)
     if notes:

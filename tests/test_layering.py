@@ -12,6 +12,7 @@ FORBIDDEN = {
                 "edgeformer.quantize", "edgeformer.cli"],
     "modeling": ["edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
     "export": ["edgeformer.quantize", "edgeformer.cli"],
+    "deploy": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
     "quantize": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.cli"],
 }
 

@@ -1,0 +1,67 @@
+"""`edgeformer deploy`: a bundle -> a folder for one kind of device (edgeformer.deploy)."""
+
+from __future__ import annotations
+
+import click
+
+from .output import table, write_json
+
+TARGET_HELP = ("android, ios: ONNX Runtime format; arm64: checked on aarch64; tensorrt, jetson: a TensorRT engine; "
+               "triton: a Triton model repository.")
+
+
+def _profile(ctx, param, values):
+    """--profile seq=1:128:256 (repeatable) -> {'seq': (1, 128, 256)}."""
+    from edgeformer.deploy import DeployError
+
+    out = {}
+    for v in values:
+        name, sep, rest = v.partition("=")
+        parts = rest.split(":")
+        if not sep or len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+            raise DeployError(f"--profile {v!r}: expected AXIS=MIN:OPT:MAX, e.g. seq=1:128:256")
+        lo, opt, hi = (int(p) for p in parts)
+        if not 1 <= lo <= opt <= hi:
+            raise DeployError(f"--profile {v!r}: expected 1 <= MIN <= OPT <= MAX")
+        out[name.strip()] = (lo, opt, hi)
+    return out or None
+
+
+@click.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--target", required=True, help=TARGET_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Deployment folder to write.")
+@click.option("--fixed-shape", metavar="AXIS=N,...", help="android/ios: static shapes for NNAPI/CoreML, e.g. batch=1,seq=128.")
+@click.option("--check", is_flag=True, help="arm64: run the parity check on emulated aarch64 (needs qemu-aarch64-static).")
+@click.option("--emulator-root", type=click.Path(file_okay=False), help="arm64 --check: cache folder of the aarch64 root.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+              help="tensorrt/jetson: engine precision (int8 needs an int8-static bundle).")
+@click.option("--profile", multiple=True, callback=_profile, metavar="AXIS=MIN:OPT:MAX",
+              help="tensorrt/jetson: override the optimization profile of one axis (repeatable).")
+@click.option("--trt-attention", is_flag=True, help="jetson: the board's TensorRT (>= 10.14) parses fused Attention nodes.")
+@click.option("--name", help="triton: the model's name in the repository (default: the bundle's folder name).")
+@click.option("--max-batch", type=click.IntRange(min=1), help="triton: the largest batch dynamic batching forms.")
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="triton: instances per device.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="triton: where the instances run.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the checks' random inputs.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
+def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, profile, trt_attention, name, max_batch,
+           instances, device, seed, overwrite, json_out):
+    """Write BUNDLE as a folder for one kind of device, checked as far as this machine allows."""
+    from edgeformer.deploy import DeployOptions, deploy as deploy_bundle
+    from edgeformer.deploy.folder import parse_fixed_shape
+
+    opt = DeployOptions(fixed_shape=parse_fixed_shape(fixed_shape) if fixed_shape else None, check=check,
+                        emulator_root=emulator_root, precision=precision, profile=profile, trt_attention=trt_attention,
+                        name=name, max_batch=max_batch, instances=instances, device=device, seed=seed)
+    say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
+    result = deploy_bundle(bundle, target, out, opt, overwrite=overwrite, progress=say)
+    if json_out != "-":
+        for title, columns, rows in result.deployment.tables:
+            table(title, columns, rows)
+        for c in result.deployment.checks:
+            click.echo(c.line())
+    say(f"wrote {target} deployment {out}: {result.deployment.graph} (see {out}/README.md)")
+    write_json(json_out, result.to_json())

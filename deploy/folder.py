@@ -1,0 +1,216 @@
+"""`edgeformer deploy`: the folder every target writes, and the steps every target shares.
+
+    bundle/ ─► refuse? (one line, exit 2, nothing written) ─► target.build into a temporary folder
+            ─► checks (a failed one: exit 1, nothing written) ─► README.md + manifest.json ─► rename
+
+The folder is a bundle the runtime can load (`runtime.load(DIR)`): its manifest is the source
+bundle's, with `graph` naming the device's artifact, fixed shapes where asked, and a `deploy` record
+of the target, the checks with their numbers, the host they ran on and the tools' versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeformer.runtime.artifacts import atomic_directory, sha256_file
+from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec, open_bundle, write_manifest
+from edgeformer.runtime.cpu import describe
+from edgeformer.runtime.errors import EdgeformerError, GateFailure
+
+README_FILE = "README.md"
+
+
+class DeployError(EdgeformerError):
+    """A target that cannot take this bundle, or cannot be built on this machine."""
+
+
+class DeployCheckFailed(GateFailure):
+    """A deployment's check failed (the artifact does not compute what the bundle computes)."""
+
+    def __init__(self, target: str, checks: list["Check"]):
+        self.checks = checks
+        failed = [c for c in checks if not c.passed]
+        super().__init__(f"{target}: check {failed[0].name!r} failed ({failed[0].detail}); nothing was written")
+
+    def report_lines(self) -> list[str]:
+        return [c.line() for c in self.checks]
+
+
+@dataclass
+class DeployOptions:
+    fixed_shape: dict[str, int] | None = None  # android/ios: axis -> size (static shapes for NNAPI/CoreML)
+    check: bool = False  # arm64: run the parity check on emulated aarch64
+    emulator_root: str | None = None  # arm64: where the aarch64 root and wheels are cached
+    precision: str = "fp16"  # tensorrt/jetson: fp32, fp16 or int8 (int8 only from an int8-static bundle)
+    profile: dict[str, tuple[int, int, int]] | None = None  # tensorrt/jetson: axis -> (min, opt, max)
+    trt_attention: bool = False  # jetson: the board's TensorRT (>= 10.14) parses the fused Attention op
+    name: str | None = None  # triton: the model's name in the repository
+    max_batch: int | None = None  # triton: dynamic batching's largest batch
+    instances: int = 1  # triton: model instances per device
+    device: str = "auto"  # triton: instance kind, cpu, gpu or auto
+    seed: int = 0  # the random inputs of the checks
+
+
+@dataclass
+class Check:
+    """One thing verified before the folder was written, with the numbers that decided it."""
+
+    name: str
+    passed: bool
+    detail: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"{'passed' if self.passed else 'FAILED'}  {self.name}: {self.detail}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail, **({"values": self.values} if self.values else {})}
+
+
+@dataclass
+class Deployment:
+    """What a target built in the work folder."""
+
+    graph: str  # the artifact the device's runtime loads, relative to the folder
+    checks: list[Check]
+    readme: str  # the commands to run it on the device (markdown)
+    record: dict[str, Any] = field(default_factory=dict)  # target-specific facts for the manifest
+    tables: list[tuple[str, list[str], list[list[Any]]]] = field(default_factory=list)  # (title, columns, rows) to print
+
+
+@dataclass
+class DeployResult:
+    path: Path
+    target: str
+    manifest: Manifest
+    deployment: Deployment
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": str(self.path), "target": self.target, "graph": self.deployment.graph,
+                "deploy": self.manifest.deploy,
+                "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in self.deployment.tables]}
+
+
+def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, options: DeployOptions | None = None,
+           overwrite: bool = False, progress: Callable[[str], None] = lambda m: None) -> DeployResult:
+    """Build the folder for `target` from the bundle at `bundle_dir` into `out`; see the module docstring."""
+    from .targets import TARGETS
+
+    opt = options or DeployOptions()
+    if target not in TARGETS:
+        raise DeployError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+    bundle = open_bundle(bundle_dir)
+    if bundle.manifest.deploy:
+        raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.get('target')} deployment; "
+                          "deploy the bundle it was made from")
+    check_out_path(Path(bundle_dir), Path(out), overwrite)
+    module = TARGETS[target].load()
+    manifest = deployed_manifest(bundle.manifest, opt.fixed_shape)
+    module.refuse(bundle, target, manifest, opt)
+    with atomic_directory(out, overwrite=overwrite) as work:
+        if bundle.tokenizer_path is not None:
+            shutil.copy2(bundle.tokenizer_path, work / TOKENIZER_FILE)
+        built = module.build(bundle, target, manifest, work, opt, progress)
+        if not all(c.passed for c in built.checks):
+            raise DeployCheckFailed(target, built.checks)
+        manifest.graph = built.graph
+        manifest.deploy = {
+            "target": target,
+            "graph": built.graph,
+            "source": {"bundle": Path(bundle_dir).resolve().name,
+                       "manifest_sha256": sha256_file(Path(bundle_dir) / MANIFEST_FILE)},
+            "fixed_shape": opt.fixed_shape,
+            "checks": [c.to_json() for c in built.checks],
+            "host": describe(),
+            "tools": tool_versions(),
+            **built.record,
+        }
+        (work / README_FILE).write_text(folder_readme(target, Path(bundle_dir), manifest, built))
+        write_manifest(work, manifest)
+    return DeployResult(Path(out), target, manifest, built)
+
+
+def check_out_path(bundle_dir: Path, out: Path, overwrite: bool) -> None:
+    """Refuse an --out that is, holds, or sits inside the source bundle: overwriting it would lose the bundle."""
+    src, dst = bundle_dir.resolve(), out.resolve()
+    if dst == src or src.is_relative_to(dst) or dst.is_relative_to(src):
+        raise DeployError(f"--out {out} overlaps the bundle {bundle_dir}; write the deployment to another folder")
+    if out.exists() and not overwrite:
+        raise DeployError(f"{out} already exists; choose another --out or pass --overwrite")
+
+
+def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifest:
+    """A copy of `source` for the deployment, with the named axes fixed to the given sizes."""
+    m = Manifest.from_json(json.loads(json.dumps(source.to_json())))
+    if not fixed:
+        return m
+    if "cache" in m.model:
+        raise DeployError("--fixed-shape cannot fix a key/value-cache bundle: its past length grows every step; "
+                          "deploy it with dynamic shapes")
+    for axis, size in fixed.items():
+        if axis not in m.axes:
+            raise DeployError(f"--fixed-shape names axis {axis!r}; this bundle's axes are: {', '.join(m.axes)}")
+        lo, hi = m.axes[axis].get("min", 1), m.axes[axis].get("max")
+        if size < lo or (hi is not None and size > hi):
+            raise DeployError(f"--fixed-shape {axis}={size} is outside the bundle's {axis} range "
+                              f"[{lo}, {hi if hi is not None else 'any'}]")
+    fix = lambda spec: dataclasses.replace(spec, shape=tuple(fixed.get(d, d) if isinstance(d, str) else d for d in spec.shape))  # noqa: E731
+    m.inputs = [fix(s) for s in m.inputs]
+    m.outputs = [fix(s) for s in m.outputs]
+    for axis, size in fixed.items():
+        m.axes[axis] = {"min": size, "max": size}
+    return m
+
+
+def parse_fixed_shape(text: str) -> dict[str, int]:
+    """'batch=1,seq=128' -> {'batch': 1, 'seq': 128}."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise DeployError(f"--fixed-shape {text!r}: expected AXIS=SIZE pairs with positive sizes, e.g. batch=1,seq=128")
+        out[name.strip()] = int(value)
+    if not out:
+        raise DeployError("--fixed-shape is empty; expected AXIS=SIZE pairs, e.g. batch=1,seq=128")
+    return out
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("edgeformer", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "polygraphy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _shape(spec: TensorSpec) -> str:
+    return "(" + ", ".join(str(d) for d in spec.shape) + ")"
+
+
+def folder_readme(target: str, bundle_dir: Path, manifest: Manifest, built: Deployment) -> str:
+    """README.md of the folder: what it holds, what was checked, and how to run it on the device."""
+    cfg = manifest.config
+    lines = [f"# {bundle_dir.resolve().name}: {target} deployment", "",
+             f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}` from a "
+             f"{manifest.model.get('task', 'model')} bundle ({cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
+             + (f", quantized: {manifest.quantization['recipe']}" if manifest.quantization else "") + ").",
+             f"The device loads `{built.graph}`; `manifest.json` records every file's sha256 and what was checked.", "",
+             "| input | dtype | shape |", "| --- | --- | --- |"]
+    lines += [f"| {s.name} | {s.dtype} | {_shape(s)} |" for s in manifest.inputs]
+    lines += ["", "| output | dtype | shape |", "| --- | --- | --- |"]
+    lines += [f"| {s.name} | {s.dtype} | {_shape(s)} |" for s in manifest.outputs]
+    lines += ["", "## Checked before this folder was written", ""]
+    lines += [f"- {c.line()}" for c in built.checks] or ["- nothing could be checked on the machine that built it"]
+    host = describe()
+    lines += [f"", f"Host: {host['machine']}, {host['cpu']} ({host['int8_class']}).", "", built.readme.strip(), ""]
+    return "\n".join(lines)

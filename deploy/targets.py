@@ -1,0 +1,38 @@
+"""The deploy targets: one table, each entry naming the module that builds its folder.
+
+A target module has two functions:
+    refuse(bundle, options) -> None     raise DeployError (one line) for anything it cannot take,
+                                        before a byte is written: a missing tool, a wrong bundle kind
+    build(bundle, work, options) -> Deployment
+                                        write the device's artifact into `work` (a temporary folder)
+                                        and run the target's checks
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # edgeformer.deploy.<module>
+    summary: str
+
+    def load(self):
+        return importlib.import_module(f"edgeformer.deploy.{self.module}")
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in [
+    Target("android", "mobile", "ONNX Runtime format (model.ort) for onnxruntime-android, with NNAPI coverage"),
+    Target("ios", "mobile", "ONNX Runtime format (model.ort) for onnxruntime-objc/c, with CoreML coverage"),
+    Target("arm64", "arm64", "the bundle for aarch64 CPUs (Raspberry Pi, Jetson CPU, Graviton), checked on aarch64"),
+    Target("tensorrt", "tensorrt", "a TensorRT engine for this machine's NVIDIA GPU"),
+    Target("jetson", "tensorrt", "a TensorRT engine built on a Jetson board (JetPack 6: TensorRT 10.3)"),
+    Target("triton", "triton", "a Triton Inference Server model repository (config.pbtxt + model)"),
+]}
+
+
+def target_names() -> list[str]:
+    return list(TARGETS)
