@@ -61,7 +61,7 @@ def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[
     return chosen, notes
 
 
-def session_options(spin: bool = False, threads: int | None = None) -> ort.SessionOptions:
+def session_options(spin: bool = False, threads: int | None = None, config: Mapping[str, str] | None = None) -> ort.SessionOptions:
     """Session options for edge use.
 
     `spin=False` (the default) stops ONNX Runtime's worker threads from busy-waiting between
@@ -75,6 +75,8 @@ def session_options(spin: bool = False, threads: int | None = None) -> ort.Sessi
     if threads:
         so.intra_op_num_threads = int(threads)
     so.log_severity_level = 3  # errors only: ORT's warnings are noise for a user of a valid bundle
+    for key, value in (config or {}).items():
+        so.add_session_config_entry(key, value)
     return so
 
 
@@ -167,7 +169,8 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any]) -> dict[str, 
         for axis, (dim, size) in enumerate(zip(spec.shape, arr.shape)):
             if isinstance(dim, int):
                 if size != dim:
-                    raise InputError(f"{spec.name} has size {size} on axis {axis}; expected {dim} (shape {_fmt(spec.shape)})")
+                    raise InputError(f"{spec.name} has size {size} on axis {axis}; expected {dim} (shape {_fmt(spec.shape)})"
+                                     + _fixed_note(manifest))
                 continue
             if dim in sizes and sizes[dim][0] != size:
                 other_size, other = sizes[dim]
@@ -201,6 +204,13 @@ def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
     if arr.dtype.kind not in ok_kinds:
         raise InputError(f"{spec.name} has dtype {arr.dtype}; expected {want} (or another {_kind_name(want)} type)")
     return np.ascontiguousarray(arr, dtype=want)
+
+
+def _fixed_note(manifest: Manifest) -> str:
+    fixed = (manifest.deploy or {}).get("fixed_shape")
+    if not fixed:
+        return ""
+    return f"; this {manifest.deploy['target']} deployment has fixed shapes " + ", ".join(f"{k}={v}" for k, v in fixed.items())
 
 
 def _check_bounds(spec: TensorSpec, arr: np.ndarray) -> None:
@@ -250,13 +260,22 @@ def load(
 
         return load_engine(bundle)
     session, notes = create_session(bundle.model_path, providers, spin=spin, threads=threads,
-                                    provider_options=provider_options, disabled_optimizers=disabled_optimizers)
+                                    provider_options=provider_options, disabled_optimizers=disabled_optimizers,
+                                    config=deployment_session_config(bundle.manifest))
     if notes:
         warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)
     model = Model(bundle, session, notes)
     model.load_options = dict(providers=providers, spin=spin, threads=threads, provider_options=provider_options,
                               disabled_optimizers=disabled_optimizers)
     return model
+
+
+def deployment_session_config(manifest: Manifest) -> dict[str, str]:
+    """Session settings a deployment needs: an .ort converted in the 'Runtime' style replays the
+    optimizations it saved (the bundle's hashes were checked, so its recorded optimizations are trusted)."""
+    if (manifest.deploy or {}).get("ort_optimization_style") == "Runtime":
+        return {"session.enable_saved_runtime_optimizations": "1"}
+    return {}
 
 
 def create_session(
@@ -267,13 +286,14 @@ def create_session(
     threads: int | None = None,
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
+    config: Mapping[str, str] | None = None,
 ) -> tuple[ort.InferenceSession, list[str]]:
     """An ONNX Runtime session with edgeformer's settings; returns it and any provider fallback notes."""
     chosen, notes = resolve_providers(providers)
     options = [dict((provider_options or {}).get(p, {})) for p in chosen]
     try:
         session = ort.InferenceSession(
-            str(model_path), sess_options=session_options(spin, threads), providers=chosen,
+            str(model_path), sess_options=session_options(spin, threads, config), providers=chosen,
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph

@@ -41,10 +41,20 @@ def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: b
     max_len = model.manifest.axes.get("seq", {}).get("max") or 512
     names = [s.name for s in model.inputs]
     cut = []
+    # A fixed-shape deployment (NNAPI/CoreML) takes exactly its batch and length: pad rows and tokens to them.
+    fixed = (model.manifest.deploy or {}).get("fixed_shape") or {}
+    batch_size = fixed.get("batch", batch_size)
     for start in range(0, len(texts), batch_size):
-        batch = tok.encode_batch(texts[start : start + batch_size], max_len, truncation)
-        cut += [start + i for i in batch.truncated]
-        yield batch, model(batch.feeds(names))
+        chunk = list(texts[start : start + batch_size])
+        rows = len(chunk)
+        chunk += [""] * (batch_size - rows if "batch" in fixed else 0)
+        batch = tok.encode_batch(chunk, max_len, truncation, pad_to=fixed.get("seq"))
+        cut += [start + i for i in batch.truncated if i < rows]
+        out = model(batch.feeds(names))
+        if rows < len(chunk):
+            batch = batch.rows(rows)
+            out = {k: v[:rows] for k, v in out.items()}
+        yield batch, out
     if cut:
         warnings.warn(f"{len(cut)} of {len(texts)} texts were longer than {max_len} tokens and were truncated "
                       f"(first: text {cut[0]})", RuntimeWarning, stacklevel=3)

@@ -40,6 +40,11 @@ class Batch:
     def feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
         return {n: getattr(self, n) for n in names}
 
+    def rows(self, n: int) -> "Batch":
+        """The first `n` rows (a fixed-batch deployment's padding rows dropped)."""
+        return Batch(self.input_ids[:n], self.attention_mask[:n], self.token_type_ids[:n],
+                     [i for i in self.truncated if i < n])
+
 
 class TextTokenizer:
     def __init__(self, tok):
@@ -76,8 +81,9 @@ class TextTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))
 
-    def encode_batch(self, texts: Sequence[str], max_length: int, truncation: bool = True) -> Batch:
-        """Tokenize `texts` into a padded batch.
+    def encode_batch(self, texts: Sequence[str], max_length: int, truncation: bool = True,
+                     pad_to: int | None = None) -> Batch:
+        """Tokenize `texts` into a padded batch (to the longest text, or to `pad_to` tokens).
 
         A text longer than `max_length` tokens is cut to it (special tokens kept) and listed in
         `Batch.truncated` when `truncation` is true; otherwise it is refused with an error.
@@ -99,7 +105,7 @@ class TextTokenizer:
                     encodings[i] = e
             finally:
                 self.tok.no_truncation()
-        T = max(1, max(len(e.ids) for e in encodings))
+        T = pad_to or max(1, max(len(e.ids) for e in encodings))
         ids = np.full((len(encodings), T), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), T), dtype=np.int64)
         types = np.zeros((len(encodings), T), dtype=np.int64)

@@ -1,0 +1,264 @@
+"""The `android` and `ios` targets: the ONNX Runtime format for onnxruntime's mobile packages.
+
+    model.onnx ─► (--fixed-shape: make_dim_param_fixed per axis) ─► convert_onnx_models_to_ort
+               ─► model.ort + required_operators.config (for a reduced build)
+               ─► usability checker per mobile execution provider ─► coverage.json
+               ─► .ort against .onnx on x86 at several shapes (max abs <= 1e-6)
+
+Everything is onnxruntime's own tooling. A dynamic-shape graph is converted with the 'Fixed'
+optimization style (optimizations applied before saving: what the CPU provider runs best); a
+fixed-shape graph, meant for NNAPI or CoreML, with the 'Runtime' style, which keeps the standard ops
+those providers can take and records the rest of the optimizations for the CPU to replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeformer.runtime.bundle import Bundle, Manifest
+from edgeformer.runtime.inputs import example_inputs
+
+from .folder import Check, Deployment, DeployError, DeployOptions
+
+ORT_FILE = "model.ort"
+OPS_CONFIG = "required_operators.config"
+COVERAGE_FILE = "coverage.json"
+ATOL = 1e-6  # the .ort runs the same kernels as the .onnx on the same CPU: only fusion order may differ
+ATTENTION_MIN_ORT = "1.23"  # the CPU kernel of the opset-23 Attention op arrived in onnxruntime 1.23
+# The execution providers each target can use, and the supported-op tables onnxruntime ships for them.
+PROVIDERS = {
+    "android": [("NNAPI", None)],
+    "ios": [("CoreML NeuralNetwork", "coreml_supported_neuralnetwork_ops.md"),
+            ("CoreML MLProgram", "coreml_supported_mlprogram_ops.md")],
+}
+
+
+def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise DeployError("the android and ios targets need the onnx package (pip install 'edgeformer[deploy]')") from None
+    if len([f for f in bundle.manifest.files if f.endswith(".onnx")]) > 1:
+        raise DeployError(f"{bundle.path} has several graphs (a seq2seq bundle); the {target} target takes "
+                          "one-graph bundles for now")
+    if any(s.dtype not in ("float32", "float16", "int64", "int32", "bool") for s in manifest.inputs):
+        raise DeployError(f"{bundle.path} has inputs of types ONNX Runtime Mobile does not feed from Java/Objective-C")
+
+
+def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,
+          progress: Callable[[str], None]) -> Deployment:
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgeformer-mobile-") as scratch:
+        scratch = Path(scratch)
+        src = scratch / "model.onnx"
+        model = onnx.load(str(bundle.model_path))
+        if opt.fixed_shape:
+            model = fix_shapes(model, opt.fixed_shape)
+        onnx.save(model, str(src))
+        style = "Runtime" if opt.fixed_shape else "Fixed"
+        progress(f"{target}: converting to ONNX Runtime format ({style} optimization style)")
+        convert_to_ort(src, scratch / "ort", style)
+        shutil.copy2(scratch / "ort" / ORT_FILE, work / ORT_FILE)
+        shutil.copy2(scratch / "ort" / OPS_CONFIG, work / OPS_CONFIG)
+        progress(f"{target}: checking mobile execution provider coverage")
+        coverage = provider_coverage(src, target)
+        (work / COVERAGE_FILE).write_text(json.dumps(coverage, indent=2) + "\n")
+        progress(f"{target}: checking model.ort against model.onnx")
+        check = ort_parity(src, work / ORT_FILE, manifest, style, opt.seed)
+    ops = required_ops(work / OPS_CONFIG)
+    min_ort = minimum_onnxruntime(manifest, ops)
+    rows = [[c["provider"], f"{c['supported_nodes']}/{c['nodes']}", c["partitions"],
+             ", ".join(c["unsupported_ops"]) or "-", c["dynamic_shape_nodes"], c["verdict"]] for c in coverage]
+    return Deployment(
+        graph=ORT_FILE,
+        checks=[check],
+        readme=_readme(target, manifest, coverage, min_ort, style),
+        record={"ort_optimization_style": style, "min_onnxruntime": min_ort, "coverage": COVERAGE_FILE,
+                "required_operators": ops},
+        tables=[(f"{target}: execution provider coverage (onnxruntime usability checker)",
+                 ["provider", "nodes taken", "partitions", "falls back to CPU", "dynamic-shape nodes", "verdict"], rows)],
+    )
+
+
+def fix_shapes(model, fixed: dict[str, int]):
+    """The graph with each named axis (dim_param) fixed to its size, outputs' shapes inferred again."""
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    for axis, size in fixed.items():
+        make_dim_param_fixed(model.graph, axis, size)
+    fix_output_shapes(model)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime's tools print progress and log at INFO; keep it off the user's terminal."""
+    logging.disable(logging.WARNING)  # the tools log through loggers of their own, with their own handlers
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def convert_to_ort(src: Path, out_dir: Path, style: str) -> None:
+    """onnxruntime.tools.convert_onnx_models_to_ort on one graph; writes model.ort and required_operators.config."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    try:
+        with _quiet():
+            convert_onnx_models_to_ort(src, output_dir=out_dir, optimization_styles=[OptimizationStyle[style]],
+                                       target_platform="arm")
+    except Exception as e:  # the converter raises whatever onnxruntime raised
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DeployError(f"onnxruntime could not convert the graph to ORT format: {first}") from None
+    # The tool names its outputs after the style: model.ort (Fixed) or model.with_runtime_opt.ort (Runtime).
+    made = sorted(out_dir.glob("*.ort"))
+    configs = sorted(out_dir.glob("*.config"))
+    if len(made) != 1 or len(configs) != 1:
+        raise DeployError(f"onnxruntime's converter wrote {[p.name for p in made + configs]}; expected one .ort and one .config")
+    made[0].rename(out_dir / ORT_FILE)
+    # The tool's header names the temporary path it converted; name the file the folder holds instead.
+    lines = [l for l in configs[0].read_text().splitlines() if not l.startswith("#")]
+    (out_dir / OPS_CONFIG).write_text("\n".join([f"# Operators of {ORT_FILE}: build onnxruntime with "
+                                                 f"--include_ops_by_config {OPS_CONFIG}"] + lines) + "\n")
+
+
+def provider_coverage(src: Path, target: str) -> list[dict[str, Any]]:
+    """onnxruntime's usability checker per execution provider of `target`: nodes taken, partitions,
+    ops that fall back to CPU, nodes lost to dynamic shapes, and its verdict (YES, MAYBE, NO)."""
+    from onnxruntime.tools.mobile_helpers import usability_checker as uc
+    from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo, optimize_model
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        basic = Path(tmp) / "basic.onnx"
+        optimize_model(src, basic, use_external_initializers=True)  # what the checker itself does first
+        model = ModelProtoWithShapeInfo(basic).model_with_shape_info
+        out = []
+        for name, table in PROVIDERS[target]:
+            info = (uc.check_nnapi_partitions(model, require_fixed_input_sizes=True) if table is None
+                    else uc.check_coreml_partitions(model, require_fixed_input_sizes=True, config_filename=table))
+            out.append({"provider": name, "nodes": info.num_nodes, "supported_nodes": info.num_supported_nodes,
+                        "partitions": info.num_partitions, "partition_sizes": [len(g) for g in info.supported_groups],
+                        "unsupported_ops": sorted(info.unsupported_ops),
+                        "dynamic_shape_nodes": info.nodes_unsupported_due_to_dynamic_input,
+                        "verdict": info.suitability().name})
+    return out
+
+
+def check_shapes_for(manifest: Manifest) -> list[dict[str, int]]:
+    """The axis sizes the .ort check runs at: the fixed shape, or a few within the manifest's limits."""
+    axes = {name: lim for name, lim in manifest.axes.items()}
+    if all(lim.get("min") == lim.get("max") for lim in axes.values()):
+        return [{n: lim["min"] for n, lim in axes.items()}]
+    cases = []
+    for batch, seq in ((1, 8), (3, 17), (2, 64)):
+        sizes = {}
+        for name, lim in axes.items():
+            want = batch if name == "batch" else seq
+            sizes[name] = max(lim.get("min", 1), min(want, lim.get("max") or want))
+        cases.append(sizes)
+    return cases
+
+
+def ort_parity(onnx_path: Path, ort_path: Path, manifest: Manifest, style: str, seed: int) -> Check:
+    """Run the .ort and the .onnx it came from on the same random inputs, padded and not; compare every output.
+
+    The .onnx runs at the optimization level the .ort was saved with ('Fixed': all; 'Runtime': basic, the
+    rest being left to the device's providers), so the same kernels run and the outputs should agree to
+    the last bit. The gap to the fully optimized .onnx (fusions that round differently) is recorded too.
+    """
+    import onnxruntime as ort
+
+    def session(path: Path, level) -> ort.InferenceSession:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = level
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+    levels = ort.GraphOptimizationLevel
+    same = levels.ORT_ENABLE_BASIC if style == "Runtime" else levels.ORT_ENABLE_ALL
+    onnx_same, onnx_all, ort_model = session(onnx_path, same), session(onnx_path, levels.ORT_ENABLE_ALL), session(ort_path, same)
+    rng = np.random.default_rng(seed)
+    worst, vs_all, shapes = 0.0, 0.0, []
+    for sizes in check_shapes_for(manifest):
+        for padded in (False, True):
+            feeds = example_inputs(manifest.inputs, sizes, rng, padded=padded)
+            got = ort_model.run(None, feeds)
+            worst = max([worst] + [_max_abs(x, y) for x, y in zip(onnx_same.run(None, feeds), got)])
+            vs_all = max([vs_all] + [_max_abs(x, y) for x, y in zip(onnx_all.run(None, feeds), got)])
+        shapes.append(",".join(f"{k}={v}" for k, v in sizes.items()))
+    return Check("model.ort vs model.onnx (x86 onnxruntime)", worst <= ATOL,
+                 f"max abs {worst:.3g} <= {ATOL:g} at {'; '.join(shapes)}, padded and unpadded "
+                 f"({vs_all:.3g} against the fully optimized .onnx)",
+                 {"max_abs": worst, "atol": ATOL, "max_abs_vs_fully_optimized": vs_all, "shapes": shapes})
+
+
+def _max_abs(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
+
+
+def required_ops(config: Path) -> dict[str, list[str]]:
+    """required_operators.config as {domain;opset: [ops]}."""
+    out = {}
+    for line in config.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            domain, opset, ops = line.split(";", 2)
+            out[f"{domain};{opset}"] = sorted(ops.split(","))
+    return out
+
+
+def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]]) -> str:
+    """The oldest onnxruntime mobile release that has a kernel for every op of the graph we know of."""
+    if any("Attention" in names for key, names in ops.items() if key.startswith("ai.onnx;")):
+        return ATTENTION_MIN_ORT
+    return "1.14"  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
+
+
+def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min_ort: str, style: str) -> str:
+    names = ", ".join(s.name for s in manifest.inputs)
+    cov = "\n".join(f"| {c['provider']} | {c['supported_nodes']}/{c['nodes']} | {c['partitions']} | "
+                    f"{', '.join(c['unsupported_ops']) or '-'} | {c['verdict']} |" for c in coverage)
+    runtime_opt = ("\nThis graph was converted with the 'Runtime' optimization style for NNAPI/CoreML: set the session "
+                   "option `session.enable_saved_runtime_optimizations` to `1` so the CPU replays the saved "
+                   "optimizations for the nodes those providers do not take.\n") if style == "Runtime" else ""
+    shapes = "; ".join(f"`{s.name}` {tuple(s.shape)}" for s in manifest.inputs)
+    if target == "android":
+        install = (f"Gradle: `implementation 'com.microsoft.onnxruntime:onnxruntime-android:{min_ort}.0'` (or newer). "
+                   "Create the session with `OrtSession.SessionOptions().addNnapi()` to try NNAPI; the CPU runs the rest.")
+    else:
+        install = (f"CocoaPods: `pod 'onnxruntime-objc', '>= {min_ort}.0'` (or `onnxruntime-c`). "
+                   "Append the CoreML execution provider (`ORTCoreMLExecutionProviderOptions`) to try CoreML; the CPU runs the rest.")
+    return f"""## Run it on {'Android' if target == 'android' else 'iOS'}
+
+{install}
+Load `model.ort`, feed {names} (int64 ids and mask; shapes {shapes}), read the outputs above.
+
+- The minimum runtime is onnxruntime {min_ort} (`onnxruntime-android` / `onnxruntime-objc`). The CPU kernel of
+  the opset-23 `Attention` op arrived in onnxruntime 1.23; the discontinued reduced `onnxruntime-mobile`
+  package (last release 1.18) cannot run graphs with it. For an older runtime, export with
+  `edgeformer export CKPT --attention unfused` (opset 18) and deploy that bundle.
+- A reduced onnxruntime build with only this graph's operators: `./build.sh --android --minimal_build
+  --include_ops_by_config required_operators.config` (or `--ios`), from onnxruntime's sources.
+- On a desktop the folder runs as any bundle: `edgeformer run DIR --ids "5 17 42"` or `runtime.load(DIR)`.
+{runtime_opt}
+Coverage of the mobile execution providers (onnxruntime's usability checker; `coverage.json`):
+
+| provider | nodes taken | partitions | falls back to CPU | verdict |
+| --- | --- | --- | --- | --- |
+{cov}
+
+Dynamic shapes keep most nodes off NNAPI and CoreML; `--fixed-shape batch=1,seq=128` makes the
+static-shape variant they need (the runtime then refuses any other shape).
+"""
