@@ -29,16 +29,14 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except GateFailure as e:  # the command ran and measured a result that does not hold: exit 1
+            shown = e.report_table()
+            if shown is not None and not ctx.meta.get("edgeformer.report_shown"):
+                table(*shown)
             for line in e.report_lines():
                 click.echo(line)
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
         except EdgeformerError as e:
-            report = getattr(e, "report", None)
-            if report is not None:  # a parity failure: show the numbers, exit 1
-                parity_table("parity report", report)
-                click.echo(f"error: {e}", err=True)
-                sys.exit(1)
             result = getattr(e, "result", None)
             if result is not None:  # a missed accuracy budget: show what was measured and tried, exit 1
                 f = result.fidelity
@@ -231,19 +229,20 @@ def parity(bundle, reference, atol, seed, json_out):
         write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
         line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
         if not passed:
-            click.echo(f"error: {bundle} failed its budget: {line}", err=True)
-            sys.exit(1)
+            raise GateFailure(f"{bundle} failed its budget: {line}")
         if json_out != "-":
             click.echo(f"parity passed (quantized): {line}")
         return
+
+    from edgeformer.export import ParityFailure
 
     report = bundle_parity(bundle, reference, atol=atol, seed=seed)
     write_json(json_out, report.to_json())
     if json_out != "-":
         parity_table(f"parity: {reference} vs {bundle}", report)
     if not report.passed:
-        click.echo(f"error: {bundle} failed the parity gate (atol {report.atol:g})", err=True)
-        sys.exit(1)
+        click.get_current_context().meta["edgeformer.report_shown"] = True  # printed above, or JSON was asked for
+        raise ParityFailure(report, f"{bundle}")
     if json_out != "-":
         click.echo(f"parity passed: {len(report.cases)} input sets, worst max abs error "
                    f"{max(o.max_abs for o in report.worst.values()):.3g} <= {report.atol:g}")

@@ -1,11 +1,11 @@
 """The deploy targets: one table, each entry naming the module that builds its folder.
 
 A target module has two functions:
-    refuse(bundle, options) -> None     raise DeployError (one line) for anything it cannot take,
-                                        before a byte is written: a missing tool, a wrong bundle kind
-    build(bundle, work, options) -> Deployment
-                                        write the device's artifact into `work` (a temporary folder)
-                                        and run the target's checks
+    refuse(bundle, target, manifest, options) -> None
+        raise DeployError (one line) for anything it cannot take, before a byte is written: a
+        missing tool, a wrong bundle kind. `manifest` is the deployment's (fixed shapes applied).
+    build(bundle, target, manifest, work, options, progress) -> Deployment
+        write the device's artifact into `work` (a temporary folder) and run the target's checks
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 
 from edgeformer.modeling.model import Transformer
 from edgeformer.runtime.bundle import TensorSpec
-from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.errors import EdgeformerError, GateFailure
 from edgeformer.runtime.inputs import MASK, example_inputs
 
 FLOAT32_ATOL = 1e-4
@@ -69,12 +69,16 @@ class ParityReport:
                  "pass" if o.max_abs <= self.atol else f"FAIL (> {self.atol:g})"] for o in self.worst.values()]
 
 
-class ParityFailure(EdgeformerError):
+class ParityFailure(GateFailure):
     def __init__(self, report: ParityReport, where: str):
         self.report = report
         worst = max(report.worst.values(), key=lambda o: o.max_abs / report.atol, default=None)
         detail = f"{worst.name} max abs error {worst.max_abs:.3g} > {report.atol:g}" if worst else "no cases ran"
         super().__init__(f"{where} failed the parity gate: {detail}")
+
+    def report_table(self):
+        return ("parity report", ["output", "max abs", "mean abs", "min cosine", f"verdict (atol {self.report.atol:g})"],
+                self.report.rows())
 
 
 def default_cases(max_len: int) -> list[tuple[int, int]]:

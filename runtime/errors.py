@@ -21,7 +21,11 @@ class GateFailure(EdgeformerError):
     """A check that the artifact failed: parity, an accuracy budget, a deployment check (exit 1).
 
     Unlike bad input, the command ran as asked and measured a result that does not hold; the
-    report says what was measured."""
+    report says what was measured. The CLI prints `report_table()` (title, columns, rows) when there
+    is one, then `report_lines()`, then the message, and exits 1."""
+
+    def report_table(self) -> tuple[str, list[str], list[list[str]]] | None:
+        return None
 
     def report_lines(self) -> list[str]:
         return []
