@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench board-check clean
 
 install: $(STAMP)
 
@@ -27,6 +27,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/runtime_footprint.py
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/distill.py
+
+# The demo's bundles (or small random ones without demo-out/) deployed with --target arm64 --check:
+# run on emulated aarch64 (qemu user mode) and compared with x86. Installs qemu-user-static and
+# debootstrap when missing; the aarch64 root is cached in .cache/board/.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+board-check: $(STAMP)
+	@if ! command -v qemu-aarch64-static >/dev/null || ! command -v debootstrap >/dev/null; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y qemu-user-static debootstrap; fi
+	$(BIN)/python benchmarks/board_check.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
