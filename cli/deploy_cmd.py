@@ -38,6 +38,8 @@ def _profile(ctx, param, values):
               help="tensorrt/jetson: engine precision (int8 needs an int8-static bundle).")
 @click.option("--profile", multiple=True, callback=_profile, metavar="AXIS=MIN:OPT:MAX",
               help="tensorrt/jetson: override the optimization profile of one axis (repeatable).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, exists=True),
+              help="tensorrt/jetson: seed the build with this timing cache (default: the one in --out when overwriting).")
 @click.option("--trt-attention", is_flag=True, help="jetson: the board's TensorRT (>= 10.14) parses fused Attention nodes.")
 @click.option("--name", help="triton: the model's name in the repository (default: the bundle's folder name).")
 @click.option("--max-batch", type=click.IntRange(min=1), help="triton: the largest batch dynamic batching forms.")
@@ -47,14 +49,15 @@ def _profile(ctx, param, values):
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the checks' random inputs.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
-def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, profile, trt_attention, name, max_batch,
-           instances, device, seed, overwrite, json_out):
+def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, profile, timing_cache, trt_attention, name,
+           max_batch, instances, device, seed, overwrite, json_out):
     """Write BUNDLE as a folder for one kind of device, checked as far as this machine allows."""
     from edgeformer.deploy import DeployOptions, deploy as deploy_bundle
     from edgeformer.deploy.folder import parse_fixed_shape
 
     opt = DeployOptions(fixed_shape=parse_fixed_shape(fixed_shape) if fixed_shape else None, check=check,
-                        emulator_root=emulator_root, precision=precision, profile=profile, trt_attention=trt_attention,
+                        emulator_root=emulator_root, precision=precision, profile=profile, timing_cache=timing_cache,
+                        trt_attention=trt_attention,
                         name=name, max_batch=max_batch, instances=instances, device=device, seed=seed)
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     result = deploy_bundle(bundle, target, out, opt, overwrite=overwrite, progress=say)

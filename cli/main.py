@@ -12,9 +12,8 @@ import click
 
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
+from .options import Aliased, json_option, out_options, runtime_options, seed_option, truncate_option
 from .output import ms, parity_table, table, write_json
-
-JSON_HELP = "Also write the result as JSON to FILE ('-' for stdout)."
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -32,7 +31,7 @@ class Group(click.Group):
             shown = e.report_table()
             if shown is not None and not ctx.meta.get("edgeformer.report_shown"):
                 table(*shown)
-            for line in e.report_lines():
+            for line in e.report_lines() + e.diagnosis:
                 click.echo(line)
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -57,22 +56,13 @@ def cli():
     """Train, export, check and run transformers for the edge."""
 
 
-def runtime_options(f):
-    f = click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads (default: all cores).")(f)
-    f = click.option("--spin/--no-spin", default=False, show_default=True,
-                     help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core).")(f)
-    f = click.option("--providers", "-p", multiple=True, metavar="NAME",
-                     help="Execution provider in order of preference: cpu, cuda, tensorrt, ... (repeatable).")(f)
-    return f
-
-
 @cli.command()
 @click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq"]), required=True)
 @click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
 @click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq). "
               "Default: the arch's task.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
+@out_options("Checkpoint directory")
 @click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -81,9 +71,8 @@ def runtime_options(f):
               help="Position encoding (default: sinusoidal for encoders, learned for decoders).")
 @click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
 @click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@seed_option("initialisation, data order and dropout")
+@json_option
 def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, positional, norm, vocab_size, seed,
           overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
@@ -104,9 +93,8 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, p
 
 @cli.command("import")
 @click.argument("hf_dir", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Checkpoint directory to write.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@out_options("Checkpoint directory")
+@json_option
 def import_(hf_dir, out, overwrite, json_out):
     """Import a Hugging Face model directory (BERT, GPT-2, ViT; safetensors) as an edgeformer checkpoint."""
     from edgeformer.modeling.hf import import_hf
@@ -120,14 +108,13 @@ def import_(hf_dir, out, overwrite, json_out):
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write.")
+@out_options("Bundle directory")
 @click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True,
               help="fused: one ONNX Attention node per layer (opset 23); unfused: MatMul/Softmax (opset 18).")
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Parity tolerance: largest absolute difference allowed against PyTorch.")
 @click.option("--kv-cache", is_flag=True, help="Decoders: one graph for the prompt and each new token, with a key/value cache.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@json_option
 def export(checkpoint, out, attention, atol, kv_cache, overwrite, json_out):
     """Export CHECKPOINT to an ONNX bundle; written only if it passes the parity gate."""
     from edgeformer.export import export_bundle
@@ -151,7 +138,7 @@ def smooth_alpha_option(value: str):
 
 @cli.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--out", type=click.Path(file_okay=False), help="Quantized bundle directory to write.")
+@out_options("Quantized bundle directory", required=False)
 @click.option("--recipe", type=click.Choice(["int8-dynamic", "int8-static", "int4", "fp16"]), default="int8-dynamic",
               show_default=True)
 @click.option("--max-drop", type=click.FloatRange(min=0), help="Accuracy budget: the largest task-metric drop allowed.")
@@ -166,8 +153,7 @@ def smooth_alpha_option(value: str):
 @click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
 @click.option("--compare", is_flag=True, help="Run every recipe and print one table; writes no bundle.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --compare: draw accuracy against latency to FILE.png.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@json_option
 def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, smooth_alpha, block_size, asymmetric,
              compare, plot, overwrite, json_out):
     """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
@@ -210,8 +196,8 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
 @click.argument("bundle", type=click.Path())
 @click.option("--reference", required=True, type=click.Path(), help="The PyTorch checkpoint the bundle came from.")
 @click.option("--atol", type=click.FloatRange(min=0, min_open=True), help="Tolerance (default: the bundle's recorded one).")
-@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the random inputs.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@seed_option("the random inputs (export's gate draws its own, so these are fresh)")
+@json_option
 def parity(bundle, reference, atol, seed, json_out):
     """Compare BUNDLE against PyTorch on random padded inputs; exit 1 on failure.
 
@@ -255,16 +241,16 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--ids", multiple=True, help='Token ids of one sequence, e.g. "5 17 42" (repeat for a batch; rows are right-padded).')
 @click.option("--text", "texts", multiple=True, help="A text to embed or classify (repeatable).")
 @click.option("--file", "text_file", type=click.Path(dir_okay=False), help="Texts to embed or classify, one per line.")
-@click.option("--no-truncation", is_flag=True, help="Refuse texts longer than the model's maximum instead of cutting them.")
+@truncate_option(True, "Cut texts longer than the model's maximum (with a warning) instead of refusing them.")
 @runtime_options
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-def run(bundle, input_file, ids, texts, text_file, no_truncation, providers, spin, threads, json_out):
+@json_option
+def run(bundle, input_file, ids, texts, text_file, truncate, providers, spin, threads, json_out):
     """Run BUNDLE on token ids or texts and print its outputs (no PyTorch needed)."""
     from . import run_cmd
 
     model = run_cmd.load(bundle, providers, spin, threads)
     if texts or text_file:
-        run_cmd.run_text(model, texts, text_file, input_file or ids, not no_truncation, json_out)
+        run_cmd.run_text(model, texts, text_file, input_file or ids, truncate, json_out)
     else:
         run_cmd.run_ids(model, input_file, ids, json_out)
 
@@ -280,10 +266,10 @@ def run(bundle, input_file, ids, texts, text_file, no_truncation, providers, spi
 @click.option("--top-p", default=1.0, show_default=True, type=float, help="Sample within this much probability mass, in (0, 1].")
 @click.option("--repetition-penalty", default=1.0, show_default=True, type=float, help="Above 1: fewer repeats (1: off).")
 @click.option("--stop", multiple=True, help="Stop at this string, or token id when an integer (repeatable).")
-@click.option("--seed", type=int, help="Seed for sampling: the same seed gives the same text.")
-@click.option("--truncate", is_flag=True, help="Stop at the model's context instead of refusing a longer request.")
+@seed_option("sampling: the same seed gives the same text")
+@truncate_option(False, "Stop at the model's context instead of refusing a longer request.")
 @runtime_options
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@json_option
 def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, top_p, repetition_penalty, stop, seed,
              truncate, providers, spin, threads, json_out):
     """Generate text with BUNDLE (a decoder exported with --kv-cache); no PyTorch needed."""
@@ -297,12 +283,15 @@ def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, t
 
 @cli.command()
 @click.argument("bundle", type=click.Path())
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--seq", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", "--batch", "batch", default=1, show_default=True, type=click.IntRange(min=1), cls=Aliased,
+              help="Rows per call.")
+@click.option("--seq-len", "--seq", "seq", default=128, show_default=True, type=click.IntRange(min=1), cls=Aliased,
+              help="Tokens per row.")
 @click.option("--reference", type=click.Path(), help="PyTorch checkpoint to time in the same run (eager).")
-@click.option("--seconds", default=3.0, show_default=True, type=click.FloatRange(min=0.1), help="Time per side.")
+@click.option("--bench-seconds", "--seconds", "seconds", default=3.0, show_default=True, type=click.FloatRange(min=0.1),
+              cls=Aliased, help="Time per side.")
 @runtime_options
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@json_option
 def bench(bundle, batch, seq, reference, seconds, providers, spin, threads, json_out):
     """Latency of BUNDLE (median, p90, p99), and its ratio to PyTorch eager with --reference."""
     from edgeformer import runtime
@@ -334,7 +323,7 @@ def bench(bundle, batch, seq, reference, seconds, providers, spin, threads, json
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo's checkpoints, bundles and summary.")
 @click.option("--quick", is_flag=True, help="Fewer epochs and a shorter benchmark (for tests).")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
+@json_option
 def demo(out, quick, json_out):
     """Train a small encoder and decoder, export, check parity, benchmark, and summarise."""
     from .demo import run_demo
@@ -351,6 +340,10 @@ cli.add_command(distill)
 from .deploy_cmd import deploy  # noqa: E402
 
 cli.add_command(deploy)
+
+from .debug_cmd import debug  # noqa: E402
+
+cli.add_command(debug)
 
 
 def main():

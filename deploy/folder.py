@@ -52,6 +52,7 @@ class DeployOptions:
     precision: str = "fp16"  # tensorrt/jetson: fp32, fp16 or int8 (int8 only from an int8-static bundle)
     profile: dict[str, tuple[int, int, int]] | None = None  # tensorrt/jetson: axis -> (min, opt, max)
     trt_attention: bool = False  # jetson: the board's TensorRT (>= 10.14) parses the fused Attention op
+    timing_cache: str | None = None  # tensorrt/jetson: seed the build (default: the replaced folder's timing.cache)
     name: str | None = None  # triton: the model's name in the repository
     max_batch: int | None = None  # triton: dynamic batching's largest batch
     instances: int = 1  # triton: model instances per device
@@ -112,6 +113,9 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
         raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.get('target')} deployment; "
                           "deploy the bundle it was made from")
     check_out_path(Path(bundle_dir), Path(out), overwrite)
+    previous_cache = Path(out) / "timing.cache"
+    if target in ("tensorrt", "jetson") and opt.timing_cache is None and previous_cache.is_file():
+        opt = dataclasses.replace(opt, timing_cache=str(previous_cache))  # --overwrite keeps TensorRT's tactic timings
     module = TARGETS[target].load()
     manifest = deployed_manifest(bundle.manifest, opt.fixed_shape)
     module.refuse(bundle, target, manifest, opt)

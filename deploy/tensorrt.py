@@ -241,21 +241,16 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
 # ----------------------------------------------------------------------------------------------- build
 
 
-def _previous_timing_cache(work: Path) -> bytes:
-    """With --overwrite, the folder being replaced may hold a timing cache: seed the build with it.
-
-    `work` is folder.py's temporary sibling `.{out}.XXXXXXXX.tmp`; TensorRT itself rejects a cache
-    made by another TensorRT or GPU (set_timing_cache(..., ignore_mismatch=False)).
-    """
-    name = work.name
-    if not (name.startswith(".") and name.endswith(".tmp")):
+def _previous_timing_cache(opt: DeployOptions) -> bytes:
+    """The timing cache to seed the build with (--timing-cache; by default the one of the folder that
+    --overwrite replaces). TensorRT itself rejects a cache made by another TensorRT or GPU
+    (set_timing_cache(..., ignore_mismatch=False))."""
+    if not opt.timing_cache:
         return b""
-    out = work.parent / name[1:-4].rsplit(".", 1)[0]
-    cache = out / TIMING_CACHE_FILE
     try:
-        return cache.read_bytes() if cache.is_file() else b""
-    except OSError:
-        return b""
+        return Path(opt.timing_cache).read_bytes()
+    except OSError as e:
+        raise DeployError(f"cannot read the timing cache {opt.timing_cache}: {e.strerror}") from None
 
 
 def _parser_errors(parser) -> str:
@@ -406,7 +401,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(bundle.path / rel, dst)
     onnx_path = work / bundle.manifest.graph  # a source bundle's graph: model.onnx
-    engine, timing, facts = build_engine(onnx_path, shapes, plan, _previous_timing_cache(work), progress)
+    engine, timing, facts = build_engine(onnx_path, shapes, plan, _previous_timing_cache(opt), progress)
     (work / ENGINE_FILE).write_bytes(engine)
     (work / TIMING_CACHE_FILE).write_bytes(timing)
 

@@ -22,7 +22,10 @@ class GateFailure(EdgeformerError):
 
     Unlike bad input, the command ran as asked and measured a result that does not hold; the
     report says what was measured. The CLI prints `report_table()` (title, columns, rows) when there
-    is one, then `report_lines()`, then the message, and exits 1."""
+    is one, then `report_lines()` and `diagnosis` (where the result went wrong, e.g. the first node
+    that diverges), then the message, and exits 1."""
+
+    diagnosis: list[str] = []
 
     def report_table(self) -> tuple[str, list[str], list[list[str]]] | None:
         return None

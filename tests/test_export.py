@@ -70,6 +70,9 @@ def test_failed_parity_writes_no_bundle(tmp_path, encoder_ckpt):
         export_bundle(encoder_ckpt, out, atol=1e-12)
     assert not err.value.report.passed
     assert not out.exists() and list(tmp_path.iterdir()) == []
+    # The failure names where the graph first leaves the tolerance: a node and the module it came from.
+    [line] = err.value.diagnosis
+    assert line.startswith("first divergence: ") and " in module " in line
 
 
 def test_manifest_records_provenance(encoder_bundle):

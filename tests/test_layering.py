@@ -19,6 +19,8 @@ FORBIDDEN = {
     "export": ["edgeformer.quantize", "edgeformer.cli"],
     "deploy": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
     "quantize": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.cli"],
+    # the torch-free core of `edgeformer debug`: quantize calls it, so it must not need torch
+    "debug": ["torch", "safetensors", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
 }
 
 
