@@ -1,72 +1,33 @@
 """`edgeformer distill`: teacher checkpoint -> smaller student checkpoint, and the report table.
 
-The report exports teacher and student (parity gate included), times both bundles in the same
-run, and sets their sizes and task metrics side by side with the retention ratio.
+The report (both exported behind the parity gate, timed in the same run, sizes and metrics side by
+side) is edgeformer.export.distill_report's; this verb parses options, calls the library, prints.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import click
 
 from .output import ms, table, write_json
 
-REPORT_BATCHES = (1, 8)
-REPORT_SEQ = 128
-
 
 def distill_report(teacher_ckpt, student_ckpt, result, bundles_dir=None, seconds: float = 2.0, rounds: int = 3) -> dict:
-    """Export both checkpoints and measure them: parameters, bundle size, median latency at batch 1 and 8.
+    """edgeformer.export.distill_report.distill_report, imported only when a report is asked for (demo and
+    benchmarks call it from here)."""
+    from edgeformer.export.distill_report import distill_report as build
 
-    Bundles go to `bundles_dir`/teacher and /student when given, else to a temporary folder.
-    Each bundle is timed in its own blocks, the two alternating for `rounds` rounds.
-    """
-    from edgeformer import runtime
-    from edgeformer.export import export_bundle
-    from edgeformer.runtime.bench import stats, time_block
-    from edgeformer.runtime.inputs import manifest_inputs
-
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(bundles_dir) if bundles_dir else Path(tmp)
-        exported = {name: export_bundle(ckpt, root / name, overwrite=True)
-                    for name, ckpt in (("teacher", teacher_ckpt), ("student", student_ckpt))}
-        models = {name: runtime.load(e.path) for name, e in exported.items()}
-        seq = min(REPORT_SEQ, *(m.manifest.axes["seq"]["max"] for m in models.values()))
-        latency: dict[str, dict[int, float]] = {name: {} for name in models}
-        for batch in REPORT_BATCHES:
-            runs = {}
-            for name, m in models.items():
-                feeds = m.validate(manifest_inputs(m.manifest, batch, seq, 0, padded=False))
-                runs[name] = (lambda s, f: lambda: s.run(None, f))(m.session, feeds)
-            times: dict[str, list[float]] = {name: [] for name in models}
-            for _ in range(rounds):
-                for name, run in runs.items():
-                    times[name] += time_block(run, 3, 5, 2000, seconds / rounds)
-            for name in models:
-                latency[name][batch] = stats(times[name]).median_ms
-        report = {"seq": seq, "metric": result.metric, "retention": result.retention, "models": {}}
-        for name, e in exported.items():
-            report["models"][name] = {
-                "checkpoint": str(teacher_ckpt if name == "teacher" else student_ckpt),
-                "parameters": e.manifest.model["parameters"],
-                "bundle_mb": sum(f["bytes"] for f in e.manifest.files.values()) / 1e6,
-                "latency_ms": {str(b): latency[name][b] for b in REPORT_BATCHES},
-                "parity_max_abs": max(o.max_abs for o in e.report.worst.values()),
-                result.metric: result.teacher_metric if name == "teacher" else result.student_metric,
-            }
-    return report
+    return build(teacher_ckpt, student_ckpt, result, bundles_dir, seconds=seconds, rounds=rounds)
 
 
 def report_rows(report: dict) -> tuple[list[str], list[list]]:
+    """The report as table columns and rows: teacher, student, and their ratios."""
     t, s = report["models"]["teacher"], report["models"]["student"]
-    metric = report["metric"]
-    columns = ["model", "params", "bundle MB"] + [f"batch {b} ms" for b in REPORT_BATCHES] + [metric]
+    metric, batches = report["metric"], list(t["latency_ms"])
+    columns = ["model", "params", "bundle MB"] + [f"batch {b} ms" for b in batches] + [metric]
     rows = [[name, f"{m['parameters'] / 1e6:.2f}M", f"{m['bundle_mb']:.1f}",
-             *(ms(m["latency_ms"][str(b)]) for b in REPORT_BATCHES), f"{m[metric]:.4g}"] for name, m in (("teacher", t), ("student", s))]
+             *(ms(m["latency_ms"][b]) for b in batches), f"{m[metric]:.4g}"] for name, m in (("teacher", t), ("student", s))]
     rows.append(["student / teacher", f"{s['parameters'] / t['parameters']:.2f}x", f"{s['bundle_mb'] / t['bundle_mb']:.2f}x",
-                 *(f"{t['latency_ms'][str(b)] / s['latency_ms'][str(b)]:.2f}x faster" for b in REPORT_BATCHES),
+                 *(f"{t['latency_ms'][b] / s['latency_ms'][b]:.2f}x faster" for b in batches),
                  f"retention {report['retention']:.3f}"])
     return columns, rows
 
@@ -108,7 +69,7 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
     """Distill TEACHER into a smaller student; report size, speed and what it keeps. Runs under torchrun too."""
     from edgeformer.modeling.distill import DistillConfig, distill_checkpoint, parse_layer_map
     from edgeformer.modeling.distributed import current
-    from edgeformer.modeling.train import TrainConfig
+    from edgeformer.modeling.loop import TrainConfig
 
     dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
                        hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,

@@ -11,7 +11,10 @@ Built-in tasks:
 
 User files:
 - classification: JSON Lines with {"text": ..., "label": ...}, or text lines "label<TAB>text";
-- language modelling: a plain text file, or JSON Lines with {"text": ...}.
+- language modelling: a plain text file, or JSON Lines with {"text": ...};
+- unlabelled text (embedding distillation): one text per line, or JSON Lines with {"text": ...}.
+
+Batching: `padded_batches` (rows of token ids -> padded tensors) and `similar_length_chunks`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+import torch
 
 from edgeformer.runtime.errors import EdgeformerError
 
@@ -62,6 +70,18 @@ class PairData:
     @property
     def texts(self) -> list[str]:
         return [t for pair in self.train for t in pair]
+
+
+@dataclass
+class TextData:
+    """Unlabelled texts (sentences) for embedding distillation."""
+
+    train: list[str]
+    eval: list[str]
+
+    @property
+    def texts(self) -> list[str]:
+        return self.train
 
 
 def reverse_words(n_train: int = 8000, n_eval: int = 300, seed: int = 0) -> PairData:
@@ -233,3 +253,89 @@ def _tsv(path: Path, raw: str) -> list[tuple[str, str]]:
         label, text = line.split("\t", 1)
         pairs.append((text.strip(), label.strip()))
     return pairs
+
+
+# ---------------------------------------------------------------- unlabelled text
+
+
+def sentences(text: str, min_chars: int = 20, max_chars: int = 400) -> list[str]:
+    """Sentences of prose: paragraphs split after . ! ? and kept when of a sentence's length."""
+    out = []
+    for para in re.split(r"\n\s*\n", text):
+        flat = " ".join(para.split())
+        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat):
+            if min_chars <= len(s) <= max_chars and s not in out[-3:]:
+                out.append(s)
+    return out
+
+
+def split_texts(texts: list[str], eval_fraction: float = 0.1) -> TextData:
+    """Held out by hash of the text (stable across runs); duplicates dropped."""
+    train, held, seen = [], [], set()
+    for t in texts:
+        if t in seen:
+            continue
+        seen.add(t)
+        bucket = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if bucket < eval_fraction else train).append(t)
+    if len(train) < 2 or len(held) < 1:
+        raise DataError(f"{len(seen)} distinct texts leave too few to train and hold out; expected at least 20")
+    return TextData(train, held)
+
+
+def load_texts(task: str | None, data_file: str | os.PathLike | None) -> tuple[TextData, str]:
+    """Unlabelled text: a file (one text per line, or .jsonl with "text") or a built-in task's text."""
+    if data_file:
+        path = Path(data_file)
+        raw = read_data_text(path, "one text per line", "one text per line")
+        if path.suffix == ".jsonl":
+            texts = [str(json.loads(line).get("text", "")) for line in raw.splitlines() if line.strip()]
+        else:
+            texts = [line.strip() for line in raw.splitlines() if line.strip()]
+        return split_texts([t for t in texts if t]), f"file:{path.name}"
+    name = task or "pydoc-lm"
+    if name not in TASKS:
+        raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)} (or --data FILE)")
+    data = load_task(name, TASKS[name][0])
+    if isinstance(data, ClassificationData):
+        return TextData([t for t, _ in data.train], [t for t, _ in data.eval]), name
+    if not isinstance(data, CorpusData):
+        raise DataError(f"task {name!r} has no plain text to distill an embedding model on; expected stdlib-topics or pydoc-lm")
+    return split_texts(sentences(data.train + "\n\n" + data.eval)), name
+
+
+# ---------------------------------------------------------------- batching
+
+
+def padded_batches(ids: list[list[int]], labels: list[int] | None, batch_size: int, pad_id: int,
+                   g: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """(ids, mask, labels) batches of rows padded to their longest: shuffled by `g`, in order without it.
+
+    Without `labels` the third item is None.
+    """
+    order = torch.randperm(len(ids), generator=g).tolist() if g is not None else list(range(len(ids)))
+    for i in range(0, len(order), batch_size):
+        chunk = order[i : i + batch_size]
+        T = max(len(ids[j]) for j in chunk)
+        x = torch.full((len(chunk), T), pad_id, dtype=torch.long)
+        m = torch.zeros((len(chunk), T), dtype=torch.long)
+        for r, j in enumerate(chunk):
+            x[r, : len(ids[j])] = torch.tensor(ids[j])
+            m[r, : len(ids[j])] = 1
+        yield x, m, torch.tensor([labels[j] for j in chunk]) if labels is not None else None
+
+
+def similar_length_chunks(lengths: list[int], batch_size: int, g: torch.Generator) -> list[list[int]]:
+    """Random batches (row indices) of rows of similar length, in random order.
+
+    Rows are shuffled, sorted by length within pools of 16 batches (so batches stay random samples),
+    cut into batches, and the batches shuffled: texts of 5 to 100 tokens padded to the longest of
+    random batches spend most of the compute on pad tokens.
+    """
+    order = torch.randperm(len(lengths), generator=g).tolist()
+    pool = 16 * batch_size
+    chunks = []
+    for i in range(0, len(order), pool):
+        by_len = sorted(order[i : i + pool], key=lambda j: lengths[j])
+        chunks += [by_len[k : k + batch_size] for k in range(0, len(by_len), batch_size)]
+    return [chunks[c] for c in torch.randperm(len(chunks), generator=g).tolist()]

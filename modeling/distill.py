@@ -17,15 +17,14 @@ the single-process update exactly (modeling/distributed.py).
 A student whose shapes match the teacher's starts from teacher blocks spread evenly from the first
 to the last: every other one at half the depth (DistilBERT).
 
-The losses are in distill_losses.py, the student's config, checks and start in student.py.
+The losses are in distill_losses.py, the student's config, checks and start in student.py; the
+epochs run through the training loop (loop.py), the batches come from the tasks (tasks.py).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,15 @@ from edgeformer.runtime.artifacts import sha256_file
 from . import checkpoint
 from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
-from .data import TASKS, ClassificationData, CorpusData, DataError, load_data_file, load_task, read_data_text
+from .data import (TASKS, ClassificationData, CorpusData, DataError, TextData, load_data_file, load_task, load_texts,
+                   padded_batches)
 from .distributed import current as distributed_context
-from .distill_losses import _StudentStep, distillation_losses, pooled
+from .distill_losses import StudentStep, distillation_losses, pooled
+from .loop import Echo, TrainConfig, TrainResult, fit
 from .model import Transformer
 from .student import (METRICS, can_init_from_teacher, check_compatible, init_from_teacher, resolve_layer_map,
                       student_config)
-from .train import TrainConfig, _batches_classification, _progress, _Task, optimizer
+from .tasks import task_for
 
 DISTILLATION_FILE = "distillation.json"
 EMBEDDING_LOSSES = ("cosine", "mse")
@@ -77,6 +78,11 @@ class DistillConfig:
             raise ConfigError(f"init={self.init!r}; expected one of: {', '.join(INITS)}")
         if self.layer_map is not None:
             self.layer_map = [tuple(int(i) for i in pair) for pair in self.layer_map]
+
+    def loss_weights(self) -> dict[str, float]:
+        """Each loss's weight in the sum that is minimised, by the names distillation_losses gives them."""
+        return {"soft": self.soft_weight, "hard": self.hard_weight, "hidden": self.hidden_weight,
+                "attention": self.attention_weight, "embedding": self.embedding_weight}
 
 
 def parse_layer_map(text: str) -> list[tuple[int, int]]:
@@ -113,98 +119,6 @@ class DistillResult:
         return {**asdict(self), "retention": self.retention}
 
 
-# ---------------------------------------------------------------- data
-
-
-@dataclass
-class TextData:
-    """Unlabelled sentences for embedding distillation."""
-
-    train: list[str]
-    eval: list[str]
-
-    @property
-    def texts(self) -> list[str]:
-        return self.train
-
-
-def sentences(text: str, min_chars: int = 20, max_chars: int = 400) -> list[str]:
-    """Sentences of prose: paragraphs split after . ! ? and kept when of a sentence's length."""
-    out = []
-    for para in re.split(r"\n\s*\n", text):
-        flat = " ".join(para.split())
-        for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", flat):
-            if min_chars <= len(s) <= max_chars and s not in out[-3:]:
-                out.append(s)
-    return out
-
-
-def split_texts(texts: list[str], eval_fraction: float = 0.1) -> TextData:
-    """Held out by hash of the text (stable across runs); duplicates dropped."""
-    import hashlib
-
-    train, held, seen = [], [], set()
-    for t in texts:
-        if t in seen:
-            continue
-        seen.add(t)
-        bucket = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (held if bucket < eval_fraction else train).append(t)
-    if len(train) < 2 or len(held) < 1:
-        raise DataError(f"{len(seen)} distinct texts leave too few to train and hold out; expected at least 20")
-    return TextData(train, held)
-
-
-def load_texts(task: str | None, data_file: str | os.PathLike | None) -> tuple[TextData, str]:
-    """Unlabelled text: a file (one text per line, or .jsonl with "text") or a built-in task's text."""
-    if data_file:
-        path = Path(data_file)
-        raw = read_data_text(path, "one text per line", "one text per line")
-        if path.suffix == ".jsonl":
-            import json
-
-            texts = [str(json.loads(line).get("text", "")) for line in raw.splitlines() if line.strip()]
-        else:
-            texts = [line.strip() for line in raw.splitlines() if line.strip()]
-        return split_texts([t for t in texts if t]), f"file:{path.name}"
-    name = task or "pydoc-lm"
-    if name not in TASKS:
-        raise DataError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)} (or --data FILE)")
-    data = load_task(name, TASKS[name][0])
-    if isinstance(data, ClassificationData):
-        return TextData([t for t, _ in data.train], [t for t, _ in data.eval]), name
-    if not isinstance(data, CorpusData):
-        raise DataError(f"task {name!r} has no plain text to distill an embedding model on; expected stdlib-topics or pydoc-lm")
-    return split_texts(sentences(data.train + "\n\n" + data.eval)), name
-
-
-class _TextTask:
-    """Batches of unlabelled sentences; same interface as train._Task."""
-
-    def __init__(self, data: TextData, tok, cfg: ModelConfig, tc: TrainConfig):
-        self.tc, self.cfg = tc, cfg
-        seq = min(tc.seq_len, cfg.max_len)
-        enc = tok.tok.encode_batch
-        self.train_ids = [e.ids[:seq] or [cfg.pad_id] for e in enc(data.train)]
-        self.eval_ids = [e.ids[:seq] or [cfg.pad_id] for e in enc(data.eval)]
-        self.steps = math.ceil(len(self.train_ids) / tc.batch_size)
-
-    def batches(self, g: torch.Generator):
-        """Random batches of texts of similar length: sentences vary from 5 to 100 tokens, and padding
-        every batch to its longest one spent most of the compute on pad tokens."""
-        B = self.tc.batch_size
-        order = torch.randperm(len(self.train_ids), generator=g).tolist()
-        pool = 16 * B  # sort within pools of 16 batches, so batches stay random samples
-        chunks = []
-        for i in range(0, len(order), pool):
-            by_len = sorted(order[i : i + pool], key=lambda j: len(self.train_ids[j]))
-            chunks += [by_len[k : k + B] for k in range(0, len(by_len), B)]
-        for c in torch.randperm(len(chunks), generator=g).tolist():
-            rows = [self.train_ids[j] for j in chunks[c]]
-            for x, m, _ in _batches_classification(rows, [0] * len(rows), len(rows), self.cfg.pad_id, None):
-                yield x, m, None
-
-
 # ---------------------------------------------------------------- evaluation
 
 
@@ -214,7 +128,7 @@ def embedding_cosines(student: Transformer, teacher: Transformer, ids: list[list
     student.eval()
     dev = next(student.parameters()).device
     out = []
-    for x, m, _ in _batches_classification(ids, [0] * len(ids), 64, pad_id, None):
+    for x, m, _ in padded_batches(ids, None, 64, pad_id, None):
         x, m = x.to(dev), m.to(dev)
         s = pooled(student, student(x, m)["last_hidden_state"], m)
         t = pooled(teacher, teacher(x, m)["last_hidden_state"], m)
@@ -259,59 +173,36 @@ def distill(
         raise ConfigError(f"a {kind} model needs {'unlabelled text' if kind == 'embedding' else 'its task data'}, "
                           f"not {type(data).__name__}")
     torch.manual_seed(tc.seed)
-    ddp = distributed_context()
-    task = _TextTask(data, tok, student.cfg, tc) if kind == "embedding" else _Task(data, tok, student.cfg, tc)
+    task = task_for(data, tok, student.cfg, tc)
     projections = nn.ModuleDict()
     if dc.hidden and student.cfg.d_model != teacher.cfg.d_model:
         for s, _ in pairs:
             projections[f"{s}"] = nn.Linear(student.cfg.d_model, teacher.cfg.d_model)
-    teacher.eval().to(ddp.device)
-    step_module = _StudentStep(student, projections).to(ddp.device)
-    runner = ddp.wrap(step_module)
-    steps = min(task.steps, tc.steps_per_epoch or task.steps)  # steps_per_epoch caps every task here
-    total = steps * tc.epochs
-    opt, sched = optimizer(step_module, tc, total)
+    teacher.eval().to(distributed_context().device)
     teacher_metrics = _evaluate(task, teacher, teacher, kind)
     result = DistillResult(kind, METRICS[kind][0], _metric(kind, teacher_metrics), float("nan"), layer_map=pairs)
-    weights = {"soft": dc.soft_weight, "hard": dc.hard_weight, "hidden": dc.hidden_weight,
-               "attention": dc.attention_weight, "embedding": dc.embedding_weight}
-    g = torch.Generator().manual_seed(tc.seed)
-    start = time.perf_counter()
-    progress = progress and ddp.is_main
-    bar = _progress(progress)
-    with bar:
-        job = bar.add_task("distilling", total=total)
-        for epoch in range(1, tc.epochs + 1):
-            step_module.train()
-            running: dict[str, float] = {}
-            count = 0
-            for _, batch in zip(range(steps), task.batches(g)):
-                (x, m, y), share = ddp.shard(*batch)
-                losses = distillation_losses(runner, student, projections, teacher, x, m, y, dc, pairs)
-                loss = sum(weights[k] * v for k, v in losses.items())
-                opt.zero_grad(set_to_none=True)
-                (loss * share).backward()
-                torch.nn.utils.clip_grad_norm_(step_module.parameters(), tc.grad_clip)
-                opt.step()
-                sched.step()
-                count += 1
-                for k, v in [("loss", loss), *losses.items()]:
-                    running[k] = running.get(k, 0.0) + ddp.global_sum(v.item() * share / ddp.world_size)
-                bar.update(job, advance=1, description=f"epoch {epoch}/{tc.epochs} loss {running['loss'] / count:.4f}")
-            metrics = {"epoch": epoch, **{f"train_{k}": v / max(1, count) for k, v in running.items()},
-                       **_evaluate(task, student, teacher, kind),
-                       **{f"teacher_{k}": v for k, v in teacher_metrics.items()}}
-            result.history.append(metrics)
-            result.student_metric = _metric(kind, metrics)
-            result.seconds = time.perf_counter() - start
-            if progress:
-                bar.console.print(f"epoch {epoch}: {result.metric} student {result.student_metric:.4g} teacher "
-                                  f"{result.teacher_metric:.4g} (retention {result.retention:.3f})  "
-                                  f"train loss {metrics['train_loss']:.4g}", soft_wrap=True)
-            if on_epoch is not None:
-                on_epoch(result)
-    student.eval()
-    result.seconds = time.perf_counter() - start
+    weights = dc.loss_weights()
+
+    def step(runner, x, m, y):
+        losses = distillation_losses(runner, student, projections, teacher, x, m, y, dc, pairs)
+        return {"loss": sum(weights[k] * v for k, v in losses.items()), **losses}
+
+    def evaluate():
+        return {**_evaluate(task, student, teacher, kind), **{f"teacher_{k}": v for k, v in teacher_metrics.items()}}
+
+    def after_epoch(run: TrainResult, echo: Echo) -> None:
+        result.history, result.seconds = run.history, run.seconds
+        result.student_metric = _metric(kind, run.final)
+        echo(f"epoch {run.final['epoch']}: {result.metric} student {result.student_metric:.4g} teacher "
+             f"{result.teacher_metric:.4g} (retention {result.retention:.3f})  "
+             f"train loss {run.final['train_loss']:.4g}", soft_wrap=True)
+        if on_epoch is not None:
+            on_epoch(result)
+
+    steps = min(task.steps, tc.steps_per_epoch or task.steps)  # steps_per_epoch caps every task here
+    run = fit(StudentStep(student, projections), step, task.batches, steps, tc, evaluate=evaluate,
+              on_epoch=after_epoch, progress=progress, label="distilling")
+    result.seconds = run.seconds
     return result
 
 

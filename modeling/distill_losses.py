@@ -52,7 +52,7 @@ def embedding_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> t
     return (student - teacher).pow(2).mean(-1).mean()
 
 
-class _StudentStep(nn.Module):
+class StudentStep(nn.Module):
     """The student and its projections as one module, so DistributedDataParallel syncs them all."""
 
     def __init__(self, student: Transformer, projections: nn.ModuleDict):
@@ -69,7 +69,7 @@ def distillation_losses(
     step: nn.Module, student: Transformer, projections: nn.ModuleDict, teacher: Transformer,
     x: torch.Tensor, m: torch.Tensor, y: torch.Tensor | None, dc, pairs: list[tuple[int, int]],
 ) -> dict[str, torch.Tensor]:
-    """Each loss `dc` (a DistillConfig) enables, unweighted; `step` is `_StudentStep` (maybe under DDP)."""
+    """Each loss `dc` (a DistillConfig) enables, unweighted; `step` is `StudentStep` (maybe under DDP)."""
     with torch.no_grad():
         with teacher.capture(dc.attention) as t_seen:
             t_out = teacher(x, m)

@@ -16,7 +16,7 @@ IGNORE = -100  # target positions that are padding
 
 
 class Seq2SeqTask:
-    """The `train` loop's task for arch='seq2seq' (same interface as train._Task).
+    """The task for arch='seq2seq' (the interface of the tasks in tasks.py).
 
     Batches are (source ids, source mask, target ids + <eos>); the decoder reads the target shifted
     right after the start token (pad_id). Evaluation: held-out token loss, and the share of held-out

@@ -70,6 +70,26 @@ def measure_latency(
     return stats(time_block(fn, warmup, min_runs, max_runs, min_seconds))
 
 
+def time_alternating(
+    fns: dict[str, Callable[[], object]],
+    rounds: int = 3,
+    min_seconds: float = 2.0,
+    warmup: int = 5,
+    min_runs: int = 10,
+    max_runs: int = 2000,
+) -> dict[str, LatencyStats]:
+    """Time each callable in its own blocks, the blocks alternating for `rounds` rounds (a, b, a, b, ...).
+
+    Each side's samples are pooled, so a machine that speeds up or slows down mid-run shifts all
+    alike; `min_seconds` is the time per callable, `warmup` / `min_runs` / `max_runs` per block.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += time_block(fn, warmup, min_runs, max_runs, min_seconds / rounds)
+    return {name: stats(t) for name, t in times.items()}
+
+
 @dataclass
 class BenchResult:
     batch: int

@@ -190,3 +190,14 @@ def test_bad_inputs_stop_before_training(encoder_ckpt, decoder_ckpt, labelled_fi
     _bad(cli("distill", "--teacher", decoder_ckpt, "--student", "tiny", "--out", out, "--task", "pydoc-lm"),
          "has no tokenizer.json", out)
     _bad(cli(*base, "--student", "huge", "--data", labelled_file), "unknown student 'huge'", out)
+
+
+def test_alternating_timing_times_each_side_in_its_own_blocks():
+    """The report's timing (runtime.bench.time_alternating): blocks alternate, each side's samples are pooled."""
+    from edgeformer.runtime.bench import time_alternating
+
+    calls = []
+    timed = time_alternating({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3,
+                             min_seconds=0.0, warmup=1, min_runs=2)
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
+    assert timed["a"].runs == timed["b"].runs == 6

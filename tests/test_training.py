@@ -53,3 +53,66 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5, abs=0.01)
     assert f(100) == pytest.approx(0.0, abs=1e-9)
     assert all(f(i) >= f(i + 1) for i in range(10, 100))
+
+
+def test_any_module_trains_through_the_loop():
+    """A model family that is not a text transformer: its own batches (any number of tensors), step and evaluation."""
+    from edgeformer.modeling.loop import fit
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 1)
+    net = torch.nn.Linear(4, 1)
+    drawn, seen = [], []
+
+    def batches(g):
+        for _ in range(10):  # more than the loop takes: `steps` caps each epoch
+            x = torch.randn(8, 4, generator=g)
+            drawn.append(1)
+            yield x, x @ w
+
+    def step(runner, x, y):
+        err = (runner(x) - y).pow(2).mean()
+        return {"loss": err, "abs": (runner(x) - y).abs().mean()}
+
+    x_eval = torch.randn(64, 4)
+
+    @torch.no_grad()
+    def evaluate():
+        return {"eval_mse": float((net(x_eval) - x_eval @ w).pow(2).mean())}
+
+    result = fit(net, step, batches, 6, TrainConfig(epochs=4, lr=5e-2, warmup=0.0), evaluate=evaluate,
+                 on_epoch=lambda run, echo: seen.append(len(run.history)), progress=False)
+    assert len(drawn) == 4 * 6 and seen == [1, 2, 3, 4]
+    assert list(result.final) == ["epoch", "train_loss", "train_abs", "eval_mse"]
+    assert result.history[-1]["eval_mse"] < result.history[0]["eval_mse"] and result.seconds > 0
+    assert not net.training  # left in evaluation mode
+
+
+def test_tasks_pick_by_data_and_refuse_another_architecture():
+    from edgeformer.modeling.config import ConfigError
+    from edgeformer.modeling.data import CorpusData
+    from edgeformer.modeling.tasks import ClassificationTask, task_for
+
+    data = ClassificationData(["a", "b"], [("one two", 0), ("three", 1)] * 4, [("two", 1)])
+    tok = train_tokenizer(data.texts, 100)
+    enc = ModelConfig.from_preset("tiny", vocab_size=tok.vocab_size, num_labels=2)
+    assert isinstance(task_for(data, tok, enc, TrainConfig()), ClassificationTask)
+    dec = ModelConfig.from_preset("tiny", arch="decoder", vocab_size=tok.vocab_size)
+    with pytest.raises(ConfigError, match="decoder model does not train on ClassificationData"):
+        task_for(data, tok, dec, TrainConfig())
+    with pytest.raises(ConfigError, match="encoder model does not train on CorpusData"):
+        task_for(CorpusData("x " * 600, "y " * 100), tok, enc, TrainConfig())
+
+
+def test_batching_helpers():
+    from edgeformer.modeling.data import padded_batches, similar_length_chunks
+
+    ids = [[5, 6, 7], [8], [9, 10]]
+    (x, m, y), = list(padded_batches(ids, [0, 1, 2], 3, 0, None))
+    assert x.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]] and m.sum(1).tolist() == [3, 1, 2] and y.tolist() == [0, 1, 2]
+    assert [b[2] for b in padded_batches(ids, None, 2, 0, None)] == [None, None]
+    lengths = [(i * 37) % 50 + 1 for i in range(100)]
+    chunks = similar_length_chunks(lengths, 10, torch.Generator().manual_seed(0))
+    assert sorted(j for c in chunks for j in c) == list(range(100)) and all(len(c) == 10 for c in chunks)
+    spread = sum(max(lengths[j] for j in c) - min(lengths[j] for j in c) for c in chunks) / len(chunks)
+    assert spread < 10  # rows of similar length share a batch (random batches of these spread ~40)
