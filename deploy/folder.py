@@ -205,8 +205,8 @@ def folder_readme(target: str, bundle_dir: Path, manifest: Manifest, built: Depl
     """README.md of the folder: what it holds, what was checked, and how to run it on the device."""
     cfg = manifest.config
     lines = [f"# {bundle_dir.resolve().name}: {target} deployment", "",
-             f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}` from a "
-             f"{manifest.model.get('task', 'model')} bundle ({cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
+             f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}` from a bundle "
+             f"(task: {manifest.model.get('task', 'unknown')}, {cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
              + (f", quantized: {manifest.quantization['recipe']}" if manifest.quantization else "") + ").",
              f"The device loads `{built.graph}`; `manifest.json` records every file's sha256 and what was checked.", "",
              "| input | dtype | shape |", "| --- | --- | --- |"]
