@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeformer.runtime.artifacts import atomic_directory, sha256_file
+from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, sha256_file
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec, open_bundle, write_manifest
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
@@ -112,7 +112,7 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
     if bundle.manifest.deploy:
         raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.get('target')} deployment; "
                           "deploy the bundle it was made from")
-    check_out_path(Path(bundle_dir), Path(out), overwrite)
+    check_output_dir(out, overwrite, sources=(bundle_dir,))
     previous_cache = Path(out) / "timing.cache"
     if target in ("tensorrt", "jetson") and opt.timing_cache is None and previous_cache.is_file():
         opt = dataclasses.replace(opt, timing_cache=str(previous_cache))  # --overwrite keeps TensorRT's tactic timings
@@ -140,15 +140,6 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
         (work / README_FILE).write_text(folder_readme(target, Path(bundle_dir), manifest, built))
         write_manifest(work, manifest)
     return DeployResult(Path(out), target, manifest, built)
-
-
-def check_out_path(bundle_dir: Path, out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is, holds, or sits inside the source bundle: overwriting it would lose the bundle."""
-    src, dst = bundle_dir.resolve(), out.resolve()
-    if dst == src or src.is_relative_to(dst) or dst.is_relative_to(src):
-        raise DeployError(f"--out {out} overlaps the bundle {bundle_dir}; write the deployment to another folder")
-    if out.exists() and not overwrite:
-        raise DeployError(f"{out} already exists; choose another --out or pass --overwrite")
 
 
 def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifest:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgeformer.runtime.artifacts import sha256_file
+from edgeformer.runtime.artifacts import check_output_dir, sha256_file
 
 from . import checkpoint
 from .checkpoint import TRAINING_FILE, save
@@ -243,8 +243,7 @@ def distill_checkpoint(
     The checkpoint records the teacher (path and weights hash) and the recipe in distillation.json.
     """
     dc, tc = dc or DistillConfig(), tc or TrainConfig()
-    if Path(out).exists() and not overwrite:
-        raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output_dir(out, overwrite, sources=(teacher_path,))
     teacher_path = Path(teacher_path)
     teacher = checkpoint.load(teacher_path)
     tok = checkpoint.load_tokenizer(teacher_path)

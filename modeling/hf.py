@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from edgeformer.runtime.artifacts import read_json_object, sha256_file
+from edgeformer.runtime.artifacts import check_output_dir, read_json_object, sha256_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
@@ -244,8 +244,7 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:
         raise ImportError_(f"model_type {model_type!r} is not supported; expected one of: {', '.join(FAMILIES)}")
-    if Path(out).exists() and not overwrite:
-        raise ImportError_(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output_dir(out, overwrite, sources=(hf_dir,))
     weights, files = read_weights(hf_dir)
     try:
         cfg, fill, prefix = FAMILIES[model_type](hf, weights, sentence_transformers_max_length(hf_dir))

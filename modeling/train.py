@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .checkpoint import TRAINING_FILE, save
@@ -65,8 +66,7 @@ def train_checkpoint(
 ) -> TrainResult:
     """The `edgeformer train` job: build data, tokenizer and model, train, write the checkpoint."""
     tc = tc or TrainConfig()
-    if Path(out).exists() and not overwrite:  # fail before spending minutes on training
-        raise ConfigError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output_dir(out, overwrite, sources=(data_file,) if data_file else ())  # before minutes of training
     data, task_name = prepare(arch, task, data_file)
     tok = train_tokenizer(data.texts, vocab_size)
     extra: dict[str, Any] = {"arch": arch, "vocab_size": tok.vocab_size, "pad_id": tok.pad_id}

@@ -43,6 +43,29 @@ def read_json_object(directory: str | os.PathLike, name: str, error: type[Edgefo
     return data
 
 
+class OutputExists(EdgeformerError):
+    """An --out that would replace something: an existing folder without --overwrite, or an input."""
+
+
+def check_output_dir(final: str | os.PathLike, overwrite: bool = False,
+                     sources: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Refuse, before any work, an output directory that cannot be written as asked.
+
+    It must not exist unless `overwrite`, must be a directory if it does, and must not be, hold, or
+    sit inside any of `sources` (the verb's inputs): replacing it would destroy what it reads.
+    """
+    final = Path(final)
+    target = final.resolve()
+    for src in sources:
+        src = Path(src).resolve()
+        if target == src or src.is_relative_to(target) or target.is_relative_to(src):
+            raise OutputExists(f"--out {final} overlaps the input {src}; write to another folder")
+    if final.exists() and not overwrite:
+        raise OutputExists(f"{final} already exists; choose another --out or pass --overwrite")
+    if final.exists() and not final.is_dir():
+        raise OutputExists(f"{final} exists and is not a directory; expected a directory path")
+
+
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary directory that becomes `final` when the block succeeds.
@@ -51,10 +74,7 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Itera
     `overwrite`, an existing `final` is replaced only after the new one is complete.
     """
     final = Path(final)
-    if final.exists() and not overwrite:
-        raise EdgeformerError(f"{final} already exists; choose another --out or pass --overwrite")
-    if final.exists() and not final.is_dir():
-        raise EdgeformerError(f"{final} exists and is not a directory; expected a directory path")
+    check_output_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:

@@ -127,5 +127,5 @@ def test_cli_deploy_bad_input(tmp_path, encoder_bundle, args, message):
 
 def test_cli_deploy_refuses_out_over_the_bundle(tmp_path, encoder_bundle):
     assert_bad_input(cli("deploy", encoder_bundle.path, "--target", "android", "--out", encoder_bundle.path,
-                         "--overwrite", ok=False), "overlaps the bundle")
+                         "--overwrite", ok=False), "overlaps the input")
     assert runtime.load(encoder_bundle.path)  # still whole
