@@ -6,7 +6,8 @@ import math
 import os
 from pathlib import Path
 
-from .core import DebugError, DebugReport
+from .graph import DebugError
+from .report import DebugReport
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 

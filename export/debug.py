@@ -1,7 +1,7 @@
 """`edgeformer debug BUNDLE --reference CKPT`: where a bundle first leaves its PyTorch checkpoint.
 
 The bundle's graph runs once per input batch with the outputs of every PyTorch module exposed
-(edgeformer.debug.core); the checkpoint runs the same inputs with forward hooks on those modules.
+(edgeformer.debug); the checkpoint runs the same inputs with forward hooks on those modules.
 Which ONNX tensor is which module's output comes from the exporter's node metadata: a module's
 output is the tensor its nodes produce and nodes outside it read (see GraphIndex.module_boundaries);
 a leaf module's input is hooked too, so a Linear is checked on both sides. When the first tensor
@@ -19,9 +19,12 @@ import numpy as np
 import torch
 from onnx import numpy_helper
 
-from edgeformer.debug.core import (FLOAT32_ATOL, QUANT_JUMP, QUANT_REL, Budget, DebugError, DebugReport, GraphIndex, TensorError, accumulate,
-                                   finding_for, layer_curve, load_graph, locate, metadata_notes, run_exposed,
-                                   valid_positions, walk, worst_jump)
+from edgeformer.debug.compare import FLOAT32_ATOL, QUANT_JUMP, QUANT_REL, Budget, TensorError, accumulate, valid_positions
+from edgeformer.debug.graph import DebugError, GraphIndex, load_graph
+from edgeformer.debug.probe import run_exposed
+from edgeformer.debug.report import DebugReport
+from edgeformer.debug.scopes import metadata_notes
+from edgeformer.debug.search import finding_for, layer_curve, locate, walk, worst_jump
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import open_bundle
@@ -168,7 +171,7 @@ def debug_checkpoint(
     """Compare the bundle at `bundle_path` with its PyTorch checkpoint (a path or a loaded model), module by module.
 
     A float32 bundle's budget is max abs error `atol` (default: the tolerance its parity gate
-    recorded, 1e-4); a quantized bundle's is relative, `rel` and `jump` (see edgeformer.debug.core).
+    recorded, 1e-4); a quantized bundle's is relative, `rel` and `jump` (see edgeformer.debug.compare).
     """
     bundle = open_bundle(bundle_path)
     manifest = bundle.manifest

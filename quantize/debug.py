@@ -1,7 +1,7 @@
 """`edgeformer debug QUANTIZED_BUNDLE --reference FLOAT_BUNDLE`: the node where quantization loses the most.
 
 Both graphs run once per batch of real text (the calibration paragraphs by default) with every
-tensor they share exposed (edgeformer.debug.core.compare_graphs); the quantizer keeps the names of
+tensor they share exposed (edgeformer.debug.compare_graphs); the quantizer keeps the names of
 the float tensors it recomputes, so a quantized MatMul's output is compared with the float MatMul's.
 Every quantized node has some error, so the budget is relative: a node is reported when its output's
 relative error is over `rel` (default 0.1, SQNR 20 dB) and over `jump` (default 4x) its inputs'.
@@ -17,8 +17,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from edgeformer import runtime
-from edgeformer.debug.core import (FLOAT32_ATOL, QUANT_JUMP, QUANT_REL, Budget, DebugError, DebugReport,
-                                   compare_graphs, load_graph)
+from edgeformer.debug import (FLOAT32_ATOL, QUANT_JUMP, QUANT_REL, Budget, DebugError, DebugReport, compare_graphs,
+                              load_graph)
 from edgeformer.runtime.bundle import open_bundle
 from edgeformer.runtime.inputs import manifest_inputs
 
