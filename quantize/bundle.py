@@ -20,9 +20,11 @@ import numpy as np
 import onnx
 
 from edgeformer import runtime
-from edgeformer.runtime.artifacts import atomic_directory
+from edgeformer.runtime.artifacts import atomic_directory, check_output_dir
 from edgeformer.runtime.bench import bench_model
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, write_manifest
+from edgeformer.runtime.cpu import describe
+from edgeformer.runtime.errors import GateFailure
 from edgeformer.runtime.model import create_session
 
 from .calibration import calibration_batches, real_positions
@@ -59,12 +61,19 @@ class QuantizeResult:
                 "latency_ms": {"float32": self.float_ms, "quantized": self.quant_ms}, "passed": self.passed}
 
 
-class BudgetError(QuantizeError):
+class BudgetError(QuantizeError, GateFailure):
+    """The quantized graph misses its accuracy budget even with its most sensitive MatMuls in float (exit 1)."""
+
     def __init__(self, result: QuantizeResult):
         self.result = result
         f = result.fidelity
         super().__init__(f"the {result.recipe} bundle misses the budget: {f.metric} drop {f.drop:.4g} > {result.max_drop:g} "
                          f"even with {len(result.kept_float)} MatMuls kept in float; nothing was written")
+
+    def report_lines(self) -> list[str]:
+        r, f = self.result, self.result.fidelity
+        return [f"{r.recipe}: {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}), drop {f.drop:.4g}; "
+                f"kept in float: {', '.join(r.kept_float) or 'none'}"]
 
 
 def _runner(path: Path) -> Callable:
@@ -188,7 +197,11 @@ def quantize_bundle(
     observes (default: Python's docs, other paragraphs than the evaluation set). `smooth_alpha`:
     "auto", a strength in (0, 1], or None for no smoothing (int8 recipes only).
     """
+    check_output_dir(out, overwrite, sources=(src,))  # before minutes of quantization
     ref = runtime.load(src)
+    if ref.manifest.deploy:
+        raise QuantizeError(f"{src} is a {ref.manifest.deploy.get('target')} deployment; quantize the bundle it was "
+                            "made from, then deploy the quantized bundle")
     if ref.manifest.quantization:
         raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.get('recipe')}); "
                             "quantize the float32 bundle instead")
@@ -237,7 +250,11 @@ def quantize_bundle(
         result.size_ratio = dst.stat().st_size / ref.bundle.model_path.stat().st_size
         if not result.passed:
             result.path = None
-            raise BudgetError(result)
+            failure = BudgetError(result)
+            from .debug import explain_budget_failure  # the node that adds the most error, and its module
+
+            failure.diagnosis = explain_budget_failure(dst, src, batches)
+            raise failure
         shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
         m = ref.manifest
         manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
@@ -246,6 +263,10 @@ def quantize_bundle(
             "recipe": recipe, "block_size": opt.block_size if recipe == "int4" else None,
             "symmetric": opt.symmetric if recipe == "int4" else None, "kept_float": result.kept_float,
             "smooth_alpha": alpha, "source_bundle": Path(src).name,
+            # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
+            "reduce_range": opt.reduce_range if recipe in SMOOTHED else None,
+            "weight_type": opt.weight_type if recipe in SMOOTHED else None,
+            "per_channel": opt.per_channel if recipe in SMOOTHED else None,
             "calibration": ({"method": opt.calibration if recipe == "int8-static" else None,
                              "rows": sum(len(next(iter(b.values()))) for b in batches),
                              "data": Path(calib_data).name if calib_data else "built-in"} if batches else None),
@@ -259,6 +280,8 @@ def quantize_bundle(
         result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
         # What the recipe costs and buys, measured here, travels with the bundle.
         manifest.quantization["measured"] = {"size_ratio": result.size_ratio, "batch": 1, "seq": seq,
-                                             "float32_ms": result.float_ms, "quantized_ms": result.quant_ms}
+                                             "float32_ms": result.float_ms, "quantized_ms": result.quant_ms,
+                                             # fidelity and latency hold for this CPU class (runtime/cpu.py)
+                                             "cpu": describe()}
         write_manifest(tmp, manifest)
     return result

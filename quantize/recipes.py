@@ -7,6 +7,11 @@ that measured well on this project's models; none is hand-rolled.
 - int8-static: QDQ (standard-domain QuantizeLinear/DequantizeLinear only, so TensorRT can run it),
   symmetric int8 activations with ranges from calibration (minmax, entropy or percentile) and
   symmetric per-channel int8 weights; the token-embedding table in int8 too.
+- Both int8 recipes keep their weights in 7 bits ([-64, 64], `reduce_range`) by default, so that the
+  same bundle gives the same outputs on every CPU: x86 CPUs with AVX2 and no VNNI multiply uint8
+  activations by int8 weights with vpmaddubsw, which adds each pair of products in 16 bits and
+  saturates; 255 * 64 * 2 = 32640 fits, 255 * 127 * 2 does not (see runtime/cpu.py). Zero points
+  stay 0 (int8-static remains TensorRT's symmetric QDQ).
 - int4: weight-only 4-bit blocks (MatMulNBits), block size and symmetry selectable; the
   token-embedding table in 4-bit blocks too (GatherBlockQuantized).
 - fp16: weights and compute in float16, with LayerNormalization, Softmax and reductions kept in
@@ -40,6 +45,10 @@ class RecipeOptions:
     exclude: list[str] = field(default_factory=list)  # MatMul nodes kept in float
     calibration: str = "percentile"  # int8-static: how activation ranges are chosen
     calibration_batches: list[Mapping[str, np.ndarray]] | None = None  # int8-static: what it observes
+    # int8 recipes: 7-bit weights, so no CPU's int8 kernel saturates (AVX2 without VNNI would at 8 bits).
+    reduce_range: bool = True
+    weight_type: str = "int8"  # int8-dynamic: "int8" or "uint8" (asymmetric) weights; int8-static is int8 only
+    per_channel: bool = True  # int8 recipes: one weight scale per output channel (else per tensor)
 
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -58,12 +67,18 @@ def _quiet():
         root.setLevel(level)
 
 
+WEIGHT_TYPES = ("int8", "uint8")
+
+
 def int8_dynamic(src: str, dst: str, opt: RecipeOptions) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if opt.weight_type not in WEIGHT_TYPES:
+        raise QuantizeError(f"unknown weight type {opt.weight_type!r}; expected one of: {', '.join(WEIGHT_TYPES)}")
     with _quiet():
         quantize_dynamic(
-            src, dst, weight_type=QuantType.QInt8, per_channel=True,
+            src, dst, weight_type=QuantType.QInt8 if opt.weight_type == "int8" else QuantType.QUInt8,
+            per_channel=opt.per_channel, reduce_range=opt.reduce_range,
             # Name the op types: the quantizer would take the standard-domain Attention for its contrib
             # namesake and write an invalid QAttention.
             op_types_to_quantize=["MatMul", "Gather"], nodes_to_exclude=list(opt.exclude),
@@ -86,6 +101,8 @@ def int8_static(src: str, dst: str, opt: RecipeOptions) -> None:
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
+    if opt.weight_type != "int8":
+        raise QuantizeError(f"int8-static has int8 weights only (zero points of 0 for TensorRT), not {opt.weight_type}")
     if opt.calibration not in CALIBRATION_METHODS:
         raise QuantizeError(f"unknown calibration {opt.calibration!r}; expected one of: {', '.join(CALIBRATION_METHODS)}")
     if not opt.calibration_batches:
@@ -110,7 +127,8 @@ def int8_static(src: str, dst: str, opt: RecipeOptions) -> None:
         save_tensors_data(calibrator.compute_data(), f"{tmp}/ranges.json")
         del calibrator
         quantize_static(
-            src, dst, None, quant_format=QuantFormat.QDQ, per_channel=True, calibrate_method=method,
+            src, dst, None, quant_format=QuantFormat.QDQ, per_channel=opt.per_channel, calibrate_method=method,
+            reduce_range=opt.reduce_range,  # weights only: activations keep the full symmetric int8 range
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibration_cache_path=f"{tmp}/ranges.json",
             op_types_to_quantize=ops, nodes_to_exclude=list(opt.exclude),
             # Zero points of 0 everywhere: TensorRT's explicit quantization accepts nothing else.

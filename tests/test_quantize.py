@@ -38,8 +38,10 @@ EVAL = EvalSet(SENTENCES + default_eval_texts(52).texts)
 
 
 @pytest.mark.parametrize("recipe, min_mean_cos, max_size", [
-    ("int8-dynamic", 0.995, 0.30),  # measured 0.9962, 25.7% (smoothed, alpha 0.7; 0.992 without)
-    ("int8-static", 0.995, 0.40),   # measured 0.9964, 37.6% (smoothed; FFN output MatMuls float)
+    # int8 weights in 7 bits (reduce_range), so every CPU computes the same: measured 0.99398, 25.7%
+    # (full-range weights gave 0.9962 on VNNI CPUs and 0.954 on AVX2 CPUs without VNNI)
+    ("int8-dynamic", 0.993, 0.30),
+    ("int8-static", 0.993, 0.40),   # measured 0.99459, 37.6% (smoothed; FFN output MatMuls float)
     ("fp16", 0.9999, 0.80),         # measured 0.9999998; the token-embedding table stays float32
     ("int4", 0.95, 0.20),           # measured 0.961, 16.2%: weights and the embedding table in 4-bit blocks
 ])
