@@ -6,24 +6,13 @@ import math
 import os
 from pathlib import Path
 
-from .graph import DebugError
+from edgeformer.runtime.artifacts import check_picture_path
+
 from .report import DebugReport
-
-PLOT_FORMATS = (".png", ".svg", ".pdf")
-
 
 def check_plot_path(path: str | os.PathLike) -> Path:
     """Refuse a picture that cannot be drawn before anything runs."""
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise DebugError(f"cannot draw {path}: expected a file name ending in {', '.join(PLOT_FORMATS)}")
-    if not path.parent.is_dir():
-        raise DebugError(f"cannot draw {path}: directory {path.parent} does not exist")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise DebugError("drawing --plot needs matplotlib: pip install 'edgeformer[plot]'") from None
-    return path
+    return check_picture_path(path)
 
 
 def plot_error_curve(report: DebugReport, path: str | os.PathLike, title: str = "") -> Path:

@@ -30,15 +30,16 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
+
+from edgeformer.runtime.artifacts import package_versions
 
 from .folder import DeployError
 
 QEMU = "qemu-aarch64-static"
 SUITE = "bookworm"  # Debian 12: Python 3.11, glibc 2.36 (manylinux_2_28 wheels run)
-MIRROR = "http://deb.debian.org/debian"
+MIRROR_ENV = "EDGEFORMER_DEBIAN_MIRROR"  # overrides the mirror read from this machine's apt sources
 STAMP = "edgeformer-stamp.json"
 INSTALL_HINT = "run 'make board-check' (installs it) or 'apt-get install qemu-user-static debootstrap'"
 # The oldest onnxruntime with the CPU kernel of the opset-23 Attention op the bundles use.
@@ -113,13 +114,7 @@ def qemu_version(qemu: str) -> str:
 
 def host_versions() -> dict[str, str]:
     """The onnxruntime and numpy of this Python: the root gets the same, so a difference is the CPU's."""
-    out = {}
-    for dist in ("onnxruntime", "numpy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return package_versions(("onnxruntime", "numpy"))
 
 
 def _last_line(text: str) -> str:
@@ -172,10 +167,10 @@ def _build_sysroot(tmp: Path, debs: Path, progress: Callable[[str], None]) -> di
         raise DeployError("debootstrap needs root to build the aarch64 root once; run 'sudo make board-check' "
                           "(it builds the cache), or pass --emulator-root with a root built that way")
     debs.mkdir(parents=True, exist_ok=True)
-    root = tmp
+    root, mirror = tmp, debian_mirror()
     progress(f"arm64: debootstrap --foreign --arch=arm64 --variant=minbase --include=python3 {SUITE} (Debian packages)")
     _run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3",
-          f"--cache-dir={debs.resolve()}", SUITE, str(root), MIRROR], "debootstrap")
+          f"--cache-dir={debs.resolve()}", SUITE, str(root), mirror], "debootstrap")
     progress("arm64: unpacking the packages with dpkg -x")
     archives = sorted((root / "var/cache/apt/archives").glob("*.deb")) or sorted(debs.glob("*.deb"))
     for deb in archives:
@@ -184,7 +179,26 @@ def _build_sysroot(tmp: Path, debs: Path, progress: Callable[[str], None]) -> di
         deb.unlink()  # the copies in debs/ stay for a rebuild
     if not (root / "usr/bin/python3").exists():
         raise DeployError(f"the aarch64 root has no usr/bin/python3 after unpacking {len(archives)} packages")
-    return {"suite": SUITE, "mirror": MIRROR, "packages": len(archives)}
+    return {"suite": SUITE, "mirror": mirror, "packages": len(archives)}
+
+
+def debian_mirror() -> str:
+    """The Debian archive this machine's apt uses (its sources files), or $EDGEFORMER_DEBIAN_MIRROR."""
+    if os.environ.get(MIRROR_ENV):
+        return os.environ[MIRROR_ENV]
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    for path in sources:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = line.split()
+            urls = words[1:] if words[:1] == ["URIs:"] else words[1:2] if words[:1] == ["deb"] else []
+            for url in urls:
+                if url.rstrip("/").endswith("/debian"):
+                    return url
+    raise DeployError(f"no Debian archive found in this machine's apt sources; set {MIRROR_ENV} to one")
 
 
 def _guest_python(sysroot: Path) -> tuple[int, int]:

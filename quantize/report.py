@@ -7,11 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from edgeformer.runtime.artifacts import check_picture_path
+
 from .bundle import QuantizeResult, quantize_bundle
 from .evaluate import EvalSet
-from .recipes import RECIPES, QuantizeError, RecipeOptions
+from .recipes import RECIPES, RecipeOptions
 
-PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def compare_recipes(bundle: str | os.PathLike, data: EvalSet | None = None, options: RecipeOptions | None = None,
@@ -28,16 +29,7 @@ def compare_recipes(bundle: str | os.PathLike, data: EvalSet | None = None, opti
 
 def check_plot_path(path: str | os.PathLike) -> Path:
     """Refuse a picture that cannot be drawn before any quantization runs."""
-    path = Path(path)
-    if path.suffix.lower() not in PLOT_FORMATS:
-        raise QuantizeError(f"cannot draw {path}: expected a file name ending in {', '.join(PLOT_FORMATS)}")
-    if not path.parent.is_dir():
-        raise QuantizeError(f"cannot draw {path}: directory {path.parent} does not exist")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise QuantizeError("drawing --plot needs matplotlib: pip install 'edgeformer[plot]'") from None
-    return path
+    return check_picture_path(path)
 
 
 def plot_tradeoff(results: list[QuantizeResult], path: str | os.PathLike, title: str = "") -> Path:

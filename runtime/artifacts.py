@@ -43,6 +43,36 @@ def read_json_object(directory: str | os.PathLike, name: str, error: type[Edgefo
     return data
 
 
+PICTURE_FORMATS = (".png", ".svg", ".pdf")
+
+
+def check_picture_path(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, a --plot file that cannot be drawn: wrong suffix, missing folder, no matplotlib."""
+    path = Path(path)
+    if path.suffix.lower() not in PICTURE_FORMATS:
+        raise EdgeformerError(f"cannot draw {path}: expected a file name ending in {', '.join(PICTURE_FORMATS)}")
+    if not path.parent.is_dir():
+        raise EdgeformerError(f"cannot draw {path}: directory {path.parent} does not exist")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise EdgeformerError("drawing --plot needs matplotlib: pip install 'edgeformer[plot]'") from None
+    return path
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """The installed version of each distribution in `names` that is installed."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
 class OutputExists(EdgeformerError):
     """An --out that would replace something: an existing folder without --overwrite, or an input."""
 
