@@ -123,10 +123,10 @@ def main() -> None:
             print("| " + " | ".join(columns) + " |\n|" + " --- |" * len(columns))
             for row in rows:
                 print("| " + " | ".join(str(v) for v in row) + " |")
-        rec = result.manifest.deploy["arm64"]
-        worst = {c["values"]["cpu"]: max(c["values"]["max_abs"].values()) for c in result.manifest.deploy["checks"]}
+        rec = result.manifest.deploy.extra["arm64"]
+        worst = {c["values"]["cpu"]: max(c["values"]["max_abs"].values()) for c in result.manifest.deploy.checks}
         summary["bundles"][name] = {"bundle": str(bundles[name]), "folder": str(result.path),
-                                    "quantization": (result.manifest.quantization or {}).get("recipe"),
+                                    "quantization": (result.manifest.quantization.recipe if result.manifest.quantization else None),
                                     "max_abs": worst, "tolerance": rec["tolerance"], "root_built_s": rec["root_built_s"],
                                     "emulated_run_s": rec["run_s"], "deploy_s": round(seconds, 1),
                                     "onnxruntime": rec["onnxruntime"], "numpy": rec["numpy"], "python": rec["python"],

@@ -148,7 +148,7 @@ def main() -> None:
             emb = engine.embed(texts)
             cos = cosines(emb, ref_emb)
             run = {"label": label, "precision": precision, "attention": attention, "checks": checks,
-                   "build_seconds": res.manifest.deploy["tensorrt"].get("build_seconds"),
+                   "build_seconds": res.manifest.deploy.extra["tensorrt"].get("build_seconds"),
                    "engine_bytes": (out / "model.engine").stat().st_size,
                    "cosine_vs_float32_cpu": {"mean": float(cos.mean()), "min": float(cos.min())},
                    "latency_ms": {b: latency(engine, b, 128, args.seconds) for b in (1, 8)}}

@@ -34,7 +34,7 @@ def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str,
     tokens = model.stream(prompt, max_new_tokens=max_new_tokens, **settings)
     show_live = stream and not quiet and len(tokens.prompts) == 1
     # A decoder continues its prompt; an encoder-decoder writes a new sequence for its source.
-    sep = " -> " if model.manifest.model.get("task") == "seq2seq-lm" else ""
+    sep = " -> " if model.manifest.model.task == "seq2seq-lm" else ""
     for text in prompts if show_live else ():
         click.echo(text + sep, nl=False)
     for step in tokens:

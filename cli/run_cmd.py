@@ -113,7 +113,7 @@ def run_text(model: runtime.Model, texts, text_file, also_ids, truncation: bool,
     if also_ids:
         raise EdgeformerError("give texts (--text/--file) or token ids (--ids/--input), not both")
     texts = read_texts(texts, text_file)
-    if model.manifest.model.get("task") == "classification":
+    if model.manifest.model.task == "classification":
         result = model.classify(texts, truncation=truncation)
         if json_out != "-":
             for i, (text, p) in enumerate(zip(texts, result.probabilities)):

@@ -141,7 +141,7 @@ def max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 def tolerance(manifest: Manifest) -> tuple[float, str]:
     if manifest.quantization:
-        return QUANT_TOL, f"quantized ({manifest.quantization.get('recipe')}): {QUANT_TOL_NOTE}"
+        return QUANT_TOL, f"quantized ({manifest.quantization.recipe}): {QUANT_TOL_NOTE}"
     return FP32_TOL, "float32: the NEON and x86 kernels sum in another order"
 
 
@@ -218,7 +218,7 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
               "inputs": {"seed": opt.seed, "shapes": [list(s) for s in SHAPES]},
               "root_built_s": None if root.built_s is None else round(root.built_s, 1), "run_s": seconds,
               "note": "emulated: numerics only; emulation is ~150x slower than a board, so no timings are recorded"}
-    tables = [(f"aarch64 (qemu) vs x86 ({manifest.quantization['recipe'] if manifest.quantization else 'float32'}), "
+    tables = [(f"aarch64 (qemu) vs x86 ({manifest.quantization.recipe if manifest.quantization else 'float32'}), "
                f"{len(cases)} input sets, onnxruntime {record['onnxruntime']} on both",
                ["emulated core", "int8 path", "output", "max |x86|", "max abs diff", "tolerance", "ok"], rows)]
     return checks, record, tables
@@ -239,7 +239,7 @@ def _json_line(text: str) -> dict:
 
 def board_readme(folder: str, manifest: Manifest, checked: bool) -> str:
     name, ids = "DIR", "5 17 42 8"
-    task = manifest.model.get("task", "")
+    task = manifest.model.task or ""
     lines = ["## On the board (aarch64: Raspberry Pi 4/5, Jetson CPU, Graviton, phones' CPUs)", ""]
     if not checked:
         lines += ["**This folder was not checked on aarch64.** Check it before shipping, either here (emulated "

@@ -16,11 +16,10 @@ import os
 import platform
 import shutil
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, sha256_file
+from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec, open_bundle, write_manifest
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
@@ -96,7 +95,7 @@ class DeployResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"folder": str(self.path), "target": self.target, "graph": self.deployment.graph,
-                "deploy": self.manifest.deploy,
+                "deploy": self.manifest.deploy.to_json() if self.manifest.deploy else None,
                 "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in self.deployment.tables]}
 
 
@@ -110,7 +109,7 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
         raise DeployError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
     bundle = open_bundle(bundle_dir)
     if bundle.manifest.deploy:
-        raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.get('target')} deployment; "
+        raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.target} deployment; "
                           "deploy the bundle it was made from")
     check_output_dir(out, overwrite, sources=(bundle_dir,))
     previous_cache = Path(out) / "timing.cache"
@@ -147,7 +146,7 @@ def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifes
     m = Manifest.from_json(json.loads(json.dumps(source.to_json())))
     if not fixed:
         return m
-    if "cache" in m.model:
+    if m.cache is not None:
         raise DeployError("--fixed-shape cannot fix a key/value-cache bundle: its past length grows every step; "
                           "deploy it with dynamic shapes")
     for axis, size in fixed.items():
@@ -179,13 +178,8 @@ def parse_fixed_shape(text: str) -> dict[str, int]:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for dist in ("edgeformer", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "polygraphy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return {"python": platform.python_version(),
+            **package_versions(("edgeformer", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "tritonclient"))}
 
 
 def _shape(spec: TensorSpec) -> str:
@@ -197,8 +191,8 @@ def folder_readme(target: str, bundle_dir: Path, manifest: Manifest, built: Depl
     cfg = manifest.config
     lines = [f"# {bundle_dir.resolve().name}: {target} deployment", "",
              f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}` from a bundle "
-             f"(task: {manifest.model.get('task', 'unknown')}, {cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
-             + (f", quantized: {manifest.quantization['recipe']}" if manifest.quantization else "") + ").",
+             f"(task: {manifest.model.task or 'unknown'}, {cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
+             + (f", quantized: {manifest.quantization.recipe}" if manifest.quantization else "") + ").",
              f"The device loads `{built.graph}`; `manifest.json` records every file's sha256 and what was checked.", "",
              "| input | dtype | shape |", "| --- | --- | --- |"]
     lines += [f"| {s.name} | {s.dtype} | {_shape(s)} |" for s in manifest.inputs]

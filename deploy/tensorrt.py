@@ -56,7 +56,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
+from edgeformer.runtime.bundle import CACHED_DECODER, MANIFEST_FILE, SEQ2SEQ, TOKENIZER_FILE, Bundle, Manifest
 from edgeformer.runtime.tensorrt import (ENGINE_FILE, TIMING_CACHE_FILE, TensorRTUnavailable, check_engine_compatible,
                                          gpu_info, import_cudart, import_tensorrt, version_tuple)
 
@@ -136,7 +136,7 @@ def precision_plan(manifest: Manifest, precision: str) -> dict[str, Any]:
     """
     if precision not in PRECISIONS:
         raise DeployError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    recipe = (manifest.quantization or {}).get("recipe")
+    recipe = manifest.quantization.recipe if manifest.quantization else None
     source = recipe or "float32"
     if precision == "int8" and recipe != "int8-static":
         raise DeployError(f"--precision int8 needs an int8-static bundle (QDQ, symmetric: edgeformer quantize --recipe "
@@ -207,8 +207,8 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     (not a Jetson for `jetson`), then the tools (TensorRT, its version, the CUDA binding, a GPU).
     """
     name = bundle.path.name
-    if "cache" in manifest.model:
-        kind = "a seq2seq" if "encoder" in manifest.model["cache"] else "a key/value-cache decoder"
+    if manifest.kind in (SEQ2SEQ, CACHED_DECODER):
+        kind = "a seq2seq" if manifest.kind == SEQ2SEQ else "a key/value-cache decoder"
         raise DeployError(f"{name} is {kind} bundle; TensorRT deployments cover encoders, classifiers, ViTs and decoders "
                           "without a cache (generation keeps its cache in onnxruntime's buffers): deploy it with "
                           "--target arm64 or run it with onnxruntime")
@@ -218,7 +218,7 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
         raise DeployError(f"{name} holds onnxruntime contrib ops ({', '.join(facts['contrib_ops'][:3])}), which TensorRT "
                           "does not run; deploy a bundle in the standard ONNX domain")
     fused = (facts["attention_nodes"] > 0 if facts["attention_nodes"] is not None
-             else manifest.attention.get("kind") == "fused")
+             else manifest.attention.kind == "fused")
     if facts["multi_output_attention"]:
         raise DeployError(f"{name} has Attention nodes with more than one output ({facts['multi_output_attention'][0]}); "
                           "TensorRT's ONNX parser reads Attention with one output only: export with --attention unfused")
@@ -387,7 +387,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
           progress: Callable[[str], None]) -> Deployment:
     """Build model.engine in `work` on this machine's GPU and check it against onnxruntime on CPU."""
     from edgeformer.runtime.inputs import example_inputs
-    from edgeformer.runtime.model import create_session
+    from edgeformer.runtime.sessions import create_session
     from edgeformer.runtime.tensorrt import load_engine
 
     trt, _, gpu = machine_status()
@@ -412,7 +412,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
         "precision": opt.precision, "plan": {k: v for k, v in plan.items() if k != "tolerance"},
         "profile": {axis: list(v) for axis, v in axes.items()},
         "input_shapes": {n: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for n, s in shapes.items()},
-        "onnx": onnx_path.name, "timing_cache": TIMING_CACHE_FILE, "attention": manifest.attention.get("kind"),
+        "onnx": onnx_path.name, "timing_cache": TIMING_CACHE_FILE, "attention": manifest.attention.kind,
         "tolerance": plan["tolerance"], **facts,
     }
 
@@ -475,7 +475,7 @@ def trtexec_command(onnx_name: str, shapes: Mapping[str, tuple], plan: Mapping[s
 def folder_readme(target: str, manifest: Manifest, plan: Mapping[str, Any], axes: Mapping[str, tuple],
                   shapes: Mapping[str, tuple], record: Mapping[str, Any]) -> str:
     names = [s.name for s in manifest.inputs]
-    text = manifest.model.get("task") in ("classification", "embedding") or TOKENIZER_FILE in manifest.files
+    text = manifest.model.task in ("classification", "embedding") or TOKENIZER_FILE in manifest.files
     lines = ["## The engine", "",
              f"Built with TensorRT {record['version']} on {record['gpu']} (compute capability "
              f"{record['compute_capability']}), {plan['precision']}: {plan['summary']}. It runs only with that TensorRT "

@@ -138,7 +138,7 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     if len([f for f in bundle.manifest.files if f.endswith(".onnx")]) > 1:
         raise DeployError(f"{bundle.path} has several graphs (a seq2seq bundle); the triton target takes one-graph "
                           "bundles (an encoder-decoder would need a Triton ensemble and the sequence batcher)")
-    if "cache" in manifest.model or any("past" in s.shape for s in manifest.inputs):
+    if manifest.cache is not None or any("past" in s.shape for s in manifest.inputs):
         raise DeployError(f"{bundle.path} is a key/value-cache decoder: its cache is per-sequence state that Triton's "
                           "dynamic batcher does not keep; deploy a bundle exported without --kv-cache")
     model_name(bundle, opt)
@@ -326,7 +326,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
 
 def _readme(name: str, manifest: Manifest, want: dict[str, Any], bundle: Bundle) -> str:
     mbs = want["max_batch_size"]
-    fused = manifest.attention.get("kind") == "fused" or manifest.opset >= 23
+    fused = manifest.attention.kind == "fused" or manifest.opset >= 23
     seq_max = manifest.axes.get("seq", {}).get("max")
     pad = seq_max or CHECK_SEQ
     wire = {s.name: DTYPES[s.dtype][1] for s in manifest.inputs}

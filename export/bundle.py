@@ -1,4 +1,11 @@
-"""`edgeformer export`: checkpoint -> checked ONNX graph -> parity gate -> bundle, atomically."""
+"""`edgeformer export`: the one export pipeline, for every bundle kind (export.specs).
+
+    checkpoint ─► spec of its kind ─► trace + passes + save each graph ─► onnx.checker and the
+    attention count ─► tokenizer ─► manifest ─► runtime.load ─► the kind's parity gate ─► rename
+
+Everything is written into a temporary directory that is renamed into place only when the gate
+passes, so a failed export leaves nothing at `out`.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +18,16 @@ import onnx
 
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
-from edgeformer.modeling.model import Transformer
-from edgeformer.runtime.artifacts import atomic_directory, sha256_file
-from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, TensorSpec, write_manifest
+from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, sha256_file
+from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
+                                       ModelRecord, TensorSpec, write_manifest)
 
 from .cache_parity import check_cache_parity
 from .checks import check_graph
-from .onnx import ATTENTION_OPSETS, cache_names, export_onnx
+from .onnx import ATTENTION_OPSETS, save, trace
 from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport, check_parity
+from .seq2seq import check_seq2seq_parity
+from .specs import ExportSpec, check_attention_mode, spec_for
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
 
@@ -40,40 +49,6 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def input_specs(model: Transformer) -> list[TensorSpec]:
-    cfg = model.cfg
-    if cfg.image_size:
-        return [TensorSpec("pixel_values", "float32", ("batch", cfg.num_channels, cfg.image_size, cfg.image_size))]
-    specs = [
-        TensorSpec("input_ids", "int64", ("batch", "seq"), min=0, max=cfg.vocab_size - 1),
-        TensorSpec("attention_mask", "int64", ("batch", "seq"), min=0, max=1),
-    ]
-    if cfg.type_vocab_size:
-        specs.append(TensorSpec("token_type_ids", "int64", ("batch", "seq"), min=0, max=cfg.type_vocab_size - 1))
-    return specs
-
-
-def cache_input_specs(model: Transformer) -> list[TensorSpec]:
-    """The cached decoder's inputs; the mask covers `total` = past + seq tokens."""
-    cfg = model.cfg
-    hd = cfg.d_model // cfg.n_heads
-    past, _ = cache_names(cfg.n_layers)
-    return [
-        TensorSpec("input_ids", "int64", ("batch", "seq"), min=0, max=cfg.vocab_size - 1),
-        TensorSpec("attention_mask", "int64", ("batch", "total"), min=0, max=1),
-        TensorSpec("position_ids", "int64", ("batch", "seq"), min=0, max=cfg.max_len - 1),
-    ] + [TensorSpec(name, "float32", ("batch", cfg.n_heads, "past", hd)) for name in past]
-
-
-def cache_record(model: Transformer) -> dict:
-    """The manifest's description of the cache, enough for a runtime without PyTorch to drive it."""
-    cfg = model.cfg
-    past, present = cache_names(cfg.n_layers)
-    return {"layers": cfg.n_layers, "heads": cfg.n_heads, "head_dim": cfg.d_model // cfg.n_heads,
-            "layout": ["batch", "heads", "past", "head_dim"], "dtype": "float32",
-            "past": past, "present": present, "max_len": cfg.max_len, "pad_id": cfg.pad_id}
-
-
 def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
     specs = []
     for out in graph.graph.output:
@@ -81,6 +56,16 @@ def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
         shape = tuple(d.dim_param or d.dim_value for d in t.shape.dim)
         specs.append(TensorSpec(out.name, _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)), shape))
     return specs
+
+
+def gate(model, bundle: runtime.Model, cases=None, atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
+    """The parity check of the bundle's kind: PyTorch `model` against the loaded `bundle`."""
+    kind = bundle.manifest.kind
+    if kind == SEQ2SEQ:
+        return check_seq2seq_parity(model, bundle.graph("encoder"), bundle, cases, atol, seed)
+    if kind == CACHED_DECODER:
+        return check_cache_parity(model, bundle, cases, atol, seed)
+    return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases, atol, seed)
 
 
 def export_bundle(
@@ -95,60 +80,60 @@ def export_bundle(
     """Export the checkpoint at `ckpt` to a bundle at `out`.
 
     `kv_cache` (decoders): one graph for the prompt and each generated token, with past and
-    present keys/values (see export.onnx.trace_onnx); its parity gate runs prompts then decode
-    steps (export.cache_parity), and `cases` are then (batch, prompt length, steps).
-    A seq2seq checkpoint always exports as an encoder graph and a cached decoder graph
-    (export.seq2seq), `cases` then being (batch, source length, decoder steps).
+    present keys/values; its parity gate runs prompts then decode steps (export.cache_parity), and
+    `cases` are then (batch, prompt length, steps). A seq2seq checkpoint always exports as an
+    encoder graph and a cached decoder graph, `cases` then being (batch, source length, decoder steps).
 
-    The bundle is written only when the graph passes onnx.checker, holds the expected attention
+    The bundle is written only when every graph passes onnx.checker, holds the expected attention
     form, and matches PyTorch within `atol`; otherwise nothing is left at `out` and the error
     (ParityFailure carries the report) says why.
     """
-    if checkpoint.read_config(ckpt).arch == "seq2seq":  # always an encoder graph and a cached decoder graph
-        from .seq2seq import export_seq2seq_bundle
-
-        return export_seq2seq_bundle(ckpt, out, attention, atol, cases, overwrite)
-    model = checkpoint.load(ckpt)
+    check_attention_mode(attention)
+    check_output_dir(out, overwrite, sources=(ckpt,))  # --out over the checkpoint would destroy it
+    model = checkpoint.load(ckpt).eval()
     ckpt = Path(ckpt)
+    tokenizer = checkpoint.load_tokenizer(ckpt)
+    spec = spec_for(model, kv_cache, tokenizer)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        export_onnx(model, tmp / MODEL_FILE, attention, kv_cache)
-        graph = onnx.load(str(tmp / MODEL_FILE))
-        attention_record = check_graph(graph, attention, model.cfg.n_layers)
-        tokenizer = checkpoint.load_tokenizer(ckpt)
+        cfg = model.cfg
+        record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(),
+                             {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}, spec.cache)
+        manifest = write_graphs(spec, tmp, attention, record)
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
-        cfg = model.cfg
-        axes = {"batch": {"min": 1}} if cfg.image_size else {"batch": {"min": 1}, "seq": {"min": 1, "max": cfg.max_len}}
-        if kv_cache:
-            axes.update(past={"min": 0, "max": cfg.max_len - 1}, total={"min": 1, "max": cfg.max_len})
-        manifest = Manifest(
-            inputs=cache_input_specs(model) if kv_cache else input_specs(model),
-            outputs=output_specs(graph),
-            axes=axes,
-            opset=ATTENTION_OPSETS[attention],
-            model={"config": cfg.to_dict(), "task": cfg.task, "labels": cfg.labels,
-                   "parameters": model.num_parameters(),
-                   "checkpoint": {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)},
-                   **({"cache": cache_record(model)} if kv_cache else {})},
-            attention=attention_record,
-            tools=tool_versions(),
-        )
         write_manifest(tmp, manifest)
-        bundle = runtime.load(tmp)
-        if kv_cache:
-            report = check_cache_parity(model, bundle, cases, atol, GATE_SEED)
-        else:
-            report = check_parity(model, bundle, manifest.inputs, manifest.outputs, cases, atol, GATE_SEED)
+        report = gate(model, runtime.load(tmp), cases, atol, GATE_SEED)
         manifest.parity = report.to_json()
         write_manifest(tmp, manifest)
         if not report.passed:
             failure = ParityFailure(report, f"export of {ckpt}")
-            if not kv_cache:  # name the first node that diverges, and its module
+            if spec.kind not in (CACHED_DECODER, SEQ2SEQ):  # name the first node that diverges, and its module
                 from .debug import explain_parity_failure
 
                 failure.diagnosis = explain_parity_failure(tmp, model, atol)
             raise failure
     return ExportResult(Path(out), manifest, report)
+
+
+def write_graphs(spec: ExportSpec, directory: Path, attention: str, model: ModelRecord) -> Manifest:
+    """Trace, pass and save each graph of `spec`, check it, and describe them all in a manifest."""
+    main, records, outputs = spec.graphs[0], {}, {}
+    for graph in spec.graphs:
+        save(trace(graph, attention), directory / graph.file, attention)
+        proto = onnx.load(str(directory / graph.file))
+        records[graph.file] = check_graph(proto, attention, graph.attention_count)
+        outputs[graph.file] = output_specs(proto)
+    attention_record = AttentionRecord.from_json(records[main.file])
+    cache = spec.cache
+    for graph in spec.graphs[1:]:  # a second graph is declared where the manifest names it (seq2seq: the cache record)
+        attention_record.encoder = AttentionRecord.from_json(records[graph.file])
+        cache.encoder_inputs, cache.encoder_outputs = graph.inputs, outputs[graph.file]
+    axes = {}
+    for graph in spec.graphs:
+        axes.update({k: v for k, v in graph.manifest_axes().items() if k not in axes})
+    return Manifest(inputs=main.inputs, outputs=outputs[main.file], axes={k: axes[k] for k in main.axes if k in axes},
+                    opset=ATTENTION_OPSETS[attention], model=model, attention=attention_record,
+                    tools=tool_versions(), kind=spec.kind)
 
 
 def bundle_parity(
@@ -169,15 +154,6 @@ def bundle_parity(
     if bundle.manifest.quantization:
         raise runtime.EdgeformerError(f"{bundle_path} is quantized; its parity is checked against its budget "
                                       "(edgeformer.quantize.budget_parity), not a float32 tolerance")
-    recorded = (bundle.manifest.parity or {}).get("atol", FLOAT32_ATOL)
-    if model.cfg.arch == "seq2seq":
-        from edgeformer.runtime.generate import encoder_runner
-
-        from .seq2seq import check_seq2seq_parity
-
-        return check_seq2seq_parity(model, encoder_runner(bundle), bundle, cases,
-                                    atol if atol is not None else recorded, seed)
-    if "cache" in bundle.manifest.model:
-        return check_cache_parity(model, bundle, cases, atol if atol is not None else recorded, seed)
-    return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases,
-                        atol if atol is not None else recorded, seed)
+    parity = bundle.manifest.parity
+    recorded = parity.atol if parity is not None and parity.atol is not None else FLOAT32_ATOL
+    return gate(model, bundle, cases, atol if atol is not None else recorded, seed)

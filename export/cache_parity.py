@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from edgeformer.modeling.model import LayerCache, Transformer
-from edgeformer.runtime.generate import left_pad, next_positions
+from edgeformer.runtime.inputs import left_pad, next_positions
 
-from .onnx import cache_names
+from .specs import cache_names
 from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare
 
 

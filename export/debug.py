@@ -38,7 +38,7 @@ def default_cases(max_len: int) -> list[tuple[int, int]]:
 
 def _feeds(manifest, cases: Sequence[tuple[int, int]], seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    cached = "cache" in manifest.model
+    cached = manifest.cache is not None
     out = []
     for batch, seq in cases:
         if not cached:
@@ -183,10 +183,10 @@ def debug_checkpoint(
     if manifest.quantization:
         budget = Budget("relative", rel=rel, jump=jump)
     else:
-        budget = Budget("atol", atol if atol is not None else (manifest.parity or {}).get("atol", FLOAT32_ATOL))
+        budget = Budget("atol", atol if atol is not None else (manifest.parity_atol or FLOAT32_ATOL))
     graph = load_graph(bundle.model_path)
     index = GraphIndex(graph)
-    cached = "cache" in manifest.model
+    cached = manifest.cache is not None
     if cases is None:
         cases = default_cases(model.cfg.max_len)
         if model.cfg.image_size:

@@ -42,7 +42,7 @@ def distill_report(teacher_ckpt: str | os.PathLike, student_ckpt: str | os.PathL
     for name, e in exported.items():
         report["models"][name] = {
             "checkpoint": str(checkpoints[name]),
-            "parameters": e.manifest.model["parameters"],
+            "parameters": e.manifest.model.parameters,
             "bundle_mb": sum(f["bytes"] for f in e.manifest.files.values()) / 1e6,
             "latency_ms": latency[name],
             "parity_max_abs": max(o.max_abs for o in e.report.worst.values()),

@@ -1,4 +1,10 @@
-"""PyTorch -> ONNX through the dynamo exporter, with dynamic batch and sequence axes.
+"""PyTorch -> ONNX through the dynamo exporter: the mechanics every graph kind shares.
+
+A graph is described by a `GraphExport` (export.specs builds one per graph of each bundle kind):
+the wrapper module, its example inputs, and one axis table (`Axis` per name, `TensorSpec` per
+input with its axes) from which come both the exporter's dynamic shapes and the names the graph's
+axes get. `trace` runs the exporter; `save` applies edgeformer's passes and writes the file, with
+the weights in a file beside it past protobuf's 2 GB.
 
 At opset 23 each `F.scaled_dot_product_attention` becomes one standard-domain `Attention` node
 (fused). At opset 18 the exporter writes MatMul/Softmax chains instead (unfused), for runtimes
@@ -12,108 +18,71 @@ import io
 import logging
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx_ir as ir
 import torch
 from onnx_ir.passes.common import RemoveUnusedNodesPass
 
-from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
 
 from .passes import attention_to_3d
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18}
+EXTERNAL_DATA_BYTES = 1_800_000_000  # a protobuf file holds at most 2 GB: past this the weights go beside it
 
 
 class ExportError(EdgeformerError):
     pass
 
 
-class _Outputs(torch.nn.Module):
-    """Returns the model's outputs as a tuple in `output_names` order (ONNX outputs are positional)."""
+@dataclass(frozen=True)
+class Axis:
+    """A named axis: its limits (the manifest's `axes`) and what the exporter is told about it."""
 
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-        self.names = model.output_names
+    min: int = 1
+    max: int | None = None
+    dim: Any = None  # a torch.export.Dim; None: Dim.AUTO (the exporter works out how axes relate)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
-        out = self.model(input_ids, attention_mask, token_type_ids, pixel_values)
-        return tuple(out[n] for n in self.names)
-
-
-class _CachedOutputs(torch.nn.Module):
-    """The decoder with a key/value cache as positional tensors in and out (see `cache_names`)."""
-
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, position_ids, past):
-        cache = [LayerCache(past[2 * i], past[2 * i + 1]) for i in range(self.model.cfg.n_layers)]
-        out = [self.model(input_ids, attention_mask, position_ids=position_ids, cache=cache)["logits"]]
-        for layer in cache:
-            out += [layer.key, layer.value]
-        return tuple(out)
+    def limits(self) -> dict[str, int]:
+        return {"min": self.min, **({"max": self.max} if self.max is not None else {})}
 
 
-def cache_names(n_layers: int) -> tuple[list[str], list[str]]:
-    """(past inputs, present outputs), layer by layer, key before value."""
-    past = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
-    present = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
-    return past, present
+@dataclass
+class GraphExport:
+    """One graph to export: module, example inputs (positional, a list for a group of tensors, or
+    by keyword) and the axis table its inputs and outputs are named from."""
 
+    file: str
+    module: torch.nn.Module
+    inputs: list[TensorSpec]  # in the order the graph takes them (args flattened, then kwargs)
+    output_names: list[str]
+    axes: dict[str, Axis]
+    args: tuple = ()
+    kwargs: dict[str, torch.Tensor] = field(default_factory=dict)
+    output_axes: dict[str, tuple] | None = None  # name -> axis names (None: unnamed); None: keep the exporter's
+    attention_count: int = 0  # the Attention (or Softmax) nodes the graph must hold
 
-def cache_example(model: Transformer) -> tuple[tuple, dict]:
-    """Example inputs for the cached decoder: two rows, three new tokens after five cached ones.
+    def dims(self, spec: TensorSpec) -> dict[int, Any]:
+        auto = torch.export.Dim.AUTO
+        return {i: auto if self.axes[a].dim is None else self.axes[a].dim for i, a in enumerate(spec.shape) if isinstance(a, str)}
 
-    Every axis is left to the exporter (Dim.AUTO), which works out that the mask covers past +
-    current tokens; the graph's axes are renamed to batch/seq/past/total afterwards.
-    """
-    cfg = model.cfg
-    B, T, P = 2, 3, 5
-    hd = cfg.d_model // cfg.n_heads
-    ids = torch.randint(0, cfg.vocab_size, (B, T))
-    mask = torch.ones(B, P + T, dtype=torch.long)
-    positions = torch.arange(P, P + T).expand(B, T).contiguous()
-    past = [torch.randn(B, cfg.n_heads, P, hd) for _ in range(2 * cfg.n_layers)]
-    auto = torch.export.Dim.AUTO
-    dynamic = {"input_ids": {0: auto, 1: auto}, "attention_mask": {0: auto, 1: auto}, "position_ids": {0: auto, 1: auto},
-               "past": [{0: auto, 2: auto}] * len(past)}
-    return (ids, mask, positions, past), dynamic
+    def dynamic_shapes(self) -> tuple | dict:
+        """The exporter's dynamic shapes, from the axis table: a tuple matching `args`, or a dict for `kwargs`."""
+        specs = iter(self.inputs)
+        if self.kwargs:
+            by_name = {s.name: s for s in self.inputs}
+            return {name: self.dims(by_name[name]) for name in self.kwargs}
+        return tuple([self.dims(next(specs)) for _ in a] if isinstance(a, (list, tuple)) else self.dims(next(specs))
+                     for a in self.args)
 
-
-def _name_cache_axes(graph: ir.Model, n_layers: int) -> None:
-    """Give the cached graph's inputs and outputs the manifest's axis names instead of s0, s1, ..."""
-    past, present = cache_names(n_layers)
-    axes = {"input_ids": ("batch", "seq"), "attention_mask": ("batch", "total"), "position_ids": ("batch", "seq"),
-            "logits": ("batch", "seq", None)}
-    axes.update({name: ("batch", None, "past", None) for name in past})
-    axes.update({name: ("batch", None, "total", None) for name in present})
-    for value in list(graph.graph.inputs) + list(graph.graph.outputs):
-        names = axes.get(value.name)
-        if names is None or value.shape is None:
-            raise ExportError(f"the cached graph has an unexpected input or output {value.name!r}")
-        value.shape = ir.Shape([ir.SymbolicDim(n) if n else d for n, d in zip(names, value.shape)])
-
-
-def example_kwargs(model: Transformer) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
-    """Example inputs for tracing and their dynamic axes.
-
-    Two rows and more than one token, so that neither axis is specialised to a constant.
-    """
-    cfg = model.cfg
-    batch = torch.export.Dim("batch")
-    if cfg.image_size:
-        pixels = torch.randn(2, cfg.num_channels, cfg.image_size, cfg.image_size)
-        return {"pixel_values": pixels}, {"pixel_values": {0: batch}}
-    T = min(16, cfg.max_len)
-    seq = torch.export.Dim("seq", max=cfg.max_len)
-    kwargs = {"input_ids": torch.randint(0, cfg.vocab_size, (2, T)), "attention_mask": torch.ones(2, T, dtype=torch.long)}
-    if cfg.type_vocab_size:
-        kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
-    return kwargs, {name: {0: batch, 1: seq} for name in kwargs}
+    def manifest_axes(self) -> dict[str, dict[str, int]]:
+        """The table's axes that the inputs use, with their limits."""
+        used = {a for s in self.inputs for a in s.shape if isinstance(a, str)}
+        return {name: axis.limits() for name, axis in self.axes.items() if name in used}
 
 
 @contextlib.contextmanager
@@ -132,50 +101,42 @@ def _quiet():
             lg.setLevel(lvl)
 
 
-def trace_onnx(model: Transformer, attention: str = "fused", kv_cache: bool = False) -> ir.Model:
-    """The dynamo exporter's graph of `model`, before edgeformer's passes.
-
-    With `kv_cache` (decoders), one graph serves the prompt (an empty past) and every generated
-    token: inputs input_ids, attention_mask (past + current), position_ids and
-    past_key_values.{i}.key/.value (B, H, P, hd); outputs logits and present.{i}.key/.value.
-    """
-    if attention not in ATTENTION_OPSETS:
-        raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
-    if kv_cache and model.cfg.arch != "decoder":
-        raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {model.cfg.arch}")
-    model = model.eval()
-    if kv_cache:
-        args, dynamic = cache_example(model)
-        past, present = cache_names(model.cfg.n_layers)
-        module, kwargs = _CachedOutputs(model), {}
-        input_names, output_names = ["input_ids", "attention_mask", "position_ids"] + past, ["logits"] + present
-    else:
-        kwargs, dynamic = example_kwargs(model)
-        module, args, input_names, output_names = _Outputs(model), (), list(kwargs), model.output_names
+def trace(graph: GraphExport, attention: str) -> ir.Model:
+    """The dynamo exporter's graph, before edgeformer's passes, with the axis table's names."""
     try:
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(
-                module, args, kwargs=kwargs, dynamo=True, opset_version=ATTENTION_OPSETS[attention],
-                input_names=input_names, output_names=output_names, dynamic_shapes=dynamic,
-                optimize=True, verbose=False, report=False,
+                graph.module, graph.args, kwargs=graph.kwargs or None, dynamo=True,
+                opset_version=ATTENTION_OPSETS[attention], input_names=[s.name for s in graph.inputs],
+                output_names=graph.output_names, dynamic_shapes=graph.dynamic_shapes(), optimize=True,
+                verbose=False, report=False,
             )
     except EdgeformerError:
         raise
     except Exception as e:  # the exporter's failures come as many exception types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ExportError(f"torch.onnx.export failed: {first}") from e
-    if kv_cache:
-        _name_cache_axes(program.model, model.cfg.n_layers)
+    if graph.output_axes is not None:
+        _name_axes(program.model, graph)
     return program.model
 
 
-def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused", kv_cache: bool = False) -> Path:
-    """Write `model` to `path` as ONNX, with inputs named as `model.cfg.input_names` (or the cache's, see trace_onnx)."""
-    graph = trace_onnx(model, attention, kv_cache)
+def _name_axes(model: ir.Model, graph: GraphExport) -> None:
+    """Give the graph's inputs and outputs the table's axis names instead of s0, s1, ..."""
+    axes = {s.name: tuple(a if isinstance(a, str) else None for a in s.shape) for s in graph.inputs}
+    axes.update(graph.output_axes or {})
+    for value in list(model.graph.inputs) + list(model.graph.outputs):
+        names = axes.get(value.name)
+        if names is None or value.shape is None:
+            raise ExportError(f"the {graph.file} graph has an unexpected input or output {value.name!r}")
+        value.shape = ir.Shape([ir.SymbolicDim(n) if n else d for n, d in zip(names, value.shape)])
+
+
+def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
+    """edgeformer's passes (3-D fused attention, unused nodes removed), then the file."""
     if attention == "fused":
-        attention_to_3d(graph)
-    RemoveUnusedNodesPass()(graph)
-    weights = sum(v.const_value.nbytes for v in graph.graph.initializers.values() if v.const_value is not None)
-    # A protobuf file holds at most 2 GB: past that the weights go to a file beside the graph.
-    ir.save(graph, str(path), external_data=f"{Path(path).name}.data" if weights > 1_800_000_000 else None)
+        attention_to_3d(model)
+    RemoveUnusedNodesPass()(model)
+    weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    ir.save(model, str(path), external_data=f"{Path(path).name}.data" if weights > EXTERNAL_DATA_BYTES else None)
     return Path(path)

@@ -1,6 +1,13 @@
-"""Checkpoint directories: config.json + model.safetensors (+ tokenizer.json, + training.json).
+"""The checkpoint format: the one module that reads and writes checkpoint directories.
 
-Weights are safetensors only; pickle files are never loaded.
+    config.json          the ModelConfig, with `format` and `format_version`
+    model.safetensors    the weights (safetensors only; pickle files are never loaded)
+    tokenizer.json       when the model reads text
+    training.json, ...   records of how it was made (training, distillation, source.json for imports)
+
+Versions: 1 is a config.json without `format`/`format_version` (every checkpoint written before
+the field existed); 2 adds them. Every version in READS loads; a newer one is refused with a
+message that says so, before any field of the config is read.
 """
 
 from __future__ import annotations
@@ -22,10 +29,14 @@ from .config import ModelConfig
 from .model import Transformer
 from .seq2seq import build_model
 
+FORMAT = "edgeformer.checkpoint"
+FORMAT_VERSION = 2
+READS = (1, 2)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
-TRAINING_FILE = "training.json"
+TRAINING_FILE = "training.json"  # how it was trained (modeling.train, modeling.distill)
+SOURCE_FILE = "source.json"  # where imported weights came from (modeling.hf)
 
 
 class CheckpointError(EdgeformerError):
@@ -45,7 +56,7 @@ def save(
     source.json (where imported weights came from).
     """
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps(model.cfg.to_dict(), indent=2) + "\n")
+        (tmp / CONFIG_FILE).write_text(json.dumps(config_to_json(model.cfg), indent=2) + "\n")
         save_model(model, str(tmp / WEIGHTS_FILE))
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
@@ -54,8 +65,31 @@ def save(
     return Path(path)
 
 
+def config_to_json(cfg: ModelConfig) -> dict[str, Any]:
+    """config.json's content: the format, its version, then the config's fields."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **cfg.to_dict()}
+
+
+def config_from_json(data: dict[str, Any], where: str = CONFIG_FILE) -> ModelConfig:
+    """The ModelConfig of a config.json of any version in READS; a newer or unknown one is refused."""
+    data = dict(data)
+    fmt, version = data.pop("format", None), data.pop("format_version", None)
+    if fmt is None and version is None:
+        version = 1  # written before checkpoints carried a version
+    elif fmt != FORMAT:
+        raise CheckpointError(f"{where} has format {fmt!r}; expected '{FORMAT}'")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{where} was written by a newer edgeformer (format version {version}); "
+                              f"this one reads up to {FORMAT_VERSION}")
+    if version not in READS or isinstance(version, bool):
+        raise CheckpointError(f"{where} has format_version {version!r}; this edgeformer reads versions "
+                              f"{', '.join(map(str, READS))}")
+    return ModelConfig.from_dict(data)
+
+
 def read_config(path: str | os.PathLike) -> ModelConfig:
-    return ModelConfig.from_dict(read_json_object(path, CONFIG_FILE, CheckpointError, "checkpoint", "edgeformer train"))
+    data = read_json_object(path, CONFIG_FILE, CheckpointError, "checkpoint", "edgeformer train")
+    return config_from_json(data, str(Path(path) / CONFIG_FILE))
 
 
 def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | None:

@@ -20,11 +20,10 @@ from edgeformer.runtime.artifacts import check_output_dir, read_json_object, sha
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .checkpoint import load_state, save
+from .checkpoint import SOURCE_FILE, load_state, save
 from .config import ModelConfig
 from .model import Transformer
 
-SOURCE_FILE = "source.json"
 CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
                 "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import config_from_json
 from .config import ConfigError, ModelConfig
 from .model import Transformer
 from .presets import PRESETS
@@ -42,7 +43,7 @@ def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfi
             raise ConfigError(f"{path} is not valid JSON ({e}); expected a ModelConfig object") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} holds a JSON {type(raw).__name__}; expected a ModelConfig object")
-        cfg = ModelConfig.from_dict(raw)
+        cfg = config_from_json(raw, str(path))
     else:
         raise ConfigError(f"unknown student {student!r}; expected a preset ({', '.join(PRESETS)}) or a config .json file")
     if layers is not None:

@@ -22,10 +22,11 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir
 from edgeformer.runtime.bench import bench_model
-from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, write_manifest
+from edgeformer.runtime.bundle import (MODEL_FILE, PLAIN, TOKENIZER_FILE, Manifest, ParityRecord, QuantizationRecord,
+                                       write_manifest)
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.errors import GateFailure
-from edgeformer.runtime.model import create_session
+from edgeformer.runtime.sessions import create_session
 
 from .calibration import calibration_batches, real_positions
 from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
@@ -99,10 +100,11 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
         raise QuantizeError(f"{bundle_path} is not quantized; check it with the float32 parity gate")
     if reference_config != bundle.manifest.config:
         raise QuantizeError(f"the reference has a different model config from bundle {bundle_path}")
-    recorded = bundle.manifest.parity or {}
-    limit = recorded.get("max_drop")
+    recorded = bundle.manifest.parity
+    limit = recorded.max_drop if recorded is not None else None
     if limit is None:
-        limit = max(recorded.get("fidelity", {}).get("drop", 0.0) * 1.1, 1e-6)
+        drop = (recorded.fidelity or {}).get("drop", 0.0) if recorded is not None else 0.0
+        limit = max(drop * 1.1, 1e-6)
     session = bundle.session
     fid = evaluate(bundle, lambda feeds: session.run(None, dict(feeds)), data or default_eval_texts(),
                    reference_run=reference_run)
@@ -200,14 +202,14 @@ def quantize_bundle(
     check_output_dir(out, overwrite, sources=(src,))  # before minutes of quantization
     ref = runtime.load(src)
     if ref.manifest.deploy:
-        raise QuantizeError(f"{src} is a {ref.manifest.deploy.get('target')} deployment; quantize the bundle it was "
+        raise QuantizeError(f"{src} is a {ref.manifest.deploy.target} deployment; quantize the bundle it was "
                             "made from, then deploy the quantized bundle")
     if ref.manifest.quantization:
-        raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.get('recipe')}); "
+        raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.recipe}); "
                             "quantize the float32 bundle instead")
     if ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
-    if "cache" in ref.manifest.model or ref.manifest.config.get("arch") == "seq2seq":
+    if ref.manifest.kind != PLAIN:
         raise QuantizeError(f"{src} is a key/value-cache generation bundle, which the recipes do not cover yet; "
                             "quantize a bundle exported without --kv-cache")
     data = data or default_eval_texts()
@@ -259,27 +261,27 @@ def quantize_bundle(
         m = ref.manifest
         manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
                             attention=m.attention, tools=m.tools)
-        manifest.quantization = {
-            "recipe": recipe, "block_size": opt.block_size if recipe == "int4" else None,
-            "symmetric": opt.symmetric if recipe == "int4" else None, "kept_float": result.kept_float,
-            "smooth_alpha": alpha, "source_bundle": Path(src).name,
+        manifest.quantization = QuantizationRecord(
+            recipe=recipe, block_size=opt.block_size if recipe == "int4" else None,
+            symmetric=opt.symmetric if recipe == "int4" else None, kept_float=result.kept_float,
+            smooth_alpha=alpha, source_bundle=Path(src).name,
             # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
-            "reduce_range": opt.reduce_range if recipe in SMOOTHED else None,
-            "weight_type": opt.weight_type if recipe in SMOOTHED else None,
-            "per_channel": opt.per_channel if recipe in SMOOTHED else None,
-            "calibration": ({"method": opt.calibration if recipe == "int8-static" else None,
-                             "rows": sum(len(next(iter(b.values()))) for b in batches),
-                             "data": Path(calib_data).name if calib_data else "built-in"} if batches else None),
-        }
-        manifest.parity = {"passed": True, "kind": "budget", "max_drop": max_drop, "fidelity": fid.to_json(),
-                           "eval_texts": len(data.texts)}
+            reduce_range=opt.reduce_range if recipe in SMOOTHED else None,
+            weight_type=opt.weight_type if recipe in SMOOTHED else None,
+            per_channel=opt.per_channel if recipe in SMOOTHED else None,
+            calibration=({"method": opt.calibration if recipe == "int8-static" else None,
+                          "rows": sum(len(next(iter(b.values()))) for b in batches),
+                          "data": Path(calib_data).name if calib_data else "built-in"} if batches else None),
+        )
+        manifest.parity = ParityRecord(passed=True, kind="budget", max_drop=max_drop, fidelity=fid.to_json(),
+                                       eval_texts=len(data.texts))
         write_manifest(tmp, manifest)
         seq = min(128, m.axes.get("seq", {}).get("max", 128))
         b_f = bench_model(ref, 1, seq, min_seconds=bench_seconds)
         b_q = bench_model(runtime.load(tmp), 1, seq, min_seconds=bench_seconds)
         result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
         # What the recipe costs and buys, measured here, travels with the bundle.
-        manifest.quantization["measured"] = {"size_ratio": result.size_ratio, "batch": 1, "seq": seq,
+        manifest.quantization.measured = {"size_ratio": result.size_ratio, "batch": 1, "seq": seq,
                                              "float32_ms": result.float_ms, "quantized_ms": result.quant_ms,
                                              # fidelity and latency hold for this CPU class (runtime/cpu.py)
                                              "cpu": describe()}

@@ -68,7 +68,7 @@ def debug_quantized(
     if quantized:
         budget = Budget("relative", rel=rel, jump=jump)
     else:
-        budget = Budget("atol", atol if atol is not None else (reference.manifest.parity or {}).get("atol", FLOAT32_ATOL))
+        budget = Budget("atol", atol if atol is not None else (reference.manifest.parity_atol or FLOAT32_ATOL))
     feeds_list = list(feeds) if feeds is not None else debug_feeds(reference, texts)
     return compare_graphs(load_graph(_graph_path(bundle)), load_graph(reference.bundle.model_path), feeds_list, budget)
 

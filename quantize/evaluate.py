@@ -94,7 +94,7 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
     parity` on a quantized bundle); `reference` still gives the manifest and the tokenizer.
     """
     reference_run = reference_run or reference
-    task = reference.manifest.model.get("task")
+    task = reference.manifest.model.task
     names = [s.name for s in reference.inputs]
     outputs = [s.name for s in reference.outputs]
     max_len = reference.manifest.axes.get("seq", {}).get("max") or 512
@@ -128,7 +128,7 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
         ppl_f, ppl_q = float(np.exp(nll_f / count)), float(np.exp(nll_q / count))
         return Fidelity("perplexity", ppl_f, ppl_q, ppl_q / ppl_f - 1.0, float(cos_arr.mean()), float(cos_arr.min()), max_abs)
     if task == "classification":
-        label_names = reference.manifest.model.get("labels") or []
+        label_names = reference.manifest.model.labels or []
         if data.labels is not None:
             truth = [label_names.index(lbl) if lbl in label_names else -1 for lbl in data.labels]
             acc_f = float(np.mean(np.asarray(preds_f) == truth))

@@ -5,56 +5,51 @@ A bundle is a directory:
     model.onnx        the graph (with external data beside it when over 2 GB)
     manifest.json     what the graph expects and how it was made (see `Manifest`)
     tokenizer.json    when the model reads text
+    encoder.onnx      a seq2seq bundle's second graph (see `CacheRecord`)
 
 A deployment folder (`edgeformer deploy`) is a bundle whose manifest names another graph file for
 its device (`graph`: model.ort for phones, model.engine for TensorRT, a Triton repository's
 model.onnx) and records the target and what was checked (`deploy`).
 
-The manifest records the model config, every input and output (name, dtype, symbolic shape,
-value bounds), the named axes and their limits, the opset, the attention fusion, the quantization
-recipe, the parity results the bundle passed, the versions of the tools that made it, and a
-sha256 for every other file. `open_bundle` refuses a bundle whose files do not match.
+The manifest records the kind of bundle (`KINDS`), the model config, every input and output (name,
+dtype, symbolic shape, value bounds), the named axes and their limits, the opset, the attention
+fusion, the quantization recipe, the parity results the bundle passed, the versions of the tools
+that made it, and a sha256 for every other file. `open_bundle` refuses a bundle whose files do
+not match.
+
+Versions (`format_version`): 1 had no `kind` (it is inferred from the model's cache record);
+2 adds `kind`. Every version listed in READS loads; a newer one is refused with a message that
+says so. The nested records are typed (`ModelRecord`, `CacheRecord`, ...); keys a record does not
+know are kept in its `extra` and written back, so a newer writer's additions survive a copy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json_object, sha256_file
 from .errors import BundleError
+from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, ModelRecord, ParityRecord,  # noqa: F401
+                      QuantizationRecord, Record, TensorSpec, _to_json)
 
 FORMAT = "edgeformer.bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)  # every version this project has written
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 
+PLAIN, CACHED_DECODER, SEQ2SEQ = "plain", "cached-decoder", "seq2seq"
+KINDS = (PLAIN, CACHED_DECODER, SEQ2SEQ)
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input or output. `shape` holds ints for fixed sizes, names for dynamic axes."""
 
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-    min: float | None = None  # inclusive bounds on values (token ids, mask values)
-    max: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        d = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-        if self.min is not None:
-            d["min"] = self.min
-        if self.max is not None:
-            d["max"] = self.max
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "TensorSpec":
-        return cls(d["name"], d["dtype"], tuple(d["shape"]), d.get("min"), d.get("max"))
+_RECORDS = {"model": ModelRecord, "attention": AttentionRecord, "quantization": QuantizationRecord,
+            "parity": ParityRecord, "deploy": DeployRecord}
 
 
 @dataclass
@@ -63,21 +58,31 @@ class Manifest:
     outputs: list[TensorSpec]
     axes: dict[str, dict[str, int]]  # axis name -> {"min": .., "max": ..}
     opset: int
-    model: dict[str, Any]  # {"config": {...}, "task": ..., "labels": [...]}
-    attention: dict[str, Any]  # {"kind": "fused"|"unfused", "op": ..., "count": ..}
+    model: ModelRecord
+    attention: AttentionRecord
     tools: dict[str, str]
-    quantization: dict[str, Any] | None = None
-    parity: dict[str, Any] | None = None
+    quantization: QuantizationRecord | None = None
+    parity: ParityRecord | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     graph: str = MODEL_FILE  # the file the runtime loads, relative to the bundle
-    deploy: dict[str, Any] | None = None  # target, artifact, checks, tool versions (edgeformer deploy)
+    deploy: DeployRecord | None = None  # target, artifact, checks, tool versions (edgeformer deploy)
+    kind: str | None = None  # one of KINDS; None: inferred from the model record
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _RECORDS and isinstance(value, dict):  # writers may assign a record as a plain dict
+            value = _RECORDS[name].from_json(value)
+        object.__setattr__(self, name, value)
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = infer_kind(self.model)
+
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["inputs"] = [t.to_json() for t in self.inputs]
-        d["outputs"] = [t.to_json() for t in self.outputs]
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            d[f.name] = _to_json(getattr(self, f.name))
         return d
 
     @classmethod
@@ -88,8 +93,34 @@ class Manifest:
         return cls(**d)
 
     @property
+    def parity_atol(self) -> float | None:
+        """The float32 tolerance the bundle passed at export (None for a quantized bundle's budget)."""
+        return self.parity.atol if self.parity is not None else None
+
+    @property
     def config(self) -> dict[str, Any]:
-        return self.model.get("config", {})
+        return self.model.config
+
+    @property
+    def cache(self) -> CacheRecord | None:
+        return self.model.cache
+
+    @property
+    def graphs(self) -> list[GraphSpec]:
+        """Every graph the runtime opens: the main one first, then a seq2seq bundle's encoder."""
+        graphs = [GraphSpec("model", self.graph, self.inputs, self.outputs)]
+        cache = self.model.cache
+        if cache is not None and cache.encoder is not None:
+            graphs.append(GraphSpec("encoder", cache.encoder, cache.encoder_inputs or [], cache.encoder_outputs or []))
+        return graphs
+
+
+def infer_kind(model: ModelRecord) -> str:
+    """The kind of a bundle whose manifest does not say (format version 1)."""
+    cache = model.cache
+    if cache is None:
+        return PLAIN
+    return SEQ2SEQ if cache.encoder is not None else CACHED_DECODER
 
 
 @dataclass
@@ -109,34 +140,49 @@ class Bundle:
 
 
 def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Manifest:
-    """Hash every file in `directory` into `manifest.files` and write manifest.json there."""
+    """Hash every file in `directory` into `manifest.files` and write manifest.json there (this version's format)."""
     directory = Path(directory)
     files = {}
     for p in sorted(directory.rglob("*")):
         if p.is_file() and p.name != MANIFEST_FILE:
             rel = p.relative_to(directory).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    if manifest.graph not in files:
-        raise BundleError(f"{directory} has no {manifest.graph}; a bundle needs its graph")
+    for graph in manifest.graphs:
+        if graph.file not in files:
+            raise BundleError(f"{directory} has no {graph.file}; a bundle needs its {graph.name} graph")
     manifest.files = files
+    manifest.format, manifest.format_version = FORMAT, FORMAT_VERSION
     text = json.dumps(manifest.to_json(), indent=2, sort_keys=False)
     (directory / MANIFEST_FILE).write_text(text + "\n")
     return manifest
 
 
+def check_version(path: Path, data: dict[str, Any]) -> None:
+    """Refuse, in one line, a manifest of another format or of a version this edgeformer cannot read."""
+    if data.get("format") != FORMAT:
+        raise BundleError(f"{path} is not an edgeformer manifest (expected format '{FORMAT}')")
+    version = data.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise BundleError(f"{path} was written by a newer edgeformer (format version {version}); "
+                          f"this one reads up to {FORMAT_VERSION}")
+    if version not in READS or isinstance(version, bool):
+        raise BundleError(f"{path} has format_version {version!r}; this edgeformer reads versions "
+                          f"{', '.join(map(str, READS))}")
+
+
 def read_manifest(directory: str | os.PathLike) -> Manifest:
     data = read_json_object(directory, MANIFEST_FILE, BundleError, "bundle", "edgeformer export")
     path = Path(directory) / MANIFEST_FILE
-    if data.get("format") != FORMAT:
-        raise BundleError(f"{path} is not an edgeformer manifest (expected format '{FORMAT}')")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"{path} has format_version {data.get('format_version')!r}; this edgeformer reads version {FORMAT_VERSION}"
-        )
+    check_version(path, data)
+    if data["format_version"] == 1 and "kind" in data:
+        raise BundleError(f"{path} has a kind field at format_version 1; the bundle is corrupt")
     try:
-        return Manifest.from_json(data)
-    except (KeyError, TypeError) as e:
+        manifest = Manifest.from_json(data)
+    except (KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"{path} is missing or has malformed field {e}; the bundle is corrupt") from None
+    if manifest.kind not in KINDS:
+        raise BundleError(f"{path} is a bundle of kind {manifest.kind!r}; this edgeformer knows: {', '.join(KINDS)}")
+    return manifest
 
 
 def verify_files(directory: str | os.PathLike, manifest: Manifest) -> None:
@@ -154,8 +200,9 @@ def open_bundle(directory: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and check a bundle. `verify=False` skips hashing (for trusted, read-only storage)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    if manifest.graph not in manifest.files:
-        raise BundleError(f"{directory / MANIFEST_FILE} lists no {manifest.graph}; the bundle is corrupt")
+    for graph in manifest.graphs:
+        if graph.file not in manifest.files:
+            raise BundleError(f"{directory / MANIFEST_FILE} lists no {graph.file}; the bundle is corrupt")
     if verify:
         verify_files(directory, manifest)
     return Bundle(directory, manifest)

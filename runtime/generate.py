@@ -18,42 +18,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import onnxruntime as ort
 
+from .bundle import SEQ2SEQ
 from .errors import EdgeformerError, InputError
+from .inputs import left_pad, next_positions, right_pad
 from .sampling import Sampling, choose
 
 OVERFLOW = ("error", "truncate")
-
-
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token id lists -> (B, T) int64 ids and mask, padded on the left so every row ends at the last column."""
-    T = max(len(p) for p in prompts)
-    ids = np.full((len(prompts), T), pad_id, dtype=np.int64)
-    mask = np.zeros((len(prompts), T), dtype=np.int64)
-    for i, p in enumerate(prompts):
-        if len(p):
-            ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
-    return ids, mask
-
-
-def right_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token id lists -> (B, S) int64 ids and mask padded on the right: an encoder's source, whose
-    positions count from the first column as in training."""
-    S = max(len(p) for p in prompts)
-    ids = np.full((len(prompts), S), pad_id, dtype=np.int64)
-    mask = np.zeros((len(prompts), S), dtype=np.int64)
-    for i, p in enumerate(prompts):
-        ids[i, :len(p)], mask[i, :len(p)] = p, 1
-    return ids, mask
-
-
-def next_positions(mask: np.ndarray, T: int) -> np.ndarray:
-    """Position ids of the last T tokens: real tokens counted from 0 in each row, so left padding shifts nothing."""
-    return np.maximum(np.cumsum(mask, axis=-1) - 1, 0)[:, -T:].astype(np.int64)
 
 
 @dataclass
@@ -110,6 +85,12 @@ def run_step(session: ort.InferenceSession, io_binding: bool, feeds: dict[str, n
     return out[0].numpy(), list(out[1:])
 
 
+def empty_cache(cache, batch: int, io_binding: bool) -> list:
+    """One empty (B, H, 0, hd) past tensor per cache input: OrtValues with I/O binding, else numpy."""
+    empty = np.zeros((batch, cache.heads, 0, cache.head_dim), dtype=np.float32)
+    return [ort.OrtValue.ortvalue_from_numpy(empty) if io_binding else empty for _ in cache.past]
+
+
 class CachedDecoder:
     """Drives a cached decoder bundle step by step, keeping the cache in ONNX Runtime between steps.
 
@@ -118,14 +99,14 @@ class CachedDecoder:
     """
 
     def __init__(self, model, io_binding: bool = True):
-        cache = model.manifest.model.get("cache")
+        cache = model.manifest.cache
         if cache is None:
             raise EdgeformerError(f"{model.bundle.path} has no key/value cache; generation needs a decoder "
                                   "exported with `edgeformer export CHECKPOINT --out BUNDLE --kv-cache`")
         self.model, self.session, self.cache = model, model.session, cache
         self.io_binding = io_binding
-        self.max_len = int(cache["max_len"])
-        self.pad_id = int(cache["pad_id"])
+        self.max_len = int(cache.max_len)
+        self.pad_id = int(cache.pad_id)
         self.penalize_prompt = True  # the prompt and the generation are one text
         self.vocab_size = int(model.manifest.config["vocab_size"])
 
@@ -134,15 +115,13 @@ class CachedDecoder:
         return self.max_len - longest_prompt
 
     def empty_past(self, batch: int) -> list:
-        c = self.cache
-        empty = np.zeros((batch, c["heads"], 0, c["head_dim"]), dtype=np.float32)
-        return [ort.OrtValue.ortvalue_from_numpy(empty) if self.io_binding else empty for _ in c["past"]]
+        return empty_cache(self.cache, batch, self.io_binding)
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list) -> tuple[np.ndarray, list]:
         """(B, T) ids, (B, P + T) mask, (B, T) positions, past -> ((B, V) last logits, present)."""
         feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        logits, present = run_step(self.session, self.io_binding, feeds, dict(zip(self.cache["past"], past)),
-                                   ["logits"] + self.cache["present"])
+        logits, present = run_step(self.session, self.io_binding, feeds, dict(zip(self.cache.past, past)),
+                                   ["logits"] + self.cache.present)
         return logits[:, -1], present
 
     def start(self, prompts: list[list[int]]) -> np.ndarray:
@@ -156,21 +135,6 @@ class CachedDecoder:
         return logits
 
 
-def encoder_session(model) -> ort.InferenceSession:
-    """The session of a seq2seq bundle's encoder graph, made as `runtime.load` made the decoder's."""
-    from .model import create_session
-
-    session, _ = create_session(model.bundle.path / model.manifest.model["cache"]["encoder"], **model.load_options)
-    return session
-
-
-def encoder_runner(model):
-    """A seq2seq bundle's encoder as a function: {input_ids, attention_mask} -> {cross.{i}.key/.value: array}."""
-    session = encoder_session(model)
-    names = model.manifest.model["cache"]["cross"]
-    return lambda feeds: dict(zip(names, session.run(names, dict(feeds))))
-
-
 class Seq2SeqDecoder:
     """Drives a seq2seq bundle: the encoder once per input (its cross-attention keys/values stay in
     ONNX Runtime), then the cached decoder one token at a time from the start token."""
@@ -178,10 +142,10 @@ class Seq2SeqDecoder:
     penalize_prompt = False  # the source is another sequence: only generated tokens count as repeats
 
     def __init__(self, model, io_binding: bool = True):
-        self.cache = cache = model.manifest.model["cache"]
-        self.session, self.encoder = model.session, encoder_session(model)
+        self.cache = cache = model.manifest.cache
+        self.session, self.encoder = model.session, model.graph("encoder").session
         self.io_binding = io_binding
-        self.max_len, self.pad_id = int(cache["max_len"]), int(cache["pad_id"])
+        self.max_len, self.pad_id = int(cache.max_len), int(cache.pad_id)
         self.vocab_size = int(model.manifest.config["vocab_size"])
 
     def room(self, longest_prompt: int) -> int:
@@ -191,30 +155,30 @@ class Seq2SeqDecoder:
     def _decode(self, tokens: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": tokens.astype(np.int64), "encoder_attention_mask": self.mask}
         logits, present = run_step(self.session, self.io_binding, feeds, {**self.past, **self.cross},
-                                   ["logits"] + self.cache["present"])
-        self.past = dict(zip(self.cache["past"], present))
+                                   ["logits"] + self.cache.present)
+        self.past = dict(zip(self.cache.past, present))
         return logits[:, -1]
 
     def start(self, prompts: list[list[int]]) -> np.ndarray:
         ids, self.mask = right_pad(prompts, self.pad_id)
         first, cross = run_step(self.encoder, self.io_binding, {"input_ids": ids, "attention_mask": self.mask}, {},
-                                self.cache["cross"])
+                                self.cache.cross)
         if self.io_binding:
             first = ort.OrtValue.ortvalue_from_numpy(first)
-        self.cross = dict(zip(self.cache["cross"], [first] + cross))
-        c, B = self.cache, len(prompts)
-        empty = np.zeros((B, c["heads"], 0, c["head_dim"]), dtype=np.float32)
-        self.past = {n: ort.OrtValue.ortvalue_from_numpy(empty) if self.io_binding else empty for n in c["past"]}
-        return self._decode(np.full((B, 1), int(c["start_id"])))
+        self.cross = dict(zip(self.cache.cross, [first] + cross))
+        B = len(prompts)
+        self.past = dict(zip(self.cache.past, empty_cache(self.cache, B, self.io_binding)))
+        return self._decode(np.full((B, 1), int(self.cache.start_id)))
 
     def advance(self, tokens: np.ndarray) -> np.ndarray:
         return self._decode(tokens[:, None])
 
 
 def decoder_for(model, io_binding: bool = True):
-    """The step driver a bundle needs: Seq2SeqDecoder for an encoder-decoder, CachedDecoder for a decoder."""
-    cache = model.manifest.model.get("cache") or {}
-    return Seq2SeqDecoder(model, io_binding) if "encoder" in cache else CachedDecoder(model, io_binding)
+    """The step driver a bundle's kind needs: Seq2SeqDecoder for seq2seq, CachedDecoder for a cached decoder."""
+    if model.manifest.kind == SEQ2SEQ:
+        return Seq2SeqDecoder(model, io_binding)
+    return CachedDecoder(model, io_binding)  # refuses a bundle without a cache
 
 
 def _prompt_ids(model, prompt: Any) -> tuple[list[list[int]], bool]:
@@ -252,7 +216,8 @@ def _stop_ids_and_strings(model, stop: Any, tokenizer) -> tuple[set[int], list[s
         raise InputError("an empty stop string would stop before the first token; expected non-empty strings")
     if strings and tokenizer is None:
         raise InputError("stop strings need the bundle's tokenizer, and this bundle has none; give stop token ids")
-    eos = tokenizer.eos_id if tokenizer is not None else model.manifest.model.get("cache", {}).get("eos_id")
+    cache = model.manifest.cache
+    eos = tokenizer.eos_id if tokenizer is not None else (cache.eos_id if cache is not None else None)
     if eos is not None:
         ids.add(int(eos))  # a model trained with an end-of-text token stops there
     return ids, strings

@@ -1,14 +1,47 @@
-"""Example inputs built from a manifest: random token ids with right padding, for parity and bench."""
+"""A graph's inputs: their checks (`validate_inputs`), padding and positions for token ids, and
+random example inputs built from a manifest (for parity and bench)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .bundle import Manifest, TensorSpec
+from .errors import InputError
 
 MASK = "attention_mask"
+
+# Inputs that may be left out, and the value they take, as in every transformer library:
+# no attention_mask means no padding; no token_type_ids means one segment.
+DEFAULT_FILL = {"attention_mask": 1, "token_type_ids": 0}
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists -> (B, T) int64 ids and mask, padded on the left so every row ends at the last column."""
+    T = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), T), pad_id, dtype=np.int64)
+    mask = np.zeros((len(prompts), T), dtype=np.int64)
+    for i, p in enumerate(prompts):
+        if len(p):
+            ids[i, T - len(p):], mask[i, T - len(p):] = p, 1
+    return ids, mask
+
+
+def right_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists -> (B, S) int64 ids and mask padded on the right: an encoder's source, whose
+    positions count from the first column as in training."""
+    S = max(len(p) for p in prompts)
+    ids = np.full((len(prompts), S), pad_id, dtype=np.int64)
+    mask = np.zeros((len(prompts), S), dtype=np.int64)
+    for i, p in enumerate(prompts):
+        ids[i, :len(p)], mask[i, :len(p)] = p, 1
+    return ids, mask
+
+
+def next_positions(mask: np.ndarray, T: int) -> np.ndarray:
+    """Position ids of the last T tokens: real tokens counted from 0 in each row, so left padding shifts nothing."""
+    return np.maximum(np.cumsum(mask, axis=-1) - 1, 0)[:, -T:].astype(np.int64)
 
 
 def example_inputs(
@@ -49,3 +82,102 @@ def example_inputs(
 
 def manifest_inputs(manifest: Manifest, batch: int, seq: int, seed: int = 0, padded: bool = True) -> dict[str, np.ndarray]:
     return example_inputs(manifest.inputs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded)
+
+
+def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequence[TensorSpec] | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Check names, dtypes, ranks, axis sizes and value bounds against `specs` (default: the
+    manifest's main graph inputs) and the manifest's axes; return arrays ready to feed."""
+    specs = manifest.inputs if specs is None else specs
+    expected = [s.name for s in specs]
+    unknown = [k for k in inputs if k not in expected]
+    if unknown:
+        raise InputError(f"unknown input {unknown[0]!r}; this model takes: {', '.join(expected)}")
+    arrays: dict[str, np.ndarray] = {}
+    for spec in specs:
+        if spec.name not in inputs:
+            if spec.name in DEFAULT_FILL and arrays:
+                first = next(iter(arrays.values()))
+                arrays[spec.name] = np.full(first.shape[: len(spec.shape)], DEFAULT_FILL[spec.name], dtype=spec.dtype)
+                continue
+            raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
+        arrays[spec.name] = _convert(spec, inputs[spec.name])
+    sizes = _check_axes(manifest, specs, arrays)
+    if "total" in sizes and "seq" in sizes:  # a cached decoder: the mask covers the past and the new tokens
+        past = sizes.get("past", (0, ""))[0]
+        if sizes["total"][0] != past + sizes["seq"][0]:
+            raise InputError(f"attention_mask covers {sizes['total'][0]} tokens; expected past + new tokens = "
+                             f"{past} + {sizes['seq'][0]}")
+    return arrays
+
+
+def _check_axes(manifest: Manifest, specs: Sequence[TensorSpec], arrays: dict[str, np.ndarray]
+                ) -> dict[str, tuple[int, str]]:
+    sizes: dict[str, tuple[int, str]] = {}  # axis name -> (size, input that fixed it)
+    for spec in specs:
+        arr = arrays[spec.name]
+        for axis, (dim, size) in enumerate(zip(spec.shape, arr.shape)):
+            if isinstance(dim, int):
+                if size != dim:
+                    raise InputError(f"{spec.name} has size {size} on axis {axis}; expected {dim} (shape {_fmt(spec.shape)})"
+                                     + _fixed_note(manifest))
+                continue
+            if dim in sizes and sizes[dim][0] != size:
+                other_size, other = sizes[dim]
+                raise InputError(
+                    f"{spec.name} has {dim}={size} but {other} has {dim}={other_size}; they must agree"
+                )
+            sizes[dim] = (size, spec.name)
+            limits = manifest.axes.get(dim, {})
+            lo, hi = limits.get("min", 1), limits.get("max")
+            if size < lo:
+                raise InputError(f"{spec.name} has {dim}={size}; expected at least {lo}")
+            if hi is not None and size > hi:
+                raise InputError(f"{spec.name} has {dim}={size}; this model accepts at most {hi} ({dim} limit)")
+        _check_bounds(spec, arr)
+    return sizes
+
+
+def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    want = np.dtype(spec.dtype)
+    if arr.ndim != len(spec.shape):
+        raise InputError(
+            f"{spec.name} has rank {arr.ndim} (shape {tuple(arr.shape)}); expected rank {len(spec.shape)} {_fmt(spec.shape)}"
+        )
+    ok_kinds = {"i": "iub", "u": "iub", "f": "f", "b": "b"}.get(want.kind, want.kind)
+    if arr.dtype.kind not in ok_kinds:
+        raise InputError(f"{spec.name} has dtype {arr.dtype}; expected {want} (or another {_kind_name(want)} type)")
+    return np.ascontiguousarray(arr, dtype=want)
+
+
+def _fixed_note(manifest: Manifest) -> str:
+    deploy = manifest.deploy
+    if deploy is None or not deploy.fixed_shape:
+        return ""
+    return f"; this {deploy.target} deployment has fixed shapes " + ", ".join(f"{k}={v}" for k, v in deploy.fixed_shape.items())
+
+
+def _check_bounds(spec: TensorSpec, arr: np.ndarray) -> None:
+    if arr.size == 0 or (spec.min is None and spec.max is None):
+        return
+    if spec.min is not None and arr.min() < spec.min:
+        idx = np.unravel_index(int(np.argmin(arr)), arr.shape)
+        raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected values in {_range(spec)}")
+    if spec.max is not None and arr.max() > spec.max:
+        idx = np.unravel_index(int(np.argmax(arr)), arr.shape)
+        raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected values in {_range(spec)}")
+
+
+def _range(spec: TensorSpec) -> str:
+    lo = "-inf" if spec.min is None else f"{spec.min:g}"
+    hi = "inf" if spec.max is None else f"{spec.max:g}"
+    return f"[{lo}, {hi}]"
+
+
+def _kind_name(dtype: np.dtype) -> str:
+    return {"i": "integer", "u": "integer", "f": "floating-point", "b": "boolean"}.get(dtype.kind, str(dtype))
+
+
+def _fmt(shape: Sequence[int | str]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"

@@ -138,11 +138,12 @@ def check_engine_compatible(record: Mapping[str, Any], trt_version: str, compute
 
 
 def engine_record(manifest: Manifest) -> dict[str, Any]:
-    record = (manifest.deploy or {}).get("tensorrt")
+    deploy = manifest.deploy
+    record = deploy.extra.get("tensorrt") if deploy is not None else None
     if not isinstance(record, dict) or "version" not in record or "compute_capability" not in record:
         raise BundleError("the manifest names a TensorRT engine but has no deploy.tensorrt record (version, "
                           "compute capability); rebuild the folder with `edgeformer deploy`")
-    return {**record, "target": (manifest.deploy or {}).get("target", "tensorrt")}
+    return {**record, "target": deploy.target or "tensorrt"}
 
 
 def _logger(trt):
@@ -192,7 +193,6 @@ class EngineModel:
         self.notes = notes
         self.inputs = bundle.manifest.inputs
         self.outputs = bundle.manifest.outputs
-        self.load_options: dict[str, Any] = {}
         self._trt, self._cudart, self._runtime, self._logger, self.engine = trt, cudart, runtime, logger, engine
         self._buffers: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, bytes)
         self._tokenizer = None
@@ -246,7 +246,7 @@ class EngineModel:
         return classify(self, texts, self._max_batch(batch_size), truncation)
 
     def validate(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        from .model import validate_inputs
+        from .inputs import validate_inputs
 
         return validate_inputs(self.manifest, inputs)
 
@@ -270,7 +270,7 @@ class EngineModel:
             arr = np.ascontiguousarray(feeds[spec.name], dtype=self._dtypes[spec.name])
             if not ctx.set_input_shape(spec.name, tuple(arr.shape)):
                 raise InputError(f"{spec.name} has shape {tuple(arr.shape)}, outside the engine's optimization profile "
-                                 f"{(self.manifest.deploy or {}).get('tensorrt', {}).get('profile', {})}")
+                                 f"{engine_record(self.manifest).get('profile', {})}")
             ptr = self._device(spec.name, arr.nbytes)
             if arr.nbytes:
                 cuda_call(cudart.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, h2d, stream), "cudaMemcpyAsync")

@@ -42,7 +42,8 @@ def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: b
     names = [s.name for s in model.inputs]
     cut = []
     # A fixed-shape deployment (NNAPI/CoreML) takes exactly its batch and length: pad rows and tokens to them.
-    fixed = (model.manifest.deploy or {}).get("fixed_shape") or {}
+    deploy = model.manifest.deploy
+    fixed = (deploy.fixed_shape if deploy is not None else None) or {}
     batch_size = fixed.get("batch", batch_size)
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
@@ -72,16 +73,16 @@ def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize:
           truncation: bool = True) -> np.ndarray:
     """(N, d) sentence embeddings: the mean of the last hidden states over real tokens, L2-normalised
     (the sentence-transformers convention)."""
-    if "last_hidden_state" not in {s.name for s in model.outputs} or model.manifest.model.get("task") == "causal-lm":
+    if "last_hidden_state" not in {s.name for s in model.outputs} or model.manifest.model.task == "causal-lm":
         raise EdgeformerError("embed needs an encoder bundle with a last_hidden_state output")
     return np.concatenate([mean_pool(out["last_hidden_state"], b, normalize)
                            for b, out in batches(model, texts, batch_size, truncation)])
 
 
 def classify(model: "Model", texts: Sequence[str], batch_size: int = 32, truncation: bool = True) -> Classification:
-    if model.manifest.model.get("task") != "classification":
-        raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.get('task')!r}")
-    names = model.manifest.model.get("labels") or [str(i) for i in range(model.outputs[0].shape[-1])]
+    if model.manifest.model.task != "classification":
+        raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.task!r}")
+    names = model.manifest.model.labels or [str(i) for i in range(model.outputs[0].shape[-1])]
     probs, cut = [], []
     for b, out in batches(model, texts, batch_size, truncation):
         probs.append(softmax(out["logits"]))

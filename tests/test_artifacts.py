@@ -31,3 +31,16 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
             (work / "half.bin").write_bytes(b"1")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_and_quantize_refuse_to_write_over_their_input(encoder_ckpt, encoder_bundle):
+    from edgeformer.export import export_bundle
+    from edgeformer.quantize import quantize_bundle
+
+    before = sorted(p.name for p in encoder_ckpt.iterdir())
+    with pytest.raises(OutputExists, match="overlaps the input"):
+        export_bundle(encoder_ckpt, encoder_ckpt, overwrite=True)
+    assert sorted(p.name for p in encoder_ckpt.iterdir()) == before
+    with pytest.raises(OutputExists, match="overlaps the input"):
+        quantize_bundle(encoder_bundle.path, encoder_bundle.path, "int8-dynamic", overwrite=True)
+    assert (encoder_bundle.path / "model.onnx").is_file()

@@ -65,7 +65,7 @@ def test_coverage_report_names_the_cpu_fallbacks(android, ios_fixed):
 
 def test_fixed_shape_variant_refuses_other_shapes(ios_fixed, encoder_bundle):
     m = runtime.load(ios_fixed.path)
-    assert m.manifest.deploy["ort_optimization_style"] == "Runtime"
+    assert m.manifest.deploy.extra["ort_optimization_style"] == "Runtime"
     assert [s.shape for s in m.inputs] == [(1, 32), (1, 32)]
     with pytest.raises(runtime.InputError, match=r"expected 32 .*fixed shapes batch=1, seq=32"):
         m(input_ids=np.ones((1, 8), dtype=np.int64))
@@ -81,8 +81,8 @@ def test_unfused_bundle_needs_an_older_runtime(tmp_path, encoder_ckpt):
 
     unfused = export_bundle(encoder_ckpt, tmp_path / "unfused", attention="unfused")
     r = deploy(unfused.path, "android", tmp_path / "out", DeployOptions(fixed_shape=FIXED))
-    assert r.manifest.deploy["min_onnxruntime"] == "1.14"
-    assert not any("Attention" in ops for ops in r.manifest.deploy["required_operators"].values())
+    assert r.manifest.deploy.extra["min_onnxruntime"] == "1.14"
+    assert not any("Attention" in ops for ops in r.manifest.deploy.extra["required_operators"].values())
 
 
 def test_failed_check_writes_nothing(tmp_path, encoder_bundle, monkeypatch):

@@ -272,7 +272,7 @@ def test_missing_gpu_is_one_line(unfused_bundle, tmp_path, monkeypatch):
 
 
 def test_fused_bundle_needs_tensorrt_10_14(encoder_bundle, tmp_path, monkeypatch):
-    assert encoder_bundle.manifest.attention["kind"] == "fused"
+    assert encoder_bundle.manifest.attention.kind == "fused"
     fake_tensorrt(monkeypatch, "10.3.0.30")
     fake_cuda(monkeypatch)
     with pytest.raises(DeployError, match="reads only from 10.14 on; this machine has TensorRT 10.3.0.30"):
@@ -579,7 +579,7 @@ def test_build_plumbing_with_a_stand_in_tensorrt(unfused_bundle, tmp_path, monke
     assert "trtexec --onnx=model.onnx" in readme and "runtime.load" in readme and "edgeformer run" in readme
 
     engine = runtime.load(out)
-    assert engine.providers == ["TensorRT"] and engine.manifest.deploy["target"] == "tensorrt"
+    assert engine.providers == ["TensorRT"] and engine.manifest.deploy.target == "tensorrt"
     cpu = runtime.load(unfused_bundle.path)
     from edgeformer.runtime.inputs import manifest_inputs
 

@@ -100,7 +100,7 @@ def test_decoder_options_name_batch_instances_device(tmp_path, decoder_bundle):
     assert_matches_manifest(cfg, "tiny-lm_v1.0", open_bundle(decoder_bundle.path).manifest, max_batch=4,
                             instances=3, kind=pb2.ModelInstanceGroup.KIND_CPU)
     assert list(cfg.output[0].dims) == [-1, 300]  # logits (batch, seq, vocab)
-    assert result.manifest.deploy["checks"][2]["values"]["sizes"]["batch"] == 4
+    assert result.manifest.deploy.checks[2]["values"]["sizes"]["batch"] == 4
     assert not (tmp_path / "repo" / "tokenizer.json").exists()  # the decoder bundle has none
 
 

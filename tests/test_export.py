@@ -52,7 +52,7 @@ def test_unfused_fallback(tmp_path, arch):
     assert result.report.passed and result.manifest.opset == 18
     counts = op_counts(onnx.load(str(tmp_path / "bundle" / "model.onnx")))
     assert counts["Attention"] == 0 and counts["Softmax"] == 2
-    assert result.manifest.attention["kind"] == "unfused"
+    assert result.manifest.attention.kind == "unfused"
 
 
 @pytest.mark.parametrize("overrides", [

@@ -12,7 +12,7 @@ from edgeformer import runtime
 from edgeformer.modeling import load
 from edgeformer.modeling.model import positions_from_mask
 from edgeformer.runtime import InputError
-from edgeformer.runtime.generate import left_pad
+from edgeformer.runtime.inputs import left_pad
 from edgeformer.runtime.sampling import filter_logits, penalize_repeats
 
 

@@ -81,7 +81,7 @@ def test_minilm_torch_embeddings_match_sentence_transformers(minilm_ckpt, senten
 
 
 def test_minilm_bundle_passes_parity_and_embeds_like_sentence_transformers(minilm_bundle, minilm_ckpt, sentence_transformer):
-    assert minilm_bundle.report.passed and minilm_bundle.manifest.attention["count"] == 6
+    assert minilm_bundle.report.passed and minilm_bundle.manifest.attention.count == 6
     assert [s.name for s in minilm_bundle.manifest.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
     assert minilm_bundle.manifest.axes["seq"]["max"] == 256  # sentence-transformers' max_seq_length
     assert bundle_parity(minilm_bundle.path, minilm_ckpt, seed=3).passed
@@ -129,7 +129,7 @@ def test_gpt2_import_matches_transformers(tmp_path):
         with torch.no_grad():
             assert (hf(ids).logits - ours(ids)["logits"]).abs().max().item() <= 1e-4
     result = export_bundle(tmp_path / "ckpt", tmp_path / "bundle")
-    assert result.report.passed and result.manifest.model["task"] == "causal-lm"
+    assert result.report.passed and result.manifest.model.task == "causal-lm"
 
 
 def test_vit_import_matches_transformers_and_exports(tmp_path):
@@ -147,7 +147,7 @@ def test_vit_import_matches_transformers_and_exports(tmp_path):
         got = ours(pixel_values=pixels)["logits"]
     assert want.std() > 0 and (want - got).abs().max().item() <= 1e-4
     result = export_bundle(tmp_path / "ckpt", tmp_path / "bundle")
-    assert result.report.passed and result.manifest.attention["count"] == 2
+    assert result.report.passed and result.manifest.attention.count == 2
     model = runtime.load(tmp_path / "bundle")
     np.testing.assert_allclose(model(pixel_values=pixels.numpy())["logits"], want.numpy(), atol=1e-4)
     with pytest.raises(EdgeformerError, match=r"pixel_values has size 64 on axis 2; expected 32"):

@@ -15,7 +15,7 @@ from edgeformer.modeling import ModelConfig, load, save
 from edgeformer.modeling.data import reverse_words
 from edgeformer.modeling.seq2seq import Seq2SeqTransformer
 from edgeformer.modeling.train import TrainConfig, train_checkpoint
-from edgeformer.runtime.generate import right_pad
+from edgeformer.runtime.inputs import right_pad
 
 from .conftest import TINY
 

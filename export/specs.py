@@ -1,0 +1,206 @@
+"""One spec per bundle kind: the graphs to export, their axis tables, the cache record, the parity check.
+
+    plain            model.onnx: the model's outputs for its inputs (input_ids, attention_mask, ... or pixel_values)
+    cached-decoder   model.onnx: one graph for the prompt and each generated token, with past and
+                     present keys/values (B, H, P, hd); the mask covers past + new tokens (`total`)
+    seq2seq          encoder.onnx: source -> cross.{i}.key/.value (B, H, S, hd), computed once per input;
+                     model.onnx: the cached decoder, reading the cross-attention keys/values every step
+
+A new kind is one function here that returns an `ExportSpec`, and one entry in KINDS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
+
+from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport, save, trace
+
+ENCODER_FILE = "encoder.onnx"
+
+
+def cache_names(n_layers: int) -> tuple[list[str], list[str]]:
+    """(past inputs, present outputs), layer by layer, key before value."""
+    past = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    return past, present
+
+
+def cross_names(n_layers: int) -> list[str]:
+    return [f"cross.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+
+
+class _Outputs(torch.nn.Module):
+    """Returns the model's outputs as a tuple in `output_names` order (ONNX outputs are positional)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+        self.names = model.output_names
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
+        out = self.model(input_ids, attention_mask, token_type_ids, pixel_values)
+        return tuple(out[n] for n in self.names)
+
+
+class _CachedOutputs(torch.nn.Module):
+    """The decoder with a key/value cache as positional tensors in and out (see `cache_names`)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, position_ids, past):
+        cache = [LayerCache(past[2 * i], past[2 * i + 1]) for i in range(self.model.cfg.n_layers)]
+        out = [self.model(input_ids, attention_mask, position_ids=position_ids, cache=cache)["logits"]]
+        for layer in cache:
+            out += [layer.key, layer.value]
+        return tuple(out)
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        out = []
+        for layer in self.model.cross_cache(self.model.encode(input_ids, attention_mask)):
+            out += [layer.key, layer.value]
+        return tuple(out)
+
+
+class _Decoder(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, encoder_attention_mask, past, cross):
+        L = self.model.cfg.n_layers
+        cache = [LayerCache(past[2 * i], past[2 * i + 1]) for i in range(L)]
+        memory = [LayerCache(cross[2 * i], cross[2 * i + 1]) for i in range(L)]
+        out = [self.model.decode(input_ids, memory, encoder_attention_mask, cache)]
+        for layer in cache:
+            out += [layer.key, layer.value]
+        return tuple(out)
+
+
+@dataclass
+class ExportSpec:
+    """What the export pipeline (export.bundle) needs for one bundle kind."""
+
+    kind: str
+    graphs: list[GraphExport]  # the main graph (model.onnx) first
+    cache: CacheRecord | None = None
+    attention_layers: list[int] | None = None  # expected attention nodes per graph
+
+
+def ids_spec(name: str, axes: tuple, vocab_size: int) -> TensorSpec:
+    return TensorSpec(name, "int64", axes, min=0, max=vocab_size - 1)
+
+
+def mask_spec(name: str, axes: tuple) -> TensorSpec:
+    return TensorSpec(name, "int64", axes, min=0, max=1)
+
+
+def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
+    """Inputs as the model reads them; two rows and more than one token, so no axis is specialised to a constant."""
+    cfg = model.cfg
+    batch = Axis(1, None, torch.export.Dim("batch"))
+    if cfg.image_size:
+        inputs = [TensorSpec("pixel_values", "float32", ("batch", cfg.num_channels, cfg.image_size, cfg.image_size))]
+        kwargs = {"pixel_values": torch.randn(2, cfg.num_channels, cfg.image_size, cfg.image_size)}
+        axes = {"batch": batch}
+    else:
+        T = min(16, cfg.max_len)
+        inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "seq"))]
+        kwargs = {"input_ids": torch.randint(0, cfg.vocab_size, (2, T)), "attention_mask": torch.ones(2, T, dtype=torch.long)}
+        if cfg.type_vocab_size:
+            inputs.append(TensorSpec("token_type_ids", "int64", ("batch", "seq"), min=0, max=cfg.type_vocab_size - 1))
+            kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
+        axes = {"batch": batch, "seq": Axis(1, cfg.max_len, torch.export.Dim("seq", max=cfg.max_len))}
+    graph = GraphExport(MODEL_FILE, _Outputs(model), inputs, model.output_names, axes, kwargs=kwargs,
+                        attention_count=cfg.n_layers)
+    return ExportSpec(PLAIN, [graph])
+
+
+def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
+    """Two rows, three new tokens after five cached ones; every axis is left to the exporter (Dim.AUTO),
+    which works out that the mask covers past + current tokens."""
+    cfg = model.cfg
+    if cfg.arch != "decoder":
+        raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {cfg.arch}")
+    B, T, P, H, hd = 2, 3, 5, cfg.n_heads, cfg.d_model // cfg.n_heads
+    past, present = cache_names(cfg.n_layers)
+    inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),
+              TensorSpec("position_ids", "int64", ("batch", "seq"), min=0, max=cfg.max_len - 1)]
+    inputs += [TensorSpec(n, "float32", ("batch", H, "past", hd)) for n in past]
+    args = (torch.randint(0, cfg.vocab_size, (B, T)), torch.ones(B, P + T, dtype=torch.long),
+            torch.arange(P, P + T).expand(B, T).contiguous(), [torch.randn(B, H, P, hd) for _ in past])
+    axes = {"batch": Axis(1), "seq": Axis(1, cfg.max_len), "past": Axis(0, cfg.max_len - 1),
+            "total": Axis(1, cfg.max_len)}
+    outputs = {"logits": ("batch", "seq", None), **{n: ("batch", None, "total", None) for n in present}}
+    graph = GraphExport(MODEL_FILE, _CachedOutputs(model), inputs, ["logits"] + present, axes, args=args,
+                        output_axes=outputs, attention_count=cfg.n_layers)
+    cache = CacheRecord(cfg.n_layers, H, hd, past, present, cfg.max_len, cfg.pad_id)
+    return ExportSpec(CACHED_DECODER, [graph], cache)
+
+
+def seq2seq_spec(model, tokenizer=None) -> ExportSpec:
+    """encoder.onnx and the cached decoder model.onnx; the decoder's first token is the pad token."""
+    cfg = model.cfg
+    L, H, hd = cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads
+    past, present = cache_names(L)
+    cross = cross_names(L)
+    B, S, T, P = 2, 6, 3, 4
+    axes = {"batch": Axis(1), "seq": Axis(1, cfg.max_len), "src": Axis(1, cfg.max_len), "past": Axis(0, cfg.max_len - 1)}
+    src = ("batch", "src")
+    enc_inputs = [ids_spec("input_ids", src, cfg.vocab_size), mask_spec("attention_mask", src)]
+    encoder = GraphExport(ENCODER_FILE, _Encoder(model), enc_inputs, cross, axes,
+                          args=(torch.randint(0, cfg.vocab_size, (B, S)), torch.ones(B, S, dtype=torch.long)),
+                          output_axes={n: ("batch", None, "src", None) for n in cross}, attention_count=L)
+    dec_inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("encoder_attention_mask", src)]
+    dec_inputs += [TensorSpec(n, "float32", ("batch", H, "past", hd)) for n in past]
+    dec_inputs += [TensorSpec(n, "float32", ("batch", H, "src", hd)) for n in cross]
+    args = (torch.randint(0, cfg.vocab_size, (B, T)), torch.ones(B, S, dtype=torch.long),
+            [torch.randn(B, H, P, hd) for _ in past], [torch.randn(B, H, S, hd) for _ in cross])
+    decoder = GraphExport(MODEL_FILE, _Decoder(model), dec_inputs, ["logits"] + present, axes, args=args,
+                          output_axes={"logits": ("batch", "seq", None), **{n: ("batch", None, "total", None) for n in present}},
+                          attention_count=2 * L)  # self- and cross-attention in every layer
+    cache = CacheRecord(L, H, hd, past, present, cfg.max_len, cfg.pad_id, start_id=cfg.pad_id,
+                        eos_id=tokenizer.eos_id if tokenizer is not None else None, cross=cross,
+                        encoder=ENCODER_FILE, encoder_inputs=enc_inputs)
+    return ExportSpec(SEQ2SEQ, [decoder, encoder], cache)
+
+
+KINDS: dict[str, Callable[..., ExportSpec]] = {PLAIN: plain_spec, CACHED_DECODER: cached_spec, SEQ2SEQ: seq2seq_spec}
+
+
+def spec_for(model, kv_cache: bool = False, tokenizer=None) -> ExportSpec:
+    """The spec of the bundle kind `model` exports as: seq2seq always, a cached decoder with `kv_cache`."""
+    if model.cfg.arch == "seq2seq":
+        return seq2seq_spec(model, tokenizer)
+    return cached_spec(model, tokenizer) if kv_cache else plain_spec(model, tokenizer)
+
+
+def check_attention_mode(attention: str) -> None:
+    if attention not in ATTENTION_OPSETS:
+        raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
+
+
+def trace_onnx(model: Transformer, attention: str = "fused", kv_cache: bool = False):
+    """The dynamo exporter's graph of `model` (its main graph), before edgeformer's passes."""
+    check_attention_mode(attention)
+    return trace(spec_for(model.eval(), kv_cache).graphs[0], attention)
+
+
+def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused", kv_cache: bool = False) -> Path:
+    """Write `model`'s main graph to `path` as ONNX, with the inputs of its bundle kind."""
+    return save(trace_onnx(model, attention, kv_cache), path, attention)

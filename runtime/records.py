@@ -1,0 +1,244 @@
+"""The typed records of a bundle's manifest (runtime/bundle.py owns the format and its versions).
+
+`TensorSpec` describes one graph input or output; each nested record of the manifest (`model`,
+its `cache`, `attention`, `quantization`, `parity`, `deploy`) is a dataclass. Keys a record does not
+know are kept in its `extra` and written back, so a newer writer's additions survive a copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output. `shape` holds ints for fixed sizes, names for dynamic axes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    min: float | None = None  # inclusive bounds on values (token ids, mask values)
+    max: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.min is not None:
+            d["min"] = self.min
+        if self.max is not None:
+            d["max"] = self.max
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(d["name"], d["dtype"], tuple(d["shape"]), d.get("min"), d.get("max"))
+
+
+def _specs(value: Any) -> list[TensorSpec] | None:
+    return None if value is None else [v if isinstance(v, TensorSpec) else TensorSpec.from_json(v) for v in value]
+
+
+class Record:
+    """A typed manifest record. Fields are attributes; keys it does not know live in `extra`.
+
+    For readers outside this package that still use the JSON's keys, a record also answers
+    `record["key"]`, `record.get("key")` and `"key" in record` (a field counts when not None).
+    """
+
+    _optional: ClassVar[tuple[str, ...]] = ()  # fields left out of the JSON when None
+    _nested: ClassVar[dict[str, Any]] = {}  # field -> how to read it from JSON
+
+    def __post_init__(self) -> None:
+        for name, read in self._nested.items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, read(value))
+
+    @classmethod
+    def _fields(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+
+    @classmethod
+    def from_json(cls, d: "dict[str, Any] | Record") -> Any:
+        if isinstance(d, cls):
+            return d
+        if not isinstance(d, dict):
+            raise TypeError(f"{cls.__name__} expects an object, got {type(d).__name__}")
+        known = cls._fields()
+        return cls(**{k: v for k, v in d.items() if k in known}, extra={k: v for k, v in d.items() if k not in known})
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self._fields():
+            value = getattr(self, name)
+            if value is None and name in self._optional:
+                continue
+            out[name] = _to_json(value)
+        out.update(self.extra)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._fields():
+            return getattr(self, key)
+        return self.extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self._fields():
+            setattr(self, key, value)
+        else:
+            self.extra[key] = value
+
+    def __contains__(self, key: str) -> bool:
+        return getattr(self, key) is not None if key in self._fields() else key in self.extra
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self[key] if key in self else None
+        return default if value is None else value
+
+    def keys(self) -> list[str]:
+        return list(self.to_json())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (dict, Record)):
+            return self.to_json() == (other.to_json() if isinstance(other, Record) else other)
+        return NotImplemented
+
+    __hash__ = None  # mutable, like the dicts it replaces
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, (Record, TensorSpec)):
+        return value.to_json()
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+@dataclass(eq=False)
+class CacheRecord(Record):
+    """How to drive a generation bundle without PyTorch: its cache tensors and special tokens.
+
+    A seq2seq bundle also names its encoder graph, that graph's inputs and outputs, and the
+    cross-attention tensors the encoder hands the decoder.
+    """
+
+    layers: int
+    heads: int
+    head_dim: int
+    past: list[str]
+    present: list[str]
+    max_len: int
+    pad_id: int
+    layout: list[str] = field(default_factory=lambda: ["batch", "heads", "past", "head_dim"])
+    dtype: str = "float32"
+    start_id: int | None = None  # seq2seq: the decoder's first token
+    eos_id: int | None = None
+    cross: list[str] | None = None  # seq2seq: the encoder's outputs, the decoder's cross-attention inputs
+    encoder: str | None = None  # seq2seq: the encoder graph's file
+    encoder_inputs: list[TensorSpec] | None = None
+    encoder_outputs: list[TensorSpec] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _optional: ClassVar = ("start_id", "cross", "encoder", "encoder_inputs", "encoder_outputs")
+    _nested: ClassVar = {"encoder_inputs": _specs, "encoder_outputs": _specs}
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.encoder is None and self.eos_id is None:
+            out.pop("eos_id")  # a cached decoder's record has no eos_id (its tokenizer has it)
+        return out
+
+
+@dataclass(eq=False)
+class ModelRecord(Record):
+    config: dict[str, Any]  # the ModelConfig as a dict (modeling.config owns its fields)
+    task: str | None = None
+    labels: list[str] | None = None
+    parameters: int | None = None
+    checkpoint: dict[str, Any] | None = None  # {"name": .., "sha256": ..} of the source weights
+    cache: CacheRecord | None = None  # generation bundles
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _optional: ClassVar = ("cache",)
+    _nested: ClassVar = {"cache": CacheRecord.from_json}
+
+
+@dataclass(eq=False)
+class AttentionRecord(Record):
+    kind: str  # "fused" | "unfused"
+    op: str | None = None
+    count: int | None = None
+    nodes: int | None = None
+    layout: str | None = None  # fused: "3d" | "4d"
+    encoder: "AttentionRecord | None" = None  # seq2seq: the encoder graph's
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _optional: ClassVar = ("nodes", "layout", "encoder")
+    _nested: ClassVar = {"encoder": lambda d: AttentionRecord.from_json(d)}
+
+
+@dataclass(eq=False)
+class QuantizationRecord(Record):
+    recipe: str
+    block_size: int | None = None
+    symmetric: bool | None = None
+    kept_float: list[str] = field(default_factory=list)
+    smooth_alpha: float | None = None
+    source_bundle: str | None = None
+    reduce_range: bool | None = None
+    weight_type: str | None = None
+    per_channel: bool | None = None
+    calibration: dict[str, Any] | None = None
+    measured: dict[str, Any] | None = None  # size ratio and latency on the CPU that made it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _optional: ClassVar = ("reduce_range", "weight_type", "per_channel", "measured")
+
+
+@dataclass(eq=False)
+class ParityRecord(Record):
+    """What the bundle passed: a float32 tolerance (`atol`, per output `worst` and `cases`) or an
+    accuracy budget (`kind` "budget": `max_drop` and the measured `fidelity`)."""
+
+    passed: bool
+    atol: float | None = None
+    worst: dict[str, Any] | None = None
+    cases: list[dict[str, Any]] | None = None
+    kind: str | None = None
+    max_drop: float | None = None
+    fidelity: dict[str, Any] | None = None
+    eval_texts: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _optional: ClassVar = ("atol", "worst", "cases", "kind", "fidelity", "eval_texts")
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if self.kind != "budget" and out.get("max_drop") is None:
+            out.pop("max_drop", None)
+        return out
+
+
+@dataclass(eq=False)
+class DeployRecord(Record):
+    """`edgeformer deploy`'s record; each target's own facts (tensorrt, triton, arm64, ...) are in `extra`."""
+
+    target: str
+    graph: str | None = None
+    source: dict[str, Any] | None = None
+    fixed_shape: dict[str, int] | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    host: dict[str, Any] | None = None
+    tools: dict[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph of a bundle: its file and what it takes and returns."""
+
+    name: str  # "model" (the one `graph` names), "encoder", ...
+    file: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
