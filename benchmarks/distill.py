@@ -26,7 +26,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from edgeformer.cli.distill_cmd import distill_report, report_rows  # noqa: E402
+from edgeformer.cli.distill_cmd import report_rows  # noqa: E402
+from edgeformer.export.distill_report import distill_report  # noqa: E402
 from edgeformer.modeling import load  # noqa: E402
 from edgeformer.modeling.distill import DistillConfig, distill_checkpoint  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402

@@ -11,14 +11,6 @@ import click
 from .output import ms, table, write_json
 
 
-def distill_report(teacher_ckpt, student_ckpt, result, bundles_dir=None, seconds: float = 2.0, rounds: int = 3) -> dict:
-    """edgeformer.export.distill_report.distill_report, imported only when a report is asked for (demo and
-    benchmarks call it from here)."""
-    from edgeformer.export.distill_report import distill_report as build
-
-    return build(teacher_ckpt, student_ckpt, result, bundles_dir, seconds=seconds, rounds=rounds)
-
-
 def report_rows(report: dict) -> tuple[list[str], list[list]]:
     """The report as table columns and rows: teacher, student, and their ratios."""
     t, s = report["models"]["teacher"], report["models"]["student"]
@@ -67,6 +59,7 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
             soft_weight, hard_weight, hidden_loss, hidden_weight, attention_loss, attention_weight, layer_map,
             embedding_loss, init, seed, report, bundles, bench_seconds, overwrite, json_out):
     """Distill TEACHER into a smaller student; report size, speed and what it keeps. Runs under torchrun too."""
+    from edgeformer.export.distill_report import distill_report
     from edgeformer.modeling.distill import DistillConfig, distill_checkpoint, parse_layer_map
     from edgeformer.modeling.distributed import current
     from edgeformer.modeling.loop import TrainConfig

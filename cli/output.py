@@ -35,6 +35,8 @@ def write_json(dest: str | None, data: Any) -> None:
 
 
 def _default(o: Any) -> Any:
+    if hasattr(o, "to_json"):  # manifest records, reports
+        return o.to_json()
     if hasattr(o, "tolist"):
         return o.tolist()
     raise TypeError(f"cannot serialise {type(o).__name__}")
