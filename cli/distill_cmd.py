@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from .options import Aliased, json_option, out_options, training_options
 from .output import ms, table, write_json
 
 
@@ -31,13 +32,12 @@ def report_rows(report: dict) -> tuple[list[str], list[list]]:
 @click.option("--task", help="Built-in task (default: the teacher's; embedding teachers: pydoc-lm sentences).")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False),
               help="Your data: as for train; for an embedding teacher one text per line (or .jsonl with text).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Student checkpoint directory to write.")
-@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Global batch (over all processes).")
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2), help="Longest training sequence.")
+@out_options("Student checkpoint directory")
+@training_options(epochs=3)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap on steps per epoch.")
-@click.option("--temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--soft-temperature", "--temperature", "temperature", default=2.0, show_default=True, cls=Aliased,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Softmax temperature of the soft targets (generate's --temperature is sampling).")
 @click.option("--soft-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the soft-target KL loss.")
 @click.option("--hard-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the label loss.")
 @click.option("--hidden-loss/--no-hidden-loss", default=False, show_default=True, help="Hidden-state loss over --layer-map.")
@@ -49,12 +49,10 @@ def report_rows(report: dict) -> tuple[list[str], list[list]]:
               help="Embedding models: loss on the normalised sentence embeddings.")
 @click.option("--init", "init", type=click.Choice(["auto", "teacher", "random"]), default="auto", show_default=True,
               help="auto: from teacher blocks spread from the first to the last, when the shapes match.")
-@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--report/--no-report", default=True, show_default=True, help="Export both and print the report table.")
 @click.option("--bundles", type=click.Path(file_okay=False), help="Keep the report's bundles here (teacher/, student/).")
 @click.option("--bench-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Timing per bundle and batch.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
+@json_option
 def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, lr, seq_len, steps_per_epoch, temperature,
             soft_weight, hard_weight, hidden_loss, hidden_weight, attention_loss, attention_weight, layer_map,
             embedding_loss, init, seed, report, bundles, bench_seconds, overwrite, json_out):

@@ -12,7 +12,7 @@ import click
 
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
-from .options import Aliased, json_option, out_options, runtime_options, seed_option, truncate_option
+from .options import Aliased, json_option, out_options, runtime_options, seed_option, training_options, truncate_option
 from .output import ms, parity_table, table, write_json
 
 
@@ -56,15 +56,11 @@ def cli():
               "Default: the arch's task.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")
-@click.option("--epochs", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2), help="Longest training sequence.")
+@training_options(epochs=5)
 @click.option("--positional", type=click.Choice(["sinusoidal", "learned"]),
               help="Position encoding (default: sinusoidal for encoders, learned for decoders).")
 @click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
 @click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
-@seed_option("initialisation, data order and dropout")
 @json_option
 def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, positional, norm, vocab_size, seed,
           overwrite, json_out):

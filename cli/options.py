@@ -13,6 +13,8 @@ for one release: they work, and help shows only the new name.
 
 from __future__ import annotations
 
+import math
+
 import click
 
 JSON_HELP = "Also write the result as JSON to FILE ('-' for stdout)."
@@ -52,6 +54,27 @@ def runtime_options(f):
 
 def seed_option(what: str):
     return click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
+
+
+def _finite(ctx, param, value):
+    """FloatRange lets NaN through (every comparison with NaN is false), and inf trains a NaN model."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def training_options(epochs: int):
+    """--epochs/--batch-size/--lr/--seq-len/--seed, the same for train and distill."""
+    def decorate(f):
+        f = seed_option("initialisation, data order and dropout")(f)
+        f = click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2),
+                         help="Longest training sequence.")(f)
+        f = click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                         callback=_finite, help="Peak learning rate.")(f)
+        f = click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+                         help="Global batch (over all processes under torchrun).")(f)
+        return click.option("--epochs", default=epochs, show_default=True, type=click.IntRange(min=1))(f)
+    return decorate
 
 
 def truncate_option(default: bool, what: str):
