@@ -164,48 +164,6 @@ def build_engine(onnx_path: Path, shapes: Mapping[str, tuple], plan: Mapping[str
     return bytes(memoryview(serialized)), timing, facts
 
 
-def check_cases(axes: Mapping[str, tuple[int, int, int]]) -> list[dict[str, int]]:
-    """Shapes inside the profile: opt, min, max and a middle one (odd length), without repeats."""
-    cases = []
-    for pick in (1, 0, 2, None):
-        sizes = {}
-        for axis, (lo, op, hi) in axes.items():
-            if pick is not None:
-                sizes[axis] = (lo, op, hi)[pick]
-            else:
-                mid = (lo + hi) // 2
-                sizes[axis] = mid if mid % 2 or mid + 1 > hi or axis == "batch" else mid + 1
-        if sizes not in cases:
-            cases.append(sizes)
-    return cases
-
-
-def compare_outputs(manifest: Manifest, feeds: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray],
-                    got: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: {"rel": max |got - ref| / max(1, max |ref|), "cosine": ...} over real (unpadded) positions."""
-    mask = feeds.get("attention_mask")
-    out = {}
-    for spec in manifest.outputs:
-        r, g = np.asarray(ref[spec.name], dtype=np.float64), np.asarray(got[spec.name], dtype=np.float64)
-        if r.shape != g.shape:
-            raise DeployError(f"the engine's {spec.name} has shape {g.shape}; onnxruntime's has {r.shape}")
-        if mask is not None and len(spec.shape) >= 2 and tuple(spec.shape[:2]) == ("batch", "seq") and mask.ndim == 2:
-            valid = mask.astype(bool)
-            r, g = r[valid], g[valid]
-        r, g = r.ravel(), g.ravel()
-        diff = float(np.abs(r - g).max(initial=0.0))
-        scale = max(1.0, float(np.abs(r).max(initial=0.0)))
-        denom = float(np.linalg.norm(r) * np.linalg.norm(g))
-        cosine = float(r @ g / denom) if denom > 0 else float(np.array_equal(r, g))
-        out[spec.name] = {"max_abs": diff, "rel": diff / scale, "cosine": cosine}
-    return out
-
-
-def passes(metrics: Mapping[str, float], tolerance: Mapping[str, float]) -> bool:
-    ok = metrics["rel"] <= tolerance["rel"] and np.isfinite(metrics["rel"])
-    return bool(ok and metrics["cosine"] >= tolerance.get("cosine", -1.0))
-
-
 def _median_ms(fn: Callable[[], Any], runs: int = 30, warmup: int = 5) -> float:
     for _ in range(warmup):
         fn()
