@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from edgeformer.runtime.artifacts import check_picture_path
+from edgeformer.runtime.artifacts import check_picture_path, save_figure
 
 from .report import DebugReport
 
@@ -52,11 +52,4 @@ def plot_error_curve(report: DebugReport, path: str | os.PathLike, title: str = 
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from edgeformer.runtime.artifacts import check_picture_path
+from edgeformer.runtime.artifacts import check_picture_path, save_figure
 
 from .bundle import QuantizeResult, quantize_bundle
 from .evaluate import EvalSet
@@ -54,11 +54,4 @@ def plot_tradeoff(results: list[QuantizeResult], path: str | os.PathLike, title:
     ax.set_title(title or "quantization: accuracy against latency")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, path)

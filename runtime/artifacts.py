@@ -60,6 +60,20 @@ def check_picture_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure to `path` atomically (a temporary sibling renamed into place), then close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     """The installed version of each distribution in `names` that is installed."""
     from importlib import metadata
