@@ -64,11 +64,11 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     m = model.manifest.model
     lines = []
     logits = outputs.get("logits")
-    if logits is not None and m.get("task") == "classification":
-        labels = m.get("labels") or [str(i) for i in range(logits.shape[-1])]
+    if logits is not None and m.task == "classification":
+        labels = m.labels or [str(i) for i in range(logits.shape[-1])]
         for row, p in enumerate(softmax(logits)):
             lines.append(f"row {row}: {top_labels(labels, p)}")
-    elif logits is not None and m.get("task") == "causal-lm":
+    elif logits is not None and m.task == "causal-lm":
         mask = feeds.get("attention_mask", np.ones(logits.shape[:2], dtype=np.int64))
         for row in range(logits.shape[0]):
             last = int(mask[row].sum()) - 1

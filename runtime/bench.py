@@ -269,7 +269,7 @@ def bench_model(
     Without a reference: one block of `min_seconds`, reliable when its spread is small.
     `rule` overrides all of that.
     """
-    if "cache" in model.manifest.model:  # its inputs include the cache: time generation instead
+    if model.manifest.cache is not None:  # its inputs include the cache: time generation instead
         raise EdgeformerError(f"{model.bundle.path} has a key/value cache; time it with `edgeformer generate` "
                               "(prompt and per-token latency) or benchmarks/generation.py")
     feeds = model.validate(manifest_inputs(model.manifest, batch, seq, seed, padded=False))

@@ -42,8 +42,7 @@ def _specs(value: Any) -> list[TensorSpec] | None:
 class Record:
     """A typed manifest record. Fields are attributes; keys it does not know live in `extra`.
 
-    For readers outside this package that still use the JSON's keys, a record also answers
-    `record["key"]`, `record.get("key")` and `"key" in record` (a field counts when not None).
+    Readers use attributes; a record equals another record, or the JSON object, of the same content.
     """
 
     _optional: ClassVar[tuple[str, ...]] = ()  # fields left out of the JSON when None
@@ -77,27 +76,6 @@ class Record:
             out[name] = _to_json(value)
         out.update(self.extra)
         return out
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._fields():
-            return getattr(self, key)
-        return self.extra[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in self._fields():
-            setattr(self, key, value)
-        else:
-            self.extra[key] = value
-
-    def __contains__(self, key: str) -> bool:
-        return getattr(self, key) is not None if key in self._fields() else key in self.extra
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self[key] if key in self else None
-        return default if value is None else value
-
-    def keys(self) -> list[str]:
-        return list(self.to_json())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (dict, Record)):

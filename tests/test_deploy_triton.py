@@ -71,10 +71,10 @@ def test_encoder_repository_layout_and_config(encoder_repo):
     assert (out / name / "1" / "model.onnx").read_bytes() == (src.path / "model.onnx").read_bytes()
     deployed = open_bundle(out).manifest
     assert deployed.graph == f"{name}/1/model.onnx"
-    assert deployed.deploy["target"] == "triton"
-    assert deployed.deploy["triton"]["max_batch_size"] == 8 and deployed.deploy["triton"]["kind"] == "KIND_AUTO"
-    assert [c["passed"] for c in deployed.deploy["checks"]] == [True, True, True]
-    copy = deployed.deploy["checks"][2]["values"]
+    assert deployed.deploy.target == "triton"
+    assert deployed.deploy.extra["triton"]["max_batch_size"] == 8 and deployed.deploy.extra["triton"]["kind"] == "KIND_AUTO"
+    assert [c["passed"] for c in deployed.deploy.checks] == [True, True, True]
+    copy = deployed.deploy.checks[2]["values"]
     assert copy["sha256_equal"] and copy["max_abs"] == 0.0 and copy["sizes"]["batch"] == 8
     readme = (out / "README.md").read_text()
     assert "tritonserver --model-repository=/models" in readme

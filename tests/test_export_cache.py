@@ -39,13 +39,13 @@ def test_cached_decoder_graph_manifest_and_parity(cached_decoder):
     assert dims["past_key_values.1.value"] == ["batch", 4, "past", 8]
     assert dims["present.0.key"] == ["batch", 4, "total", 8] and dims["logits"] == ["batch", "seq", 300]
     m = result.manifest
-    assert m.opset == 23 and m.attention["count"] == 2 and m.attention["kind"] == "fused"
-    cache = m.model["cache"]
-    assert (cache["layers"], cache["heads"], cache["head_dim"], cache["max_len"]) == (2, 4, 8, 128)
-    assert cache["past"] == ["past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key",
+    assert m.opset == 23 and m.attention.count == 2 and m.attention.kind == "fused"
+    cache = m.cache
+    assert (cache.layers, cache.heads, cache.head_dim, cache.max_len) == (2, 4, 8, 128)
+    assert cache.past == ["past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key",
                              "past_key_values.1.value"]
-    assert cache["present"][3] == "present.1.value"
-    assert m.axes["past"] == {"min": 0, "max": 127} and m.parity["passed"]
+    assert cache.present[3] == "present.1.value"
+    assert m.axes["past"] == {"min": 0, "max": 127} and m.parity.passed
 
 
 @pytest.mark.parametrize("overrides", [

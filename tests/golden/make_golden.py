@@ -77,7 +77,7 @@ def main(root: Path) -> None:
     gen = model.generate(prompts, max_new_tokens=8)
     step = {"input_ids": np.array([[5, 17, 99]]), "attention_mask": np.ones((1, 3), np.int64),
             "position_ids": np.arange(3)[None],
-            **{n: np.zeros((1, 4, 0, 8), np.float32) for n in model.manifest.model["cache"]["past"]}}
+            **{n: np.zeros((1, 4, 0, 8), np.float32) for n in model.manifest.cache.past}}
     got = model(step)
     np.savez(root / "cached.npz", prompt_0=np.array(prompts[0]), prompt_1=np.array(prompts[1]),
              token_ids=np.array(gen.token_ids), **{f"step.{k}": np.asarray(v) for k, v in step.items()},
