@@ -21,6 +21,22 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 class Group(click.Group):
+    def main(self, *args, **kwargs):
+        """Click's own errors (a missing argument, an unknown option or command, a bad value) in one line, exit 2."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+
     def invoke(self, ctx):
         import warnings
 

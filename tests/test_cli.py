@@ -189,3 +189,13 @@ def test_run_text_on_a_classifier(trained):
     assert abs(sum(out["probabilities"][0]) - 1.0) < 1e-5
     proc = cli("run", trained / "bundle", "--text", "Open a socket connection.")
     assert proc.stdout.startswith("0: ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run"], "Missing argument 'BUNDLE'"),
+    (["bogus"], "No such command 'bogus'"),
+    (["bench", "b", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["train", "--arch", "encoder", "--lr", "inf", "--out", "x"], "is not a finite number"),
+])
+def test_usage_errors_are_one_line(args, message):
+    assert_bad_input(cli(*args, ok=False), message)
