@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from edgeformer.runtime.artifacts import atomic_directory, read_json_object
+from edgeformer.runtime.artifacts import atomic_directory, check_format_version, read_json_object
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
@@ -78,12 +78,7 @@ def config_from_json(data: dict[str, Any], where: str = CONFIG_FILE) -> ModelCon
         version = 1  # written before checkpoints carried a version
     elif fmt != FORMAT:
         raise CheckpointError(f"{where} has format {fmt!r}; expected '{FORMAT}'")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise CheckpointError(f"{where} was written by a newer edgeformer (format version {version}); "
-                              f"this one reads up to {FORMAT_VERSION}")
-    if version not in READS or isinstance(version, bool):
-        raise CheckpointError(f"{where} has format_version {version!r}; this edgeformer reads versions "
-                              f"{', '.join(map(str, READS))}")
+    check_format_version(where, version, FORMAT_VERSION, READS, CheckpointError)
     return ModelConfig.from_dict(data)
 
 

@@ -87,6 +87,15 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
+def check_format_version(where: str | os.PathLike, version: Any, current: int, reads: tuple[int, ...],
+                         error: type[EdgeformerError]) -> None:
+    """Refuse, in one line, a format version this edgeformer cannot read: newer than `current`, or not in `reads`."""
+    if isinstance(version, int) and not isinstance(version, bool) and version > current:
+        raise error(f"{where} was written by a newer edgeformer (format version {version}); this one reads up to {current}")
+    if version not in reads or isinstance(version, bool):
+        raise error(f"{where} has format_version {version!r}; this edgeformer reads versions {', '.join(map(str, reads))}")
+
+
 class OutputExists(EdgeformerError):
     """An --out that would replace something: an existing folder without --overwrite, or an input."""
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json_object, sha256_file
+from .artifacts import check_format_version, read_json_object, sha256_file
 from .errors import BundleError
 from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, ModelRecord, ParityRecord,  # noqa: F401
                       QuantizationRecord, Record, TensorSpec, _to_json)
@@ -161,13 +161,7 @@ def check_version(path: Path, data: dict[str, Any]) -> None:
     """Refuse, in one line, a manifest of another format or of a version this edgeformer cannot read."""
     if data.get("format") != FORMAT:
         raise BundleError(f"{path} is not an edgeformer manifest (expected format '{FORMAT}')")
-    version = data.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise BundleError(f"{path} was written by a newer edgeformer (format version {version}); "
-                          f"this one reads up to {FORMAT_VERSION}")
-    if version not in READS or isinstance(version, bool):
-        raise BundleError(f"{path} has format_version {version!r}; this edgeformer reads versions "
-                          f"{', '.join(map(str, READS))}")
+    check_format_version(path, data.get("format_version"), FORMAT_VERSION, READS, BundleError)
 
 
 def read_manifest(directory: str | os.PathLike) -> Manifest:
