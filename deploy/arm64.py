@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
-from edgeformer.runtime.inputs import example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs
 
 from . import emulator
 from .folder import Check, Deployment, DeployError, DeployOptions
@@ -94,26 +94,11 @@ def copy_graph(bundle: Bundle, work: Path) -> list[str]:
     return copied
 
 
-def case_sizes(manifest: Manifest, batch: int, seq: int) -> dict[str, int]:
-    """Sizes of every named axis for one case, inside the manifest's limits (a cache's total = past + seq)."""
-    sizes = {}
-    for axis, lim in manifest.axes.items():
-        lo, hi = int(lim.get("min", 1)), lim.get("max")
-        want = {"batch": batch, "seq": seq, "past": 5, "src": seq + 3}.get(axis, 4)
-        sizes[axis] = max(lo, min(want, int(hi)) if hi is not None else want)
-    if "total" in manifest.axes:
-        hi = manifest.axes["total"].get("max")
-        if hi is not None and sizes.get("past", 0) + sizes.get("seq", 1) > hi:
-            sizes["seq"] = max(1, int(hi) - sizes.get("past", 0))
-        sizes["total"] = sizes.get("past", 0) + sizes.get("seq", 1)
-    return sizes
-
-
 def check_inputs(manifest: Manifest, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     cases = []
     for batch, seq, padded in SHAPES:
-        sizes = case_sizes(manifest, batch, seq)
+        sizes = axis_sizes(manifest, batch, seq)
         cases.append(example_inputs(manifest.inputs, sizes, rng, padded))
     return cases
 

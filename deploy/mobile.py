@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeformer.runtime.bundle import Bundle, Manifest
-from edgeformer.runtime.inputs import example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs
 
 from .folder import Check, Deployment, DeployError, DeployOptions
 
@@ -157,17 +157,12 @@ def provider_coverage(src: Path, target: str) -> list[dict[str, Any]]:
 
 
 def check_shapes_for(manifest: Manifest) -> list[dict[str, int]]:
-    """The axis sizes the .ort check runs at: the fixed shape, or a few within the manifest's limits."""
-    axes = {name: lim for name, lim in manifest.axes.items()}
-    if all(lim.get("min") == lim.get("max") for lim in axes.values()):
-        return [{n: lim["min"] for n, lim in axes.items()}]
+    """The axis sizes the .ort check runs at: a few within the manifest's limits (one for a fixed shape)."""
     cases = []
     for batch, seq in ((1, 8), (3, 17), (2, 64)):
-        sizes = {}
-        for name, lim in axes.items():
-            want = batch if name == "batch" else seq
-            sizes[name] = max(lim.get("min", 1), min(want, lim.get("max") or want))
-        cases.append(sizes)
+        sizes = axis_sizes(manifest, batch, seq)
+        if sizes not in cases:
+            cases.append(sizes)
     return cases
 
 

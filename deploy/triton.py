@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeformer.runtime.artifacts import sha256_file
 from edgeformer.runtime.bundle import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec
-from edgeformer.runtime.inputs import example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs
 
 from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions
 
@@ -265,11 +265,7 @@ def check_graph(model: Path, got: dict[str, Any]) -> Check:
 
 def check_sizes(manifest: Manifest, mbs: int) -> dict[str, int]:
     """Axis sizes of the run check: max_batch rows, the other axes at CHECK_SEQ within their limits."""
-    sizes = {}
-    for name, lim in manifest.axes.items():
-        want = mbs if name == "batch" and mbs else CHECK_SEQ
-        sizes[name] = max(lim.get("min", 1), min(want, lim.get("max") or want))
-    return sizes
+    return axis_sizes(manifest, mbs or CHECK_SEQ, CHECK_SEQ)
 
 
 def check_copy(source: Path, copy: Path, manifest: Manifest, mbs: int, seed: int) -> Check:

@@ -75,9 +75,28 @@ def example_inputs(
     if lengths is not None:
         for spec in inputs:
             arr = out[spec.name]
-            if spec.name != MASK and arr.ndim == 2 and np.dtype(spec.dtype).kind in "iu":
+            # ids that share the mask's (batch, seq) shape get the pad id where it is 0; a cached decoder's
+            # mask covers past + new tokens, its ids only the new ones
+            if spec.name != MASK and arr.shape == out[MASK].shape and np.dtype(spec.dtype).kind in "iu":
                 arr[out[MASK] == 0] = int(spec.min or 0)
     return out
+
+
+def axis_sizes(manifest: Manifest, batch: int, seq: int) -> dict[str, int]:
+    """A size for every named axis of the manifest, within its limits: `batch` and `seq` as asked (a
+    seq2seq source a little longer than `seq`, a cache's past 5 tokens, other axes 4), and a cache's
+    total = past + seq, so the inputs it sizes agree with each other."""
+    sizes = {}
+    for axis, lim in manifest.axes.items():
+        lo, hi = int(lim.get("min", 1)), lim.get("max")
+        want = {"batch": batch, "seq": seq, "past": 5, "src": seq + 3}.get(axis, 4)
+        sizes[axis] = max(lo, min(want, int(hi)) if hi is not None else want)
+    if "total" in manifest.axes:
+        hi = manifest.axes["total"].get("max")
+        if hi is not None and sizes.get("past", 0) + sizes.get("seq", 1) > hi:
+            sizes["seq"] = max(1, int(hi) - sizes.get("past", 0))
+        sizes["total"] = sizes.get("past", 0) + sizes.get("seq", 1)
+    return sizes
 
 
 def manifest_inputs(manifest: Manifest, batch: int, seq: int, seed: int = 0, padded: bool = True) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from edgeformer import runtime
 from edgeformer.cli.main import cli
 from edgeformer.deploy import DeployError, DeployOptions, deploy
 from edgeformer.deploy import arm64, emulator
-from edgeformer.runtime.inputs import manifest_inputs
+from edgeformer.runtime.inputs import axis_sizes, manifest_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 # Shared with `make board-check`: the aarch64 root is built once (about 40 s, needs the Debian and
@@ -100,7 +100,7 @@ def test_check_inputs_cover_padded_batches_and_cache_axes(encoder_bundle):
     assert [c["input_ids"].shape for c in cases] == [(1, 8), (3, 24), (2, 64)]
     assert any((c["attention_mask"] == 0).any() for c in cases)  # right-padded rows
     m.axes = {"batch": {"min": 1}, "seq": {"min": 1, "max": 8}, "past": {"min": 0, "max": 7}, "total": {"min": 1, "max": 8}}
-    sizes = arm64.case_sizes(m, batch=2, seq=64)
+    sizes = axis_sizes(m, batch=2, seq=64)
     assert sizes["total"] == sizes["past"] + sizes["seq"] <= 8
 
 

@@ -129,3 +129,11 @@ def test_cli_deploy_refuses_out_over_the_bundle(tmp_path, encoder_bundle):
     assert_bad_input(cli("deploy", encoder_bundle.path, "--target", "android", "--out", encoder_bundle.path,
                          "--overwrite", ok=False), "overlaps the input")
     assert runtime.load(encoder_bundle.path)  # still whole
+
+
+def test_cached_decoder_for_android(tmp_path, cached_decoder):
+    """Generation on a phone: the cache's past and total axes are sized consistently in the check."""
+    r = deploy(cached_decoder[1].path, "android", tmp_path / "out")
+    values = r.manifest.deploy.checks[0]["values"]
+    assert values["max_abs"] <= 1e-6
+    assert all(s.endswith(f"total={5 + int(s.split('seq=')[1].split(',')[0])}") for s in values["shapes"])
