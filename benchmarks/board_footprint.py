@@ -26,6 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from board_check import ROOT, board_bundles  # noqa: E402
 
+from edgeformer.runtime.cpu import cpu_model  # noqa: E402
+
 LIMITS_MB = (512, 1024)
 THREADS = (1, 2, 4)
 IDS = " ".join(str(5 + i % 50) for i in range(64))
@@ -78,16 +80,6 @@ def latency(bundle: Path, threads: int, cores: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    name = fields.get("Model name", "unknown").strip()
-    return f"{name}, {os.cpu_count()} cores ({fields.get('Architecture', '?').strip()})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", default=str(ROOT / "demo-out"))
@@ -97,7 +89,7 @@ def main() -> None:
     bundles = board_bundles(Path(args.cache), Path(args.demo))
     exe = str(Path(sys.executable).with_name("edgeformer"))
     ncores = os.cpu_count() or 1
-    result = {"cpu": cpu_model(), "source": bundles["source"], "bundles": {}}
+    result = {"cpu": f"{cpu_model()}, {os.cpu_count()} cores", "source": bundles["source"], "bundles": {}}
     for name in ("encoder", "decoder", "int8"):
         b = bundles[name]
         limited_run(exe, b, None)  # warm the page cache

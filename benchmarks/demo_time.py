@@ -23,20 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def load_average() -> str:
-    out = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    return out.split("load average:")[-1].strip() if "load average" in out else out
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except FileNotFoundError:
-        return "unknown (no lscpu)"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    model = fields.get("Model name", "unknown").strip()
-    return f"{model}, {os.cpu_count()} CPUs visible"
+from edgeformer.runtime.cpu import cpu_model, load_average
 
 
 def main() -> int:
@@ -52,7 +39,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "demo-out"
         cmd = [exe, "demo", "--out", str(out), "--json", str(Path(tmp) / "summary.json")] + (["--quick"] if args.quick else [])
-        load_start, cpu = load_average(), cpu_model()
+        load_start, cpu = load_average(), f"{cpu_model()}, {os.cpu_count()} CPUs visible"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from edgeformer.cli.distill_cmd import report_rows  # noqa: E402
+from edgeformer.runtime.cpu import load_average  # noqa: E402
 from edgeformer.export.distill_report import distill_report  # noqa: E402
 from edgeformer.modeling import load  # noqa: E402
 from edgeformer.modeling.distill import DistillConfig, distill_checkpoint  # noqa: E402
@@ -41,10 +41,6 @@ def markdown(title: str, report: dict) -> str:
     return "\n".join(lines)
 
 
-def load_average() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
 def classification(root: Path) -> tuple[str, dict]:
     teacher, student = root / "topics-teacher", root / "topics-student"
     t0 = time.perf_counter()
@@ -53,7 +49,7 @@ def classification(root: Path) -> tuple[str, dict]:
     t1 = time.perf_counter()
     result = distill_checkpoint(teacher, "small", student, layers=2, tc=TrainConfig(epochs=3, lr=1e-3), overwrite=True)
     t2 = time.perf_counter()
-    print(f"teacher trained in {t1 - t0:.0f} s, student distilled in {t2 - t1:.0f} s; {load_average()}", flush=True)
+    print(f"teacher trained in {t1 - t0:.0f} s, student distilled in {t2 - t1:.0f} s; load average {load_average()}", flush=True)
     report = distill_report(teacher, student, result, root / "topics-bundles", seconds=3.0)
     report["seconds"] = {"teacher_training": t1 - t0, "distillation": t2 - t1}
     return markdown("stdlib-topics: small teacher (4 x 128) -> 2-layer student, 3 epochs", report), report
@@ -71,7 +67,7 @@ def minilm(root: Path) -> tuple[str, dict]:
     t1 = time.perf_counter()
     last = result.history[-1]
     print(f"MiniLM student distilled in {t1 - t0:.0f} s: held-out cosine mean {last['eval_cosine']:.4f}, "
-          f"min {last['eval_min_cosine']:.4f}; {load_average()}", flush=True)
+          f"min {last['eval_min_cosine']:.4f}; load average {load_average()}", flush=True)
     report = distill_report(teacher, student, result, root / "minilm-bundles", seconds=3.0)
     report["seconds"] = {"distillation": t1 - t0}
     report["history"] = result.history
@@ -85,12 +81,12 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
-        print(f"start: {load_average()}", flush=True)
+        print(f"start: load average {load_average()}", flush=True)
         jobs = {"topics": classification, "minilm": minilm}
         for job in [jobs[args.only]] if args.only else jobs.values():
             text, report = job(root)
             print(text + "\n", flush=True)
-        print(f"end: {load_average()}")
+        print(f"end: load average {load_average()}")
 
 
 if __name__ == "__main__":

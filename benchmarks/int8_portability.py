@@ -100,9 +100,8 @@ def main() -> None:
     emulate = not args.no_emulation
     if emulate and shutil.which("qemu-x86_64-static") is None:
         sys.exit("qemu-x86_64-static is not installed (apt-get install qemu-user-static); or pass --no-emulation")
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model_name = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "?")
-    print(f"CPU: {model_name} ({describe()['int8_class']}); load average {os.getloadavg()[0]:.2f}", flush=True)
+    host = describe()
+    print(f"CPU: {host['cpu']} ({host['int8_class']}); load average {os.getloadavg()[0]:.2f}", flush=True)
     variants = [v for v in VARIANTS if not args.only or args.only in v[0]]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

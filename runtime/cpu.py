@@ -7,6 +7,7 @@ do not. A fidelity measured on one class is a claim about that class only, so ma
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +63,14 @@ def int8_class(machine: str | None = None, flags: frozenset[str] | None = None) 
     if machine in ("aarch64", "arm64"):
         return "arm64-dotprod" if "asimddp" in flags else "arm64"
     return "other"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them ('unknown' where the OS has none)."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):
+        return "unknown"
 
 
 def describe() -> dict[str, str]:
