@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import onnx
 
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
-from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, sha256_file
+from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
 
@@ -40,13 +39,7 @@ class ExportResult:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("edgeformer", "torch", "onnx", "onnxscript", "onnxruntime"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return package_versions(("edgeformer", "torch", "onnx", "onnxscript", "onnxruntime"))
 
 
 def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
