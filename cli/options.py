@@ -52,8 +52,8 @@ def runtime_options(f):
     return f
 
 
-def seed_option(what: str):
-    return click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
+def seed_option(what: str, default: int = 0):
+    return click.option("--seed", default=default, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
 
 
 def _finite(ctx, param, value):
