@@ -21,11 +21,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from edgeformer.runtime.artifacts import atomic_directory, check_format_version, read_json_object
+from edgeformer.runtime.artifacts import atomic_directory, check_format_version, confined_path, read_json_object
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
 from .config import ModelConfig
+from .config_limits import check_weights_header
 from .model import Transformer
 from .seq2seq import build_model
 
@@ -89,7 +90,7 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
 
 def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | None:
     p = Path(path) / TOKENIZER_FILE
-    return TextTokenizer.from_file(p) if p.is_file() else None
+    return TextTokenizer.from_file(confined_path(path, TOKENIZER_FILE, CheckpointError)) if p.is_file() else None
 
 
 def load(path: str | os.PathLike) -> Transformer:
@@ -101,6 +102,8 @@ def load(path: str | os.PathLike) -> Transformer:
         pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
         hint = f" ({pickled[0]} is a pickle and is never loaded: convert it to safetensors)" if pickled else ""
         raise CheckpointError(f"{path} has no {WEIGHTS_FILE}{hint}")
+    confined_path(path, WEIGHTS_FILE, CheckpointError)
+    check_weights_header(cfg, weights)  # shapes and sizes agree before a byte is allocated
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:

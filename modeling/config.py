@@ -6,8 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edgeformer.runtime.errors import EdgeformerError
-
+from .config_limits import ConfigError, check_fields  # noqa: F401  (ConfigError: re-exported)
 from .presets import PRESETS
 
 ARCHS = ("encoder", "decoder", "seq2seq")
@@ -26,10 +25,6 @@ CHOICES = {
 # seq2seq is the 2017 paper's encoder-decoder: sinusoidal positions, ReLU, LayerNorm after each residual add.
 ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "learned"},
                                   "seq2seq": {"positional": "sinusoidal", "activation": "relu", "norm": "post"}}
-
-
-class ConfigError(EdgeformerError):
-    pass
 
 
 @dataclass
@@ -62,6 +57,7 @@ class ModelConfig:
     num_channels: int = 3
 
     def __post_init__(self):
+        check_fields(self)  # types and bounds of every field first (config_limits)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not supported; expected one of: {', '.join(allowed)}")

@@ -34,13 +34,41 @@ def read_json_object(directory: str | os.PathLike, name: str, error: type[Edgefo
     path = directory / name
     if not path.is_file():
         raise error(f"{directory} has no {name}; expected a {kind} made by '{made_by}'")
+    confined_path(directory, name, error)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise error(f"{path} is {path.stat().st_size} bytes; a {kind}'s {name} is at most {MAX_JSON_BYTES}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise error(f"{path} is not valid JSON ({e}); the {kind} is corrupt") from None
+    except RecursionError:
+        raise error(f"{path} is nested too deeply to be a {kind}'s {name}; the {kind} is corrupt") from None
     if not isinstance(data, dict):
         raise error(f"{path} holds a JSON {type(data).__name__}; expected an object")
     return data
+
+
+MAX_JSON_BYTES = 64 << 20  # a manifest or config.json: kilobytes in practice
+
+
+def confined_path(directory: str | os.PathLike, name: Any, error: type[EdgeformerError]) -> Path:
+    """`directory/name`, refused unless `name` is a relative path that stays inside `directory`.
+
+    An artifact's files are named by the artifact itself (a manifest's `files`, its graph), so a
+    crafted one could name `../../secret`, `/etc/passwd`, or hold a symlink that points elsewhere:
+    no absolute path, no `..`, and no symlink whose target leaves the folder is followed.
+    """
+    directory = Path(directory)
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise error(f"{directory} names the file {name!r}; expected a relative path inside the folder")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise error(f"{directory} names the file {name!r}, which leaves the folder; expected a relative path inside it")
+    root = directory.resolve()
+    target = (directory / rel).resolve()
+    if not target.is_relative_to(root):
+        raise error(f"{directory / rel} is a link to {target}, outside {root}; an artifact's files must be inside its folder")
+    return directory / rel
 
 
 PICTURE_FORMATS = (".png", ".svg", ".pdf")

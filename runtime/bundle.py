@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import check_format_version, read_json_object, sha256_file
+from .artifacts import check_format_version, confined_path, read_json_object, sha256_file
 from .errors import BundleError
+from .manifest_checks import check_manifest_bounds, check_manifest_json, check_manifest_paths
 from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, ModelRecord, ParityRecord,  # noqa: F401
                       QuantizationRecord, Record, TensorSpec, _to_json)
 
@@ -170,12 +171,18 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     check_version(path, data)
     if data["format_version"] == 1 and "kind" in data:
         raise BundleError(f"{path} has a kind field at format_version 1; the bundle is corrupt")
+    check_manifest_json(path, data)
+    known = {f.name for f in dataclasses.fields(Manifest)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BundleError(f"{path} has unknown field {unknown[0]!r}; this edgeformer knows: {', '.join(sorted(known))}")
     try:
         manifest = Manifest.from_json(data)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise BundleError(f"{path} is missing or has malformed field {e}; the bundle is corrupt") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise BundleError(f"{path} has a malformed record ({e}); the bundle is corrupt") from None
     if manifest.kind not in KINDS:
         raise BundleError(f"{path} is a bundle of kind {manifest.kind!r}; this edgeformer knows: {', '.join(KINDS)}")
+    check_manifest_bounds(path, manifest)
     return manifest
 
 
@@ -183,7 +190,7 @@ def verify_files(directory: str | os.PathLike, manifest: Manifest) -> None:
     """Raise BundleError naming the first file that is missing or whose sha256 differs."""
     directory = Path(directory)
     for rel, meta in manifest.files.items():
-        p = directory / rel
+        p = confined_path(directory, rel, BundleError)
         if not p.is_file():
             raise BundleError(f"{p} is listed in the manifest but missing; the bundle is incomplete")
         if p.stat().st_size != meta["bytes"] or sha256_file(p) != meta["sha256"]:
@@ -192,8 +199,11 @@ def verify_files(directory: str | os.PathLike, manifest: Manifest) -> None:
 
 def open_bundle(directory: str | os.PathLike, verify: bool = True) -> Bundle:
     """Read and check a bundle. `verify=False` skips hashing (for trusted, read-only storage)."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise BundleError(f"bundle path of type {type(directory).__name__}; expected a folder path (str or Path)")
     directory = Path(directory)
     manifest = read_manifest(directory)
+    check_manifest_paths(directory, manifest)
     for graph in manifest.graphs:
         if graph.file not in manifest.files:
             raise BundleError(f"{directory / MANIFEST_FILE} lists no {graph.file}; the bundle is corrupt")

@@ -8,6 +8,7 @@ A `Model` owns those graphs; each is callable with a dict of arrays and validate
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -16,6 +17,7 @@ import onnxruntime as ort
 
 from .bundle import Bundle, GraphSpec, Manifest, open_bundle
 from .errors import EdgeformerError
+from .manifest_checks import check_graph_agrees
 from .inputs import DEFAULT_FILL, validate_inputs  # noqa: F401  (DEFAULT_FILL: re-exported)
 from .sessions import (CPU, DISABLED_OPTIMIZERS, PROVIDER_ALIASES, SessionSettings,  # noqa: F401  (re-exported)
                        create_session, deployment_session_config, open_session, resolve_providers, session_options)
@@ -26,12 +28,7 @@ class Graph:
 
     def __init__(self, manifest: Manifest, spec: GraphSpec, session: ort.InferenceSession, path: os.PathLike | str):
         self.manifest, self.spec, self.session = manifest, spec, session
-        graph_inputs = [i.name for i in session.get_inputs()]
-        if graph_inputs != [s.name for s in spec.inputs]:
-            raise EdgeformerError(
-                f"{path} has inputs {graph_inputs} but the manifest declares "
-                f"{[s.name for s in spec.inputs]}; the bundle is inconsistent"
-            )
+        check_graph_agrees(path, spec.inputs, spec.outputs, session)
 
     @property
     def inputs(self):
@@ -53,6 +50,11 @@ class Graph:
 class Model:
     """A loaded bundle. Call it with a dict of numpy arrays; it returns a dict of numpy arrays.
 
+    One Model serves many threads: calling it, `embed`, `classify`, `generate` and `stream` from
+    several threads at once gives each call the result it would get alone. Nothing a call sets is
+    shared (the tokenizer is never reconfigured per call, each generation keeps its own cache and
+    random generator), and ONNX Runtime's `InferenceSession.run` is safe to call concurrently.
+
     `graphs` holds every graph of the bundle by name ("model", and "encoder" for seq2seq);
     `session` is the main graph's ONNX Runtime session.
     """
@@ -65,6 +67,7 @@ class Model:
         self.inputs = bundle.manifest.inputs
         self.outputs = bundle.manifest.outputs
         self._tokenizer = None
+        self._tokenizer_lock = threading.Lock()
 
     @property
     def manifest(self) -> Manifest:
@@ -79,11 +82,12 @@ class Model:
     @property
     def tokenizer(self):
         """The bundle's TextTokenizer (needs the optional `tokenizers` package), loaded on first use."""
-        if self._tokenizer is None:
-            from .text import tokenizer_of
+        with self._tokenizer_lock:  # one tokenizer per model, however many threads ask first
+            if self._tokenizer is None:
+                from .text import tokenizer_of
 
-            self._tokenizer = tokenizer_of(self)
-        return self._tokenizer
+                self._tokenizer = tokenizer_of(self)
+            return self._tokenizer
 
     def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True) -> np.ndarray:
         """(N, d) L2-normalised mean-pooled sentence embeddings of `texts` (see runtime.text)."""

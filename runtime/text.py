@@ -83,9 +83,10 @@ def classify(model: "Model", texts: Sequence[str], batch_size: int = 32, truncat
     if model.manifest.model.task != "classification":
         raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.task!r}")
     names = model.manifest.model.labels or [str(i) for i in range(model.outputs[0].shape[-1])]
-    probs, cut = [], []
+    probs, cut, start = [], [], 0
     for b, out in batches(model, texts, batch_size, truncation):
         probs.append(softmax(out["logits"]))
-        cut += b.truncated
+        cut += [start + i for i in b.truncated]  # indices into `texts`, not into the chunk
+        start += len(b.input_ids)
     p = np.concatenate(probs)
     return Classification([names[i] for i in p.argmax(-1)], p, names, cut)

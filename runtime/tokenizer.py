@@ -4,11 +4,16 @@
 of the runtime works on token ids without it. The tokenizer's own special-token template (BERT's
 [CLS] ... [SEP]) is applied; its saved padding and truncation settings are not: padding is to the
 longest text of a batch, and truncation is to the model's maximum length, reported, never silent.
+
+Thread safety: one TextTokenizer serves many threads. Its `tokenizers.Tokenizer` is configured once
+(no padding, no truncation) and never changed afterwards; truncation to a length uses a second,
+private copy made once per length under a lock, so no call can see another call's setting.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -54,6 +59,18 @@ class TextTokenizer:
         self.eos_id = self._first_id(EOS, "[SEP]", "<|endoftext|>")
         tok.no_padding()
         tok.no_truncation()
+        self._truncating: dict[int, object] = {}  # max_length -> a copy that truncates to it
+        self._lock = threading.Lock()
+
+    def truncating(self, max_length: int):
+        """A copy of the tokenizer that truncates to `max_length` (made once, then shared read-only)."""
+        with self._lock:
+            tok = self._truncating.get(max_length)
+            if tok is None:
+                tok = _tokenizers().Tokenizer.from_str(self.tok.to_str())
+                tok.enable_truncation(max_length)
+                self._truncating[max_length] = tok
+            return tok
 
     def _first_id(self, *tokens: str) -> int | None:
         for t in tokens:
@@ -99,12 +116,8 @@ class TextTokenizer:
             raise InputError(f"text {i} is {len(encodings[i].ids)} tokens; the model accepts at most {max_length} "
                              "(allow truncation or shorten it)")
         if too_long:
-            self.tok.enable_truncation(max_length)
-            try:
-                for i, e in zip(too_long, self.tok.encode_batch([texts[i] for i in too_long])):
-                    encodings[i] = e
-            finally:
-                self.tok.no_truncation()
+            for i, e in zip(too_long, self.truncating(max_length).encode_batch([texts[i] for i in too_long])):
+                encodings[i] = e
         T = pad_to or max(1, max(len(e.ids) for e in encodings))
         ids = np.full((len(encodings), T), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), T), dtype=np.int64)

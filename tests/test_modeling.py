@@ -138,7 +138,7 @@ def test_config_and_weights_that_disagree_name_the_tensor(tmp_path):
     path, _ = make_checkpoint(tmp_path / "ckpt")
     cfg = (path / "config.json").read_text().replace('"d_ff": 64', '"d_ff": 96')
     (path / "config.json").write_text(cfg)
-    with pytest.raises(CheckpointError, match=r"tensor 'blocks.0.ff.fc1.bias' has shape \(64,\) but the config expects \(96,\)"):
+    with pytest.raises(ConfigError, match=r"tensor 'blocks.0.ff.fc1.bias' has shape \(64,\) but the config expects \(96,\)"):
         load(path)
 
 

@@ -1,0 +1,105 @@
+"""Bounds on every ModelConfig field, and a checkpoint's config checked against its weights' header.
+
+A config.json comes with a checkpoint from elsewhere; its sizes decide what PyTorch allocates.
+`check_fields` bounds every field (type and range) before anything is built, so `n_layers: 1000000`
+or `vocab_size: 10**12` is one ConfigError line rather than gigabytes and a crash.
+`check_weights_header` then compares the tensors the config implies (built on PyTorch's meta
+device: shapes, no memory) with the safetensors header (read without loading a tensor), so a
+config that disagrees with its weights is refused before a byte of them is allocated.
+
+The bounds are far above any model edgeformer targets (a phone or a board), and well below what
+would exhaust a workstation while building one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from edgeformer.runtime.errors import EdgeformerError
+
+# field -> (smallest, largest) for integers
+INT_BOUNDS = {
+    "vocab_size": (1, 1 << 21),
+    "d_model": (1, 1 << 14),
+    "n_heads": (1, 1 << 8),
+    "n_layers": (1, 1 << 8),
+    "d_ff": (1, 1 << 16),
+    "max_len": (1, 1 << 20),
+    "pad_id": (0, (1 << 21) - 1),
+    "type_vocab_size": (0, 1 << 16),
+    "num_labels": (0, 1 << 16),
+    "image_size": (0, 1 << 13),
+    "patch_size": (1, 1 << 13),
+    "num_channels": (1, 64),
+}
+BOOLS = ("embedding_norm", "pooler", "tie_embeddings")
+MAX_POSITION_TABLE = 1 << 27  # max_len x d_model floats of a sinusoidal table (512 MiB)
+MAX_PARAMETERS = 1 << 33  # 8 G parameters: 32 GiB in float32
+
+
+class ConfigError(EdgeformerError):
+    """A model config whose fields are of the wrong type or out of range, or that disagrees with its weights."""
+
+
+def check_fields(cfg: Any) -> None:
+    """Refuse, in one line, a field of the wrong type or outside its bounds (before any other check)."""
+    for name, (lo, hi) in INT_BOUNDS.items():
+        value = getattr(cfg, name, None)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(f"{name}={_show(value)}; expected an integer in [{lo}, {hi}]")
+    for name in BOOLS:
+        if not isinstance(getattr(cfg, name, None), bool):
+            raise ConfigError(f"{name}={_show(getattr(cfg, name, None))}; expected true or false")
+    for name, lo, hi in (("dropout", 0.0, 1.0), ("layer_norm_eps", 0.0, 1.0)):
+        value = getattr(cfg, name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value < hi:
+            raise ConfigError(f"{name}={_show(value)}; expected a number in [{lo:g}, {hi:g})")
+    if cfg.layer_norm_eps <= 0:
+        raise ConfigError(f"layer_norm_eps={cfg.layer_norm_eps!r}; expected a small positive number such as 1e-5")
+    if cfg.pad_id >= cfg.vocab_size:
+        raise ConfigError(f"pad_id={cfg.pad_id}; expected a token id below vocab_size {cfg.vocab_size}")
+    if cfg.labels is not None and (not isinstance(cfg.labels, list) or not all(isinstance(x, str) for x in cfg.labels)):
+        raise ConfigError(f"labels={_show(cfg.labels)}; expected a list of label names (strings) or null")
+    if cfg.max_len * cfg.d_model > MAX_POSITION_TABLE:
+        raise ConfigError(f"max_len x d_model = {cfg.max_len} x {cfg.d_model} positions; expected at most "
+                          f"{MAX_POSITION_TABLE}")
+    estimate = cfg.n_layers * (4 * cfg.d_model ** 2 + 2 * cfg.d_model * cfg.d_ff) + cfg.vocab_size * cfg.d_model
+    if estimate > MAX_PARAMETERS:
+        raise ConfigError(f"the config describes about {estimate:.3g} parameters; expected at most {MAX_PARAMETERS:.3g}")
+
+
+def check_weights_header(cfg: Any, weights: Path) -> None:
+    """Refuse, before loading, weights whose header disagrees with what `cfg` builds: a tensor
+    missing, unexpected or of another shape, or a file that does not hold the bytes its header claims."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from .seq2seq import build_model
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ConfigError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        expected = {k: tuple(t.shape) for k, t in build_model(cfg).state_dict().items()}
+    tied = {"lm_head.weight"} if cfg.arch in ("decoder", "seq2seq") and cfg.tie_embeddings else set()
+    for name, (shape, _) in header.items():
+        if name not in expected:
+            raise ConfigError(f"{weights} has tensor {name!r}, which the config does not build; config and weights disagree")
+        if shape != expected[name]:
+            raise ConfigError(f"{weights}: tensor {name!r} has shape {shape} but the config expects {expected[name]}")
+    missing = [k for k in expected if k not in header and k not in tied]
+    if missing:
+        raise ConfigError(f"{weights} lacks tensor {missing[0]!r} ({len(missing)} missing); config and weights disagree")
+    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+    claimed = sum(math.prod(shape) * sizes.get(dtype, 8) for shape, dtype in header.values())
+    if claimed > weights.stat().st_size:
+        raise ConfigError(f"{weights} is {weights.stat().st_size} bytes but its header describes {claimed}; it is truncated")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
