@@ -245,6 +245,8 @@ class TokenStream:
             if bad:
                 raise InputError(f"prompt {i} has token id {bad[0]}; expected ids in [0, {self.decoder.vocab_size - 1}]")
         longest, limit = max(len(p) for p in prompts), self.decoder.max_len
+        if getattr(model, "limits", None) is not None:  # rows and memory (the whole context's cache) per call
+            model.limits.check(model.manifest, {"batch": len(prompts), "seq": min(longest, limit), "past": limit})
         self.notes: list[str] = []
         if longest > limit:
             raise InputError(f"prompt of {longest} tokens; this model's context holds at most {limit}")

@@ -16,9 +16,10 @@ import numpy as np
 import onnxruntime as ort
 
 from .bundle import Bundle, GraphSpec, Manifest, open_bundle
-from .errors import EdgeformerError
-from .manifest_checks import check_graph_agrees
+from .errors import EdgeformerError, InputError
 from .inputs import DEFAULT_FILL, validate_inputs  # noqa: F401  (DEFAULT_FILL: re-exported)
+from .limits import Limits, call_sizes, check_threads, limits_for
+from .manifest_checks import check_graph_agrees
 from .sessions import (CPU, DISABLED_OPTIMIZERS, PROVIDER_ALIASES, SessionSettings,  # noqa: F401  (re-exported)
                        create_session, deployment_session_config, open_session, resolve_providers, session_options)
 
@@ -26,8 +27,10 @@ from .sessions import (CPU, DISABLED_OPTIMIZERS, PROVIDER_ALIASES, SessionSettin
 class Graph:
     """One graph of a bundle in ONNX Runtime: call it with a dict of arrays, get a dict of arrays."""
 
-    def __init__(self, manifest: Manifest, spec: GraphSpec, session: ort.InferenceSession, path: os.PathLike | str):
+    def __init__(self, manifest: Manifest, spec: GraphSpec, session: ort.InferenceSession, path: os.PathLike | str,
+                 limits: Limits | None = None):
         self.manifest, self.spec, self.session = manifest, spec, session
+        self.limits = limits or limits_for(manifest)
         check_graph_agrees(path, spec.inputs, spec.outputs, session)
 
     @property
@@ -39,10 +42,12 @@ class Graph:
         return self.spec.outputs
 
     def validate(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return validate_inputs(self.manifest, inputs, self.spec.inputs)
+        feeds = validate_inputs(self.manifest, inputs, self.spec.inputs)
+        self.limits.check(self.manifest, call_sizes(self.spec.inputs, feeds))
+        return feeds
 
     def __call__(self, inputs: Mapping[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
-        feeds = self.validate({**(inputs or {}), **named})
+        feeds = self.validate(_named_inputs(inputs, named))
         values = self.session.run([s.name for s in self.spec.outputs], feeds)
         return {spec.name: value for spec, value in zip(self.spec.outputs, values)}
 
@@ -118,13 +123,34 @@ class Model:
         return self.session.get_providers()
 
     def __call__(self, inputs: Mapping[str, Any] | None = None, /, **named: Any) -> dict[str, np.ndarray]:
-        feeds = self.validate({**(inputs or {}), **named})
+        feeds = self.validate(_named_inputs(inputs, named))
         values = self.session.run(None, feeds)
         return {spec.name: value for spec, value in zip(self.outputs, values)}
 
     def validate(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Check names, dtypes, ranks, axis sizes and value bounds; return arrays ready to feed."""
-        return validate_inputs(self.manifest, inputs)
+        """Check names, dtypes, ranks, axis sizes, value bounds and the call's size against the
+        model's limits (max_batch, memory budget); return arrays ready to feed."""
+        return self.graphs["model"].validate(inputs)
+
+    @property
+    def limits(self) -> Limits:
+        return self.graphs["model"].limits
+
+    @property
+    def max_batch(self) -> int:
+        """The most rows one call takes (see runtime.limits)."""
+        return self.limits.max_batch
+
+    def check_size(self, batch: int, seq: int | None = None) -> None:
+        """Refuse, before building any input, a call of `batch` rows (of `seq` tokens) past the limits."""
+        sizes = {"batch": batch} if seq is None else {"batch": batch, "seq": seq}
+        self.limits.check(self.manifest, sizes)
+
+
+def _named_inputs(inputs: Any, named: Mapping[str, Any]) -> dict[str, Any]:
+    if inputs is not None and not isinstance(inputs, Mapping):
+        raise InputError(f"inputs of type {type(inputs).__name__}; expected a dict of input name -> array")
+    return {**(inputs or {}), **named}
 
 
 def load(
@@ -136,13 +162,20 @@ def load(
     verify: bool = True,
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
+    max_batch: int | None = None,
+    memory_budget: int | None = None,
 ) -> Model:
     """Open the bundle at `path` and start an ONNX Runtime session for each of its graphs.
 
     providers: short names ("cpu", "cuda", "tensorrt", ...) or ONNX Runtime provider names, in
     order of preference; CPU by default. A provider that is not available is reported by a
     RuntimeWarning and in `Model.notes`, and the model runs on the rest.
+
+    threads: ONNX Runtime's intra-op threads, 1 to the machine's cores (default: all of them).
+    max_batch, memory_budget: the most rows and bytes one call may take (runtime.limits); by default
+    the manifest's batch maximum and half the memory available now.
     """
+    threads = check_threads(threads)
     bundle = open_bundle(path, verify=verify)
     if bundle.manifest.graph.endswith(".engine"):  # a TensorRT deployment: TensorRT's own runtime, not onnxruntime
         from .tensorrt import load_engine
@@ -151,10 +184,11 @@ def load(
     settings = SessionSettings(providers, spin, threads, provider_options, tuple(disabled_optimizers),
                                deployment_session_config(bundle.manifest))
     graphs, notes = {}, []
+    limits = limits_for(bundle.manifest, max_batch, memory_budget)
     for spec in bundle.manifest.graphs:
         file = bundle.path / spec.file
         session, graph_notes = open_session(file, settings)
-        graphs[spec.name] = Graph(bundle.manifest, spec, session, file)
+        graphs[spec.name] = Graph(bundle.manifest, spec, session, file, limits)
         notes += [n for n in graph_notes if n not in notes]
     if notes:
         warnings.warn("; ".join(notes), RuntimeWarning, stacklevel=2)

@@ -44,7 +44,7 @@ def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: b
     # A fixed-shape deployment (NNAPI/CoreML) takes exactly its batch and length: pad rows and tokens to them.
     deploy = model.manifest.deploy
     fixed = (deploy.fixed_shape if deploy is not None else None) or {}
-    batch_size = fixed.get("batch", batch_size)
+    batch_size = fixed.get("batch", min(batch_size, getattr(model, "max_batch", batch_size)))  # within the row limit
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         rows = len(chunk)
