@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from edgeformer import runtime
@@ -16,10 +18,16 @@ def parse_stop(stop: tuple[str, ...]) -> list[str | int]:
     """--stop values: an integer is a token id, anything else a string ("\\n" written as an escape works too)."""
     out: list[str | int] = []
     for s in stop:
-        if s.lstrip("-").isdigit():
-            out.append(int(s))
-        else:
-            out.append(s.encode("utf-8").decode("unicode_escape") if "\\" in s else s)
+        if re.fullmatch(r"-?[0-9]+", s):
+            out.append(int(s))  # a negative id is refused with the others outside the vocabulary
+            continue
+        if "\\" in s:
+            try:
+                s = s.encode("utf-8", "surrogateescape").decode("unicode_escape")
+            except UnicodeDecodeError as e:
+                raise EdgeformerError(f"--stop {s!r} has a bad escape ({e.reason}); expected e.g. '\\n', '\\t', "
+                                      "'\\x41' or '\\\\' for a backslash") from None
+        out.append(s)
     return out
 
 

@@ -14,6 +14,7 @@ for one release: they work, and help shows only the new name.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -39,8 +40,20 @@ def out_options(what: str, required: bool = True):
     return decorate
 
 
+def _writable_json(ctx, param, value):
+    """--json FILE is checked before the verb's work: its folder must exist and FILE must not be a folder."""
+    if value is None or value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise click.BadParameter(f"{value} is a directory; expected a file name (or '-' for stdout)")
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"cannot write {value}: directory {path.parent} does not exist")
+    return value
+
+
 def json_option(f):
-    return click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)(f)
+    return click.option("--json", "json_out", metavar="FILE", callback=_writable_json, help=JSON_HELP)(f)
 
 
 def runtime_options(f):

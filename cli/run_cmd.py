@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-import zipfile
 from pathlib import Path
 
 import click
 import numpy as np
 
 from edgeformer import runtime
+from edgeformer.runtime.artifacts import load_arrays, read_text_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.postprocess import softmax
 
@@ -24,6 +24,9 @@ def parse_ids(ids: tuple[str, ...]) -> list[list[int]]:
             rows.append([int(t) for t in text.replace(",", " ").split()])
         except ValueError:
             raise EdgeformerError(f"--ids {text!r} is not a list of integers; expected e.g. --ids \"5 17 42\"") from None
+        big = [t for t in rows[-1] if not 0 <= t < 2**63]
+        if big:
+            raise EdgeformerError(f"--ids has token id {big[0]}; expected ids from 0 up to the model's vocabulary")
     return rows
 
 
@@ -40,17 +43,10 @@ def read_inputs(input_file: str | None, ids: tuple[str, ...], pad_id: int) -> di
         for i, r in enumerate(rows):
             input_ids[i, : len(r)], mask[i, : len(r)] = r, 1
         return {"input_ids": input_ids, "attention_mask": mask}
-    path = Path(input_file)
-    if not path.is_file():
-        raise EdgeformerError(f"input file {path} does not exist")
-    try:
-        loaded = np.load(path, allow_pickle=False)  # never unpickle object arrays
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise EdgeformerError(f"cannot read {path} as .npy/.npz without pickle: {e}") from None
+    loaded = load_arrays(input_file)
     if isinstance(loaded, np.ndarray):
         return {"input_ids": loaded[None, :] if loaded.ndim == 1 else loaded}
-    with loaded:
-        return {k: loaded[k] for k in loaded.files}
+    return loaded
 
 
 def top_labels(names: list[str], p: np.ndarray, k: int = 3) -> str:
@@ -100,9 +96,7 @@ def read_texts(texts: tuple[str, ...], text_file: str | None) -> list[str]:
         raise EdgeformerError("give --text or --file, not both")
     if text_file:
         path = Path(text_file)
-        if not path.is_file():
-            raise EdgeformerError(f"text file {path} does not exist")
-        texts = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        texts = tuple(line for line in read_text_file(path, "text").splitlines() if line.strip())
         if not texts:
             raise EdgeformerError(f"{path} has no texts; expected one text per line")
     return list(texts)

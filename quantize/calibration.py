@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from edgeformer.runtime.artifacts import load_arrays
 from edgeformer.runtime.model import Model
 
 from .evaluate import python_paragraphs, read_eval_file
@@ -47,8 +48,9 @@ def split_rows(arrays: Mapping[str, np.ndarray], batch_rows: int) -> list[dict[s
 def read_npz(path: Path, model: Model, batch_rows: int = BATCH_ROWS) -> list[dict[str, np.ndarray]]:
     """Model inputs saved with numpy.savez: one array per input name, all (rows, seq), integer."""
     specs = {s.name: s for s in model.inputs}
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = load_arrays(path, QuantizeError)
+    if isinstance(arrays, np.ndarray):
+        raise QuantizeError(f"{path} is a .npy of one array; expected a .npz with one array per model input")
     if set(arrays) != set(specs):
         raise QuantizeError(f"{path} holds arrays {sorted(arrays) or 'none'}; expected exactly the model's inputs "
                             f"{sorted(specs)}")

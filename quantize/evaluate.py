@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from edgeformer.runtime.artifacts import read_text_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.postprocess import softmax
@@ -67,9 +68,7 @@ def default_eval_texts(n: int = 128) -> EvalSet:
 def read_eval_file(path: str | Path, kind: str = "evaluation") -> EvalSet:
     """Texts, one per line, or JSON Lines with "text" (and optionally "label")."""
     path = Path(path)
-    if not path.is_file():
-        raise EdgeformerError(f"{kind} file {path} does not exist")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in read_text_file(path, kind).splitlines() if line.strip()]
     if not lines:
         raise EdgeformerError(f"{path} is empty; expected {kind} texts")
     if path.suffix != ".jsonl":
@@ -80,6 +79,8 @@ def read_eval_file(path: str | Path, kind: str = "evaluation") -> EvalSet:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise EdgeformerError(f"{path}:{n} is not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise EdgeformerError(f"{path}:{n} is nested too deeply; expected an object with a \"text\" field") from None
     if not all(isinstance(r, dict) and "text" in r for r in rows):
         raise EdgeformerError(f"{path}: every line must be an object with a \"text\" field")
     labels = [str(r["label"]) for r in rows] if all("label" in r for r in rows) else None

@@ -71,6 +71,48 @@ def confined_path(directory: str | os.PathLike, name: Any, error: type[Edgeforme
     return directory / rel
 
 
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of a user's file (texts, evaluation or calibration data); a binary or
+    undecodable file is refused in one line naming the byte where it stops being text."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeformerError(f"{what} file {path} does not exist")
+    data = path.read_bytes()
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise EdgeformerError(f"{path} is a binary file (a NUL byte at offset {nul}); expected UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgeformerError(f"{path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+                              "expected UTF-8 text, one item per line") from None
+
+
+def load_arrays(path: str | os.PathLike, error: type[EdgeformerError] = EdgeformerError) -> "dict[str, Any] | Any":
+    """The arrays of a .npz (name -> array) or the one array of a .npy, read in full without pickle;
+    a truncated, corrupt or foreign file is refused in one line."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"input file {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise error(f"{path} is neither a .npy nor a .npz file (it starts with {magic!r}); expected numpy.save/savez output")
+    try:
+        loaded = np.load(path, allow_pickle=False)  # never unpickle object arrays
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}  # read every member now: a truncated one fails here
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as e:
+        first = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise error(f"cannot read {path} as .npy/.npz without pickle: {first}") from None
+
+
 PICTURE_FORMATS = (".png", ".svg", ".pdf")
 
 

@@ -27,6 +27,7 @@ from .bundle import SEQ2SEQ
 from .errors import EdgeformerError, InputError
 from .inputs import left_pad, next_positions, right_pad
 from .sampling import Sampling, choose
+from .text import check_texts, refuse_unknown
 
 OVERFLOW = ("error", "truncate")
 
@@ -184,7 +185,7 @@ def decoder_for(model, io_binding: bool = True):
 def _prompt_ids(model, prompt: Any) -> tuple[list[list[int]], bool]:
     """A text, a list of texts, a list of ids, a list of id lists or an array -> (id lists, given as text)."""
     if isinstance(prompt, str) or (isinstance(prompt, (list, tuple)) and prompt and all(isinstance(p, str) for p in prompt)):
-        texts = [prompt] if isinstance(prompt, str) else list(prompt)
+        texts = check_texts(prompt, "prompt")
         tok = model.tokenizer
         return [tok.encode(t) for t in texts], True
     if isinstance(prompt, np.ndarray):
@@ -199,6 +200,8 @@ def _prompt_ids(model, prompt: Any) -> tuple[list[list[int]], bool]:
     rows = [prompt] if not isinstance(prompt[0], (list, tuple, np.ndarray)) else prompt
     out = []
     for row in rows:
+        if not isinstance(row, (list, tuple, np.ndarray)):
+            raise InputError(f"prompt mixes id lists with a {type(row).__name__}; expected a list of token id lists")
         row = list(np.asarray(row).ravel().tolist()) if isinstance(row, np.ndarray) else list(row)
         if any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in row):
             raise InputError("prompt token ids must be integers")
@@ -206,12 +209,27 @@ def _prompt_ids(model, prompt: Any) -> tuple[list[list[int]], bool]:
     return out, False
 
 
-def _stop_ids_and_strings(model, stop: Any, tokenizer) -> tuple[set[int], list[str]]:
-    items = [stop] if isinstance(stop, (str, int)) else list(stop or ())
+def _stop_ids_and_strings(model, stop: Any, tokenizer, vocab_size: int) -> tuple[set[int], list[str]]:
+    """stop: a string, a token id, or a list/tuple of them. bytes are refused rather than read as a
+    list of byte values (b"ab" is not the ids 97 and 98): decode them to a string first."""
+    if isinstance(stop, (bytes, bytearray)):
+        raise InputError(f"stop={stop!r} is bytes; expected a string (decode it first) or token ids (int)")
+    if stop is None:
+        stop = ()
+    if isinstance(stop, (str, int, np.integer)):
+        stop = [stop]
+    if not isinstance(stop, (list, tuple)):
+        raise InputError(f"stop of type {type(stop).__name__}; expected a string, a token id, or a list of them")
+    items = list(stop)
     ids = {int(s) for s in items if isinstance(s, (int, np.integer)) and not isinstance(s, bool)}
     strings = [s for s in items if isinstance(s, str)]
-    if len(ids) + len(strings) != len(items):
+    if strings:
+        check_texts(strings, "stop")
+    if not _all_ids_or_strings(items):
         raise InputError(f"stop={stop!r}; expected token ids (int) and/or strings")
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise InputError(f"stop token id {bad[0]}; expected ids in [0, {vocab_size - 1}]")
     if any(s == "" for s in strings):
         raise InputError("an empty stop string would stop before the first token; expected non-empty strings")
     if strings and tokenizer is None:
@@ -223,6 +241,10 @@ def _stop_ids_and_strings(model, stop: Any, tokenizer) -> tuple[set[int], list[s
     return ids, strings
 
 
+def _all_ids_or_strings(items: list) -> bool:
+    return all(isinstance(s, str) or (isinstance(s, (int, np.integer)) and not isinstance(s, bool)) for s in items)
+
+
 class TokenStream:
     """Iterate to get each Step as it is produced; afterwards `result` holds the whole Generation."""
 
@@ -230,6 +252,9 @@ class TokenStream:
                  top_p: float = 1.0, repetition_penalty: float = 1.0, stop: Any = (), seed: int | None = None,
                  on_overflow: str = "error", return_logits: bool = False, io_binding: bool = True):
         # Everything is checked here, before ONNX Runtime sees anything.
+        for name, flag in (("return_logits", return_logits), ("io_binding", io_binding)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise InputError(f"{name}={flag!r}; expected True or False")
         self.decoder = decoder_for(model, io_binding)
         self.sampling = Sampling(temperature, top_k, top_p, repetition_penalty)
         if on_overflow not in OVERFLOW:
@@ -263,8 +288,10 @@ class TokenStream:
             self.notes.append(f"max_new_tokens {max_new_tokens} cut to {room}: {why}")
             max_new_tokens = room
         self.tokenizer = model.tokenizer if (as_text or model.bundle.tokenizer_path is not None) else None
-        self.stop_ids, self.stop_strings = _stop_ids_and_strings(model, stop, self.tokenizer)
+        self.stop_ids, self.stop_strings = _stop_ids_and_strings(model, stop, self.tokenizer, self.decoder.vocab_size)
         self.prompts, self.max_new_tokens = prompts, int(max_new_tokens)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InputError(f"seed={seed!r}; expected None or an integer >= 0")
         self.rng = np.random.default_rng(seed)
         self.return_logits = return_logits
         self.result: Generation | None = None
@@ -332,8 +359,13 @@ class TokenStream:
         self.result = result
 
 
+SETTINGS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop", "seed", "on_overflow",
+            "return_logits", "io_binding")
+
+
 def stream(model, prompt, **settings) -> TokenStream:
     """Generation as an iterator of Steps (see TokenStream); settings as for `generate`."""
+    refuse_unknown("generate", {k: v for k, v in settings.items() if k not in SETTINGS}, SETTINGS)
     return TokenStream(model, prompt, **settings)
 
 
@@ -346,7 +378,7 @@ def generate(model, prompt, **settings) -> Generation:
     refuse a request past the model's context; "truncate": stop at the context and say so in
     `notes`), return_logits, io_binding.
     """
-    s = TokenStream(model, prompt, **settings)
+    s = stream(model, prompt, **settings)
     for _ in s:
         pass
     return s.result

@@ -153,13 +153,23 @@ def _check_axes(manifest: Manifest, specs: Sequence[TensorSpec], arrays: dict[st
                 raise InputError(f"{spec.name} has {dim}={size}; expected at least {lo}")
             if hi is not None and size > hi:
                 raise InputError(f"{spec.name} has {dim}={size}; this model accepts at most {hi} ({dim} limit)")
-        _check_bounds(spec, arr)
     return sizes
 
 
 def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
-    arr = np.asarray(value)
+    """`value` as a contiguous array of the spec's dtype; its bounds and finiteness are checked on
+    the values as given, before the cast (a uint64 id of 2**63 + 5 must not turn negative first)."""
+    if isinstance(value, (str, bytes, set, frozenset, dict)) or value is None or hasattr(value, "__next__"):
+        raise InputError(f"{spec.name} is a {type(value).__name__}; expected an array (or nested lists) of numbers")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):  # ragged nested lists, objects numpy cannot hold
+        raise InputError(f"{spec.name} has rows of different lengths or values numpy cannot hold; expected a "
+                         f"rectangular array of numbers of shape {_fmt(spec.shape)}") from None
     want = np.dtype(spec.dtype)
+    if arr.dtype.kind == "O":
+        raise InputError(f"{spec.name} holds Python objects (None, strings, integers past 64 bits, or rows of different lengths); "
+                         f"expected {want} numbers of shape {_fmt(spec.shape)}")
     if arr.ndim != len(spec.shape):
         raise InputError(
             f"{spec.name} has rank {arr.ndim} (shape {tuple(arr.shape)}); expected rank {len(spec.shape)} {_fmt(spec.shape)}"
@@ -167,6 +177,10 @@ def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
     ok_kinds = {"i": "iub", "u": "iub", "f": "f", "b": "b"}.get(want.kind, want.kind)
     if arr.dtype.kind not in ok_kinds:
         raise InputError(f"{spec.name} has dtype {arr.dtype}; expected {want} (or another {_kind_name(want)} type)")
+    _check_bounds(spec, arr)
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        idx = np.unravel_index(int(np.argmin(np.isfinite(arr))), arr.shape)
+        raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected finite numbers")
     return np.ascontiguousarray(arr, dtype=want)
 
 

@@ -94,16 +94,19 @@ class Model:
                 self._tokenizer = tokenizer_of(self)
             return self._tokenizer
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True,
+              **unknown: Any) -> np.ndarray:
         """(N, d) L2-normalised mean-pooled sentence embeddings of `texts` (see runtime.text)."""
-        from .text import embed
+        from .text import embed, refuse_unknown
 
+        refuse_unknown("embed", unknown, ("texts", "batch_size", "normalize", "truncation"))
         return embed(self, texts, batch_size, normalize, truncation)
 
-    def classify(self, texts: Sequence[str], batch_size: int = 32, truncation: bool = True):
+    def classify(self, texts: Sequence[str], batch_size: int = 32, truncation: bool = True, **unknown: Any):
         """Labels and probabilities for `texts` (a runtime.text.Classification)."""
-        from .text import classify
+        from .text import classify, refuse_unknown
 
+        refuse_unknown("classify", unknown, ("texts", "batch_size", "truncation"))
         return classify(self, texts, batch_size, truncation)
 
     def generate(self, prompt, **settings):

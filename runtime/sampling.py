@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numbers
+
 import numpy as np
 
 from .errors import InputError
+
+
+# Below this, logits / temperature overflow float64 for ordinary logits (1e-310 gave inf, then NaN
+# probabilities and only pad tokens); temperature 0 is the limit it approaches: greedy.
+MIN_TEMPERATURE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -24,13 +31,17 @@ class Sampling:
 
     def __post_init__(self):
         for name in ("temperature", "top_p", "repetition_penalty"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            value = getattr(self, name)  # numpy scalars (np.float32(0.7)) are numbers too
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
                 raise InputError(f"{name}={value!r}; expected a finite number")
+            object.__setattr__(self, name, float(value))
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)):
             raise InputError(f"top_k={self.top_k!r}; expected an integer (0 keeps every token)")
         if self.temperature < 0:
             raise InputError(f"temperature={self.temperature}; expected 0 (greedy) or a positive number")
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise InputError(f"temperature={self.temperature:g}; expected 0 (greedy) or at least {MIN_TEMPERATURE:g}: "
+                             "smaller ones overflow the scaled logits")
         if self.top_k < 0:
             raise InputError(f"top_k={self.top_k}; expected 0 (off) or a positive number of tokens")
         if not 0 < self.top_p <= 1:

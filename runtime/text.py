@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import EdgeformerError
+from .errors import EdgeformerError, InputError
 from .postprocess import softmax
 from .tokenizer import Batch, TextTokenizer
 
@@ -31,12 +31,48 @@ def tokenizer_of(model: "Model") -> TextTokenizer:
     return TextTokenizer.from_file(path)
 
 
-def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: bool):
-    """Yield (Batch, outputs) for `texts` in chunks; warn once about any truncated text."""
+def check_texts(texts: Any, what: str = "texts") -> list[str]:
+    """A text or a list (tuple, array) of texts -> a list of texts, each valid Unicode.
+
+    Refused: bytes (decode them first: the encoding is the caller's to know), sets (no order, so
+    no way to match answers to texts), generators and other one-shot iterables, and non-strings.
+    """
     if isinstance(texts, str):
         texts = [texts]
+    elif isinstance(texts, np.ndarray) and texts.dtype.kind == "U" and texts.ndim == 1:
+        texts = texts.tolist()
+    elif not isinstance(texts, (list, tuple)):
+        raise InputError(f"{what} of type {type(texts).__name__}; expected a text (str) or a list of texts"
+                         + ("; decode bytes first" if isinstance(texts, (bytes, bytearray)) else ""))
     if not texts:
-        raise EdgeformerError("no texts given; expected at least one")
+        raise InputError(f"no {what} given; expected at least one")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"{what}[{i}] is a {type(t).__name__}; expected a text (str)")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{what}[{i}] is not valid Unicode (it holds undecodable bytes); expected UTF-8 text") from None
+    return list(texts)
+
+
+def check_settings(batch_size: Any, **flags: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name}={value!r}; expected True or False")
+    return int(batch_size)
+
+
+def refuse_unknown(call: str, unknown: dict[str, Any], known: Sequence[str]) -> None:
+    if unknown:
+        raise InputError(f"{call}() got unknown argument {next(iter(unknown))!r}; it takes: {', '.join(known)}")
+
+
+def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: bool):
+    """Yield (Batch, outputs) for `texts` in chunks; warn once about any truncated text."""
+    texts = check_texts(texts)
     tok = model.tokenizer
     max_len = model.manifest.axes.get("seq", {}).get("max") or 512
     names = [s.name for s in model.inputs]
@@ -75,6 +111,7 @@ def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize:
     (the sentence-transformers convention)."""
     if "last_hidden_state" not in {s.name for s in model.outputs} or model.manifest.model.task == "causal-lm":
         raise EdgeformerError("embed needs an encoder bundle with a last_hidden_state output")
+    batch_size = check_settings(batch_size, normalize=normalize, truncation=truncation)
     return np.concatenate([mean_pool(out["last_hidden_state"], b, normalize)
                            for b, out in batches(model, texts, batch_size, truncation)])
 
@@ -82,6 +119,7 @@ def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize:
 def classify(model: "Model", texts: Sequence[str], batch_size: int = 32, truncation: bool = True) -> Classification:
     if model.manifest.model.task != "classification":
         raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.task!r}")
+    batch_size = check_settings(batch_size, truncation=truncation)
     names = model.manifest.model.labels or [str(i) for i in range(model.outputs[0].shape[-1])]
     probs, cut, start = [], [], 0
     for b, out in batches(model, texts, batch_size, truncation):
