@@ -29,6 +29,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 def read_json_object(directory: str | os.PathLike, name: str, error: type[EdgeformerError], kind: str, made_by: str) -> dict[str, Any]:
     """The JSON object in `directory/name`, or `error` saying what is missing or malformed."""
     directory = Path(directory)
+    recover(directory)  # a replacement killed half-way is finished before the artifact is read
     if not directory.is_dir():
         raise error(f"{kind} {directory} does not exist; expected a directory made by '{made_by}'")
     path = directory / name
@@ -178,6 +179,7 @@ def check_output_dir(final: str | os.PathLike, overwrite: bool = False,
     sit inside any of `sources` (the verb's inputs): replacing it would destroy what it reads.
     """
     final = Path(final)
+    recover(final)
     target = final.resolve()
     for src in sources:
         src = Path(src).resolve()
@@ -194,22 +196,99 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Itera
     """Yield an empty temporary directory that becomes `final` when the block succeeds.
 
     On any exception the temporary directory is removed and `final` is left as it was. With
-    `overwrite`, an existing `final` is replaced only after the new one is complete.
+    `overwrite`, an existing `final` is replaced only after the new one is complete:
+
+        .NAME.PID.X.tmp  being written      -> renamed .NAME.PID.X.new once complete
+        NAME             the old artifact   -> renamed .NAME.PID.X.old
+        .NAME.PID.X.new  the new artifact   -> renamed NAME; then .old is removed
+
+    A process killed anywhere in between leaves names that `recover` (run by every verb on its
+    --out and by every reader of an artifact) turns back into a complete NAME.
     """
     final = Path(final)
     check_output_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=TMP, dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the artifact is an ordinary directory
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
-            os.replace(final, old / "previous")
-            os.replace(tmp, final)
+            stem = tmp.name[: -len(TMP)]
+            new, old = tmp.with_name(stem + NEW), tmp.with_name(stem + OLD)
+            os.replace(tmp, new)  # complete: from here on a crash completes the replacement
+            tmp = new
+            os.replace(final, old)
+            os.replace(new, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+TMP, NEW, OLD = ".tmp", ".new", ".old"
+
+
+def leftovers(final: str | os.PathLike) -> list[tuple[Path, int, str]]:
+    """edgeformer's hidden work folders beside `final`: (path, owning pid, kind) for .NAME.PID.X.{tmp,new,old}."""
+    final = Path(final)
+    found = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return []
+    prefix = f".{final.name}."
+    for p in entries:
+        if not p.name.startswith(prefix) or p.is_symlink() or not p.is_dir():
+            continue
+        rest = p.name[len(prefix):]
+        pid, _, tail = rest.partition(".")
+        kind = next((k for k in (TMP, NEW, OLD) if tail.endswith(k)), None)
+        if pid.isdigit() and kind is not None and "." not in tail[: -len(kind)]:
+            found.append((p, int(pid), kind))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def recover(final: str | os.PathLike) -> list[str]:
+    """Finish what a killed `atomic_directory` left beside `final`, and remove its stale work folders.
+
+    Only folders named by edgeformer (.NAME.PID.X.tmp/.new/.old), owned by this user, whose process
+    is gone are touched. With `final` missing, a complete .new becomes `final` (the replacement is
+    completed), else an .old is put back (the replacement is undone). Returns what was done.
+    """
+    final = Path(final)
+    done = []
+    stale = [(p, kind) for p, pid, kind in leftovers(final) if not _alive(pid) and _owned(p)]
+    try:
+        for wanted in (NEW, OLD):
+            for p, kind in stale:
+                if kind == wanted and not final.exists() and p.exists():
+                    os.replace(p, final)
+                    done.append(f"{'completed' if kind == NEW else 'restored'} {final} from {p.name}")
+        for p, _ in stale:
+            if p.exists():
+                shutil.rmtree(p, ignore_errors=True)
+                done.append(f"removed {p.name}")
+    except OSError:  # a read-only folder: leave it as it is
+        pass
+    return done
+
+
+def _owned(p: Path) -> bool:
+    try:
+        return p.stat().st_uid == os.getuid()
+    except OSError:
+        return False
