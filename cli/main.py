@@ -12,7 +12,8 @@ import click
 
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
-from .options import Aliased, json_option, out_options, runtime_options, seed_option, training_options, truncate_option
+from .options import (Aliased, json_option, out_options, public_key_option, runtime_options, seed_option, training_options,
+                      truncate_option)
 from .output import ms, parity_table, table, write_json
 
 
@@ -250,12 +251,13 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--file", "text_file", type=click.Path(dir_okay=False), help="Texts to embed or classify, one per line.")
 @truncate_option(True, "Cut texts longer than the model's maximum (with a warning) instead of refusing them.")
 @runtime_options
+@public_key_option
 @json_option
-def run(bundle, input_file, ids, texts, text_file, truncate, providers, spin, threads, json_out):
+def run(bundle, input_file, ids, texts, text_file, truncate, providers, spin, threads, public_key, json_out):
     """Run BUNDLE on token ids or texts and print its outputs (no PyTorch needed)."""
     from . import run_cmd
 
-    model = run_cmd.load(bundle, providers, spin, threads)
+    model = run_cmd.load(bundle, providers, spin, threads, public_key)
     if texts or text_file:
         run_cmd.run_text(model, texts, text_file, input_file or ids, truncate, json_out)
     else:
@@ -276,13 +278,14 @@ def run(bundle, input_file, ids, texts, text_file, truncate, providers, spin, th
 @seed_option("sampling: the same seed gives the same text")
 @truncate_option(False, "Stop at the model's context instead of refusing a longer request.")
 @runtime_options
+@public_key_option
 @json_option
 def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, top_p, repetition_penalty, stop, seed,
-             truncate, providers, spin, threads, json_out):
+             truncate, providers, spin, threads, public_key, json_out):
     """Generate text with BUNDLE (a decoder exported with --kv-cache); no PyTorch needed."""
     from . import generate_cmd, run_cmd
 
-    model = run_cmd.load(bundle, providers, spin, threads)
+    model = run_cmd.load(bundle, providers, spin, threads, public_key)
     settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                     stop=generate_cmd.parse_stop(stop), seed=seed, on_overflow="truncate" if truncate else "error")
     generate_cmd.run_generate(model, prompts, ids, max_new_tokens, stream, settings, json_out)
@@ -353,6 +356,11 @@ cli.add_command(deploy)
 from .debug_cmd import debug  # noqa: E402
 
 cli.add_command(debug)
+
+from .sign_cmd import keygen, sign  # noqa: E402
+
+cli.add_command(keygen)
+cli.add_command(sign)
 
 
 def main():

@@ -65,6 +65,11 @@ def runtime_options(f):
     return f
 
 
+def public_key_option(f):
+    return click.option("--public-key", type=click.Path(dir_okay=False),
+                        help="Refuse BUNDLE unless it is signed by this key's owner ('edgeformer sign').")(f)
+
+
 def seed_option(what: str, default: int = 0):
     return click.option("--seed", default=default, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
 

@@ -77,8 +77,8 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     return lines
 
 
-def load(bundle, providers, spin, threads) -> runtime.Model:
-    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+def load(bundle, providers, spin, threads, public_key=None) -> runtime.Model:
+    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, public_key=public_key)
 
 
 def run_ids(model: runtime.Model, input_file, ids, json_out) -> None:

@@ -44,6 +44,7 @@ READS = (1, 2)  # every version this project has written
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
+SIGNATURE_FILE = "signature.json"  # runtime/signing.py: written after the manifest, so not listed in it
 
 PLAIN, CACHED_DECODER, SEQ2SEQ = "plain", "cached-decoder", "seq2seq"
 KINDS = (PLAIN, CACHED_DECODER, SEQ2SEQ)
@@ -145,7 +146,7 @@ def write_manifest(directory: str | os.PathLike, manifest: Manifest) -> Manifest
     directory = Path(directory)
     files = {}
     for p in sorted(directory.rglob("*")):
-        if p.is_file() and p.name != MANIFEST_FILE:
+        if p.is_file() and p.name not in (MANIFEST_FILE, SIGNATURE_FILE):
             rel = p.relative_to(directory).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     for graph in manifest.graphs:

@@ -167,6 +167,7 @@ def load(
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
     max_batch: int | None = None,
     memory_budget: int | None = None,
+    public_key: Any = None,
 ) -> Model:
     """Open the bundle at `path` and start an ONNX Runtime session for each of its graphs.
 
@@ -177,9 +178,17 @@ def load(
     threads: ONNX Runtime's intra-op threads, 1 to the machine's cores (default: all of them).
     max_batch, memory_budget: the most rows and bytes one call may take (runtime.limits); by default
     the manifest's batch maximum and half the memory available now.
+    public_key: an Ed25519 public key (PEM file path, PEM bytes or key object); the bundle must then
+    carry a signature by its private key over its manifest and files (runtime.signing), or is refused.
     """
     threads = check_threads(threads)
+    if public_key is not None and not verify:
+        raise EdgeformerError("public_key needs verify=True: the signature covers the files through their hashes")
     bundle = open_bundle(path, verify=verify)
+    if public_key is not None:
+        from .signing import verify_signature
+
+        verify_signature(bundle.path, bundle.manifest.files, public_key)
     if bundle.manifest.graph.endswith(".engine"):  # a TensorRT deployment: TensorRT's own runtime, not onnxruntime
         from .tensorrt import load_engine
 
