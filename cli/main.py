@@ -14,11 +14,11 @@ from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
 from .options import (Aliased, json_option, out_options, public_key_option, runtime_options, seed_option, training_options,
                       truncate_option)
-from .output import ms, parity_table, table, write_json
+from .output import ms, one_line, parity_table, table, write_json
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {one_line(message)}", err=True)
 
 
 class Group(click.Group):
@@ -29,10 +29,10 @@ class Group(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            click.echo(f"error: {one_line(e.format_message())}{hint}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
-            click.echo(f"error: {e.format_message()}", err=True)
+            click.echo(f"error: {one_line(e.format_message())}", err=True)
             sys.exit(e.exit_code)
         except click.Abort:
             click.echo("aborted", err=True)
@@ -50,13 +50,13 @@ class Group(click.Group):
                 table(*shown)
             for line in e.report_lines() + e.diagnosis:
                 click.echo(line)
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(e)}", err=True)
             sys.exit(1)
         except EdgeformerError as e:  # bad input: one line, exit 2
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(e)}", err=True)
             sys.exit(2)
         except OSError as e:  # an unwritable --out, a full disk: the user's environment, not a bug
-            click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+            click.echo(one_line(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), err=True)
             sys.exit(2)
 
 

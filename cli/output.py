@@ -42,6 +42,15 @@ def _default(o: Any) -> Any:
     raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """`message` with every character a terminal or str.splitlines() would break on escaped: a path
+    or text echoed from the user's input must not split an error into two lines."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if ch in LINE_BREAKS else ch for ch in str(message))
+
+
 def ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 

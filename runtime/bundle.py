@@ -180,7 +180,8 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     try:
         manifest = Manifest.from_json(data)
     except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise BundleError(f"{path} has a malformed record ({e}); the bundle is corrupt") from None
+        detail = str(e).split("__init__() ")[-1]  # the field, not the constructor that noticed it
+        raise BundleError(f"{path} has a malformed record ({detail}); the bundle is corrupt") from None
     if manifest.kind not in KINDS:
         raise BundleError(f"{path} is a bundle of kind {manifest.kind!r}; this edgeformer knows: {', '.join(KINDS)}")
     check_manifest_bounds(path, manifest)

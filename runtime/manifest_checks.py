@@ -63,6 +63,10 @@ class _Fields:
         if not isinstance(value, str) or (choices and value not in choices):
             self.fail(key, f"one of {', '.join(choices)}" if choices else "a string")
 
+    def bool(self, key: str, optional: bool = False) -> None:
+        if self.present(key, optional) and not isinstance(self.data[key], bool):
+            self.fail(key, "true or false")
+
     def strings(self, key: str, optional: bool = False) -> None:
         if self.present(key, optional):
             value = self.data[key]
@@ -135,8 +139,18 @@ def check_manifest_json(where: str | os.PathLike, data: dict[str, Any]) -> None:
         cache.specs("encoder_inputs", optional=True)
         cache.specs("encoder_outputs", optional=True)
     m.obj("attention").str("kind")
-    for key in ("quantization", "parity", "deploy", "tools"):
-        m.obj(key, optional=True)
+    m.obj("tools", optional=True)
+    quantization, parity, deploy = (m.obj(key, optional=True) for key in ("quantization", "parity", "deploy"))
+    if quantization is not None:
+        quantization.str("recipe")
+    if parity is not None:
+        parity.bool("passed")
+        for key in ("atol", "max_drop"):
+            value = parity.data.get(key)
+            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
+                parity.fail(key, "a finite number >= 0 or null")
+    if deploy is not None:
+        deploy.str("target")
     m.str("graph", optional=True)
     m.str("kind", optional=True)
     files = m.obj("files")

@@ -143,6 +143,8 @@ def invoke(*args):
     (["generate", GOLDEN / "cached", "--ids", "1", "--stop", "-5", "--max-new-tokens", "2"], "stop token id -5"),
     (["generate", GOLDEN / "cached", "--ids", "1", "--seed", "-1"], "--seed"),
     (["generate", GOLDEN / "cached", "--ids", "1", "--json", "/nonexistent/x.json"], "directory /nonexistent does not exist"),
+    (["run", GOLDEN / "plain", "--file", "a\x85b\nc"], r"text file a\\x85b\\nc does not exist"),  # found by fuzzing
+    (["run", GOLDEN / "plain\n", "--ids", "1"], r"plain\\n does not exist"),
     (["train", "--arch", "encoder", "--out", "/tmp/never", "--lr", "nan"], "nan is not a finite number"),
     (["train", "--arch", "encoder", "--out", "/tmp/never", "--lr", "inf"], "inf is not a finite number"),
 ])

@@ -61,7 +61,7 @@ def answers_or_refuses(call):
         try:
             return call()
         except EdgeformerError as e:
-            assert "\n" not in str(e) and str(e), repr(e)
+            assert "\n" not in str(e) and str(e) and "__init__" not in str(e), repr(e)
             return None
 
 

@@ -88,6 +88,10 @@ MALFORMED = [
     (lambda m: m.update(surprise=1), r"unknown field 'surprise'"),
     (lambda m: m.update(graph=7), r"graph is 7; expected a string"),
     (lambda m: m["files"]["model.onnx"].update(sha256="zz"), r"sha256 is 'zz'; expected 64 lowercase hex"),
+    (lambda m: m.update(quantization={}), r"quantization.recipe is None; expected a value"),
+    (lambda m: m.update(parity={"passed": "yes"}), r"parity.passed is 'yes'; expected true or false"),
+    (lambda m: m["model"].update(cache={"layers": 2}), r"model.cache.heads is None; expected a value"),
+    (lambda m: m["model"].update(labels="abc"), r"model.labels is 'abc'; expected a list of strings"),
 ]
 
 
