@@ -26,6 +26,9 @@ class Group(click.Group):
         """Click's own errors (a missing argument, an unknown option or command, a bad value) in one line, exit 2."""
         kwargs.pop("standalone_mode", None)
         try:
+            argv = kwargs.get("args", args[0] if args else None)
+            if argv is not None and any("\0" in str(a) for a in argv):  # no path or text may hold one
+                raise click.UsageError("an argument holds a NUL byte; expected text without NUL characters")
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""

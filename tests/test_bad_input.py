@@ -145,6 +145,7 @@ def invoke(*args):
     (["generate", GOLDEN / "cached", "--ids", "1", "--json", "/nonexistent/x.json"], "directory /nonexistent does not exist"),
     (["run", GOLDEN / "plain", "--file", "a\x85b\nc"], r"text file a\\x85b\\nc does not exist"),  # found by fuzzing
     (["run", GOLDEN / "plain\n", "--ids", "1"], r"plain\\n does not exist"),
+    (["run", GOLDEN / "plain", "--file", "\x00"], "an argument holds a NUL byte"),  # found by fuzzing
     (["train", "--arch", "encoder", "--out", "/tmp/never", "--lr", "nan"], "nan is not a finite number"),
     (["train", "--arch", "encoder", "--out", "/tmp/never", "--lr", "inf"], "inf is not a finite number"),
 ])
