@@ -113,12 +113,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="edgeformer-kills-"))
     sources = {}
     if args.verbs:
-        from edgeformer.export import export_bundle
         from edgeformer.modeling import ModelConfig, Transformer, save
 
         sources["ckpt"] = save(Transformer(ModelConfig(vocab_size=300, d_model=32, n_heads=4, n_layers=2, d_ff=64,
                                                        max_len=64, dropout=0.0)), root / "ckpt")
-        sources["bundle"] = export_bundle(sources["ckpt"], root / "src-bundle").path
+        sources["bundle"] = GOLDEN / "plain"  # quantize measures fidelity on text: a bundle with a tokenizer
         sources["data"] = root / "data.txt"
         sources["data"].write_text("\n".join(f"sample {i} about edge devices and small models" for i in range(200)))
     report = {"cpu": cpu_model(), "load_average_before": load_average(), "trials": {}}
