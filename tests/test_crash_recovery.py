@@ -122,7 +122,7 @@ def test_sigkill_of_a_writing_verb_never_leaves_a_half_artifact(tmp_path, source
         shutil.copytree(GOLDEN / "plain", out)
     args = [EDGEFORMER, *map(str, VERBS[verb](sources, out))] + (["--overwrite"] if overwrite else [])
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(random.Random(f"{verb}{overwrite}").uniform(2.0, 6.0))
+    time.sleep(random.Random(f"{verb}{overwrite}").uniform(1.5, 4.0))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     recover(out)
