@@ -38,7 +38,8 @@ from edgeformer.runtime.inputs import next_positions
 
 from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check_data, default_generation_data,
                               evaluate_generation, read_generation_data, teacher_forced_batches)
-from .lm_head import fold_transposed_weights
+from .lm_head import fold_transposed_weights, tied_heads
+from .tied_int4 import share_tied_tables
 from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
 
 SENSITIVITY_ROWS = 16  # texts (or pairs) that rank nodes; the final check uses the whole evaluation set
@@ -114,6 +115,7 @@ class PreparedGraph:
     lm_head: list[str]
     cross_kv: list[str]  # seq2seq encoder: the cross-attention key/value projections
     exclude: list[str]  # kept float by the recipe's policy (position tables; int8-static's FFN outputs)
+    tied: list[tuple[str, str]]  # (embedding output, logits output) of a head tied to the embedding
 
 
 def prepare_graphs(model: runtime.Model, work: Path, recipe: str) -> list[PreparedGraph]:
@@ -121,14 +123,16 @@ def prepare_graphs(model: runtime.Model, work: Path, recipe: str) -> list[Prepar
     cache = model.manifest.cache
     for file in graph_files(model):
         graph = onnx.load(str(model.bundle.path / file))
-        fold_transposed_weights(graph)
+        tied = tied_heads(graph)
+        if recipe != "fp16":  # float16 converts the one table (the Gather reads it through a Cast): no second copy
+            fold_transposed_weights(graph)
         path = work / f"float-{file}"
         onnx.save(graph, str(path))
         matmuls = quantizable_matmuls(graph)
         head = sorted(_reaches(graph, {"logits"}) & set(matmuls))
         cross = sorted(_reaches(graph, set(cache.cross or [])) & set(matmuls)) if file == cache.encoder else []
         exclude = side_gathers(graph) + (activation_fed_matmuls(graph) if recipe == "int8-static" else [])
-        prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude))
+        prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude, tied))
     return prepared
 
 
@@ -139,8 +143,13 @@ def coverage(prepared: list[PreparedGraph], recipe: str, kept: dict[str, list[st
         quantized = [m for m in g.matmuls if m not in floats]
         entry = {"weight_matmuls": f"{len(quantized)}/{len(g.matmuls)}", "token_embedding": TOKEN_EMBEDDING[recipe],
                  "position_tables": "float32"}
+        if recipe == "fp16" and g.tied:  # the tied table itself is stored in float16, read by both
+            entry.update(lm_head="fp16", lm_head_tied=True, token_embedding="float16, shared with the LM head")
         if g.lm_head:
             entry["lm_head"] = recipe if all(m not in floats for m in g.lm_head) else "float32"
+            entry["lm_head_tied"] = bool(g.tied)
+            if recipe == "int4" and g.tied and entry["lm_head"] == recipe:
+                entry["token_embedding"] = "int4, shared with the LM head"
         if g.cross_kv:
             entry["cross_attention_kv"] = f"{sum(m not in floats for m in g.cross_kv)}/{len(g.cross_kv)}"
         out[g.file] = entry
@@ -185,6 +194,10 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
         graph_opt = dataclasses.replace(opt, exclude=opt.exclude + g.exclude + kept.get(g.file, []),
                                         calibration_batches=calib.get(g.file) if calib else None)
         apply_recipe(recipe, g.path, dst / g.file, graph_opt)
+        if recipe == "int4" and g.tied:
+            graph = onnx.load(str(dst / g.file))
+            if share_tied_tables(graph, g.tied):
+                onnx.save(graph, str(dst / g.file))
     if not (dst / TOKENIZER_FILE).exists():
         shutil.copyfile(ref.bundle.tokenizer_path, dst / TOKENIZER_FILE)
     m = ref.manifest
@@ -303,3 +316,25 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
                                        eval_texts=len(data.texts or data.pairs))
         write_manifest(tmp, manifest)
     return result
+
+
+def generation_budget_parity(bundle_path, reference_config: dict, reference_logits, data: GenerationData | None = None):
+    """A quantized generation bundle against its checkpoint (PyTorch's teacher-forced logits, run by the caller).
+
+    The budget metric is the perplexity increase on the evaluation set; it passes within the budget
+    recorded at quantization or, with none, within the increase then measured plus 10% and 1e-3
+    (the reference changed from the float32 bundle to PyTorch). Returns (fidelity, limit, passed).
+    """
+    bundle = runtime.load(bundle_path)
+    if reference_config != bundle.manifest.config:
+        raise QuantizeError(f"the reference has a different model config from bundle {bundle_path}")
+    recorded = bundle.manifest.parity
+    limit = recorded.max_drop if recorded is not None and recorded.max_drop is not None else None
+    if recorded is not None and (recorded.fidelity or {}).get("metric") == EXACT_MATCH:
+        limit = None  # the budget was on exact match; the check here is on perplexity
+    if limit is None:
+        increase = (recorded.fidelity or {}).get("perplexity_increase", 0.0) if recorded is not None else 0.0
+        limit = max(increase, 0.0) * 1.1 + 1e-3
+    data = data or default_generation_data(bundle)
+    fid = evaluate_generation(bundle, bundle, data, greedy=False, reference_logits=reference_logits)
+    return fid, limit, fid.drop <= limit

@@ -50,14 +50,14 @@ class GenerationData:
         return GenerationData(self.texts[:n], self.pairs[:n], min(self.prompts, n), self.prompt_tokens, self.greedy_tokens)
 
 
-def read_generation_data(path: str | Path) -> GenerationData:
+def read_generation_data(path: str | Path, kind: str = "evaluation") -> GenerationData:
     """Texts one per line, or JSON Lines with "text" (and "target" for seq2seq pairs)."""
     path = Path(path)
     if not path.is_file():
-        raise EdgeformerError(f"evaluation file {path} does not exist")
+        raise EdgeformerError(f"{kind} file {path} does not exist")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
-        raise EdgeformerError(f"{path} is empty; expected evaluation texts")
+        raise EdgeformerError(f"{path} is empty; expected {kind} texts")
     if path.suffix != ".jsonl":
         return GenerationData(texts=lines)
     rows = []

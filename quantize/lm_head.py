@@ -54,3 +54,16 @@ def fold_transposed_weights(model: onnx.ModelProto) -> list[str]:
     for node in dropped:
         graph.node.remove(node)
     return folded
+
+
+def tied_heads(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(token-embedding Gather output, LM head MatMul output) of every head that transposes the Gather's table."""
+    inits = {i.name for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    gathers = {n.input[0]: n for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits}
+    pairs = []
+    for node in model.graph.node:
+        transpose = producers.get(node.input[1]) if node.op_type == "MatMul" else None
+        if transpose is not None and transpose.op_type == "Transpose" and transpose.input[0] in gathers:
+            pairs.append((gathers[transpose.input[0]].output[0], node.output[0]))
+    return pairs
