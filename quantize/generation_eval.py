@@ -30,6 +30,7 @@ from edgeformer.runtime.model import Model
 from edgeformer.runtime.postprocess import softmax
 
 from .evaluate import default_eval_texts
+from .recipes import QuantizeError
 
 PERPLEXITY, EXACT_MATCH = "perplexity", "exact match"
 BUDGET_METRICS = {"perplexity": PERPLEXITY, "exact-match": EXACT_MATCH}  # --budget-metric -> Fidelity.metric
@@ -111,15 +112,15 @@ Logits = Callable[[TeacherForced], np.ndarray]  # a batch -> (B, T, V) float32 l
 
 def check_data(model: Model, data: GenerationData) -> None:
     if model.manifest.kind == SEQ2SEQ and not data.pairs:
-        raise EdgeformerError("a seq2seq bundle is measured on (source, target) pairs; give --eval-data as JSON Lines "
+        raise QuantizeError("a seq2seq bundle is measured on (source, target) pairs; give --eval-data as JSON Lines "
                               "with \"text\" and \"target\"")
     if model.manifest.kind != SEQ2SEQ and not data.texts:
-        raise EdgeformerError("the evaluation set is empty; expected at least one text")
+        raise QuantizeError("the evaluation set is empty; expected at least one text")
 
 
 def default_generation_data(model: Model) -> GenerationData:
     if model.manifest.kind == SEQ2SEQ:
-        raise EdgeformerError("a seq2seq bundle has no built-in evaluation pairs here; give (source, target) pairs "
+        raise QuantizeError("a seq2seq bundle has no built-in evaluation pairs here; give (source, target) pairs "
                               "(the CLI uses the reverse task's held-out pairs)")
     return GenerationData(texts=default_eval_texts().texts)
 
@@ -239,7 +240,7 @@ def evaluate_generation(reference: Model, candidate: Model, data: GenerationData
             fid.quant_exact_match = exact_match(candidate, data.pairs, n)
     if metric == EXACT_MATCH:
         if not seq2seq:
-            raise EdgeformerError("exact match is a seq2seq task metric; a cached decoder's budget is on perplexity")
+            raise QuantizeError("exact match is a seq2seq task metric; a cached decoder's budget is on perplexity")
         fid.metric, fid.float_metric, fid.quant_metric = EXACT_MATCH, fid.float_exact_match, fid.quant_exact_match
         fid.drop = fid.float_exact_match - fid.quant_exact_match
     return fid
