@@ -114,10 +114,13 @@ def print_tables(speed_rows: dict, fid_rows: dict, args) -> None:
     print(f"\nquantized generation, GPT-2 small shape, batch 1, {args.prompt_tokens}-token prompt + {args.new_tokens} new "
           f"tokens, {args.threads} threads (median of {2 * args.rounds} runs in {args.rounds} alternating rounds):")
     print(f"  {'recipe':<26}{'tokens/s':>10}{'vs fp32':>9}{'prefill ms':>12}{'step ms @<48':>14}{'step ms @>144':>15}"
-          f"{'MB':>9}{'size':>8}")
+          f"{'MB':>9}{'size':>8}{'spread':>8}")
     for name, r in speed_rows.items():
         print(f"  {name:<26}{r['tokens_per_s']:>10.1f}{r['vs_float32']:>8.2f}x{r['prefill_ms']:>12.1f}"
-              f"{r['step_ms_first16']:>14.2f}{r['step_ms_last16']:>15.2f}{r['bundle_mb']:>9.1f}{r['size_vs_float32']:>8.1%}")
+              f"{r['step_ms_first16']:>14.2f}{r['step_ms_last16']:>15.2f}{r['bundle_mb']:>9.1f}{r['size_vs_float32']:>8.1%}"
+              f"{r['spread']:>8.0%}")
+    print("  (spread: (slowest - fastest) / median of the runs; step ms: median decode step with fewer than 48 and more "
+          "than 144 tokens of context)")
     print(f"\nfidelity on the demo's decoder (held-out pydoc-lm text; trained perplexity {fid_rows['trained']['eval_perplexity']:.2f}):")
     print(f"  {'recipe':<26}{'ppl fp32':>10}{'ppl':>9}{'increase':>10}{'next-token agree':>18}{'greedy agree':>14}"
           f"{'identical':>11}")
