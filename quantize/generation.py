@@ -6,8 +6,10 @@ they ran the float32 bundle. What each recipe covers, per graph (recorded in the
 quantization `coverage`):
 
     weight MatMuls                 every recipe (int8-static keeps the FFN output projections float)
-    LM head (tied or not)          every recipe: a tied head is first given its own weight (lm_head.py)
-    token-embedding Gather         int8-dynamic, int8-static: int8; int4: 4-bit blocks; fp16: float32
+    LM head (tied or not)          every recipe: a tied head is first given its own weight (lm_head.py),
+                                   except in fp16, where the one tied table is stored in float16
+    token-embedding Gather         int8-dynamic, int8-static: int8; int4: 4-bit blocks, shared with a tied
+                                   head (tied_int4.py); fp16: the float16 table, read through a Cast
     position tables (Gather)       float32: small, and read once per token
     cross-attention K/V (seq2seq)  as the weight MatMuls: they sit in encoder.onnx, run once per source
 

@@ -56,6 +56,9 @@ def read_generation_data(path: str | Path, kind: str = "evaluation") -> Generati
     path = Path(path)
     if not path.is_file():
         raise EdgeformerError(f"{kind} file {path} does not exist")
+    if path.suffix not in (".txt", ".jsonl", ""):
+        raise QuantizeError(f"{path}: a generation bundle's {kind} data is text (.txt, one per line) or JSON Lines "
+                            "(.jsonl with \"text\", and \"target\" for seq2seq)")
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
         raise EdgeformerError(f"{path} is empty; expected {kind} texts")

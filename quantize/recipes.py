@@ -140,8 +140,14 @@ def int8_static(src: str, dst: str, opt: RecipeOptions) -> None:
         )
 
 
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)  # MatMulNBits: unset (float32), float32, float16, bfloat16, int8 activations
+
+
 def int4(src: str, dst: str, opt: RecipeOptions) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    if opt.accuracy_level not in ACCURACY_LEVELS:
+        raise QuantizeError(f"accuracy level {opt.accuracy_level!r}; expected one of: {', '.join(map(str, ACCURACY_LEVELS))}")
 
     with _quiet():
         q = MatMulNBitsQuantizer(onnx.load(src), block_size=opt.block_size, is_symmetric=opt.symmetric,
