@@ -214,9 +214,12 @@ def quantize_bundle(
     if ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
     if ref.manifest.kind != PLAIN:
-        from .generation import quantize_generation_bundle, generation_inputs
+        from .generation import generation_inputs, quantize_generation_bundle
 
         check_recipe(recipe)
+        if isinstance(smooth_alpha, (int, float)):
+            raise QuantizeError(f"smoothing (alpha {smooth_alpha:g}) covers single-graph bundles; a generation bundle "
+                                "is quantized unsmoothed (leave --smooth-alpha out)")
         data, calib = generation_inputs(ref, recipe, data, calib_data)
         return quantize_generation_bundle(ref, Path(src), Path(out), recipe, max_drop, data,
                                           dataclasses.replace(options or RecipeOptions()), overwrite, progress, calib,

@@ -159,11 +159,13 @@ def test_tied_int4_table_is_read_by_both_and_stored_once():
     np.testing.assert_array_equal(run(shared), run(separate))
 
 
-def test_bad_input_one_line_exit_2_nothing_written(cached_text_decoder, seq2seq_text, tmp_path):
-    _, exported = cached_text_decoder
+def test_parity_and_bad_input_one_line_exit_2_nothing_written(cached_text_decoder, seq2seq_text, tmp_path):
     _, s2s = seq2seq_text
     out = tmp_path / "q"
+    ckpt, exported = cached_text_decoder
     quantize_bundle(exported.path, tmp_path / "int4", "int4", data=TEXTS.subset(4), bench_seconds=0.05)
+    proc = cli("parity", tmp_path / "int4", "--reference", ckpt)  # the CLI checks it against PyTorch on text
+    assert "parity passed (quantized): perplexity" in proc.stdout
     assert_bad_input(cli("quantize", tmp_path / "int4", "--recipe", "int8-dynamic", "--out", out, ok=False),
                      "is already quantized (int4); quantize the float32 bundle instead")
     assert_bad_input(cli("quantize", exported.path, "--recipe", "int4", "--budget-metric", "exact-match", "--max-drop",
