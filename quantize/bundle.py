@@ -279,7 +279,7 @@ def quantize_bundle(
         manifest.quantization = QuantizationRecord(
             recipe=recipe, block_size=opt.block_size if recipe == "int4" else None,
             symmetric=opt.symmetric if recipe == "int4" else None, kept_float=result.kept_float,
-            smooth_alpha=alpha, source_bundle=Path(src).name,
+            smooth_alpha=alpha, source_bundle=Path(src).name, accuracy_level=opt.accuracy_level if recipe == "int4" else None,
             # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
             reduce_range=opt.reduce_range if recipe in SMOOTHED else None,
             weight_type=opt.weight_type if recipe in SMOOTHED else None,
