@@ -7,7 +7,8 @@ Stages, in order (each one's wall and CPU seconds go to the stage table and summ
   benchmark  each bundle against PyTorch eager, alternating blocks until the timings settle; a ratio
              whose timings did not settle is printed as unreliable, with its spread, not as a result
   quantize   the encoder bundle to int8-dynamic, measured on the held-out set (accuracy, agreement, size)
-  generate   the decoder exported again with a key/value cache, continuing a prompt through the runtime
+  generate   the decoder exported again with a key/value cache, continuing a prompt through the runtime;
+             then quantized to int4 (its fidelity on held-out text) and continuing the same prompt
   distill    the encoder into a student with half its layers; both exported and compared
   deploy     the encoder bundle as an Android folder (fixed shapes) and an arm64 folder
 Nothing is cached between runs: every checkpoint and bundle is made again, overwriting --out.
@@ -106,6 +107,7 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
         click.echo(f"  [{g['prompt']}]{g['text']}")
         click.echo(f"  (cache parity max abs {g['parity_max_abs']:.1e}; prompt {g['prompt_ms']:.2f} ms, then "
                    f"{g['per_token_ms']:.2f} ms per token; greedy with repetition penalty {GENERATE['repetition_penalty']})")
+        summary["quantized_generation"] = quantized_generation_example(out, quick)
     with stage("distill", "the encoder into a student with half the layers (started from teacher blocks)"):
         summary["distillation"] = distill_example(out, quick)
     with stage("deploy", "the encoder bundle for Android (fixed shapes) and arm64"):
@@ -195,6 +197,27 @@ def generate_example(ckpt: Path, bundle_dir: Path, max_new_tokens: int) -> dict:
             "new_tokens": len(result.token_ids[0]), "stop_reason": result.stop_reasons[0],
             "parity_max_abs": max(o.max_abs for o in exported.report.worst.values()),
             "prompt_ms": result.prompt_ms, "per_token_ms": result.per_token_ms}
+
+
+def quantized_generation_example(out: Path, quick: bool) -> dict:
+    """The cached decoder quantized to int4, measured on held-out text, continuing the demo's prompt."""
+    from edgeformer.modeling.data import pydoc_corpus
+    from edgeformer.quantize import quantize_bundle
+    from edgeformer.quantize.generation_eval import GenerationData
+
+    held = [p for p in (" ".join(p.split()) for p in pydoc_corpus().eval.split("\n\n")) if 80 <= len(p) <= 600]
+    data = GenerationData(texts=held[:16 if quick else 48], prompts=4 if quick else 8, greedy_tokens=16)
+    dst = out / "decoder-int4-bundle"
+    r = quantize_bundle(out / "decoder-cached-bundle", dst, "int4", data=data, overwrite=True, bench_seconds=0.2)
+    g = runtime.load(dst).generate(GENERATE["prompt"], max_new_tokens=24 if quick else 48,
+                                   repetition_penalty=GENERATE["repetition_penalty"])
+    f = r.fidelity
+    click.echo(f"  int4: [{GENERATE['prompt']}]{g.texts[0]}")
+    click.echo(f"  (perplexity {f.float_perplexity:.2f} -> {f.quant_perplexity:.2f} ({f.perplexity_increase:+.2%}) on "
+               f"{len(data.texts)} held-out paragraphs, next-token agreement {f.next_token_agreement:.3f}, greedy "
+               f"agreement {f.greedy_agreement:.3f}; graphs {r.size_ratio:.0%} of float32; {g.per_token_ms:.2f} ms per token)")
+    return {"bundle": str(dst), "recipe": "int4", "text": g.texts[0], "new_tokens": len(g.token_ids[0]),
+            "fidelity": f.to_json(), "size_ratio": r.size_ratio, "per_token_ms": g.per_token_ms}
 
 
 def distill_example(out: Path, quick: bool) -> dict:

@@ -160,11 +160,15 @@ def smooth_alpha_option(value: str):
               help="int8: move activation outliers into the weights with this strength (0-1], 'auto' or 'off'.")
 @click.option("--block-size", default=32, show_default=True, type=click.Choice(["16", "32", "64", "128"]), help="int4 block size.")
 @click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
+@click.option("--accuracy-level", default="4", show_default=True, type=click.Choice(["0", "1", "2", "3", "4"]),
+              help="int4: MatMulNBits compute (4: int8 activations, fastest on CPUs; 0: float32; see README).")
+@click.option("--budget-metric", type=click.Choice(["perplexity", "exact-match"]),
+              help="Generation bundles: what --max-drop bounds (default perplexity: relative increase; exact-match: seq2seq).")
 @click.option("--compare", is_flag=True, help="Run every recipe and print one table; writes no bundle.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="With --compare: draw accuracy against latency to FILE.png.")
 @json_option
 def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, smooth_alpha, block_size, asymmetric,
-             compare, plot, overwrite, json_out):
+             accuracy_level, budget_metric, compare, plot, overwrite, json_out):
     """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
     from edgeformer.quantize import RecipeOptions, quantize_bundle, read_eval_file
     from edgeformer.quantize.report import check_plot_path, compare_recipes, plot_tradeoff
@@ -173,8 +177,17 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
         raise EdgeformerError("--plot draws the --compare table; give --compare too")
     if plot:
         check_plot_path(plot)
-    data = read_eval_file(eval_data) if eval_data else None
-    opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration)
+    from .quantize_data import bundle_kind, generation_sets, generation_summary, is_generation
+
+    kind = bundle_kind(bundle)
+    if is_generation(kind) and compare:
+        raise EdgeformerError("--compare covers single-graph bundles; quantize a generation bundle one recipe at a time")
+    if is_generation(kind):
+        data, calib_data = generation_sets(kind, eval_data, calib_data)
+    else:
+        data = read_eval_file(eval_data) if eval_data else None
+    opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration,
+                        accuracy_level=int(accuracy_level))
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     if compare:
         results = compare_recipes(bundle, data, opt, calib_data, smooth_alpha, progress=say)
@@ -192,8 +205,10 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
     if not out:
         raise EdgeformerError("give --out for the quantized bundle (or --compare to only measure)")
     r = quantize_bundle(bundle, out, recipe, max_drop, data, opt, overwrite=overwrite, progress=say,
-                        calib_data=calib_data, smooth_alpha=smooth_alpha)
+                        calib_data=calib_data, smooth_alpha=smooth_alpha, metric=budget_metric)
     f = r.fidelity
+    if is_generation(kind):
+        say(generation_summary(r))
     say(f"wrote {out}: {recipe}, {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}, drop {f.drop:.4g}), "
         f"size {r.size_ratio:.1%} of float32, {r.float_ms / r.quant_ms:.2f}x the speed at batch 1"
         + (f", smoothing alpha {r.smooth_alpha:g}" if r.smooth_alpha is not None else "")
@@ -216,13 +231,21 @@ def parity(bundle, reference, atol, seed, json_out):
     from edgeformer import runtime
     from edgeformer.export import bundle_parity
 
-    if runtime.open_bundle(bundle).manifest.quantization:
+    manifest = runtime.open_bundle(bundle).manifest
+    if manifest.quantization:
         from edgeformer.modeling import load as load_checkpoint
-        from edgeformer.modeling.eager import eager_runner
+        from edgeformer.modeling.eager import eager_runner, teacher_forced_logits
         from edgeformer.quantize import budget_parity
+        from edgeformer.quantize.generation import generation_budget_parity
+
+        from .quantize_data import generation_sets, is_generation
 
         model = load_checkpoint(reference)
-        fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)())
+        if is_generation(manifest.kind):
+            fid, limit, passed = generation_budget_parity(bundle, model.cfg.to_dict(), teacher_forced_logits(model),
+                                                          generation_sets(manifest.kind, None, None)[0])
+        else:
+            fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)())
         write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
         line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
         if not passed:

@@ -20,3 +20,25 @@ def eager_runner(model: Transformer, feeds: Mapping[str, np.ndarray]) -> Callabl
             return model(**kwargs)
 
     return run
+
+
+def teacher_forced_logits(model) -> Callable[[object], np.ndarray]:
+    """PyTorch's (B, T, V) logits for a generation bundle's teacher-forced batch (quantize.generation_eval).
+
+    A batch holds the decoder graph's feeds (`decoder`) and, for seq2seq, the encoder's (`source`);
+    the model reads them as it would in training: the whole sequence at once, no cache.
+    """
+    model = model.eval()
+    tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+
+    def run(batch) -> np.ndarray:
+        with torch.inference_mode():
+            if batch.source is not None:
+                out = model(tensor(batch.source["input_ids"]), tensor(batch.source["attention_mask"]),
+                            tensor(batch.decoder["input_ids"]))
+            else:
+                d = batch.decoder
+                out = model(tensor(d["input_ids"]), tensor(d["attention_mask"]), position_ids=tensor(d["position_ids"]))
+        return out["logits"].float().numpy()
+
+    return run

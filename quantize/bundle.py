@@ -192,12 +192,16 @@ def quantize_bundle(
     progress: Callable[[str], None] = lambda msg: None,
     calib_data: str | os.PathLike | None = None,
     smooth_alpha: float | str | None = "auto",
+    metric: str | None = None,
 ) -> QuantizeResult:
     """Quantize the float32 bundle `src` into `out` with `recipe`, measured on `data` (default: Python's docs).
 
     `calib_data` (.txt, .jsonl or .npz) is what int8-static calibrates on and what smoothing
     observes (default: Python's docs, other paragraphs than the evaluation set). `smooth_alpha`:
     "auto", a strength in (0, 1], or None for no smoothing (int8 recipes only).
+    Generation bundles (a cached decoder, seq2seq) go to quantize/generation.py: `data` and
+    `calib_data` may then be GenerationData, and `metric` picks the budget ("perplexity", the
+    default, or "exact-match" for seq2seq); smoothing does not apply to them.
     """
     check_output_dir(out, overwrite, sources=(src,))  # before minutes of quantization
     ref = runtime.load(src)
@@ -210,8 +214,19 @@ def quantize_bundle(
     if ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
     if ref.manifest.kind != PLAIN:
-        raise QuantizeError(f"{src} is a key/value-cache generation bundle, which the recipes do not cover yet; "
-                            "quantize a bundle exported without --kv-cache")
+        from .generation import generation_inputs, quantize_generation_bundle
+
+        check_recipe(recipe)
+        if isinstance(smooth_alpha, (int, float)):
+            raise QuantizeError(f"smoothing (alpha {smooth_alpha:g}) covers single-graph bundles; a generation bundle "
+                                "is quantized unsmoothed (leave --smooth-alpha out)")
+        data, calib = generation_inputs(ref, recipe, data, calib_data)
+        return quantize_generation_bundle(ref, Path(src), Path(out), recipe, max_drop, data,
+                                          dataclasses.replace(options or RecipeOptions()), overwrite, progress, calib,
+                                          metric or "perplexity", bench_seconds)
+    if metric is not None and not (metric == "perplexity" and ref.manifest.model.task == "causal-lm"):
+        raise QuantizeError(f"budget metric {metric} does not exist for a {ref.manifest.model.task} bundle; "
+                            "its budget is on its own task metric (leave the metric out)")
     data = data or default_eval_texts()
     if not data.texts:
         raise QuantizeError("the evaluation set is empty; expected at least one text")
@@ -264,7 +279,7 @@ def quantize_bundle(
         manifest.quantization = QuantizationRecord(
             recipe=recipe, block_size=opt.block_size if recipe == "int4" else None,
             symmetric=opt.symmetric if recipe == "int4" else None, kept_float=result.kept_float,
-            smooth_alpha=alpha, source_bundle=Path(src).name,
+            smooth_alpha=alpha, source_bundle=Path(src).name, accuracy_level=opt.accuracy_level if recipe == "int4" else None,
             # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
             reduce_range=opt.reduce_range if recipe in SMOOTHED else None,
             weight_type=opt.weight_type if recipe in SMOOTHED else None,

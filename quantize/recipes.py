@@ -49,6 +49,9 @@ class RecipeOptions:
     reduce_range: bool = True
     weight_type: str = "int8"  # int8-dynamic: "int8" or "uint8" (asymmetric) weights; int8-static is int8 only
     per_channel: bool = True  # int8 recipes: one weight scale per output channel (else per tensor)
+    # int4: MatMulNBits' compute: 4 quantizes activations to int8 per block (int8 dot products), 0 keeps them
+    # float32 (weights dequantized); benchmarks/generation.py measures both
+    accuracy_level: int = 4
 
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -137,12 +140,18 @@ def int8_static(src: str, dst: str, opt: RecipeOptions) -> None:
         )
 
 
+ACCURACY_LEVELS = (0, 1, 2, 3, 4)  # MatMulNBits: unset (float32), float32, float16, bfloat16, int8 activations
+
+
 def int4(src: str, dst: str, opt: RecipeOptions) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    if opt.accuracy_level not in ACCURACY_LEVELS:
+        raise QuantizeError(f"accuracy level {opt.accuracy_level!r}; expected one of: {', '.join(map(str, ACCURACY_LEVELS))}")
+
     with _quiet():
         q = MatMulNBitsQuantizer(onnx.load(src), block_size=opt.block_size, is_symmetric=opt.symmetric,
-                                 accuracy_level=4, nodes_to_exclude=list(opt.exclude),
+                                 accuracy_level=opt.accuracy_level, nodes_to_exclude=list(opt.exclude),
                                  op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
         q.process()
         q.model.save_model_to_file(dst)

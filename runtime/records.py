@@ -169,9 +169,11 @@ class QuantizationRecord(Record):
     per_channel: bool | None = None
     calibration: dict[str, Any] | None = None
     measured: dict[str, Any] | None = None  # size ratio and latency on the CPU that made it
+    accuracy_level: int | None = None  # int4: MatMulNBits' compute type (0: float32, 4: int8 activations)
+    coverage: dict[str, Any] | None = None  # generation bundles: per graph file, what the recipe quantized
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _optional: ClassVar = ("reduce_range", "weight_type", "per_channel", "measured")
+    _optional: ClassVar = ("reduce_range", "weight_type", "per_channel", "measured", "accuracy_level", "coverage")
 
 
 @dataclass(eq=False)

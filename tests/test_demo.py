@@ -47,6 +47,10 @@ def test_quick_demo(tmp_path):
     g = summary["generation"]  # the decoder, exported with its cache, generating through the runtime
     assert g["parity_max_abs"] <= 1e-4 and g["per_token_ms"] > 0 and g["text"]
     assert 1 <= g["new_tokens"] <= 24 and f"[{g['prompt']}]{g['text']}" in proc.stdout
+    qg = summary["quantized_generation"]  # the same decoder in int4, generating from the same prompt
+    assert qg["recipe"] == "int4" and qg["new_tokens"] >= 1 and f"int4: [{g['prompt']}]{qg['text']}" in proc.stdout
+    assert qg["fidelity"]["perplexity_increase"] <= 0.05 and qg["size_ratio"] < 0.5
+    assert (Path(qg["bundle"]) / "manifest.json").is_file()
     android, arm64 = summary["deployments"]  # the deploy step: device folders the runtime can load
     assert android["target"] == "android" and (Path(android["folder"]) / "model.ort").is_file()
     assert android["fixed_shape"] == {"batch": 1, "seq": 64} and android["checks"] and all(c["passed"] for c in android["checks"])

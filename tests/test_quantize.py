@@ -131,13 +131,6 @@ def test_quantizer_bad_input(minilm, tmp_path, tiny_lm_bundle):
     assert not (tmp_path / "x").exists() and not (tmp_path / "again").exists()
 
 
-def test_generation_bundles_are_refused(tiny_lm_bundle, tmp_path):
-    export_bundle(tiny_lm_bundle / "ckpt", tmp_path / "cached", kv_cache=True)
-    with pytest.raises(QuantizeError, match="is a key/value-cache generation bundle, which the recipes do not cover yet"):
-        quantize_bundle(tmp_path / "cached", tmp_path / "q", "int8-dynamic")
-    assert not (tmp_path / "q").exists()
-
-
 def test_quantize_cli(minilm, tmp_path):
     import subprocess
     import sys
