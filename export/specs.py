@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from edgeformer.modeling.attention import attention_nodes_per_layer
 from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
 
@@ -127,7 +128,7 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
             kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
         axes = {"batch": batch, "seq": Axis(1, cfg.max_len, torch.export.Dim("seq", max=cfg.max_len))}
     graph = GraphExport(MODEL_FILE, _Outputs(model), inputs, model.output_names, axes, kwargs=kwargs,
-                        attention_count=cfg.n_layers)
+                        attention_count=cfg.n_layers * attention_nodes_per_layer(cfg))
     return ExportSpec(PLAIN, [graph])
 
 
