@@ -17,6 +17,7 @@ import onnx
 
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
+from edgeformer.modeling.config import ModelConfig
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
@@ -142,7 +143,7 @@ def bundle_parity(
     """
     bundle = runtime.load(bundle_path)
     model = checkpoint.load(reference)
-    if model.cfg.to_dict() != bundle.manifest.config:
+    if model.cfg != ModelConfig.from_dict(bundle.manifest.config):  # older manifests lack newer fields: their defaults
         raise runtime.EdgeformerError(f"checkpoint {reference} has a different model config from bundle {bundle_path}")
     if bundle.manifest.quantization:
         raise runtime.EdgeformerError(f"{bundle_path} is quantized; its parity is checked against its budget "

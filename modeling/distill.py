@@ -237,8 +237,11 @@ def distill_checkpoint(
     layers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> DistillResult:
     """The `edgeformer distill` job: every check first, then distillation, a checkpoint after every epoch.
+
+    `overrides` are student config fields set on top of the student's size (e.g. attention_kind="local").
 
     The checkpoint records the teacher (path and weights hash) and the recipe in distillation.json.
     """
@@ -249,7 +252,7 @@ def distill_checkpoint(
     tok = checkpoint.load_tokenizer(teacher_path)
     if tok is None:
         raise ConfigError(f"teacher {teacher_path} has no tokenizer.json; the student reads text with the teacher's tokenizer")
-    cfg = student_config(teacher.cfg, student, layers)
+    cfg = student_config(teacher.cfg, student, layers, overrides)
     pairs = resolve_layer_map(dc.layer_map, cfg, teacher.cfg, dc.attention)
     reason = can_init_from_teacher(cfg, teacher.cfg)
     if dc.init == "teacher" and reason:
