@@ -138,6 +138,9 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     cfg = model.cfg
     if cfg.arch != "decoder":
         raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {cfg.arch}")
+    if cfg.attention_kind not in ("full", "local"):
+        raise ExportError(f"attention_kind={cfg.attention_kind} has no key/value cache; expected full or local, "
+                          "or an export without --kv-cache")
     B, T, P, H, hd = 2, 3, 5, cfg.n_heads, cfg.d_model // cfg.n_heads
     past, present = cache_names(cfg.n_layers)
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),
