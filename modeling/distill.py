@@ -168,6 +168,9 @@ def distill(
     dc, tc = dc or DistillConfig(), tc or TrainConfig()
     check_compatible(teacher.cfg, student.cfg)
     pairs = resolve_layer_map(dc.layer_map, student.cfg, teacher.cfg, dc.attention)
+    if (dc.hidden or dc.attention) and (student.cfg.reversible or teacher.cfg.reversible):
+        raise ConfigError("hidden-state and attention losses read each block's output, which reversible blocks do not "
+                          "keep; expected --no-hidden-loss and --no-attention-loss with a reversible model")
     kind = student.cfg.task
     if (kind == "embedding") != isinstance(data, TextData):
         raise ConfigError(f"a {kind} model needs {'unlabelled text' if kind == 'embedding' else 'its task data'}, "
