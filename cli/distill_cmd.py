@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from .options import Aliased, json_option, out_options, training_options
+from .options import Aliased, json_option, long_input_options, out_options, training_options
 from .output import ms, table, write_json
 
 
@@ -34,6 +34,7 @@ def report_rows(report: dict) -> tuple[list[str], list[list]]:
               help="Your data: as for train; for an embedding teacher one text per line (or .jsonl with text).")
 @out_options("Student checkpoint directory")
 @training_options(epochs=3)
+@long_input_options
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap on steps per epoch.")
 @click.option("--soft-temperature", "--temperature", "temperature", default=2.0, show_default=True, cls=Aliased,
               type=click.FloatRange(min=0, min_open=True),
@@ -53,7 +54,7 @@ def report_rows(report: dict) -> tuple[list[str], list[list]]:
 @click.option("--bundles", type=click.Path(file_okay=False), help="Keep the report's bundles here (teacher/, student/).")
 @click.option("--bench-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Timing per bundle and batch.")
 @json_option
-def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, lr, seq_len, steps_per_epoch, temperature,
+def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, steps_per_epoch, temperature,
             soft_weight, hard_weight, hidden_loss, hidden_weight, attention_loss, attention_weight, layer_map,
             embedding_loss, init, seed, report, bundles, bench_seconds, overwrite, json_out):
     """Distill TEACHER into a smaller student; report size, speed and what it keeps. Runs under torchrun too."""
@@ -67,7 +68,7 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
                        layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
     result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
-                                progress=json_out != "-")
+                                progress=json_out != "-", overrides=long_input)
     if not current().is_main:
         return
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo

@@ -12,8 +12,8 @@ import click
 
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
-from .options import (Aliased, json_option, out_options, public_key_option, runtime_options, seed_option, training_options,
-                      truncate_option)
+from .options import (Aliased, json_option, long_input_options, out_options, public_key_option, runtime_options, seed_option,
+                      training_options, truncate_option)
 from .output import ms, one_line, parity_table, table, write_json
 
 
@@ -77,12 +77,11 @@ def cli():
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")
 @training_options(epochs=5)
-@click.option("--positional", type=click.Choice(["sinusoidal", "learned"]),
-              help="Position encoding (default: sinusoidal for encoders, learned for decoders).")
+@long_input_options
 @click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
 @click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
 @json_option
-def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, positional, norm, vocab_size, seed,
+def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, norm, vocab_size, seed,
           overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
     from edgeformer.modeling.config import ModelConfig
@@ -90,7 +89,7 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, p
 
     ModelConfig.from_preset(preset)  # an unknown preset fails before any data is read
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
-    overrides = {k: v for k, v in (("positional", positional), ("norm", norm)) if v}
+    overrides = {**long_input, **({"norm": norm} if norm else {})}
     result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
     from edgeformer.modeling.distributed import current
 

@@ -6,6 +6,7 @@
     --seed N                      every random draw of a verb (default 0, so runs repeat)
     --batch-size/--seq-len        the shape of what is timed or trained on
     --truncate/--no-truncate      cut an input to the model's context instead of refusing it
+    --attention-kind/--window/... the model's attention for long inputs, positions and max length (train, distill)
 
 Old spellings (bench's --batch, --seq, --seconds; run's --no-truncation) stay as hidden aliases
 for one release: they work, and help shows only the new name.
@@ -13,6 +14,7 @@ for one release: they work, and help shows only the new name.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -99,3 +101,38 @@ def truncate_option(default: bool, what: str):
     """--truncate/--no-truncate (and the old --no-truncation of `run`)."""
     return click.option("--truncate/--no-truncate", " /--no-truncation", "truncate", default=default, show_default=True,
                         cls=Aliased, help=what)
+
+
+# ModelConfig fields set by long_input_options; a flag left out keeps the preset's (distill: the teacher's) value.
+LONG_INPUT_FIELDS = ("attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds",
+                     "reversible", "positional", "max_len")
+
+
+def long_input_options(f):
+    """--attention-kind and its settings, --reversible, --positional, --max-len: passed on as `long_input`,
+    a dict of the ModelConfig fields given (train and distill)."""
+    @functools.wraps(f)
+    def collect(*args, **kwargs):
+        given = {name: kwargs.pop(name) for name in LONG_INPUT_FIELDS}
+        kwargs["long_input"] = {name: value for name, value in given.items() if value is not None}
+        return f(*args, **kwargs)
+
+    positive = click.IntRange(min=1)
+    options = [
+        click.option("--attention-kind", type=click.Choice(["full", "local", "longformer", "linformer", "lsh"]),
+                     help="Self-attention: full (default), local (sliding window), longformer (window + global tokens), "
+                          "linformer (keys projected to --linformer-k rows), lsh (Reformer hashing)."),
+        click.option("--window", type=positive, help="local/longformer: keys within W tokens (causal: W before); lsh: chunk length. [default: 64]"),
+        click.option("--global-tokens", type=positive, help="longformer: the first N positions are global. [default: 1]"),
+        click.option("--linformer-k", type=positive, help="linformer: projected length of keys and values. [default: 64]"),
+        click.option("--lsh-buckets", type=positive, help="lsh: hash buckets (even). [default: 8]"),
+        click.option("--lsh-rounds", type=positive, help="lsh: hash rounds. [default: 1]"),
+        click.option("--reversible/--no-reversible", default=None,
+                     help="Reversible residual blocks: activations recomputed in backward. [default: no]"),
+        click.option("--positional", type=click.Choice(["sinusoidal", "learned", "rotary"]),
+                     help="Position encoding (default: sinusoidal for encoders, learned for decoders)."),
+        click.option("--max-len", type=click.IntRange(min=2), help="Longest input the model accepts (default: the preset's)."),
+    ]
+    for option in reversed(options):
+        collect = option(collect)
+    return collect

@@ -17,12 +17,14 @@ import onnx
 
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
+from edgeformer.modeling.config import ModelConfig
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
 
 from .cache_parity import check_cache_parity
 from .checks import check_graph
+from .long_input import check_subquadratic
 from .onnx import ATTENTION_OPSETS, save, trace
 from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport, check_parity
 from .seq2seq import check_seq2seq_parity
@@ -92,6 +94,8 @@ def export_bundle(
         record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(),
                              {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}, spec.cache)
         manifest = write_graphs(spec, tmp, attention, record)
+        if cfg.attention_kind != "full" and attention == "fused" and spec.kind != CACHED_DECODER:
+            check_subquadratic(onnx.load(str(tmp / spec.graphs[0].file)))  # the memory saving is in the graph
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
         write_manifest(tmp, manifest)
@@ -142,7 +146,7 @@ def bundle_parity(
     """
     bundle = runtime.load(bundle_path)
     model = checkpoint.load(reference)
-    if model.cfg.to_dict() != bundle.manifest.config:
+    if model.cfg != ModelConfig.from_dict(bundle.manifest.config):  # older manifests lack newer fields: their defaults
         raise runtime.EdgeformerError(f"checkpoint {reference} has a different model config from bundle {bundle_path}")
     if bundle.manifest.quantization:
         raise runtime.EdgeformerError(f"{bundle_path} is quantized; its parity is checked against its budget "

@@ -26,6 +26,7 @@ from edgeformer.debug.report import DebugReport
 from edgeformer.debug.scopes import metadata_notes
 from edgeformer.debug.search import finding_for, layer_curve, locate, walk, worst_jump
 from edgeformer.modeling import checkpoint
+from edgeformer.modeling.config import ModelConfig
 from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import open_bundle
 from edgeformer.runtime.inputs import example_inputs
@@ -176,7 +177,7 @@ def debug_checkpoint(
     bundle = open_bundle(bundle_path)
     manifest = bundle.manifest
     model = reference if isinstance(reference, Transformer) else checkpoint.load(reference)
-    if model.cfg.to_dict() != manifest.config:
+    if model.cfg != ModelConfig.from_dict(manifest.config):  # older manifests lack newer fields: their defaults
         raise DebugError(f"the reference has a different model config from bundle {bundle_path}")
     if model.cfg.arch == "seq2seq":
         raise DebugError("debug compares one graph with its checkpoint; a seq2seq bundle's two graphs are not covered yet")

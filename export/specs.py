@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from edgeformer.modeling.attention import attention_nodes_per_layer
 from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
 
@@ -127,7 +128,7 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
             kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
         axes = {"batch": batch, "seq": Axis(1, cfg.max_len, torch.export.Dim("seq", max=cfg.max_len))}
     graph = GraphExport(MODEL_FILE, _Outputs(model), inputs, model.output_names, axes, kwargs=kwargs,
-                        attention_count=cfg.n_layers)
+                        attention_count=cfg.n_layers * attention_nodes_per_layer(cfg))
     return ExportSpec(PLAIN, [graph])
 
 
@@ -137,6 +138,9 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     cfg = model.cfg
     if cfg.arch != "decoder":
         raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {cfg.arch}")
+    if cfg.attention_kind not in ("full", "local"):
+        raise ExportError(f"attention_kind={cfg.attention_kind} has no key/value cache; expected full or local, "
+                          "or an export without --kv-cache")
     B, T, P, H, hd = 2, 3, 5, cfg.n_heads, cfg.d_model // cfg.n_heads
     past, present = cache_names(cfg.n_layers)
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),

@@ -14,7 +14,7 @@ CHOICES = {
     "arch": ARCHS,
     "activation": ("relu", "gelu", "gelu_tanh"),
     "norm": ("pre", "post"),
-    "positional": ("sinusoidal", "learned"),
+    "positional": ("sinusoidal", "learned", "rotary"),
     "pooling": ("mean", "cls"),
 }
 
@@ -55,6 +55,14 @@ class ModelConfig:
     image_size: int = 0
     patch_size: int = 16
     num_channels: int = 3
+    # Long inputs (modeling/attention.py): which attention every block uses, and its settings.
+    attention_kind: str = "full"  # full | local | longformer | linformer | lsh
+    window: int = 64  # local/longformer: keys within this distance (causal: before); lsh: chunk length
+    global_tokens: int = 1  # longformer: the first N positions attend to and are attended by all
+    linformer_k: int = 64  # linformer: keys and values projected along the sequence to this many rows
+    lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
+    lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
+    reversible: bool = False  # reversible residual blocks: activations recomputed in the backward pass
 
     def __post_init__(self):
         check_fields(self)  # types and bounds of every field first (config_limits)
@@ -81,6 +89,11 @@ class ModelConfig:
                 raise ConfigError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
             if self.max_len != self.num_patches + 1:
                 raise ConfigError(f"max_len={self.max_len}; an image model needs num_patches + 1 = {self.num_patches + 1}")
+        check_long_input(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
 
     @property
     def num_patches(self) -> int:
@@ -126,3 +139,38 @@ class ModelConfig:
             raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
         arch = overrides.get("arch", cls.arch)
         return cls(**{**PRESETS[name], **ARCH_DEFAULTS.get(arch, {}), **overrides})
+
+
+ATTENTION_KINDS = ("full", "local", "longformer", "linformer", "lsh")
+
+
+def check_long_input(cfg: ModelConfig) -> None:
+    """Refuse attention settings that cannot work, naming the field and the values it allows."""
+    kind = cfg.attention_kind
+    if kind not in ATTENTION_KINDS:
+        raise ConfigError(f"attention_kind={kind!r} is not supported; expected one of: {', '.join(ATTENTION_KINDS)}")
+    for name in ("window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds"):
+        if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool) or getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r}; expected a positive integer")
+    if (kind != "full" or cfg.reversible or cfg.positional == "rotary") and (cfg.arch == "seq2seq" or cfg.image_size):
+        raise ConfigError(f"attention_kind={kind}, reversible and rotary positions apply to text encoders and decoders; "
+                          f"expected attention_kind=full, reversible=false and positional sinusoidal or learned for this model")
+    if kind in ("longformer", "linformer") and cfg.arch != "encoder":
+        raise ConfigError(f"attention_kind={kind} is for encoders; expected full, local or lsh for a {cfg.arch}")
+    if kind in ("local", "longformer", "lsh") and cfg.window > cfg.max_len:
+        raise ConfigError(f"window={cfg.window} is longer than max_len={cfg.max_len}; expected 1..{cfg.max_len}")
+    if kind == "longformer" and cfg.global_tokens > cfg.max_len:
+        raise ConfigError(f"global_tokens={cfg.global_tokens} lies beyond max_len={cfg.max_len}; expected 1..{cfg.max_len}")
+    if kind == "linformer" and cfg.linformer_k > cfg.max_len:
+        raise ConfigError(f"linformer_k={cfg.linformer_k} is larger than the fixed length max_len={cfg.max_len}; "
+                          f"expected 1..{cfg.max_len}")
+    if kind == "lsh" and (cfg.lsh_buckets % 2 or cfg.max_len % cfg.window or cfg.lsh_buckets > 2 * cfg.max_len // cfg.window):
+        raise ConfigError(f"lsh_buckets={cfg.lsh_buckets} with chunks of window={cfg.window} over max_len={cfg.max_len}; "
+                          f"expected an even number of buckets up to {2 * max(1, cfg.max_len // cfg.window)} "
+                          f"and a window that divides max_len")
+    if cfg.positional == "rotary" and cfg.head_dim % 2:
+        raise ConfigError(f"positional=rotary needs an even head dimension, got d_model/n_heads={cfg.head_dim}; "
+                          f"expected sinusoidal or learned positions, or an even d_model/n_heads")
+    if cfg.reversible and cfg.norm != "pre":
+        raise ConfigError("reversible=true needs norm=pre (a LayerNorm after the residual add cannot be inverted); "
+                          "expected norm=pre or reversible=false")

@@ -168,6 +168,9 @@ def distill(
     dc, tc = dc or DistillConfig(), tc or TrainConfig()
     check_compatible(teacher.cfg, student.cfg)
     pairs = resolve_layer_map(dc.layer_map, student.cfg, teacher.cfg, dc.attention)
+    if (dc.hidden or dc.attention) and (student.cfg.reversible or teacher.cfg.reversible):
+        raise ConfigError("hidden-state and attention losses read each block's output, which reversible blocks do not "
+                          "keep; expected --no-hidden-loss and --no-attention-loss with a reversible model")
     kind = student.cfg.task
     if (kind == "embedding") != isinstance(data, TextData):
         raise ConfigError(f"a {kind} model needs {'unlabelled text' if kind == 'embedding' else 'its task data'}, "
@@ -237,8 +240,11 @@ def distill_checkpoint(
     layers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> DistillResult:
     """The `edgeformer distill` job: every check first, then distillation, a checkpoint after every epoch.
+
+    `overrides` are student config fields set on top of the student's size (e.g. attention_kind="local").
 
     The checkpoint records the teacher (path and weights hash) and the recipe in distillation.json.
     """
@@ -249,7 +255,7 @@ def distill_checkpoint(
     tok = checkpoint.load_tokenizer(teacher_path)
     if tok is None:
         raise ConfigError(f"teacher {teacher_path} has no tokenizer.json; the student reads text with the teacher's tokenizer")
-    cfg = student_config(teacher.cfg, student, layers)
+    cfg = student_config(teacher.cfg, student, layers, overrides)
     pairs = resolve_layer_map(dc.layer_map, cfg, teacher.cfg, dc.attention)
     reason = can_init_from_teacher(cfg, teacher.cfg)
     if dc.init == "teacher" and reason:

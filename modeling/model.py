@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ConfigError, ModelConfig
+from .rotary import Rotary, apply_rotary
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
@@ -80,11 +81,14 @@ class SelfAttention(nn.Module):
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None, rope=None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
-        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        q = q.view(B, T, self.n_heads, C // self.n_heads)  # (B, T, H, hd)
+        k = k.view(B, T, self.n_heads, C // self.n_heads)
+        if rope is not None:  # rotary positions (modeling/rotary.py)
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, hd)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
         if cache is not None:
             k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, H, P + T, hd)
@@ -119,20 +123,34 @@ class FeedForward(nn.Module):
         return self.dropout(self.fc2(self.act(self.fc1(x))))
 
 
+def build_attention(cfg: ModelConfig) -> nn.Module:
+    """The self-attention of cfg.attention_kind; every kind takes (x, keep, cache, rope).
+
+    keep is the (B, 1, T, S) mask for full attention and for a cache; the (B, T) key mask otherwise
+    (the long-input kinds build only the blocks of mask they need)."""
+    if cfg.attention_kind == "full":
+        return SelfAttention(cfg)
+    from .attention import LinformerAttention, LocalAttention, LongformerAttention
+    from .lsh import LSHAttention
+
+    kinds = {"local": LocalAttention, "longformer": LongformerAttention, "linformer": LinformerAttention, "lsh": LSHAttention}
+    return kinds[cfg.attention_kind](cfg)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.pre_norm = cfg.norm == "pre"
         self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.attn = SelfAttention(cfg)
+        self.attn = build_attention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.ff = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None, rope=None) -> torch.Tensor:
         if self.pre_norm:
-            x = x + self.attn(self.ln1(x), keep, cache)
+            x = x + self.attn(self.ln1(x), keep, cache, rope)
             return x + self.ff(self.ln2(x))
-        x = self.ln1(x + self.attn(x, keep, cache))
+        x = self.ln1(x + self.attn(x, keep, cache, rope))
         return self.ln2(x + self.ff(x))
 
 
@@ -143,6 +161,8 @@ class Embeddings(nn.Module):
         if cfg.positional == "learned":
             self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
             self.scale = 1.0
+        elif cfg.positional == "rotary":  # positions rotate queries and keys in attention instead
+            self.pos, self.table, self.scale = None, None, 1.0
         else:
             # Derived from the config, so not saved in checkpoints.
             self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
@@ -155,9 +175,10 @@ class Embeddings(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
         T = input_ids.shape[1]
+        x = self.tok(input_ids) * self.scale  # (B, T, C)
         table = self.pos.weight if self.pos is not None else self.table
-        positions = table[:T] if position_ids is None else F.embedding(position_ids, table)  # (T, C) or (B, T, C)
-        x = self.tok(input_ids) * self.scale + positions  # (B, T, C)
+        if table is not None:
+            x = x + (table[:T] if position_ids is None else F.embedding(position_ids, table))  # (T, C) or (B, T, C)
         if self.segment is not None:
             x = x + self.segment(token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids))
         return self.dropout(self.norm(x))
@@ -185,6 +206,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.embed = PatchEmbeddings(cfg) if cfg.image_size else Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.rotary = Rotary(cfg.max_len, cfg.head_dim) if cfg.positional == "rotary" else None
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
         if cfg.arch == "decoder":
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -267,10 +289,12 @@ class Transformer(nn.Module):
                 raise ConfigError(f"sequence of {T} tokens; this model accepts at most {self.cfg.max_len}")
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
-            keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
+            if self.cfg.attention_kind == "full":
+                keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
+            else:  # the long-input kinds build only the parts of the mask they attend over
+                keep = attention_mask.bool()  # (B, T)
             x = self.embed(input_ids, token_type_ids, position_ids)  # (B, T, C)
-        for block in self.blocks:
-            x = block(x, keep)
+        x = self.run_blocks(x, keep, None, self.rope(x.shape[1], position_ids))
         x = self.ln_f(x)
         if self.cfg.arch == "decoder":
             return {"logits": self.lm_head(x)}  # (B, T, V)
@@ -292,10 +316,25 @@ class Transformer(nn.Module):
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -T:]
         keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
+        if self.cfg.attention_kind == "local":  # keys at most `window` before each new token
+            k_pos = torch.arange(S, device=keep.device)[None, :]
+            keep = keep & (k_pos >= torch.arange(S - T, S, device=keep.device)[:, None] - self.cfg.window)
         x = self.embed(input_ids, None, position_ids)  # (B, T, C)
-        for block, layer_cache in zip(self.blocks, cache):
-            x = block(x, keep, layer_cache)
+        x = self.run_blocks(x, keep, cache, self.rope(T, position_ids))
         return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)
+
+    def rope(self, T: int, position_ids: torch.Tensor | None):
+        """The rotary angles of this input's positions; None unless positional is rotary."""
+        return self.rotary(T, position_ids) if self.rotary is not None else None
+
+    def run_blocks(self, x: torch.Tensor, keep, cache: list[LayerCache] | None, rope) -> torch.Tensor:
+        if self.cfg.reversible:
+            from .reversible import reversible_forward
+
+            return reversible_forward(self.blocks, x, keep, cache, rope)
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep, cache[i] if cache is not None else None, rope)
+        return x
 
     def empty_cache(self, batch: int) -> list[LayerCache]:
         """A cache holding nothing yet: (batch, H, 0, hd) keys and values for every layer."""

@@ -24,8 +24,10 @@ METRICS = {"classification": ("accuracy", True), "causal-lm": ("perplexity", Fal
 PRESET_SIZES = ("d_model", "n_heads", "n_layers", "d_ff")
 
 
-def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfig | dict, layers: int | None = None) -> ModelConfig:
-    """The student's config: a preset's sizes in the teacher's style, or a full config (file or dict)."""
+def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfig | dict, layers: int | None = None,
+                   overrides: dict | None = None) -> ModelConfig:
+    """The student's config: a preset's sizes in the teacher's style, or a full config (file or dict),
+    then `overrides` (fields such as attention_kind, window, max_len)."""
     if isinstance(student, ModelConfig):
         cfg = student
     elif isinstance(student, dict):
@@ -48,6 +50,8 @@ def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfi
         raise ConfigError(f"unknown student {student!r}; expected a preset ({', '.join(PRESETS)}) or a config .json file")
     if layers is not None:
         cfg = dataclasses.replace(cfg, n_layers=layers)
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
     check_compatible(teacher, cfg)
     return cfg
 
@@ -107,6 +111,8 @@ def can_init_from_teacher(student: ModelConfig, teacher: ModelConfig) -> str | N
     for name in ("d_model", "n_heads", "d_ff", "norm", "activation", "positional", "embedding_norm", "pooler"):
         if getattr(student, name) != getattr(teacher, name):
             return f"{name} differs ({getattr(student, name)} vs the teacher's {getattr(teacher, name)})"
+    if student.positional == "learned" and student.max_len > teacher.max_len:
+        return f"the student's learned positions go further ({student.max_len}) than the teacher's ({teacher.max_len})"
     if student.n_layers > teacher.n_layers:
         return f"the student has more layers ({student.n_layers}) than the teacher ({teacher.n_layers})"
     return None
@@ -122,6 +128,8 @@ def init_from_teacher(student: Transformer, teacher: Transformer) -> list[int]:
         if name.startswith("blocks."):
             i, rest = name[len("blocks."):].split(".", 1)
             src = f"blocks.{picked[int(i)]}.{rest}"
+        if src not in source:  # the student's own attention weights (Linformer's E, F; LSH rotations) keep their start
+            continue
         value = source[src]
         if name == "embed.pos.weight":
             value = value[: tensor.shape[0]]

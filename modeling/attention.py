@@ -1,0 +1,190 @@
+"""Attention for long inputs: local (sliding window), Longformer (local + global tokens) and Linformer.
+
+Each computes only what it needs, in PyTorch and therefore in the exported graph; a banded mask on
+full attention is the parity reference in the tests, never the model.
+
+Local attention with window W: the sequence is padded to n blocks of W; each block's queries
+attend to the keys of itself and its neighbours (causal: the block before), and one
+scaled_dot_product_attention runs over (B * n) rows of W queries, so the scores take
+B x H x n x W x 3W floats instead of B x H x T x T, and export as one fused `Attention` node:
+
+    x (B, T, C) ─► q, k, v (B, T, C) ─► pad to n*W ─► q blocks (B*n, W, C)
+                                                  ─► k, v of block-1, block, block+1 (B*n, 3W, C)
+                   key mask (B, T) ─► same blocks & band |i - j| <= W ─► (B*n, 1, W, 3W)
+                   Attention(q, k, v, mask, q_num_heads=H) ─► (B*n, W, C) ─► (B, T, C)
+
+Longformer adds G global tokens (the first G positions, e.g. [CLS]): every block also attends to
+their keys, and their own queries attend to every key (a second `Attention` node, G x T).
+
+Linformer projects keys and values along the sequence with learned E, F (k, max_len): attention
+is then T x k. A shorter input uses the first T columns of E and F, which is the same as padding
+it with zero keys to the fixed length max_len the projections were trained for.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .rotary import apply_rotary
+
+
+class HeadsAttention(nn.Module):
+    """The projections every attention kind shares, named as SelfAttention's (so weights carry over)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def heads(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, T, C) -> q, k, v (B, T, H, hd), queries and keys rotated when positions are rotary."""
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads) for t in self.qkv(x).split(C, dim=2))
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        return q, k, v
+
+    def out(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, hd) -> (B, T, C) through the output projection."""
+        B, T = y.shape[:2]
+        return self.resid_dropout(self.proj(y.reshape(B, T, -1)))
+
+    def p(self) -> float:
+        return self.dropout if self.training else 0.0
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, T) q.k / sqrt(hd) over the whole sequence (distillation's attention loss, short inputs)."""
+        q, k, _ = self.heads(x)
+        return q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(q.shape[-1])
+
+
+def attention_nodes_per_layer(cfg: ModelConfig) -> int:
+    """The fused Attention (or unfused Softmax) nodes one block exports as: the export's node-count check."""
+    return {"longformer": 2, "lsh": cfg.lsh_rounds}.get(cfg.attention_kind, 1)
+
+
+def pad_seq(x: torch.Tensor, before: int, after) -> torch.Tensor:
+    """Zero-pad dimension 1 of (B, T, ...)."""
+    return F.pad(x, [0, 0] * (x.dim() - 2) + [before, after])
+
+
+def neighbour_blocks(x: torch.Tensor, W: int, n, causal: bool) -> torch.Tensor:
+    """(B, n*W, ...) -> (B, n, kW, ...): each block with the block before it (and, unless causal, after it)."""
+    xp = pad_seq(x, W, 0 if causal else W)  # (B, (n + 2) * W, ...)
+    parts = [xp[:, j * W: j * W + n * W] for j in range(2 if causal else 3)]
+    return torch.cat([p.reshape(p.shape[0], n, W, *p.shape[2:]) for p in parts], dim=2)
+
+
+def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, kW) bools: which neighbour-block keys are within the window of each query, and which is itself."""
+    r = torch.arange(W, device=device)[:, None]
+    s = torch.arange((2 if causal else 3) * W, device=device)[None, :]
+    d = r + W - s  # query position - key position
+    band = (d >= 0) & (d <= W) if causal else d.abs() <= W
+    return band, d == 0
+
+
+def blocked_local_attention(q, k, v, key_mask, W: int, causal: bool, p: float = 0.0, extra=None) -> torch.Tensor:
+    """Sliding-window attention of (B, T, H, hd) q, k, v; key_mask (B, T) bool; -> (B, T, H, hd).
+
+    `extra` = (k, v, valid): keys (B, G, H, hd) every block also attends to, valid (B, G) bool (Longformer's globals).
+    The blocks are cut from (B, T, C) tensors and given to attention as (B*n, W, C) rows split into
+    heads by a view and a transpose, the pattern the export's 3-D attention pass folds away: the
+    graph then copies the keys once into their blocks, and never into a heads-first layout.
+    """
+    B, T, H, hd = q.shape
+    C = H * hd
+    n = (T + W - 1) // W
+    pad = n * W - T
+    kw = (2 if causal else 3) * W
+    qb = pad_seq(q.reshape(B, T, C), 0, pad).reshape(B * n, W, C)
+    kb = neighbour_blocks(pad_seq(k.reshape(B, T, C), 0, pad), W, n, causal)  # (B, n, kW, C)
+    vb = neighbour_blocks(pad_seq(v.reshape(B, T, C), 0, pad), W, n, causal)
+    valid = neighbour_blocks(pad_seq(key_mask.to(q.dtype), 0, pad), W, n, causal) > 0  # (B, n, kW)
+    band, self_key = band_pattern(W, causal, q.device)
+    keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
+    if extra is not None:
+        gk, gv, gvalid = extra
+        G = gk.shape[1]
+        kb = torch.cat([gk.reshape(B, 1, G, C).expand(B, n, G, C), kb], dim=2)  # (B, n, G + kW, C)
+        vb = torch.cat([gv.reshape(B, 1, G, C).expand(B, n, G, C), vb], dim=2)
+        keep = torch.cat([gvalid[:, None, None, :].expand(B, n, W, G), keep], dim=3)
+        kw = kw + G
+    kb, vb = kb.reshape(B * n, kw, C), vb.reshape(B * n, kw, C)
+    y = F.scaled_dot_product_attention(
+        qb.view(B * n, W, H, hd).transpose(1, 2), kb.view(B * n, kw, H, hd).transpose(1, 2),
+        vb.view(B * n, kw, H, hd).transpose(1, 2), attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
+    return y.transpose(1, 2).reshape(B * n, W, C).reshape(B, n * W, H, hd)[:, :T]
+
+
+def full_attention(q, k, v, keep, p: float = 0.0) -> torch.Tensor:
+    """(B, T, H, hd) queries over (B, S, H, hd) keys with keep (B, 1, T, S) -> (B, T, H, hd)."""
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=keep, dropout_p=p)
+    return y.transpose(1, 2)
+
+
+class LocalAttention(HeadsAttention):
+    """Each token attends to the tokens within `window` of it (causal: the `window` before it)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.window, self.causal = cfg.window, cfg.causal
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
+        """keep: the (B, T) key mask; with `cache` (generation) the model's banded (B, 1, T, S) mask."""
+        q, k, v = self.heads(x, rope)
+        if cache is not None:  # a few new tokens over the cache: the window is a band on their few rows
+            k = cache.key = torch.cat([cache.key, k.transpose(1, 2)], dim=2)  # (B, H, P + T, hd)
+            v = cache.value = torch.cat([cache.value, v.transpose(1, 2)], dim=2)
+            return self.out(full_attention(q, k.transpose(1, 2), v.transpose(1, 2), keep, self.p()))
+        return self.out(blocked_local_attention(q, k, v, keep, self.window, self.causal, self.p()))
+
+
+class LongformerAttention(HeadsAttention):
+    """Local windows, plus `global_tokens` leading positions that attend to and are attended by all."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.window, self.n_global = cfg.window, cfg.global_tokens
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
+        q, k, v = self.heads(x, rope)  # (B, T, H, hd)
+        T, G = x.shape[1], self.n_global
+        is_global = torch.arange(T, device=x.device) < G  # (T,)
+        gvalid = keep[:, :G]  # (B, G'), G' = min(G, T)
+        local = blocked_local_attention(q, k, v, keep & ~is_global, self.window, False, self.p(),
+                                        extra=(k[:, :G], v[:, :G], gvalid))
+        Gq = gvalid.shape[1]
+        own = torch.arange(Gq, device=x.device)[:, None] == torch.arange(T, device=x.device)[None, :]  # (G', T)
+        gkeep = (keep[:, None, None, :] & torch.ones_like(own)[None, None]) | own  # (B, 1, G', T)
+        glob = full_attention(q[:, :G], k, v, gkeep, self.p())  # (B, G', H, hd)
+        return self.out(torch.cat([glob, local[:, Gq:]], dim=1))
+
+
+class LinformerAttention(HeadsAttention):
+    """Keys and values projected along the sequence to `linformer_k` rows by learned E and F."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        std = math.sqrt(2.0 / (cfg.linformer_k + cfg.max_len))  # Xavier normal, as in the paper's code
+        self.E = nn.Parameter(torch.randn(cfg.linformer_k, cfg.max_len) * std)
+        self.F = nn.Parameter(torch.randn(cfg.linformer_k, cfg.max_len) * std)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
+        q, k, v = self.heads(x, rope)
+        T = x.shape[1]
+        m = keep.to(x.dtype)[:, :, None, None]  # padded keys project to nothing
+        k = (k * m).transpose(1, 2)  # (B, H, T, hd)
+        v = (v * m).transpose(1, 2)
+        kp = self.E[:, :T] @ k  # (B, H, k, hd)
+        vp = self.F[:, :T] @ v
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), kp, vp, dropout_p=self.p())  # (B, H, T, hd)
+        return self.out(y.transpose(1, 2))

@@ -1,0 +1,266 @@
+"""Long-input attention (local, Longformer, Linformer, LSH), reversible blocks and rotary positions.
+
+The blocked kinds are checked against their definition written as full attention with a mask
+(the parity reference), then through the real pipeline: export, the parity gate at lengths that
+are and are not multiples of the window with padded rows, the graph's score shapes, the runtime
+and int8 quantization.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgeformer.modeling import ModelConfig, Transformer
+from edgeformer.modeling.attention import LinformerAttention, LocalAttention, LongformerAttention
+from edgeformer.modeling.config import ConfigError
+from edgeformer.modeling.lsh import SELF_PENALTY, LSHAttention
+from edgeformer.modeling.model import SelfAttention
+from edgeformer.modeling.reversible import reversible_forward
+from edgeformer.runtime.errors import EdgeformerError
+
+from .conftest import make_checkpoint
+from .test_cli import assert_bad_input, cli
+
+SMALL = dict(vocab_size=300, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_len=64, dropout=0.0)
+LENGTHS = [1, 7, 8, 21, 33, 64]  # window 8: below, at and between multiples, and the maximum
+
+
+def padded_mask(B: int, T: int, seed: int = 0) -> torch.Tensor:
+    """(B, T) 0/1: the first row full, the others right-padded to random lengths."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, T, dtype=torch.long)
+    for b in range(1, B):
+        mask[b, int(torch.randint(1, T + 1, (1,), generator=g)):] = 0
+    return mask
+
+
+def twin(cfg: ModelConfig, module) -> SelfAttention:
+    """Full attention holding `module`'s weights: the reference computes the same function with a mask."""
+    ref = SelfAttention(dataclasses.replace(cfg, attention_kind="full")).eval()
+    ref.load_state_dict({k: v for k, v in module.state_dict().items() if k.startswith(("qkv", "proj"))})
+    return ref
+
+
+def window_reference(mask: torch.Tensor, W: int, causal: bool, n_global: int = 0) -> torch.Tensor:
+    """(B, 1, T, T) keep: keys within W (causal: W before), global rows and columns, each token itself."""
+    T = mask.shape[1]
+    i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    near = (i - j >= 0) & (i - j <= W) if causal else (i - j).abs() <= W
+    near = near | (j < n_global) | (i < n_global)
+    return (mask.bool()[:, None, None, :] & near) | (i == j)
+
+
+# ---------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(attention_kind="sparse"), "attention_kind='sparse' is not supported; expected one of: full, local"),
+    (dict(attention_kind="local", window=0), "window=0; expected a positive integer"),
+    (dict(attention_kind="local", window=65), "window=65 is longer than max_len=64"),
+    (dict(attention_kind="linformer", linformer_k=100), "linformer_k=100 is larger than the fixed length max_len=64"),
+    (dict(attention_kind="lsh", lsh_buckets=5), "lsh_buckets=5"),
+    (dict(attention_kind="lsh", window=24), "a window that divides max_len"),
+    (dict(attention_kind="longformer", global_tokens=65), "global_tokens=65 lies beyond max_len=64"),
+    (dict(positional="rotary", d_model=30, n_heads=2), "positional=rotary needs an even head dimension"),
+    (dict(attention_kind="longformer", arch="decoder"), "attention_kind=longformer is for encoders"),
+    (dict(reversible=True, norm="post"), "reversible=true needs norm=pre"),
+    (dict(attention_kind="local", arch="seq2seq"), "apply to text encoders and decoders"),
+])
+def test_settings_that_cannot_work_are_refused(fields, message):
+    with pytest.raises(ConfigError, match=None) as e:
+        ModelConfig(**{**SMALL, **fields})
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_old_config_without_the_fields_is_full_attention():
+    old = {k: v for k, v in ModelConfig(**SMALL).to_dict().items()
+           if k not in ("attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds", "reversible")}
+    cfg = ModelConfig.from_dict(old)
+    assert (cfg.attention_kind, cfg.reversible, cfg.positional) == ("full", False, "sinusoidal")
+    assert isinstance(Transformer(cfg).blocks[0].attn, SelfAttention)
+
+
+# ---------------------------------------------------------------- the PyTorch modules against their definition
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_local_blocks_equal_banded_full_attention(causal):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**SMALL, arch="decoder" if causal else "encoder", attention_kind="local", window=8)
+    local = LocalAttention(cfg).eval()
+    ref = twin(cfg, local)
+    for T in LENGTHS:
+        x, mask = torch.randn(3, T, 32), padded_mask(3, T, T)
+        got = local(x, mask.bool())
+        want = ref(x, window_reference(mask, 8, causal))
+        valid = mask.bool()
+        assert (got - want)[valid].abs().max() <= 1e-5, T
+
+
+def test_longformer_equals_window_plus_global_rows_and_columns():
+    torch.manual_seed(1)
+    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=3)
+    longformer = LongformerAttention(cfg).eval()
+    ref = twin(cfg, longformer)
+    for T in LENGTHS:
+        x, mask = torch.randn(3, T, 32), padded_mask(3, T, T)
+        got = longformer(x, mask.bool())
+        want = ref(x, window_reference(mask, 8, False, n_global=3))
+        assert (got - want)[mask.bool()].abs().max() <= 1e-5, T
+
+
+def test_linformer_input_is_as_if_zero_padded_to_the_fixed_length():
+    torch.manual_seed(2)
+    cfg = ModelConfig(**SMALL, attention_kind="linformer", linformer_k=16)
+    attn = LinformerAttention(cfg).eval()
+    x, mask = torch.randn(2, 21, 32), padded_mask(2, 21)
+    full_x = torch.cat([x, torch.randn(2, 64 - 21, 32)], dim=1)  # whatever sits in the padding is masked
+    full_mask = torch.cat([mask, torch.zeros(2, 64 - 21, dtype=torch.long)], dim=1)
+    short, fixed = attn(x, mask.bool()), attn(full_x, full_mask.bool())[:, :21]
+    assert (short - fixed)[mask.bool()].abs().max() <= 1e-5
+
+
+def test_lsh_within_one_chunk_is_shared_qk_attention():
+    """With every token in one chunk, LSH attention is full shared-QK attention (the chunk and its
+    wrapped-around predecessor are the same keys twice, which leaves each softmax unchanged)."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(**SMALL, attention_kind="lsh", window=32, lsh_buckets=4, lsh_rounds=2)
+    lsh = LSHAttention(cfg).eval()
+    x, mask = torch.randn(2, 29, 32), padded_mask(2, 29)
+    B, T, C = x.shape
+    q, _, v = (t.view(B, T, 2, 16).transpose(1, 2) for t in lsh.qkv(x).split(C, dim=2))
+    k = F.normalize(q, dim=-1)
+    eye = torch.eye(T, dtype=torch.bool)
+    bias = torch.where(mask.bool()[:, None, None, :], 0.0, -1e9) - SELF_PENALTY * eye.float()
+    want = lsh.proj(F.scaled_dot_product_attention(q, k, v, attn_mask=bias).transpose(1, 2).reshape(B, T, C))
+    assert (lsh(x, mask.bool()) - want)[mask.bool()].abs().max() <= 1e-5
+    assert "blocks.0.attn.rotations" in Transformer(cfg).state_dict()  # the hash is part of the weights
+
+
+@pytest.mark.parametrize("kind", ["full", "local"])
+def test_rotary_positions_continue_from_the_cache(kind):
+    torch.manual_seed(4)
+    model = Transformer(ModelConfig(**SMALL, arch="decoder", positional="rotary", attention_kind=kind, window=8)).eval()
+    ids = torch.randint(1, 300, (2, 30))
+    whole = model(ids)["logits"]
+    cache = model.empty_cache(2)
+    steps = [model(ids[:, :20], cache=cache)["logits"]]
+    steps += [model(ids[:, t:t + 1], cache=cache)["logits"] for t in range(20, 30)]
+    assert (torch.cat(steps, dim=1) - whole).abs().max() <= 1e-5
+
+
+def test_rotary_scores_depend_on_relative_position_only():
+    from edgeformer.modeling.rotary import Rotary, apply_rotary
+
+    rot = Rotary(64, 16)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+
+    def score(i, j):
+        return (apply_rotary(q, rot(1, torch.tensor([[i]]))) * apply_rotary(k, rot(1, torch.tensor([[j]])))).sum()
+
+    assert abs(score(5, 2) - score(40, 37)) <= 1e-4 and abs(score(5, 2) - score(5, 3)) > 1e-3
+
+
+def test_reversible_recompute_gives_the_gradients_of_plain_backprop():
+    torch.manual_seed(5)
+    cfg = ModelConfig(**SMALL, reversible=True, attention_kind="local", window=8)
+    model = Transformer(cfg).eval()
+    x, mask = torch.randn(2, 21, 32, requires_grad=True), padded_mask(2, 21).bool()
+
+    def grads(recompute: bool):
+        model.zero_grad()
+        x.grad = None
+        if recompute:
+            y = reversible_forward(model.blocks, x, mask)
+        else:  # the same function, every activation kept by autograd
+            x1 = x2 = x
+            for b in model.blocks:
+                x1 = x1 + b.attn(b.ln1(x2), mask)
+                x2 = x2 + b.ff(b.ln2(x1))
+            y = (x1 + x2) / 2
+        (y * torch.linspace(-1, 1, 32)).sum().backward()
+        return [x.grad.clone()] + [p.grad.clone() for p in model.blocks.parameters()]
+
+    for got, want in zip(grads(True), grads(False)):
+        assert (got - want).abs().max() <= 1e-4
+
+
+# ---------------------------------------------------------------- export, parity gate, runtime, quantization
+
+KINDS = {  # name: (config overrides, export options)
+    "local-rotary": (dict(attention_kind="local", window=8, positional="rotary", num_labels=3, labels=["a", "b", "c"]), {}),
+    "longformer": (dict(attention_kind="longformer", window=8, global_tokens=2, num_labels=3, labels=["a", "b", "c"]), {}),
+    "linformer-reversible": (dict(attention_kind="linformer", linformer_k=16, reversible=True), {}),
+    "lsh-decoder": (dict(arch="decoder", attention_kind="lsh", window=8, lsh_buckets=4, lsh_rounds=2,
+                         positional="rotary", reversible=True, n_layers=1), {}),
+    "local-decoder-cache": (dict(arch="decoder", attention_kind="local", window=8, positional="rotary"), {"kv_cache": True}),
+}
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.export.long_input import score_shapes
+    from edgeformer.quantize import quantize_bundle
+
+    overrides, options = KINDS[name]
+    path, model = make_checkpoint(tmp_path / "ckpt", seed=7, tokenizer=tokenizer, **{**SMALL, **overrides,
+                                                                                       "vocab_size": tokenizer.vocab_size})
+    cases = [(2, 5, 3), (3, 13, 4)] if options.get("kv_cache") else [(1, 1), (2, 7), (3, 21), (4, 33), (2, 64)]
+    result = export_bundle(path, tmp_path / "bundle", cases=cases, **options)
+    assert result.report.passed and all(o.max_abs <= 1e-4 for o in result.report.worst.values())
+    assert any(case.padded for case in result.report.cases)
+    cfg = model.cfg
+    per_layer = {"longformer": 2, "lsh": cfg.lsh_rounds}.get(cfg.attention_kind, 1)
+    assert result.manifest.attention.count == cfg.n_layers * per_layer
+    shapes = score_shapes(onnx.load(str(tmp_path / "bundle" / "model.onnx")))
+    if not options:  # the blocks, projections and chunks are in the graph: nothing scores seq x seq
+        expected = {"local": (8, 24), "longformer": (8, "Min(2, seq) + 24"), "linformer": ("seq", 16), "lsh": (8, 16)}[cfg.attention_kind]
+        assert expected in shapes and ("seq", "seq") not in shapes, shapes
+    bundle = runtime.load(tmp_path / "bundle")
+    if cfg.num_labels:
+        text = ["the quick brown fox jumps over the lazy dog " * 12]  # longer than max_len: cut, with the usual warning
+        with pytest.warns(RuntimeWarning, match="were truncated"):
+            assert bundle.classify(text).labels[0] in ("a", "b", "c")
+        with pytest.raises(EdgeformerError):
+            bundle.classify(text, truncation=False)
+    if options.get("kv_cache"):
+        return  # the quantization recipes cover plain bundles only (quantize/bundle.py)
+    q = quantize_bundle(tmp_path / "bundle", tmp_path / "int8", "int8-dynamic")
+    assert q.fidelity.mean_cosine > 0.95 and runtime.load(tmp_path / "int8").manifest.quantization.recipe == "int8-dynamic"
+
+
+def test_full_attention_disguised_as_local_is_refused(tmp_path):
+    from edgeformer.export.long_input import check_subquadratic
+    from edgeformer.export.onnx import ExportError
+    from edgeformer.export.specs import export_onnx
+
+    export_onnx(Transformer(ModelConfig(**SMALL)).eval(), tmp_path / "m.onnx")  # full attention: seq x seq scores
+    with pytest.raises(ExportError, match="scores seq x seq"):
+        check_subquadratic(onnx.load(str(tmp_path / "m.onnx")))
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def test_train_and_distill_from_the_cli(tmp_path):
+    rows = [{"text": f"the {w} number {i} is {c}", "label": c} for i in range(4)
+            for w in ("sky", "sea", "car", "cat", "hat") for c in ("red", "blue")]
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    cli("train", "--arch", "encoder", "--data", tmp_path / "data.jsonl", "--epochs", "1", "--vocab-size", "300",
+        "--max-len", "48", "--seq-len", "48", "--out", tmp_path / "teacher")
+    cli("distill", "--teacher", tmp_path / "teacher", "--student", "tiny", "--layers", "1", "--data", tmp_path / "data.jsonl",
+        "--epochs", "1", "--attention-kind", "lsh", "--window", "16", "--lsh-buckets", "4", "--lsh-rounds", "2",
+        "--reversible", "--positional", "rotary", "--no-report", "--out", tmp_path / "student")
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert (config["attention_kind"], config["lsh_rounds"], config["reversible"], config["positional"], config["max_len"]) \
+        == ("lsh", 2, True, "rotary", 48)
+    assert_bad_input(cli("train", "--arch", "encoder", "--attention-kind", "local", "--window", "600",
+                         "--out", tmp_path / "x", ok=False), "window=600 is longer than max_len=128")
+    assert not (tmp_path / "x").exists()
