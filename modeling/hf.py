@@ -120,6 +120,17 @@ def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | N
     return cfg, fill, p
 
 
+def _pad_id(hf: dict[str, Any]) -> int:
+    """GPT-2 has no pad token: pad with the end-of-text token, as transformers does, when it is in the
+    vocabulary (a cut-down model may keep GPT-2's 50256 with a smaller vocabulary); else with 0.
+    Padded positions are masked, so the choice never changes an output."""
+    for key in ("pad_token_id", "eos_token_id"):
+        value = hf.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < hf["vocab_size"]:
+            return value
+    return 0
+
+
 def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | None) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
     p = _prefix(weights, "transformer", "wte")
     d = hf["n_embd"]
@@ -127,7 +138,7 @@ def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | N
         arch="decoder", vocab_size=hf["vocab_size"], d_model=d, n_heads=hf["n_head"], n_layers=hf["n_layer"],
         d_ff=hf.get("n_inner") or 4 * d, activation=_activation(hf.get("activation_function", "gelu_new")), norm="pre",
         positional="learned", max_len=hf["n_positions"], dropout=hf.get("resid_pdrop", 0.1),
-        layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5), pad_id=hf.get("pad_token_id") or hf.get("eos_token_id") or 0,
+        layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5), pad_id=_pad_id(hf),
         tie_embeddings=hf.get("tie_word_embeddings", True),
     )
     if hf.get("scale_attn_by_inverse_layer_idx"):

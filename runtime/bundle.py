@@ -6,6 +6,7 @@ A bundle is a directory:
     manifest.json     what the graph expects and how it was made (see `Manifest`)
     tokenizer.json    when the model reads text
     encoder.onnx      a seq2seq bundle's second graph (see `CacheRecord`)
+    signature.json    when signed (runtime/signing.py); written after the manifest, so not listed in it
 
 A deployment folder (`edgeformer deploy`) is a bundle whose manifest names another graph file for
 its device (`graph`: model.ort for phones, model.engine for TensorRT, a Triton repository's
@@ -15,7 +16,8 @@ The manifest records the kind of bundle (`KINDS`), the model config, every input
 dtype, symbolic shape, value bounds), the named axes and their limits, the opset, the attention
 fusion, the quantization recipe, the parity results the bundle passed, the versions of the tools
 that made it, and a sha256 for every other file. `open_bundle` refuses a bundle whose files do
-not match.
+not match, and a manifest that runtime/manifest_checks.py does not pass (types of every field,
+paths inside the folder, bounds within what the model's config allows).
 
 Versions (`format_version`): 1 had no `kind` (it is inferred from the model's cache record);
 2 adds `kind`. Every version listed in READS loads; a newer one is refused with a message that
