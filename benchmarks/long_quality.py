@@ -25,7 +25,7 @@ KINDS = {
     "local": {"attention_kind": "local", "window": 64},
     "longformer": {"attention_kind": "longformer", "window": 64, "global_tokens": 1},
     "linformer": {"attention_kind": "linformer", "linformer_k": 64},
-    "lsh": {"attention_kind": "lsh", "window": 64, "lsh_buckets": 16, "lsh_rounds": 2},
+    "lsh": {"attention_kind": "lsh", "window": 64, "lsh_buckets": 8, "lsh_rounds": 2},
     "local+rotary+reversible": {"attention_kind": "local", "window": 64, "positional": "rotary", "reversible": True},
 }
 EXCERPT = 3000

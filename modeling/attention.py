@@ -8,10 +8,10 @@ attend to the keys of itself and its neighbours (causal: the block before), and 
 scaled_dot_product_attention runs over (B * n) rows of W queries, so the scores take
 B x H x n x W x 3W floats instead of B x H x T x T, and export as one fused `Attention` node:
 
-    x (B, T, C) ─► q, k, v (B, T, C) ─► pad to n*W ─► q blocks (B*n, W, C)
-                                                  ─► k, v of block-1, block, block+1 (B*n, 3W, C)
+    x (B, T, C) ─► q, k, v (B, T, H, hd) ─► pad to n*W ─► q blocks (B*n, H, W, hd)
+                                                        ─► k, v of block-1, block, block+1 (B*n, H, 3W, hd)
                    key mask (B, T) ─► same blocks & band |i - j| <= W ─► (B*n, 1, W, 3W)
-                   Attention(q, k, v, mask, q_num_heads=H) ─► (B*n, W, C) ─► (B, T, C)
+                   Attention(q, k, v, mask) ─► (B*n, H, W, hd) ─► (B, T, C)
 
 Longformer adds G global tokens (the first G positions, e.g. [CLS]): every block also attends to
 their keys, and their own queries attend to every key (a second `Attention` node, G x T).
@@ -96,33 +96,29 @@ def blocked_local_attention(q, k, v, key_mask, W: int, causal: bool, p: float = 
     """Sliding-window attention of (B, T, H, hd) q, k, v; key_mask (B, T) bool; -> (B, T, H, hd).
 
     `extra` = (k, v, valid): keys (B, G, H, hd) every block also attends to, valid (B, G) bool (Longformer's globals).
-    The blocks are cut from (B, T, C) tensors and given to attention as (B*n, W, C) rows split into
-    heads by a view and a transpose, the pattern the export's 3-D attention pass folds away: the
-    graph then copies the keys once into their blocks, and never into a heads-first layout.
     """
     B, T, H, hd = q.shape
-    C = H * hd
     n = (T + W - 1) // W
     pad = n * W - T
     kw = (2 if causal else 3) * W
-    qb = pad_seq(q.reshape(B, T, C), 0, pad).reshape(B * n, W, C)
-    kb = neighbour_blocks(pad_seq(k.reshape(B, T, C), 0, pad), W, n, causal)  # (B, n, kW, C)
-    vb = neighbour_blocks(pad_seq(v.reshape(B, T, C), 0, pad), W, n, causal)
+    qb = pad_seq(q, 0, pad).reshape(B, n, W, H, hd)
+    kb = neighbour_blocks(pad_seq(k, 0, pad), W, n, causal)  # (B, n, kW, H, hd)
+    vb = neighbour_blocks(pad_seq(v, 0, pad), W, n, causal)
     valid = neighbour_blocks(pad_seq(key_mask.to(q.dtype), 0, pad), W, n, causal) > 0  # (B, n, kW)
     band, self_key = band_pattern(W, causal, q.device)
     keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
     if extra is not None:
         gk, gv, gvalid = extra
         G = gk.shape[1]
-        kb = torch.cat([gk.reshape(B, 1, G, C).expand(B, n, G, C), kb], dim=2)  # (B, n, G + kW, C)
-        vb = torch.cat([gv.reshape(B, 1, G, C).expand(B, n, G, C), vb], dim=2)
+        kb = torch.cat([gk[:, None].expand(B, n, G, H, hd), kb], dim=2)  # (B, n, G + kW, H, hd)
+        vb = torch.cat([gv[:, None].expand(B, n, G, H, hd), vb], dim=2)
         keep = torch.cat([gvalid[:, None, None, :].expand(B, n, W, G), keep], dim=3)
         kw = kw + G
-    kb, vb = kb.reshape(B * n, kw, C), vb.reshape(B * n, kw, C)
-    y = F.scaled_dot_product_attention(
-        qb.view(B * n, W, H, hd).transpose(1, 2), kb.view(B * n, kw, H, hd).transpose(1, 2),
-        vb.view(B * n, kw, H, hd).transpose(1, 2), attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
-    return y.transpose(1, 2).reshape(B * n, W, C).reshape(B, n * W, H, hd)[:, :T]
+    qb = qb.permute(0, 1, 3, 2, 4).reshape(B * n, H, W, hd)
+    kb = kb.permute(0, 1, 3, 2, 4).reshape(B * n, H, kw, hd)
+    vb = vb.permute(0, 1, 3, 2, 4).reshape(B * n, H, kw, hd)
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
+    return y.reshape(B, n, H, W, hd).permute(0, 1, 3, 2, 4).reshape(B, n * W, H, hd)[:, :T]
 
 
 def full_attention(q, k, v, keep, p: float = 0.0) -> torch.Tensor:
