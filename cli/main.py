@@ -66,10 +66,11 @@ def cli():
 
 
 @cli.command()
-@click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq"]), required=True)
+@click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq", "vit", "conformer"]), required=True,
+              help="vit: an image classifier; conformer: a speech recogniser from raw audio.")
 @click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
-@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq). "
-              "Default: the arch's task.")
+@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq), "
+              "digits (vit), audio-digits (conformer). Default: the arch's task.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")
 @training_options(epochs=5)

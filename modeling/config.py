@@ -10,7 +10,7 @@ from edgeformer.runtime.errors import EdgeformerError
 
 from .presets import PRESETS
 
-ARCHS = ("encoder", "decoder", "seq2seq")
+ARCHS = ("encoder", "decoder", "seq2seq", "conformer")
 CHOICES = {
     "arch": ARCHS,
     "activation": ("relu", "gelu", "gelu_tanh"),
@@ -30,6 +30,17 @@ ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "lear
 
 class ConfigError(EdgeformerError):
     pass
+
+
+def check_speech_config(cfg: "ModelConfig") -> None:
+    if not cfg.alphabet or len(set(cfg.alphabet)) != len(cfg.alphabet):
+        raise ConfigError(f"alphabet={cfg.alphabet!r}; a conformer needs its CTC symbols, each once")
+    if cfg.vocab_size != len(cfg.alphabet) + 1:
+        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(cfg.alphabet) + 1}")
+    if cfg.conv_kernel % 2 == 0 or cfg.n_mels < 7:
+        raise ConfigError(f"conv_kernel={cfg.conv_kernel}, n_mels={cfg.n_mels}; expected an odd kernel and at least 7 mel bins")
+    if cfg.num_labels or cfg.image_size:
+        raise ConfigError("a conformer transcribes speech; num_labels and image_size do not apply")
 
 
 @dataclass
@@ -60,6 +71,11 @@ class ModelConfig:
     image_size: int = 0
     patch_size: int = 16
     num_channels: int = 3
+    # Speech (arch conformer, modeling/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
+    # a depthwise convolution of conv_kernel frames per block, CTC over `alphabet` (id 0 is the blank).
+    n_mels: int = 80
+    conv_kernel: int = 15
+    alphabet: str | None = None
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -86,12 +102,17 @@ class ModelConfig:
             if self.max_len != self.num_patches + 1:
                 raise ConfigError(f"max_len={self.max_len}; an image model needs num_patches + 1 = {self.num_patches + 1}")
 
+        if self.arch == "conformer":
+            check_speech_config(self)
+
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2 if self.image_size else 0
 
     @property
     def input_names(self) -> list[str]:
+        if self.arch == "conformer":
+            return ["waveforms", "lengths"]
         if self.image_size:
             return ["pixel_values"]
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.type_vocab_size else [])
@@ -106,6 +127,8 @@ class ModelConfig:
             return "causal-lm"
         if self.arch == "seq2seq":
             return "seq2seq-lm"
+        if self.arch == "conformer":
+            return "speech-recognition"
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:
