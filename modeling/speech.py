@@ -24,7 +24,7 @@ from .config import ModelConfig
 from .conformer import Conformer
 from .data import DataError
 from .distributed import current as distributed_context
-from .loop import TrainConfig, TrainResult, fit
+from .loop import TrainConfig, TrainResult, echo_metrics, fit
 from .speech_data import ALPHABET, MAX_SECONDS, SAMPLE_RATE, Utterance, held_out, synthesize
 
 # Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
@@ -35,6 +35,7 @@ CONFORMER_PRESETS: dict[str, dict] = {
 }
 MAX_FRAMES = 1000  # the longest input: 10 s of audio (10 ms frames)
 STEPS_PER_EPOCH = 50
+EVAL_UTTERANCES = 200
 
 
 def conformer_config(preset: str, alphabet: str = ALPHABET, **overrides: Any) -> ModelConfig:
@@ -67,7 +68,7 @@ def ctc_loss(out: dict[str, torch.Tensor], targets: torch.Tensor, target_lengths
 class SpeechTask:
     """Fresh synthesised utterances every batch; CTC loss with SpecAugment; held-out CER by greedy CTC."""
 
-    def __init__(self, cfg: ModelConfig, tc: TrainConfig, eval_utterances: int = 300):
+    def __init__(self, cfg: ModelConfig, tc: TrainConfig, eval_utterances: int = EVAL_UTTERANCES):
         self.cfg, self.tc = cfg, tc
         self.steps = tc.steps_per_epoch or STEPS_PER_EPOCH
         self.eval_set = held_out(eval_utterances)
@@ -100,7 +101,7 @@ def evaluate_cer(model: Conformer, utts: list[Utterance], batch_size: int = 32) 
     return {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
 
 
-def train_speech(model: Conformer, tc: TrainConfig, progress: bool = True, eval_utterances: int = 300) -> TrainResult:
+def train_speech(model: Conformer, tc: TrainConfig, progress: bool = True, eval_utterances: int = EVAL_UTTERANCES) -> TrainResult:
     torch.manual_seed(tc.seed)
     task = SpeechTask(model.cfg, tc, eval_utterances)
     return fit(model, lambda runner, w, n, y, m: {"loss": task.loss(_unwrapped(runner), w, n, y, m)}, task.batches,
@@ -125,11 +126,23 @@ def train_conformer_checkpoint(out, preset: str = "tiny", task: str | None = Non
     cfg = conformer_config(preset, **(overrides or {}))
     torch.manual_seed(tc.seed)
     model = Conformer(cfg)
-    result = train_speech(model, tc, progress)
-    meta = {"task": "audio-digits", "arch": "conformer", "preset": preset, "train_config": asdict(tc),
-            "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
-            "sample_rate": SAMPLE_RATE, "max_task_seconds": MAX_SECONDS}
-    if distributed_context().is_main:
-        save(model.cpu(), out, records={TRAINING_FILE: meta}, overwrite=overwrite)
+
+    def write(result: TrainResult, echo=None) -> None:
+        """After every epoch (and at the end): a long run that is stopped keeps its last finished epoch."""
+        if echo is not None:
+            echo_metrics(result, echo)
+        meta = {"task": "audio-digits", "arch": "conformer", "preset": preset, "train_config": asdict(tc),
+                "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
+                "sample_rate": SAMPLE_RATE, "max_task_seconds": MAX_SECONDS}
+        if distributed_context().is_main:
+            training = model.training
+            save(model.eval(), out, records={TRAINING_FILE: meta}, overwrite=True)
+            model.train(training)
+
+    torch.manual_seed(tc.seed)
+    task = SpeechTask(cfg, tc, EVAL_UTTERANCES)
+    result = fit(model, lambda runner, w, n, y, m: {"loss": task.loss(_unwrapped(runner), w, n, y, m)}, task.batches,
+                 task.steps, tc, evaluate=lambda: task.evaluate(model), on_epoch=write, progress=progress)
+    write(result)
     distributed_context().barrier()
     return result

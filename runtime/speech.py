@@ -105,7 +105,7 @@ def transcribe(model: "Model", waveforms, sample_rate: int = SAMPLE_RATE, batch_
     lo, hi, alphabet = speech_limits(model)
     if sample_rate != SAMPLE_RATE:
         raise InputError(f"sample rate {sample_rate} Hz; this model reads {SAMPLE_RATE} Hz audio (resample first)")
-    if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
+    if isinstance(waveforms, np.ndarray):  # one recording (a batch is a list: recordings differ in length)
         waveforms = [waveforms]
     waves = [check_waveform(w, i, lo, hi) for i, w in enumerate(waveforms)]
     if not waves:
