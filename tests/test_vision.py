@@ -124,3 +124,18 @@ def test_int8_quantization_keeps_accuracy_within_budget(vit):
     assert manifest.quantization.recipe == "int8-dynamic" and manifest.parity.max_drop == 0.02
     proc = cli("parity", d / "int8", "--reference", d / "ckpt")
     assert "parity passed (quantized): accuracy" in proc.stdout
+
+
+def test_distill_a_smaller_vit_and_bad_options(vit, tmp_path):
+    d, _ = vit
+    proc = cli("distill", "--teacher", d / "ckpt", "--student", "tiny", "--layers", "1", "--epochs", "1",
+               "--steps-per-epoch", "5", "--out", tmp_path / "student", "--json", tmp_path / "d.json")
+    result = json.loads((tmp_path / "d.json").read_text())["result"]
+    assert result["metric"] == "accuracy" and 0.0 <= result["student_metric"] <= 1.0 and "retention" in proc.stdout
+    record = json.loads((tmp_path / "student" / "distillation.json").read_text())
+    assert record["teacher"]["parameters"] > json.loads((tmp_path / "student" / "training.json").read_text())["parameters"]
+    assert_bad_input(cli("distill", "--teacher", d / "ckpt", "--student", "tiny", "--hidden-loss", "--out",
+                         tmp_path / "s2", ok=False), "do not apply")
+    (tmp_path / "t.txt").write_text("a\n")
+    assert_bad_input(cli("train", "--arch", "vit", "--data", tmp_path / "t.txt", "--out", tmp_path / "x", ok=False),
+                     "--arch vit trains on a built-in image task")
