@@ -145,7 +145,7 @@ def bundle_parity(
     """
     bundle = runtime.load(bundle_path)
     model = checkpoint.load(reference)
-    if model.cfg.to_dict() != bundle.manifest.config:
+    if model.cfg != checkpoint.ModelConfig.from_dict(bundle.manifest.config):  # fields added since take their defaults
         raise runtime.EdgeformerError(f"checkpoint {reference} has a different model config from bundle {bundle_path}")
     if bundle.manifest.quantization:
         raise runtime.EdgeformerError(f"{bundle_path} is quantized; its parity is checked against its budget "

@@ -99,7 +99,7 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
     bundle = runtime.load(bundle_path)
     if not bundle.manifest.quantization:
         raise QuantizeError(f"{bundle_path} is not quantized; check it with the float32 parity gate")
-    if reference_config != bundle.manifest.config:
+    if any(reference_config.get(k) != v for k, v in bundle.manifest.config.items()):  # older bundles lack newer fields
         raise QuantizeError(f"the reference has a different model config from bundle {bundle_path}")
     recorded = bundle.manifest.parity
     limit = recorded.max_drop if recorded is not None else None
