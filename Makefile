@@ -11,7 +11,7 @@ install: $(STAMP)
 # One virtual environment with the pinned, tested versions (constraints.txt).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[torch,plot,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[torch,plot,images,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -12,6 +12,7 @@ Stages, in order (each one's wall and CPU seconds go to the stage table and summ
   distill    the encoder into a student with half its layers and local (sliding-window) attention;
              both exported and compared
   deploy     the encoder bundle as an Android folder (fixed shapes) and an arm64 folder
+  vision     a ViT trained on the digits images, exported, classifying held-out images (cli/demo_vision.py)
 Nothing is cached between runs: every checkpoint and bundle is made again, overwriting --out.
 """
 
@@ -116,6 +117,10 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
         summary["distillation"] = distill_example(out, quick)
     with stage("deploy", "the encoder bundle for Android (fixed shapes) and arm64"):
         summary["deployments"] = deploy_example(out)
+    with stage("vision", "a ViT trained on 8x8 digits, exported, classifying held-out images without PyTorch"):
+        from .demo_vision import vision_example
+
+        summary["vision"] = vision_example(out, quick)
 
     click.echo()
     table(f"edgeformer demo (batch 1, {BENCH_SEQ} tokens, float32, same run)",

@@ -70,10 +70,11 @@ def cli():
 
 
 @cli.command()
-@click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq"]), required=True)
+@click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq", "vit", "conformer"]), required=True,
+              help="vit: an image classifier; conformer: a speech recogniser from raw audio.")
 @click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
-@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq). "
-              "Default: the arch's task.")
+@click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq), "
+              "digits (vit), audio-digits (conformer). Default: the arch's task.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")
 @training_options(epochs=5)
@@ -176,6 +177,7 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
         raise EdgeformerError("--plot draws the --compare table; give --compare too")
     if plot:
         check_plot_path(plot)
+    from .media_eval import eval_set_for
     from .quantize_data import bundle_kind, generation_sets, generation_summary, is_generation
 
     kind = bundle_kind(bundle)
@@ -184,7 +186,7 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
     if is_generation(kind):
         data, calib_data = generation_sets(kind, eval_data, calib_data)
     else:
-        data = read_eval_file(eval_data) if eval_data else None
+        data = eval_set_for(bundle, eval_data) or (read_eval_file(eval_data) if eval_data else None)
     opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration,
                         accuracy_level=int(accuracy_level))
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
@@ -244,7 +246,10 @@ def parity(bundle, reference, atol, seed, json_out):
             fid, limit, passed = generation_budget_parity(bundle, model.cfg.to_dict(), teacher_forced_logits(model),
                                                           generation_sets(manifest.kind, None, None)[0])
         else:
-            fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)())
+            from .media_eval import eval_set_for
+
+            fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)(),
+                                               eval_set_for(bundle, None))
         write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
         line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
         if not passed:
@@ -274,16 +279,27 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--ids", multiple=True, help='Token ids of one sequence, e.g. "5 17 42" (repeat for a batch; rows are right-padded).')
 @click.option("--text", "texts", multiple=True, help="A text to embed or classify (repeatable).")
 @click.option("--file", "text_file", type=click.Path(dir_okay=False), help="Texts to embed or classify, one per line.")
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+              help="An image file (PNG, ...) to classify with an image bundle (repeatable; needs Pillow).")
+@click.option("--resize", is_flag=True, help="With --image: resize images to the model's size instead of refusing them.")
+@click.option("--audio", multiple=True, type=click.Path(dir_okay=False),
+              help="A 16 kHz mono PCM .wav file to transcribe with a speech bundle (repeatable).")
 @truncate_option(True, "Cut texts longer than the model's maximum (with a warning) instead of refusing them.")
 @runtime_options
 @public_key_option
 @json_option
-def run(bundle, input_file, ids, texts, text_file, truncate, providers, spin, threads, public_key, json_out):
-    """Run BUNDLE on token ids or texts and print its outputs (no PyTorch needed)."""
-    from . import run_cmd
+def run(bundle, input_file, ids, texts, text_file, images, resize, audio, truncate, providers, spin, threads, public_key,
+        json_out):
+    """Run BUNDLE on token ids, texts, images or audio and print its outputs (no PyTorch needed)."""
+    from . import media_cmd, run_cmd
 
+    media_cmd.check_media_options(images, audio, bool(input_file or ids or texts or text_file))
     model = run_cmd.load(bundle, providers, spin, threads, public_key)
-    if texts or text_file:
+    if images:
+        media_cmd.run_images(model, images, resize, json_out)
+    elif audio:
+        media_cmd.run_audio(model, audio, json_out)
+    elif texts or text_file:
         run_cmd.run_text(model, texts, text_file, input_file or ids, truncate, json_out)
     else:
         run_cmd.run_ids(model, input_file, ids, json_out)

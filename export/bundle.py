@@ -28,6 +28,7 @@ from .long_input import check_subquadratic
 from .onnx import ATTENTION_OPSETS, save, trace
 from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport, check_parity
 from .seq2seq import check_seq2seq_parity
+from .speech import check_speech_parity
 from .specs import ExportSpec, check_attention_mode, spec_for
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
@@ -60,6 +61,8 @@ def gate(model, bundle: runtime.Model, cases=None, atol: float = FLOAT32_ATOL, s
         return check_seq2seq_parity(model, bundle.graph("encoder"), bundle, cases, atol, seed)
     if kind == CACHED_DECODER:
         return check_cache_parity(model, bundle, cases, atol, seed)
+    if model.cfg.arch == "conformer":
+        return check_speech_parity(model, bundle, cases, atol, seed)
     return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases, atol, seed)
 
 
@@ -104,7 +107,7 @@ def export_bundle(
         write_manifest(tmp, manifest)
         if not report.passed:
             failure = ParityFailure(report, f"export of {ckpt}")
-            if spec.kind not in (CACHED_DECODER, SEQ2SEQ):  # name the first node that diverges, and its module
+            if spec.kind not in (CACHED_DECODER, SEQ2SEQ) and cfg.arch != "conformer":  # name the first node that diverges, and its module
                 from .debug import explain_parity_failure
 
                 failure.diagnosis = explain_parity_failure(tmp, model, atol)

@@ -191,6 +191,10 @@ def spec_for(model, kv_cache: bool = False, tokenizer=None) -> ExportSpec:
     """The spec of the bundle kind `model` exports as: seq2seq always, a cached decoder with `kv_cache`."""
     if model.cfg.arch == "seq2seq":
         return seq2seq_spec(model, tokenizer)
+    if model.cfg.arch == "conformer":  # raw audio in (export/speech.py)
+        from .speech import speech_spec
+
+        return speech_spec(model, tokenizer)
     return cached_spec(model, tokenizer) if kv_cache else plain_spec(model, tokenizer)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from .config_limits import ConfigError, check_fields  # noqa: F401  (ConfigError: re-exported)
 from .presets import PRESETS
 
-ARCHS = ("encoder", "decoder", "seq2seq")
+ARCHS = ("encoder", "decoder", "seq2seq", "conformer")
 CHOICES = {
     "arch": ARCHS,
     "activation": ("relu", "gelu", "gelu_tanh"),
@@ -25,6 +25,17 @@ CHOICES = {
 # seq2seq is the 2017 paper's encoder-decoder: sinusoidal positions, ReLU, LayerNorm after each residual add.
 ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "learned"},
                                   "seq2seq": {"positional": "sinusoidal", "activation": "relu", "norm": "post"}}
+
+
+def check_speech_config(cfg: "ModelConfig") -> None:
+    if not cfg.alphabet or len(set(cfg.alphabet)) != len(cfg.alphabet):
+        raise ConfigError(f"alphabet={cfg.alphabet!r}; a conformer needs its CTC symbols, each once")
+    if cfg.vocab_size != len(cfg.alphabet) + 1:
+        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(cfg.alphabet) + 1}")
+    if cfg.conv_kernel % 2 == 0 or cfg.n_mels < 7:
+        raise ConfigError(f"conv_kernel={cfg.conv_kernel}, n_mels={cfg.n_mels}; expected an odd kernel and at least 7 mel bins")
+    if cfg.num_labels or cfg.image_size:
+        raise ConfigError("a conformer transcribes speech; num_labels and image_size do not apply")
 
 
 @dataclass
@@ -63,6 +74,11 @@ class ModelConfig:
     lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
     lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
     reversible: bool = False  # reversible residual blocks: activations recomputed in the backward pass
+    # Speech (arch conformer, modeling/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
+    # a depthwise convolution of conv_kernel frames per block, CTC over `alphabet` (id 0 is the blank).
+    n_mels: int = 80
+    conv_kernel: int = 15
+    alphabet: str | None = None
 
     def __post_init__(self):
         check_fields(self)  # types and bounds of every field first (config_limits)
@@ -90,6 +106,8 @@ class ModelConfig:
             if self.max_len != self.num_patches + 1:
                 raise ConfigError(f"max_len={self.max_len}; an image model needs num_patches + 1 = {self.num_patches + 1}")
         check_long_input(self)
+        if self.arch == "conformer":
+            check_speech_config(self)
 
     @property
     def head_dim(self) -> int:
@@ -101,6 +119,8 @@ class ModelConfig:
 
     @property
     def input_names(self) -> list[str]:
+        if self.arch == "conformer":
+            return ["waveforms", "lengths"]
         if self.image_size:
             return ["pixel_values"]
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.type_vocab_size else [])
@@ -115,6 +135,8 @@ class ModelConfig:
             return "causal-lm"
         if self.arch == "seq2seq":
             return "seq2seq-lm"
+        if self.arch == "conformer":
+            return "speech-recognition"
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:

@@ -65,6 +65,12 @@ def train_checkpoint(
     progress: bool = True,
 ) -> TrainResult:
     """The `edgeformer train` job: build data, tokenizer and model, train, write the checkpoint."""
+    if arch in ("vit", "conformer"):  # images and audio: no tokenizer, their own tasks
+        from .speech import train_conformer_checkpoint
+        from .vision import train_vit_checkpoint
+
+        job = train_vit_checkpoint if arch == "vit" else train_conformer_checkpoint
+        return job(out, preset, task, data_file, tc, overrides, overwrite, progress)
     tc = tc or TrainConfig()
     check_output_dir(out, overwrite, sources=(data_file,) if data_file else ())  # before minutes of training
     data, task_name = prepare(arch, task, data_file)

@@ -30,6 +30,7 @@ from edgeformer.runtime.sessions import create_session
 
 from .calibration import calibration_batches, real_positions
 from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
+from .media import ArrayEvalSet, first_row, is_media_bundle, media_latency_ms
 from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, check_recipe,
                       quantizable_matmuls)
 from .smooth import ALPHAS, activation_absmax, smooth_matmul_inputs
@@ -98,7 +99,7 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
     bundle = runtime.load(bundle_path)
     if not bundle.manifest.quantization:
         raise QuantizeError(f"{bundle_path} is not quantized; check it with the float32 parity gate")
-    if reference_config != bundle.manifest.config:
+    if any(reference_config.get(k) != v for k, v in bundle.manifest.config.items()):  # older bundles lack newer fields
         raise QuantizeError(f"the reference has a different model config from bundle {bundle_path}")
     recorded = bundle.manifest.parity
     limit = recorded.max_drop if recorded is not None else None
@@ -114,7 +115,11 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
 def rank_sensitivity(recipe: str, src: Path, work: Path, opt: RecipeOptions, ref: runtime.Model, data: EvalSet,
                      nodes: list[str]) -> list[tuple[str, float]]:
     """(node, drop with that node alone kept in float), most helpful first."""
-    subset = EvalSet(data.texts[:SENSITIVITY_TEXTS], data.labels[:SENSITIVITY_TEXTS] if data.labels else None)
+    if isinstance(data, ArrayEvalSet):  # the first batches, about SENSITIVITY_TEXTS rows
+        k = max(1, SENSITIVITY_TEXTS // max(1, len(data.targets[0])))
+        subset = ArrayEvalSet(data.batches[:k], data.targets[:k])
+    else:
+        subset = EvalSet(data.texts[:SENSITIVITY_TEXTS], data.labels[:SENSITIVITY_TEXTS] if data.labels else None)
     scores = []
     for node in nodes:
         trial = dataclasses.replace(opt, exclude=opt.exclude + [node])
@@ -211,7 +216,11 @@ def quantize_bundle(
     if ref.manifest.quantization:
         raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.recipe}); "
                             "quantize the float32 bundle instead")
-    if ref.bundle.tokenizer_path is None:
+    media = is_media_bundle(ref)  # images and audio: measured on arrays of their task (quantize/media.py)
+    if media and not isinstance(data, ArrayEvalSet):
+        raise QuantizeError(f"{src} reads {'images' if ref.manifest.config.get('image_size') else 'audio'}; "
+                            "give its evaluation set as arrays (quantize.media.ArrayEvalSet)")
+    if not media and ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
     if ref.manifest.kind != PLAIN:
         from .generation import generation_inputs, quantize_generation_bundle
@@ -236,7 +245,9 @@ def quantize_bundle(
     check_recipe(recipe)  # before any work
     batches = None
     if recipe in SMOOTHED and (recipe == "int8-static" or smooth_alpha is not None):
-        batches = calibration_batches(ref, calib_data)
+        if media and not data.calibration:
+            raise QuantizeError(f"{recipe} observes calibration inputs; the evaluation set has none")
+        batches = data.calibration if media else calibration_batches(ref, calib_data)
         opt.calibration_batches = batches
     if recipe == "int8-static":
         ffn_out = [n for n in activation_fed_matmuls(onnx.load(str(ref.bundle.model_path))) if n not in opt.exclude]
@@ -272,7 +283,8 @@ def quantize_bundle(
 
             failure.diagnosis = explain_budget_failure(dst, src, batches)
             raise failure
-        shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
+        if ref.bundle.tokenizer_path is not None:
+            shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
         m = ref.manifest
         manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
                             attention=m.attention, tools=m.tools)
@@ -292,9 +304,15 @@ def quantize_bundle(
                                        eval_texts=len(data.texts))
         write_manifest(tmp, manifest)
         seq = min(128, m.axes.get("seq", {}).get("max", 128))
-        b_f = bench_model(ref, 1, seq, min_seconds=bench_seconds)
-        b_q = bench_model(runtime.load(tmp), 1, seq, min_seconds=bench_seconds)
-        result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
+        if media:  # batch 1: the first evaluation input
+            row = first_row(data.batches[0])
+            result.float_ms = media_latency_ms(ref, row, bench_seconds)
+            result.quant_ms = media_latency_ms(runtime.load(tmp), row, bench_seconds)
+            seq = int(row["lengths"][0]) if "lengths" in row else None
+        else:
+            b_f = bench_model(ref, 1, seq, min_seconds=bench_seconds)
+            b_q = bench_model(runtime.load(tmp), 1, seq, min_seconds=bench_seconds)
+            result.float_ms, result.quant_ms = b_f.runtime.median_ms, b_q.runtime.median_ms
         # What the recipe costs and buys, measured here, travels with the bundle.
         manifest.quantization.measured = {"size_ratio": result.size_ratio, "batch": 1, "seq": seq,
                                              "float32_ms": result.float_ms, "quantized_ms": result.quant_ms,

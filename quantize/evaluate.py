@@ -94,6 +94,10 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
     `reference_run` replaces the bundle as the source of float32 outputs (PyTorch, for `edgeformer
     parity` on a quantized bundle); `reference` still gives the manifest and the tokenizer.
     """
+    if getattr(data, "batches", None) is not None:  # images and audio: task metrics on arrays (quantize/media.py)
+        from .media import evaluate_arrays
+
+        return evaluate_arrays(reference, candidate, data, reference_run)
     reference_run = reference_run or reference
     task = reference.manifest.model.task
     names = [s.name for s in reference.inputs]

@@ -209,6 +209,6 @@ def activation_fed_matmuls(model: onnx.ModelProto) -> list[str]:
 
 
 def quantizable_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Names of the MatMul nodes whose second input is a weight: the nodes a recipe quantizes."""
-    weights = {i.name for i in model.graph.initializer}
+    """Names of the MatMul nodes whose second input is a float32 weight: the nodes a recipe quantizes."""
+    weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]

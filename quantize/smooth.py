@@ -32,8 +32,9 @@ ALPHAS = (0.5, 0.6, 0.7, 0.8)  # tried by "auto", on the calibration set
 
 
 def weight_matmuls(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    """Activation name -> the MatMul nodes that multiply it by a weight (an initializer)."""
-    weights = {i.name for i in model.graph.initializer}
+    """Activation name -> the MatMul nodes that multiply it by a float32 weight (an initializer); float64
+    MatMuls (a speech graph's feature front end) are left exact, as the recipes leave them."""
+    weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
     groups: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         if node.op_type == "MatMul" and node.input[1] in weights:

@@ -272,6 +272,9 @@ def bench_model(
     if model.manifest.cache is not None:  # its inputs include the cache: time generation instead
         raise EdgeformerError(f"{model.bundle.path} has a key/value cache; time it with `edgeformer generate` "
                               "(prompt and per-token latency) or benchmarks/generation.py")
+    if model.manifest.model.task == "speech-recognition":  # its inputs are audio samples, not tokens
+        raise EdgeformerError(f"{model.bundle.path} reads audio; time it on real recordings with "
+                              "benchmarks/speech_rtf.py (real-time factor) or `edgeformer run --audio`")
     model.check_size(batch, seq)  # before building (batch, seq) inputs: a huge --batch is refused, not allocated
     feeds = model.validate(manifest_inputs(model.manifest, batch, seq, seed, padded=False))
     session = model.session

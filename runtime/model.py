@@ -109,6 +109,18 @@ class Model:
         refuse_unknown("classify", unknown, ("texts", "batch_size", "truncation"))
         return classify(self, texts, batch_size, truncation)
 
+    def classify_images(self, images, layout: str = "HWC", resize: bool = False, batch_size: int = 64):
+        """Labels and probabilities for uint8 or [0, 1] float images, HWC or CHW (see runtime.images)."""
+        from .images import classify_images
+
+        return classify_images(self, images, layout, resize, batch_size)
+
+    def transcribe(self, waveforms, sample_rate: int = 16000, batch_size: int = 16) -> list[str]:
+        """Texts for mono float32 waveforms by greedy CTC, with a speech bundle (see runtime.speech)."""
+        from .speech import transcribe
+
+        return transcribe(self, waveforms, sample_rate, batch_size)
+
     def generate(self, prompt, **settings):
         """Generate tokens (and text) with a decoder bundle exported with --kv-cache (see runtime.generate)."""
         from .generate import generate

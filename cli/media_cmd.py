@@ -1,0 +1,54 @@
+"""`edgeformer run BUNDLE --image FILE` and `--audio FILE.wav`: image and speech bundles from files. No PyTorch.
+
+Image files are read with Pillow (the optional `images` extra: PNG alone has five colour types, four
+bit depths, palettes and interlacing, which is a decoder's job); they decode to HWC uint8 and are
+converted to the model's channel count (RGB to gray by luma). WAV files are read with Python's
+`wave` module: PCM only, checked like any waveform (16 kHz, mono).
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from edgeformer import runtime
+from edgeformer.runtime.errors import EdgeformerError
+
+from .output import write_json
+from .run_cmd import top_labels
+
+
+def run_images(model: runtime.Model, paths: tuple[str, ...], resize: bool, json_out) -> None:
+    from edgeformer.runtime.images import files_to_images, image_geometry
+
+    _, channels = image_geometry(model)
+    result = model.classify_images(files_to_images(paths, channels), layout="HWC", resize=resize)
+    if json_out != "-":
+        for path, p in zip(paths, result.probabilities):
+            click.echo(f"{path}: {top_labels(result.label_names, p)}")
+    write_json(json_out, {"files": list(paths), "labels": result.labels, "label_names": result.label_names,
+                          "probabilities": result.probabilities})
+
+
+def run_audio(model: runtime.Model, paths: tuple[str, ...], json_out) -> None:
+    from edgeformer.runtime.speech import read_wav
+
+    texts, seconds, rates = [], [], []
+    for path in paths:
+        samples, rate = read_wav(path)
+        start = time.perf_counter()
+        texts += model.transcribe([samples], sample_rate=rate)
+        seconds.append(time.perf_counter() - start)
+        rates.append(seconds[-1] / (len(samples) / rate))
+    if json_out != "-":
+        for path, text, rtf in zip(paths, texts, rates):
+            click.echo(f"{path}: {text!r}  (real-time factor {rtf:.3f})")
+    write_json(json_out, {"files": list(paths), "texts": texts, "seconds": seconds, "real_time_factor": rates})
+
+
+def check_media_options(images, audio, other_inputs: bool) -> None:
+    if images and audio:
+        raise EdgeformerError("give --image or --audio, not both")
+    if (images or audio) and other_inputs:
+        raise EdgeformerError("--image/--audio take no other inputs (--text, --file, --ids, --input)")

@@ -1,0 +1,171 @@
+"""The Conformer (Gulati et al. 2020): a speech recogniser from raw 16 kHz audio to CTC logits.
+
+    waveforms (B, N), lengths (B,)
+      ─► LogMel (modeling/audio.py): (B, T, 80) log-mel features, in the graph
+      ─► ConvSubsampling: two 3x3 convolutions of stride 2 (4x fewer frames) + Linear: (B, T/4, C)
+      ─► ConformerBlock x L:  x + ½ FFN(x) ─► x + MHSA(x) ─► x + Conv(x) ─► x + ½ FFN(x) ─► LayerNorm
+      ─► Linear to the CTC vocabulary (id 0 is the blank): logits (B, T/4, V), logit_lengths (B,)
+
+Relative positions are rotary (RoPE, Su et al. 2021): queries and keys are rotated by their
+position before F.scaled_dot_product_attention, so each layer still exports as one fused ONNX
+`Attention` node with a boolean key-padding mask; the angle tables come from arange(T) at run
+time, so no time axis is frozen and no (T, T) relative-shift (as_strided) is needed.
+
+Padding: every valid output frame depends only on that row's valid input. The subsampling
+convolutions are unpadded (output j reads inputs 2j..2j+2), the depthwise convolution reads
+zeros where its row is padded (the frames are masked before it), attention masks padded keys,
+and BatchNorm is a per-channel affine in eval mode. Lengths flow as tensors, never `.item()`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .audio import LogMel
+from .config import ModelConfig
+
+
+def subsampled_length(frames: torch.Tensor) -> torch.Tensor:
+    """Frames after the two unpadded stride-2 convolutions of kernel 3, (B,) int64."""
+    for _ in range(2):
+        frames = (torch.div(frames - 3, 2, rounding_mode="floor") + 1).clamp(min=0)
+    return frames
+
+
+def rotary_tables(T: int, head_dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, head_dim) cos and sin of position x frequency, frequencies 10000^(-2i/d) repeated for both halves."""
+    inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angle = torch.arange(T, device=device, dtype=torch.float32)[:, None] * inv[None, :]  # (T, hd/2)
+    angle = torch.cat([angle, angle], dim=-1)  # (T, hd)
+    return angle.cos(), angle.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE on (B, H, T, hd): pairs (x_i, x_{i + hd/2}) rotated by their position's angle."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class FeedForwardModule(nn.Module):
+    """LayerNorm, Linear (x4 wide), Swish, dropout, Linear, dropout (added at half weight by the block)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(F.silu(self.fc1(self.norm(x))))))
+
+
+class RotarySelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.norm(x)).split(C, dim=2)
+        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, H, T, hd)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class ConvolutionModule(nn.Module):
+    """LayerNorm, pointwise conv (x2) + GLU, depthwise conv over time, BatchNorm, Swish, pointwise conv, dropout."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C, k = cfg.d_model, cfg.conv_kernel
+        self.norm = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.pointwise1 = nn.Conv1d(C, 2 * C, 1)
+        self.depthwise = nn.Conv1d(C, C, k, padding=k // 2, groups=C)
+        self.batch_norm = nn.BatchNorm1d(C)
+        self.pointwise2 = nn.Conv1d(C, C, 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        y = F.glu(self.pointwise1(self.norm(x).transpose(1, 2)), dim=1)  # (B, C, T)
+        y = y * valid[:, None, :]  # padded frames read as zeros, as past a sequence's end
+        y = F.silu(self.batch_norm(self.depthwise(y)))
+        return self.dropout(self.pointwise2(y).transpose(1, 2))  # (B, T, C)
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ff1 = FeedForwardModule(cfg)
+        self.attn = RotarySelfAttention(cfg)
+        self.conv = ConvolutionModule(cfg)
+        self.ff2 = FeedForwardModule(cfg)
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+
+    def forward(self, x, keep, valid, cos, sin) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        x = x + self.attn(x, keep, cos, sin)
+        x = x + self.conv(x, valid)
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x)
+
+
+class ConvSubsampling(nn.Module):
+    """(B, T, F) features -> (B, T', C): two 3x3 convolutions of stride 2 with ReLU, then a Linear over channels x bins."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        C = cfg.d_model
+        self.conv = nn.Sequential(nn.Conv2d(1, C, 3, stride=2), nn.ReLU(), nn.Conv2d(C, C, 3, stride=2), nn.ReLU())
+        bins = ((cfg.n_mels - 3) // 2 + 1 - 3) // 2 + 1
+        self.out = nn.Linear(C * bins, C)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.conv(features[:, None])  # (B, C, T', F')
+        B, C, T, Fb = x.shape
+        return self.dropout(self.out(x.permute(0, 2, 1, 3).reshape(B, T, C * Fb)))
+
+
+class Conformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features = LogMel(cfg.n_mels)
+        self.subsample = ConvSubsampling(cfg)
+        self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    output_names = ["logits", "logit_lengths"]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(self, features: torch.Tensor, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, T, n_mels) features and (B,) frame counts -> CTC logits (B, T', V) and their lengths (B,)."""
+        x = self.subsample(features)  # (B, T', C)
+        lengths = subsampled_length(frames)
+        T = x.shape[1]
+        idx = torch.arange(T, device=x.device)
+        valid = (idx[None, :] < lengths[:, None]).to(x.dtype)  # (B, T')
+        # (B, 1, T', T') as onnxruntime's Attention kernel needs; every frame keeps itself, so a padded row is never empty
+        keep = (valid.bool()[:, None, None, :] | (idx[:, None] == idx[None, :])).expand(-1, 1, T, T)
+        cos, sin = rotary_tables(T, self.cfg.d_model // self.cfg.n_heads, x.device)
+        for block in self.blocks:
+            x = block(x, keep, valid, cos, sin)
+        return {"logits": self.ctc_head(x), "logit_lengths": lengths}
+
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, N) float32 16 kHz waveforms (rows right-padded) and their lengths in samples (B,) int64."""
+        return self.encode(*self.features(waveforms, lengths))

@@ -1,0 +1,121 @@
+"""Distillation of image and speech models: a smaller ViT from a ViT, a smaller Conformer from a Conformer.
+
+The student learns the teacher's softened outputs (KL at temperature T, scaled by T², Hinton et
+al. 2015) and the task's own targets: class labels for the ViT, CTC on the transcript for the
+Conformer, where the KL is taken per frame over the frames both models keep (they share the front
+end and the 4x subsampling, so frame t of one is frame t of the other). The teacher sees the
+clean input, the student the augmented one (image augmentation; SpecAugment on the shared
+features). Same loop (modeling/loop.py), same checkpoint after every epoch, and the same
+distillation.json record as text distillation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from edgeformer.runtime.artifacts import check_output_dir, sha256_file
+
+from . import checkpoint
+from .audio import spec_augment
+from .checkpoint import TRAINING_FILE, save
+from .config import ConfigError
+from .distill import DISTILLATION_FILE, DistillConfig, DistillResult
+from .loop import TrainConfig, fit
+from .model import Transformer
+
+
+class MediaDistillResult(DistillResult):
+    @property
+    def retention(self) -> float:
+        """Student accuracy over the teacher's; for CER, the same of 1 - CER (the share of characters right)."""
+        if self.metric == "cer":
+            return (1.0 - self.student_metric) / max(1e-9, 1.0 - self.teacher_metric)
+        return self.student_metric / max(1e-9, self.teacher_metric)
+
+
+def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """KL(teacher || student) of the rows of (N, V) logits at temperature T, times T², averaged over rows."""
+    return F.kl_div(F.log_softmax(student_logits / T, -1), F.log_softmax(teacher_logits / T, -1), reduction="batchmean",
+                    log_target=True) * T * T
+
+
+def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
+    from .vision import ImageClassificationTask, digits, vit_config
+
+    data = digits()
+    cfg = vit_config(preset, data, teacher.cfg.patch_size, **({"n_layers": layers} if layers else {}))
+    torch.manual_seed(tc.seed)
+    student = Transformer(cfg)
+    task = ImageClassificationTask(data, tc)
+
+    def step(runner, x, y):
+        with torch.no_grad():
+            t = teacher(pixel_values=x)["logits"]
+        s = runner(pixel_values=x)["logits"]
+        soft, hard = soft_kl(s, t, dc.temperature), F.cross_entropy(s, y)
+        return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
+
+    return "digits", "eval_accuracy", student, task, step
+
+
+def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
+    from .conformer import Conformer
+    from .speech import SpeechTask, conformer_config, ctc_loss
+
+    cfg = conformer_config(preset, teacher.cfg.alphabet, **({"n_layers": layers} if layers else {}))
+    torch.manual_seed(tc.seed)
+    student = Conformer(cfg)
+    task = SpeechTask(cfg, tc)
+
+    def step(runner, waves, lengths, targets, target_lengths):
+        features, frames = runner.features(waves, lengths)
+        with torch.no_grad():
+            t = teacher.encode(features, frames)["logits"]
+        out = runner.encode(spec_augment(features, frames, None), frames)
+        valid = torch.arange(t.shape[1])[None, :] < out["logit_lengths"][:, None]  # (B, T')
+        soft = soft_kl(out["logits"][valid], t[valid], dc.temperature)
+        hard = ctc_loss(out, targets, target_lengths)
+        return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
+
+    return "audio-digits", "eval_cer", student, task, step
+
+
+def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: str | os.PathLike, dc: DistillConfig | None = None,
+                             tc: TrainConfig | None = None, layers: int | None = None, overwrite: bool = False,
+                             progress: bool = True) -> DistillResult:
+    """`edgeformer distill` for a ViT or Conformer teacher: a student of preset `preset` (and `layers` blocks)."""
+    dc, tc = dc or DistillConfig(), tc or TrainConfig()
+    check_output_dir(out, overwrite, sources=(teacher_path,))
+    teacher_path = Path(teacher_path)
+    teacher = checkpoint.load(teacher_path).eval()
+    if teacher.cfg.arch == "conformer":
+        task_name, metric, student, task, step = _conformer_job(teacher, preset, layers, tc, dc)
+    elif teacher.cfg.image_size:
+        task_name, metric, student, task, step = _vit_job(teacher, preset, layers, tc, dc)
+    else:
+        raise ConfigError(f"teacher {teacher_path} is neither a ViT nor a Conformer")
+    teacher_metric = task.evaluate(teacher)[metric]
+    teacher_record = {"path": str(teacher_path.resolve()), "sha256": sha256_file(teacher_path / checkpoint.WEIGHTS_FILE),
+                      "config": teacher.cfg.to_dict(), "parameters": teacher.num_parameters()}
+    result = MediaDistillResult(task_name, metric.removeprefix("eval_"), teacher_metric, float("nan"), data=task_name)
+
+    def write(run, echo=None) -> None:
+        if echo is not None:
+            echo(f"epoch {run.history[-1]['epoch']}: student {metric} {run.history[-1][metric]:.4g} (teacher {teacher_metric:.4g})")
+        result.history, result.seconds, result.student_metric = run.history, run.seconds, run.history[-1][metric]
+        record = {"teacher": teacher_record, "recipe": asdict(dc), "train_config": asdict(tc), "task": task_name,
+                  "result": result.to_json()}
+        meta = {"task": task_name, "distilled_from": teacher_record["path"], "train_config": asdict(tc),
+                "history": run.history, "seconds": round(run.seconds, 1), "parameters": student.num_parameters()}
+        training = student.training
+        save(student.eval(), out, records={TRAINING_FILE: meta, DISTILLATION_FILE: record}, overwrite=True)
+        student.train(training)
+
+    fit(student, step, task.batches, task.steps, tc, evaluate=lambda: task.evaluate(student), on_epoch=write,
+        progress=progress, label="distilling")
+    return result

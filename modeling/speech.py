@@ -1,0 +1,148 @@
+"""Conformer training: CTC on the built-in `audio-digits` task (modeling/speech_data.py), `edgeformer train --arch conformer`.
+
+Every batch is fresh synthesised audio; features come from the model's own front end (the one in
+the exported graph), then SpecAugment masks them (training only). The held-out character error
+rate is measured with greedy CTC decoding, the decoder the torch-free runtime uses
+(runtime/speech.py): a model that outputs only blanks scores 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgeformer.runtime.artifacts import check_output_dir
+from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text, pad_waveforms
+
+from .audio import spec_augment
+from .checkpoint import TRAINING_FILE, save
+from .config import ModelConfig
+from .conformer import Conformer
+from .data import DataError
+from .distributed import current as distributed_context
+from .loop import TrainConfig, TrainResult, echo_metrics, fit
+from .speech_data import ALPHABET, MAX_SECONDS, SAMPLE_RATE, Utterance, held_out, synthesize
+
+# Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
+CONFORMER_PRESETS: dict[str, dict] = {
+    "tiny": dict(d_model=64, n_heads=4, n_layers=4, d_ff=256, conv_kernel=15),
+    "small": dict(d_model=144, n_heads=4, n_layers=8, d_ff=576, conv_kernel=15),  # Conformer-S's width, half its depth
+    "base": dict(d_model=256, n_heads=4, n_layers=16, d_ff=1024, conv_kernel=31),  # Conformer-M
+}
+MAX_FRAMES = 1000  # the longest input: 10 s of audio (10 ms frames)
+STEPS_PER_EPOCH = 50
+EVAL_UTTERANCES = 200
+
+
+def conformer_config(preset: str, alphabet: str = ALPHABET, **overrides: Any) -> ModelConfig:
+    if preset not in CONFORMER_PRESETS:
+        raise DataError(f"unknown conformer preset {preset!r}; expected one of: {', '.join(CONFORMER_PRESETS)}")
+    fields = dict(arch="conformer", alphabet=alphabet, vocab_size=len(alphabet) + 1, max_len=MAX_FRAMES, pad_id=0)
+    return ModelConfig(**{**CONFORMER_PRESETS[preset], **fields, **overrides})
+
+
+def encode_texts(texts: list[str], alphabet: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Texts -> (B, S) int64 targets (id = alphabet index + 1, padded with the blank) and (B,) lengths."""
+    ids = [[alphabet.index(ch) + 1 for ch in t] for t in texts]
+    out = torch.zeros(len(ids), max(len(i) for i in ids), dtype=torch.long)
+    for row, i in enumerate(ids):
+        out[row, : len(i)] = torch.tensor(i)
+    return out, torch.tensor([len(i) for i in ids])
+
+
+def batch_of(utts: list[Utterance], alphabet: str) -> tuple[torch.Tensor, ...]:
+    waves, lengths = pad_waveforms([u.waveform for u in utts])
+    targets, target_lengths = encode_texts([u.text for u in utts], alphabet)
+    return torch.from_numpy(waves), torch.from_numpy(lengths), targets, target_lengths
+
+
+def ctc_loss(out: dict[str, torch.Tensor], targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    log_probs = F.log_softmax(out["logits"].float(), dim=-1).transpose(0, 1)  # (T, B, V)
+    return F.ctc_loss(log_probs, targets, out["logit_lengths"], target_lengths, blank=0, zero_infinity=True)
+
+
+class SpeechTask:
+    """Fresh synthesised utterances every batch; CTC loss with SpecAugment; held-out CER by greedy CTC."""
+
+    def __init__(self, cfg: ModelConfig, tc: TrainConfig, eval_utterances: int = EVAL_UTTERANCES):
+        self.cfg, self.tc = cfg, tc
+        self.steps = tc.steps_per_epoch or STEPS_PER_EPOCH
+        self.eval_set = held_out(eval_utterances)
+
+    def batches(self, g: torch.Generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        for _ in range(self.steps):
+            yield batch_of([synthesize(rng) for _ in range(self.tc.batch_size)], self.cfg.alphabet)
+
+    @staticmethod
+    def loss(model, waves, lengths, targets, target_lengths) -> torch.Tensor:
+        features, frames = model.features(waves, lengths)
+        return ctc_loss(model.encode(spec_augment(features, frames, None), frames), targets, target_lengths)
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        return evaluate_cer(model, self.eval_set)
+
+
+@torch.no_grad()
+def evaluate_cer(model: Conformer, utts: list[Utterance], batch_size: int = 32) -> dict[str, float]:
+    model.eval()
+    dev = next(model.parameters()).device
+    hyps, loss = [], 0.0
+    for i in range(0, len(utts), batch_size):
+        waves, lengths, targets, target_lengths = (t.to(dev) for t in batch_of(utts[i : i + batch_size], model.cfg.alphabet))
+        out = model(waves, lengths)
+        loss += ctc_loss(out, targets, target_lengths).item() * len(lengths)
+        hyps += [ids_to_text(ids, model.cfg.alphabet) for ids in ctc_greedy(out["logits"].cpu().numpy(), out["logit_lengths"].cpu().numpy())]
+    return {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
+
+
+def train_speech(model: Conformer, tc: TrainConfig, progress: bool = True, eval_utterances: int = EVAL_UTTERANCES) -> TrainResult:
+    torch.manual_seed(tc.seed)
+    task = SpeechTask(model.cfg, tc, eval_utterances)
+    return fit(model, lambda runner, w, n, y, m: {"loss": task.loss(_unwrapped(runner), w, n, y, m)}, task.batches,
+               task.steps, tc, evaluate=lambda: task.evaluate(model), progress=progress)
+
+
+def _unwrapped(runner):
+    """The Conformer under DistributedDataParallel (its features and encode are called separately)."""
+    return getattr(runner, "module", runner)
+
+
+def train_conformer_checkpoint(out, preset: str = "tiny", task: str | None = None, data_file=None,
+                               tc: TrainConfig | None = None, overrides: dict[str, Any] | None = None,
+                               overwrite: bool = False, progress: bool = True) -> TrainResult:
+    """`edgeformer train --arch conformer`: a Conformer on the built-in speech task, written as a checkpoint."""
+    if data_file:
+        raise DataError("--arch conformer trains on the built-in speech task (--task audio-digits); --data is for text models")
+    if (task or "audio-digits") != "audio-digits":
+        raise DataError(f"unknown speech task {task!r}; expected: audio-digits")
+    tc = tc or TrainConfig()
+    check_output_dir(out, overwrite)
+    cfg = conformer_config(preset, **(overrides or {}))
+    torch.manual_seed(tc.seed)
+    model = Conformer(cfg)
+
+    def write(result: TrainResult, echo=None) -> None:
+        """After every epoch (and at the end): a long run that is stopped keeps its last finished epoch."""
+        if echo is not None:
+            echo_metrics(result, echo)
+        meta = {"task": "audio-digits", "arch": "conformer", "preset": preset, "train_config": asdict(tc),
+                "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
+                "sample_rate": SAMPLE_RATE, "max_task_seconds": MAX_SECONDS}
+        if distributed_context().is_main:
+            training = model.training
+            save(model.eval(), out, records={TRAINING_FILE: meta}, overwrite=True)
+            model.train(training)
+
+    torch.manual_seed(tc.seed)
+    task = SpeechTask(cfg, tc, EVAL_UTTERANCES)
+    result = fit(model, lambda runner, w, n, y, m: {"loss": task.loss(_unwrapped(runner), w, n, y, m)}, task.batches,
+                 task.steps, tc, evaluate=lambda: task.evaluate(model), on_epoch=write, progress=progress)
+    write(result)
+    distributed_context().barrier()
+    return result

@@ -1,0 +1,155 @@
+"""Speech into a Conformer bundle, without PyTorch: `Model.transcribe`, greedy CTC decoding, error rates, WAV files.
+
+A speech bundle takes raw 16 kHz mono float32 waveforms, right-padded into (batch, samples), and
+their lengths in samples; the log-mel features are computed inside the graph. It returns CTC
+logits (batch, frames, vocabulary) and the number of valid frames per row. Id 0 is the CTC blank;
+id i > 0 is the manifest's alphabet[i - 1].
+
+Every recording is checked first and refused in one line: a sample rate other than the model's,
+more than one channel, integer samples, NaN or infinite samples, fewer samples than the model's
+shortest input or more than its longest.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .errors import EdgeformerError, InputError
+
+if TYPE_CHECKING:
+    from .model import Model
+
+SAMPLE_RATE = 16000
+BLANK = 0
+
+
+def ctc_greedy(logits: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """(B, T, V) logits and (B,) valid frames -> token ids per row: best id per frame, repeats merged, blanks dropped."""
+    out = []
+    for row, n in zip(np.asarray(logits).argmax(-1), np.asarray(lengths)):
+        best = row[: int(n)]
+        keep = np.ones(len(best), dtype=bool)
+        keep[1:] = best[1:] != best[:-1]
+        out.append([int(t) for t in best[keep] if t != BLANK])
+    return out
+
+
+def ids_to_text(ids: Sequence[int], alphabet: str) -> str:
+    return "".join(alphabet[i - 1] for i in ids)
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions each 1)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Edits needed to turn every hypothesis into its reference, over all reference characters (0 = perfect;
+    a model that outputs nothing scores 1.0)."""
+    edits = sum(edit_distance(h, r) for h, r in zip(hypotheses, references))
+    return edits / max(1, sum(len(r) for r in references))
+
+
+def speech_limits(model: "Model") -> tuple[int, int, str]:
+    """(fewest samples, most samples, alphabet) of a speech bundle; refuses any other bundle."""
+    if model.manifest.model.task != "speech-recognition":
+        raise EdgeformerError(f"bundle {model.bundle.path} is not a speech recogniser (its task: {model.manifest.model.task})")
+    spec = {s.name: s for s in model.inputs}["lengths"]
+    return int(spec.min), int(spec.max), model.manifest.config["alphabet"]
+
+
+def check_waveform(w, i: int, lo: int, hi: int) -> np.ndarray:
+    """One recording -> float32 (N,), or a one-line InputError saying what is wrong with it."""
+    w = np.asarray(w)
+    if w.ndim != 1:
+        raise InputError(f"waveform {i} has shape {w.shape}; expected mono audio, one 1-D array of samples per "
+                         "recording (mix multi-channel audio down first; pass a list for several recordings)")
+    if w.dtype.kind != "f":
+        raise InputError(f"waveform {i} has dtype {w.dtype}; expected float samples in [-1, 1] "
+                         "(int16 PCM: divide by 32768)")
+    if w.size == 0:
+        raise InputError(f"waveform {i} is empty; expected at least {lo} samples ({lo / SAMPLE_RATE * 1000:.0f} ms)")
+    if not np.isfinite(w).all():
+        bad = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise InputError(f"waveform {i} has a NaN or infinite sample at index {bad}; expected finite samples in [-1, 1]")
+    if w.size < lo:
+        raise InputError(f"waveform {i} has {w.size} samples ({w.size / SAMPLE_RATE * 1000:.0f} ms); "
+                         f"this model needs at least {lo} ({lo / SAMPLE_RATE * 1000:.0f} ms)")
+    if w.size > hi:
+        raise InputError(f"waveform {i} has {w.size} samples ({w.size / SAMPLE_RATE:.2f} s); "
+                         f"this model accepts at most {hi} ({hi / SAMPLE_RATE:.2f} s): split the recording")
+    return w.astype(np.float32)
+
+
+def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Recordings -> (B, N) float32 right-padded with zeros, and (B,) int64 lengths."""
+    lengths = np.array([len(w) for w in waves], dtype=np.int64)
+    out = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+    for i, w in enumerate(waves):
+        out[i, : len(w)] = w
+    return out, lengths
+
+
+def transcribe(model: "Model", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
+    """Texts for 16 kHz mono float32 `waveforms` (one 1-D array, or a sequence of them), by greedy CTC."""
+    lo, hi, alphabet = speech_limits(model)
+    if sample_rate != SAMPLE_RATE:
+        raise InputError(f"sample rate {sample_rate} Hz; this model reads {SAMPLE_RATE} Hz audio (resample first)")
+    if isinstance(waveforms, np.ndarray):  # one recording (a batch is a list: recordings differ in length)
+        waveforms = [waveforms]
+    waves = [check_waveform(w, i, lo, hi) for i, w in enumerate(waveforms)]
+    if not waves:
+        raise InputError("no waveforms given; expected at least one recording")
+    texts = []
+    for start in range(0, len(waves), batch_size):
+        batch, lengths = pad_waveforms(waves[start : start + batch_size])
+        out = model({"waveforms": batch, "lengths": lengths})
+        texts += [ids_to_text(ids, alphabet) for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
+    return texts
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """A PCM WAV file (8, 16, 24 or 32-bit integer) as float32 samples in [-1, 1] and its sample rate.
+
+    Mono files give (N,); files of several channels give (N, channels), which `transcribe` refuses.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeformerError(f"audio file {path} does not exist")
+    try:
+        with wave.open(str(path), "rb") as f:
+            channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+            raw = f.readframes(n)
+    except (wave.Error, EOFError) as e:
+        raise EdgeformerError(f"cannot read {path} as a PCM WAV file: {e}") from None
+    if width == 1:
+        samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        samples = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8).astype(np.float32) / 2**23
+    elif width in (2, 4):
+        samples = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(2 ** (8 * width - 1))
+    else:
+        raise EdgeformerError(f"{path} has {8 * width}-bit samples; expected 8, 16, 24 or 32-bit PCM")
+    return (samples if channels == 1 else samples.reshape(-1, channels)), rate
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file."""
+    pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.tobytes())
+    return Path(path)
