@@ -103,7 +103,7 @@ def load(path: str | os.PathLike) -> Transformer:
         hint = f" ({pickled[0]} is a pickle and is never loaded: convert it to safetensors)" if pickled else ""
         raise CheckpointError(f"{path} has no {WEIGHTS_FILE}{hint}")
     confined_path(path, WEIGHTS_FILE, CheckpointError)
-    check_weights_header(cfg, weights)  # shapes and sizes agree before a byte is allocated
+    check_weights_header(cfg, weights, CheckpointError)  # shapes and sizes agree before a byte is allocated
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:

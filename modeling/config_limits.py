@@ -70,9 +70,10 @@ def check_fields(cfg: Any) -> None:
         raise ConfigError(f"the config describes about {estimate:.3g} parameters; expected at most {MAX_PARAMETERS:.3g}")
 
 
-def check_weights_header(cfg: Any, weights: Path) -> None:
+def check_weights_header(cfg: Any, weights: Path, unreadable: type[EdgeformerError] = ConfigError) -> None:
     """Refuse, before loading, weights whose header disagrees with what `cfg` builds: a tensor
-    missing, unexpected or of another shape, or a file that does not hold the bytes its header claims."""
+    missing, unexpected or of another shape, or a file that does not hold the bytes its header claims
+    (`unreadable`: the error for a file that is not safetensors at all)."""
     import torch
     from safetensors import SafetensorError, safe_open
 
@@ -82,7 +83,7 @@ def check_weights_header(cfg: Any, weights: Path) -> None:
         with safe_open(str(weights), framework="pt") as f:
             header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ConfigError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
+        raise unreadable(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
     with torch.device("meta"):  # shapes only: nothing is allocated
         expected = {k: tuple(t.shape) for k, t in build_model(cfg).state_dict().items()}
     tied = {"lm_head.weight"} if cfg.arch in ("decoder", "seq2seq") and cfg.tie_embeddings else set()
