@@ -149,7 +149,7 @@ def table(results: dict, lengths: list[int], kinds: list[str]) -> list[str]:
                 continue
             attn = r.get("attention_mb")
             mem = (f"{full['attention_mb'] / max(attn, 1.0):.1f}x less" if kind not in ("full", "floor")
-                   and full.get("attention_mb") is not None and attn is not None else "")
+                   and (full.get("attention_mb") or 0) >= 50 and attn is not None else "")  # below that: noise
             speed = f"{full['ms'] / r['ms']:.2f}x faster" if kind not in ("full", "floor") and "ms" in full else ""
             lines.append(f"| {length} | {kind} | {r['peak_mb']:.0f} | {r['inference_mb']:.0f} | "
                          f"{'' if attn is None else f'{attn:.0f}'} | {mem} | "
