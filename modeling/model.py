@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ConfigError, ModelConfig
-from .rotary import Rotary, apply_rotary
+from .attention import HeadsAttention
+from .rotary import Rotary
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
@@ -72,29 +73,14 @@ class LayerCache:
     value: torch.Tensor
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
-        self.resid_dropout = nn.Dropout(cfg.dropout)
-
+class SelfAttention(HeadsAttention):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None, rope=None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, C // self.n_heads)  # (B, T, H, hd)
-        k = k.view(B, T, self.n_heads, C // self.n_heads)
-        if rope is not None:  # rotary positions (modeling/rotary.py)
-            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)  # (B, H, T, hd)
-        v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+        q, k, v = (t.transpose(1, 2) for t in self.heads(x, rope))  # (B, H, T, hd), rotated when rotary
         if cache is not None:
             k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, H, P + T, hd)
             v = cache.value = torch.cat([cache.value, v], dim=2)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.p())  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.proj(y))
 

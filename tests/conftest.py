@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from edgeformer import runtime
 from edgeformer.modeling import ModelConfig, Transformer, save
 from edgeformer.modeling.tokenizer import train_tokenizer
 
@@ -71,3 +74,15 @@ def cached_text_decoder(tmp_path_factory, tokenizer):
     path, _ = make_checkpoint(root / "ckpt", seed=3, tokenizer=tokenizer, arch="decoder", positional="learned",
                               vocab_size=tokenizer.vocab_size)
     return path, export_bundle(path, root / "bundle", kv_cache=True)
+
+
+@pytest.fixture(scope="session")
+def plain():
+    """The golden format-1 plain bundle, loaded once: a fixed target for bad-input and fuzz tests."""
+    return runtime.load(Path(__file__).parent / "golden" / "v1" / "plain")
+
+
+@pytest.fixture(scope="session")
+def cached():
+    """The golden format-1 key/value-cache bundle, loaded once."""
+    return runtime.load(Path(__file__).parent / "golden" / "v1" / "cached")

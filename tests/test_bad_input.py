@@ -19,16 +19,6 @@ GOLDEN = Path(__file__).parent / "golden" / "v1"
 EDGEFORMER = str(Path(sys.executable).with_name("edgeformer"))
 
 
-@pytest.fixture(scope="module")
-def plain():
-    return runtime.load(GOLDEN / "plain")
-
-
-@pytest.fixture(scope="module")
-def cached():
-    return runtime.load(GOLDEN / "cached")
-
-
 def one_line(e):
     assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
 

@@ -44,16 +44,6 @@ arrays = st.one_of(
 )
 
 
-@pytest.fixture(scope="module")
-def plain():
-    return runtime.load(GOLDEN / "plain")
-
-
-@pytest.fixture(scope="module")
-def cached():
-    return runtime.load(GOLDEN / "cached")
-
-
 def answers_or_refuses(call):
     """Run `call`; the only acceptable failure is an EdgeformerError of one line."""
     with warnings.catch_warnings():
