@@ -22,13 +22,18 @@ from .rotary import Rotary
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)); (max_len, d)."""
-    pos = torch.arange(max_len, dtype=torch.float32)[:, None]
-    div = torch.pow(10000.0, torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
-    pe = torch.zeros(max_len, d_model)
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)); (max_len, d).
+
+    Computed in float64 and rounded once: in float32 a few-ulp difference in the frequencies (which
+    vectorized `pow` kernel ran) moves the angle of position 127 by 1e-4, so two processes building
+    the same model could disagree with each other and with an exported graph by more than the parity gate.
+    """
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+    div = torch.pow(10000.0, torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
     pe[:, 0::2] = torch.sin(pos / div)
     pe[:, 1::2] = torch.cos(pos / div)
-    return pe
+    return pe.float()
 
 
 def attention_keep_mask(attention_mask: torch.Tensor, causal: bool) -> torch.Tensor:

@@ -13,11 +13,14 @@ import torch.nn as nn
 
 
 def rotary_tables(max_len: int, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin), each (max_len, head_dim): the angle of channel i and of channel i + hd/2 is the same."""
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hd/2,)
-    angles = torch.arange(max_len, dtype=torch.float32)[:, None] * inv_freq[None, :]  # (max_len, hd/2)
+    """(cos, sin), each (max_len, head_dim): the angle of channel i and of channel i + hd/2 is the same.
+
+    Computed in float64 and rounded once, so every process builds the same tables (see sinusoidal_table).
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # (hd/2,)
+    angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # (max_len, hd/2)
     angles = torch.cat([angles, angles], dim=-1)  # (max_len, hd)
-    return angles.cos(), angles.sin()
+    return angles.cos().float(), angles.sin().float()
 
 
 class Rotary(nn.Module):
