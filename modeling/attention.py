@@ -76,11 +76,14 @@ def pad_seq(x: torch.Tensor, before: int, after) -> torch.Tensor:
     return F.pad(x, [0, 0] * (x.dim() - 2) + [before, after])
 
 
-def neighbour_blocks(x: torch.Tensor, W: int, n, causal: bool) -> torch.Tensor:
-    """(B, n*W, ...) -> (B, n, kW, ...): each block with the block before it (and, unless causal, after it)."""
-    xp = pad_seq(x, W, 0 if causal else W)  # (B, (n + 2) * W, ...)
-    parts = [xp[:, j * W: j * W + n * W] for j in range(2 if causal else 3)]
-    return torch.cat([p.reshape(p.shape[0], n, W, *p.shape[2:]) for p in parts], dim=2)
+def block_keys(n, W: int, causal: bool, n_global: int, device) -> torch.Tensor:
+    """(n, G + kW) positions in the sequence padded by W in front: block j's G global keys, then the
+    keys of blocks j-1, j (and j+1 unless causal). One Gather of these builds every block's keys."""
+    kw = (2 if causal else 3) * W
+    local = torch.arange(n, device=device)[:, None] * W + torch.arange(kw, device=device)[None, :]  # (n, kW)
+    if not n_global:
+        return local
+    return torch.cat([(W + torch.arange(n_global, device=device))[None, :].expand(local.shape[0], n_global), local], dim=1)
 
 
 def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,33 +95,41 @@ def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tens
     return band, d == 0
 
 
-def blocked_local_attention(q, k, v, key_mask, W: int, causal: bool, p: float = 0.0, extra=None) -> torch.Tensor:
-    """Sliding-window attention of (B, T, H, hd) q, k, v; key_mask (B, T) bool; -> (B, T, H, hd).
+def split_heads(x: torch.Tensor, H: int) -> torch.Tensor:
+    """(N, L, C) -> (N, H, L, C/H): the layout change the export folds into a 3-D Attention node."""
+    N, L, C = x.shape
+    return x.view(N, L, H, C // H).transpose(1, 2)
 
-    `extra` = (k, v, valid): keys (B, G, H, hd) every block also attends to, valid (B, G) bool (Longformer's globals).
+
+def blocked_local_attention(q, k, v, key_mask, W: int, H: int, causal: bool, p: float = 0.0,
+                            n_global: int = 0, global_mask=None) -> torch.Tensor:
+    """Sliding-window attention of (B, T, C) q, k, v over H heads; key_mask (B, T) bool; -> (B, T, C).
+
+    Blocks are cut from the (B, T, C) rows, so the exported `Attention` node takes them as 3-D
+    inputs with no transposed copies, and each block's keys are one Gather (no slices or concats).
+    `n_global` > 0 (Longformer): every block also attends to the keys of the first n_global positions,
+    whose validity is `global_mask` (B, G); `key_mask` then covers the local keys only.
     """
-    B, T, H, hd = q.shape
+    B, T, C = q.shape
     n = (T + W - 1) // W
     pad = n * W - T
-    kw = (2 if causal else 3) * W
-    qb = pad_seq(q, 0, pad).reshape(B, n, W, H, hd)
-    kb = neighbour_blocks(pad_seq(k, 0, pad), W, n, causal)  # (B, n, kW, H, hd)
-    vb = neighbour_blocks(pad_seq(v, 0, pad), W, n, causal)
-    valid = neighbour_blocks(pad_seq(key_mask.to(q.dtype), 0, pad), W, n, causal) > 0  # (B, n, kW)
+    after = pad + (0 if causal else W)
+    idx = block_keys(n, W, causal, n_global, q.device)  # (n, kw)
+    kw = idx.shape[1]
+    flat = idx.reshape(-1).clamp(max=(n + 1) * W + after - pad - 1)  # globals past a short input read padding
+    qb = pad_seq(q, 0, pad).reshape(B * n, W, C)
+    kb = pad_seq(k, W, after).index_select(1, flat).reshape(B * n, kw, C)  # (B*n, G + kW, C)
+    vb = pad_seq(v, W, after).index_select(1, flat).reshape(B * n, kw, C)
+    valid = pad_seq(key_mask.to(q.dtype), W, after)[:, idx[:, n_global:]] > 0  # (B, n, kW)
     band, self_key = band_pattern(W, causal, q.device)
     keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
-    if extra is not None:
-        gk, gv, gvalid = extra
-        G = gk.shape[1]
-        kb = torch.cat([gk[:, None].expand(B, n, G, H, hd), kb], dim=2)  # (B, n, G + kW, H, hd)
-        vb = torch.cat([gv[:, None].expand(B, n, G, H, hd), vb], dim=2)
-        keep = torch.cat([gvalid[:, None, None, :].expand(B, n, W, G), keep], dim=3)
-        kw = kw + G
-    qb = qb.permute(0, 1, 3, 2, 4).reshape(B * n, H, W, hd)
-    kb = kb.permute(0, 1, 3, 2, 4).reshape(B * n, H, kw, hd)
-    vb = vb.permute(0, 1, 3, 2, 4).reshape(B * n, H, kw, hd)
-    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
-    return y.reshape(B, n, H, W, hd).permute(0, 1, 3, 2, 4).reshape(B, n * W, H, hd)[:, :T]
+    if n_global:
+        g = pad_seq(global_mask.to(q.dtype), 0, n_global - global_mask.shape[1]) > 0  # (B, G): a short input has fewer
+        keep = torch.cat([g[:, None, None, :].expand(B, n, W, n_global), keep], dim=3)  # (B, n, W, G + kW)
+    y = F.scaled_dot_product_attention(split_heads(qb, H), split_heads(kb, H), split_heads(vb, H),
+                                       attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
+    y = y.transpose(1, 2).reshape(B * n, W, C)
+    return y.reshape(B, n * W, C)[:, :T]
 
 
 def full_attention(q, k, v, keep, p: float = 0.0) -> torch.Tensor:
@@ -141,7 +152,10 @@ class LocalAttention(HeadsAttention):
             k = cache.key = torch.cat([cache.key, k.transpose(1, 2)], dim=2)  # (B, H, P + T, hd)
             v = cache.value = torch.cat([cache.value, v.transpose(1, 2)], dim=2)
             return self.out(full_attention(q, k.transpose(1, 2), v.transpose(1, 2), keep, self.p()))
-        return self.out(blocked_local_attention(q, k, v, keep, self.window, self.causal, self.p()))
+        B, T, H, hd = q.shape
+        y = blocked_local_attention(q.reshape(B, T, H * hd), k.reshape(B, T, H * hd), v.reshape(B, T, H * hd),
+                                    keep, self.window, H, self.causal, self.p())
+        return self.resid_dropout(self.proj(y))
 
 
 class LongformerAttention(HeadsAttention):
@@ -153,16 +167,19 @@ class LongformerAttention(HeadsAttention):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
         q, k, v = self.heads(x, rope)  # (B, T, H, hd)
-        T, G = x.shape[1], self.n_global
+        B, T, H, hd = q.shape
+        q, k, v = q.reshape(B, T, H * hd), k.reshape(B, T, H * hd), v.reshape(B, T, H * hd)  # (B, T, C)
+        G = self.n_global
         is_global = torch.arange(T, device=x.device) < G  # (T,)
         gvalid = keep[:, :G]  # (B, G'), G' = min(G, T)
-        local = blocked_local_attention(q, k, v, keep & ~is_global, self.window, False, self.p(),
-                                        extra=(k[:, :G], v[:, :G], gvalid))
+        local = blocked_local_attention(q, k, v, keep & ~is_global, self.window, H, False, self.p(), G, gvalid)  # (B, T, C)
         Gq = gvalid.shape[1]
         own = torch.arange(Gq, device=x.device)[:, None] == torch.arange(T, device=x.device)[None, :]  # (G', T)
         gkeep = (keep[:, None, None, :] & torch.ones_like(own)[None, None]) | own  # (B, 1, G', T)
-        glob = full_attention(q[:, :G], k, v, gkeep, self.p())  # (B, G', H, hd)
-        return self.out(torch.cat([glob, local[:, Gq:]], dim=1))
+        glob = F.scaled_dot_product_attention(split_heads(q[:, :G], H), split_heads(k, H), split_heads(v, H),
+                                              attn_mask=gkeep, dropout_p=self.p())  # (B, H, G', hd)
+        y = torch.cat([glob.transpose(1, 2).reshape(B, Gq, H * hd), local[:, Gq:]], dim=1)  # (B, T, C)
+        return self.resid_dropout(self.proj(y))
 
 
 class LinformerAttention(HeadsAttention):

@@ -38,21 +38,63 @@ def _perm_is_heads_first(node: ir.Node) -> bool:
     return attr is not None and list(attr.value) == HEADS_FIRST
 
 
-def _heads_of(reshape: ir.Node) -> int | None:
-    """H from a Reshape to (B, T, H, d), its shape given as a constant or a Concat of pieces."""
+def _head_dims(reshape: ir.Node) -> tuple[int, int] | None:
+    """(H, d) from a Reshape to (N, L, H, d), its shape given as a constant or a Concat of pieces."""
     shape = reshape.inputs[1]
     const = ir.convenience.get_const_tensor(shape)
     if const is not None:
         dims = const.numpy().ravel()
-        return int(dims[2]) if dims.size == 4 and dims[2] > 0 else None
+        return (int(dims[2]), int(dims[3])) if dims.size == 4 and dims[2] > 0 and dims[3] > 0 else None
     concat = _producer(shape, "Concat")
     if concat is None or len(concat.inputs) != 4:
         return None
-    piece = ir.convenience.get_const_tensor(concat.inputs[2])
-    return int(np.asarray(piece.numpy()).ravel()[0]) if piece is not None else None
+    pieces = [ir.convenience.get_const_tensor(v) for v in concat.inputs[2:]]
+    if any(p is None for p in pieces):
+        return None
+    heads, dim = (int(np.asarray(p.numpy()).ravel()[0]) for p in pieces)
+    return (heads, dim) if heads > 0 and dim > 0 else None
 
 
-def _split_input(value: ir.Value) -> tuple[ir.Value, list[ir.Node], int] | None:
+def _same_leading_axes(a: ir.Value, b: ir.Value) -> bool:
+    """Whether the recorded shapes of a and b agree, dimension for dimension, on their first two axes."""
+    if a.shape is None or b.shape is None or len(a.shape) < 2 or len(b.shape) < 2:
+        return False
+    return all(x == y and x is not None for x, y in zip(list(a.shape)[:2], list(b.shape)[:2]))
+
+
+def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.Value | None:
+    """The (N, L, H*d) value the 3-D node takes in place of Reshape(x, (N, L, H, d)).
+
+    When x is already (N, L, C) it is x itself. When the exporter merged this Reshape with one before
+    it (x is, say, (B, n*L, C)), a Reshape of x to (N, L, H*d) takes its place, built from the same
+    N and L pieces: feeding x straight in would give the node the wrong batch and sequence axes.
+    """
+    source, target = reshape.inputs[0], reshape.outputs[0]
+    if source.shape is not None and len(source.shape) == 3 and _same_leading_axes(source, target):
+        return source
+    if target.shape is None or len(target.shape) != 4:
+        return None
+    shape = reshape.inputs[1]
+    const = ir.convenience.get_const_tensor(shape)
+    if const is not None:
+        flat_shape = ir.node("Constant", [], {"value": ir.tensor(np.array([*const.numpy().ravel()[:2], heads * dim], dtype=np.int64))})
+        nodes = [flat_shape]
+    else:
+        concat = _producer(shape, "Concat")
+        piece = ir.node("Constant", [], {"value": ir.tensor(np.array([heads * dim], dtype=np.int64))})
+        flat_shape = ir.node("Concat", [concat.inputs[0], concat.inputs[1], piece.outputs[0]], {"axis": 0})
+        nodes = [piece, flat_shape]
+    flat = ir.node("Reshape", [source, flat_shape.outputs[0]])
+    nodes.append(flat)
+    out = flat.outputs[0]
+    out.shape = ir.Shape([target.shape[0], target.shape[1], heads * dim])
+    out.type = target.type
+    out.name = f"{target.name}_3d"
+    graph.insert_before(reshape, nodes)
+    return out
+
+
+def _split_input(graph: ir.Graph, value: ir.Value) -> tuple[ir.Value, list[ir.Node], int] | None:
     """For q, k or v: (the 3-D value before the layout change, the nodes to drop, H)."""
     transpose = _producer(value, "Transpose")
     if transpose is None or not _perm_is_heads_first(transpose) or len(transpose.outputs[0].uses()) != 1:
@@ -60,8 +102,10 @@ def _split_input(value: ir.Value) -> tuple[ir.Value, list[ir.Node], int] | None:
     reshape = _producer(transpose.inputs[0], "Reshape")
     if reshape is None or len(reshape.outputs[0].uses()) != 1:
         return None
-    heads = _heads_of(reshape)
-    return (reshape.inputs[0], [transpose, reshape], heads) if heads else None
+    dims = _head_dims(reshape)
+    if dims is None:
+        return None
+    return (reshape, transpose, dims)
 
 
 def _merge_output(node: ir.Node) -> tuple[ir.Node, ir.Node] | None:
@@ -86,25 +130,35 @@ def attention_to_3d(model: ir.Model) -> int:
             continue
         if any(name in node.attributes for name in ("q_num_heads", "kv_num_heads")):
             continue
-        parts = [_split_input(v) for v in node.inputs[:3]]
+        parts = [_split_input(graph, v) for v in node.inputs[:3]]
         tail = _merge_output(node)
         if any(p is None for p in parts) or tail is None or len({p[2] for p in parts}) != 1:
             continue
-        heads = parts[0][2]
-        for i, (flat, _, _) in enumerate(parts):
+        heads, dim = parts[0][2]
+        flats = [_flat_value(graph, reshape, heads, dim) for reshape, _, _ in parts]
+        if any(f is None for f in flats):
+            continue
+        for i, flat in enumerate(flats):
             node.replace_input_with(i, flat)
         node.attributes["q_num_heads"] = ir.AttrInt64("q_num_heads", heads)
         node.attributes["kv_num_heads"] = ir.AttrInt64("kv_num_heads", heads)
         transpose, reshape = tail
         out = node.outputs[0]
         merged = reshape.outputs[0]
-        out.shape, out.type = merged.shape, merged.type
-        merged.replace_all_uses_with(out)
-        if merged.is_graph_output():  # keep the graph's output name
-            index = graph.outputs.index(merged)
-            graph.outputs[index] = out
-            out.name, merged.name = merged.name, f"{merged.name}_unused"
-        dead = [reshape, transpose] + [n for _, nodes, _ in parts for n in nodes]
+        out.type = merged.type
+        if _same_leading_axes(transpose.outputs[0], merged):  # (N, L, H, d) -> (N, L, C): the node's own output
+            out.shape = merged.shape
+            merged.replace_all_uses_with(out)
+            if merged.is_graph_output():  # keep the graph's output name
+                index = graph.outputs.index(merged)
+                graph.outputs[index] = out
+                out.name, merged.name = merged.name, f"{merged.name}_unused"
+            dead = [reshape, transpose]
+        else:  # a merged Reshape to other leading axes reads the same elements from the 3-D output
+            out.shape = ir.Shape([*list(transpose.outputs[0].shape)[:2], heads * dim]) if transpose.outputs[0].shape else None
+            reshape.replace_input_with(0, out)
+            dead = [transpose]
+        dead += [n for reshape_in, transpose_in, _ in parts for n in (transpose_in, reshape_in)]
         graph.remove(dead, safe=True)
         rewritten += 1
     return rewritten
