@@ -60,9 +60,11 @@ class HeadsAttention(nn.Module):
     def p(self) -> float:
         return self.dropout if self.training else 0.0
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, T, T) q.k / sqrt(hd) over the whole sequence (distillation's attention loss, short inputs)."""
-        q, k, _ = self.heads(x)
+    def scores(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        """(B, T, C) -> (B, H, T, T) q.k / sqrt(hd) before masking and softmax, over the whole sequence and
+        rotated as `forward` rotates them: distillation's attention loss (on request only; `forward`
+        leaves the product inside scaled_dot_product_attention, one fused node on export)."""
+        q, k, _ = self.heads(x, rope)
         return q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(q.shape[-1])
 
 

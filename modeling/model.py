@@ -89,18 +89,6 @@ class SelfAttention(HeadsAttention):
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_dropout(self.proj(y))
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) -> (B, H, T, T) attention scores q.k / sqrt(hd) before masking and softmax.
-
-        Computed explicitly, on request only (distillation's attention loss): `forward` leaves the
-        product inside scaled_dot_product_attention, where it becomes one fused node on export.
-        """
-        B, T, C = x.shape
-        q, k, _ = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
-        k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-        return q @ k.transpose(-2, -1) / math.sqrt(C // self.n_heads)
-
 
 class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -245,8 +233,8 @@ class Transformer(nn.Module):
 
         def after_block(block, args, output):
             if attention_scores:
-                x = args[0]
-                seen["attention_scores"].append(block.attn.scores(block.ln1(x) if block.pre_norm else x))
+                x, rope = args[0], args[3] if len(args) > 3 else None  # block(x, keep, cache, rope)
+                seen["attention_scores"].append(block.attn.scores(block.ln1(x) if block.pre_norm else x, rope))
             seen["hidden_states"].append(output)
 
         handles = [self.embed.register_forward_hook(after_embed)]

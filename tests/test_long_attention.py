@@ -166,6 +166,22 @@ def test_rotary_scores_depend_on_relative_position_only():
     assert abs(score(5, 2) - score(40, 37)) <= 1e-4 and abs(score(5, 2) - score(5, 3)) > 1e-3
 
 
+@pytest.mark.parametrize("kind", ["full", "local"])
+def test_distillation_scores_are_the_ones_forward_attends_with(kind):
+    """The scores capture() records for the attention loss are the rotated q.k the block softmaxes."""
+    torch.manual_seed(6)
+    model = Transformer(ModelConfig(**SMALL, positional="rotary", attention_kind=kind, window=64)).eval()
+    ids = torch.randint(1, 300, (2, 21))
+    with model.capture(attention_scores=True) as seen:
+        model(ids)
+    block = model.blocks[0]
+    x = block.ln1(seen["hidden_states"][0]) if block.pre_norm else seen["hidden_states"][0]
+    _, _, v = block.attn.heads(x, model.rope(21, None))
+    y = torch.softmax(seen["attention_scores"][0], dim=-1) @ v.transpose(1, 2)  # (B, H, T, hd); window 64 covers all
+    want = block.attn(x, torch.ones(2, 21, dtype=torch.bool) if kind == "local" else None, None, model.rope(21, None))
+    assert (block.attn.proj(y.transpose(1, 2).reshape(2, 21, 32)) - want).abs().max() <= 1e-5
+
+
 def test_reversible_recompute_gives_the_gradients_of_plain_backprop():
     torch.manual_seed(5)
     cfg = ModelConfig(**SMALL, reversible=True, attention_kind="local", window=8)
@@ -230,8 +246,18 @@ def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
             assert bundle.classify(text).labels[0] in ("a", "b", "c")
         with pytest.raises(EdgeformerError):
             bundle.classify(text, truncation=False)
-    if options.get("kv_cache"):
-        return  # the quantization recipes cover plain bundles only (quantize/bundle.py)
+    if options.get("kv_cache"):  # a cached decoder: measured by next-token agreement, then generates as before
+        from edgeformer.quantize.evaluate import default_eval_texts
+        from edgeformer.quantize.generation_eval import GenerationData
+
+        data = GenerationData(texts=default_eval_texts(8).texts, prompts=2, greedy_tokens=8)
+        q = quantize_bundle(tmp_path / "bundle", tmp_path / "int8", "int8-dynamic", data=data, bench_seconds=0.05)
+        assert q.fidelity.next_token_agreement >= 0.9
+        quantized = runtime.load(tmp_path / "int8")
+        assert quantized.manifest.quantization.recipe == "int8-dynamic"
+        g = quantized.generate([[5, 6, 7]], max_new_tokens=4)
+        assert len(g.token_ids[0]) == 4 or g.stop_reasons[0] == "stop"
+        return
     q = quantize_bundle(tmp_path / "bundle", tmp_path / "int8", "int8-dynamic")
     assert q.fidelity.mean_cosine > 0.95 and runtime.load(tmp_path / "int8").manifest.quantization.recipe == "int8-dynamic"
 
