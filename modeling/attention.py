@@ -122,7 +122,8 @@ def blocked_local_attention(q, k, v, key_mask, W: int, H: int, causal: bool, p: 
     qb = pad_seq(q, 0, pad).reshape(B * n, W, C)
     kb = pad_seq(k, W, after).index_select(1, flat).reshape(B * n, kw, C)  # (B*n, G + kW, C)
     vb = pad_seq(v, W, after).index_select(1, flat).reshape(B * n, kw, C)
-    valid = pad_seq(key_mask.to(q.dtype), W, after)[:, idx[:, n_global:]] > 0  # (B, n, kW)
+    local_keys = idx[:, n_global:].reshape(-1)
+    valid = pad_seq(key_mask.to(q.dtype), W, after).index_select(1, local_keys).reshape(B, n, -1) > 0  # (B, n, kW)
     band, self_key = band_pattern(W, causal, q.device)
     keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
     if n_global:

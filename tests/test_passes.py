@@ -58,3 +58,25 @@ def test_unmatched_attention_is_left_alone():
     node = next(n for n in graph.graph if n.op_type == "Attention")
     node.attributes["q_num_heads"] = ir.AttrInt64("q_num_heads", 4)  # already 3-D: not ours to touch
     assert attention_to_3d(graph) == TINY["n_layers"] - 1
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(attention_kind="local", window=8),
+    dict(attention_kind="longformer", window=8, global_tokens=2),
+])
+def test_attention_to_3d_rebuilds_merged_block_reshapes(overrides):
+    """Local blocks reach the head split as Reshape((B, n*W, C) -> (B*n, W, H, d)), the exporter having
+    merged two Reshapes: the pass must feed the node (B*n, W, C), not the (B, n*W, C) it started from."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**{**TINY, "max_len": 64, **overrides})).eval()
+    before, after = trace_onnx(model, "fused"), trace_onnx(model, "fused")
+    per_layer = 2 if overrides["attention_kind"] == "longformer" else 1
+    assert attention_to_3d(after) == per_layer * model.cfg.n_layers
+    counts = op_counts(ir.to_proto(after))
+    assert counts["Transpose"] == 0 and counts["Attention"] == per_layer * model.cfg.n_layers
+    specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, model.cfg.vocab_size - 1),
+             TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
+    for seq in (5, 21, 64):  # within one block, between multiples of the window, the maximum
+        feeds = example_inputs(specs, {"batch": 3, "seq": seq}, np.random.default_rng(seq), padded=True)
+        for a, b in zip(run(before, feeds), run(after, feeds)):
+            np.testing.assert_allclose(a, b, atol=1e-6)

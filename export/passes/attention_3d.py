@@ -18,6 +18,13 @@ Opset 23's `Attention` takes 3-D inputs when told the head counts, so this pass 
 removing eight nodes per layer and their copies of the activations (measured on all-MiniLM-L6-v2,
 128 tokens, 2 CPU cores: about 0.5 ms of 20 ms). A node whose surroundings differ in any way is
 left as it was.
+
+The 3-D node needs (N, L, C) inputs with the same N and L as the 4-D Reshape's target. Where the
+exporter merged that Reshape with one before it (local attention's blocks: (B, n*W, C) straight to
+(B*n, W, H, d)), the Reshape's input has other leading axes, so the pass puts a Reshape to
+(N, L, H*d) in its place, built from the same N and L; on the way out, a Reshape whose leading axes
+differ from the node's output is kept and reads the node's (N, L, C) output, which holds the same
+elements in the same order.
 """
 
 from __future__ import annotations
