@@ -150,7 +150,8 @@ def table(results: dict, lengths: list[int], kinds: list[str]) -> list[str]:
             attn = r.get("attention_mb")
             mem = (f"{full['attention_mb'] / max(attn, 1.0):.1f}x less" if kind not in ("full", "floor")
                    and (full.get("attention_mb") or 0) >= 50 and attn is not None else "")  # below that: noise
-            speed = f"{full['ms'] / r['ms']:.2f}x faster" if kind not in ("full", "floor") and "ms" in full else ""
+            ratio = full["ms"] / r["ms"] if kind not in ("full", "floor") and "ms" in full else None
+            speed = "" if ratio is None else f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
             lines.append(f"| {length} | {kind} | {r['peak_mb']:.0f} | {r['inference_mb']:.0f} | "
                          f"{'' if attn is None else f'{attn:.0f}'} | {mem} | "
                          f"{r['ms']:.0f} ({r['ms_min']:.0f}-{r['ms_max']:.0f}) | {speed} |")
