@@ -376,7 +376,8 @@ def _readme(name: str, manifest: Manifest, want: dict[str, Any], bundle: Bundle)
         lines += ["from edgeformer.runtime.tokenizer import TextTokenizer  # or any reader of tokenizer.json", "",
                   "tok = TextTokenizer.from_file(\"tokenizer.json\")",
                   f"batch = tok.encode_batch([\"first text\", \"second text\"], max_length={pad}, pad_to={pad})",
-                  "feeds = batch.feeds([" + ", ".join(f"\"{s.name}\"" for s in manifest.inputs) + "])"]
+                  "feeds = batch.feeds([" + ", ".join(f"\"{s.name}\"" for s in manifest.inputs) + "]"
+                  + (f", global_tokens={manifest.config.get('global_tokens') or 1})" if any(s.name == "global_attention_mask" for s in manifest.inputs) else ")")]
     else:
         feeds = []
         for s in manifest.inputs:

@@ -123,7 +123,7 @@ def check_parity(
         if model.cfg.image_size:  # images have no sequence axis: one case per batch size
             cases = [(b, model.cfg.max_len) for b in sorted({b for b, _ in cases})]
     for batch, seq in cases:
-        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True)
+        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True, global_tokens=model.cfg.global_tokens)
         with torch.no_grad():
             ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
         got = run(feeds)

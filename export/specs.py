@@ -21,6 +21,7 @@ import torch
 from edgeformer.modeling.attention import attention_nodes_per_layer
 from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
+from edgeformer.runtime.inputs import GLOBAL_MASK
 
 from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport, save, trace
 
@@ -46,8 +47,8 @@ class _Outputs(torch.nn.Module):
         self.model = model
         self.names = model.output_names
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
-        out = self.model(input_ids, attention_mask, token_type_ids, pixel_values)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None, global_attention_mask=None):
+        out = self.model(input_ids, attention_mask, token_type_ids, pixel_values, global_attention_mask=global_attention_mask)
         return tuple(out[n] for n in self.names)
 
 
@@ -126,6 +127,9 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
         if cfg.type_vocab_size:
             inputs.append(TensorSpec("token_type_ids", "int64", ("batch", "seq"), min=0, max=cfg.type_vocab_size - 1))
             kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
+        if cfg.attention_kind == "longformer":  # which tokens are global: up to global_tokens per row
+            inputs.append(mask_spec(GLOBAL_MASK, ("batch", "seq")))
+            kwargs[GLOBAL_MASK] = (torch.arange(T) < min(cfg.global_tokens, T)).long().expand(2, T).contiguous()
         axes = {"batch": batch, "seq": Axis(1, cfg.max_len, torch.export.Dim("seq", max=cfg.max_len))}
     graph = GraphExport(MODEL_FILE, _Outputs(model), inputs, model.output_names, axes, kwargs=kwargs,
                         attention_count=cfg.n_layers * attention_nodes_per_layer(cfg))

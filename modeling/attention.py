@@ -24,6 +24,7 @@ it with zero keys to the fixed length max_len the projections were trained for.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -78,14 +79,37 @@ def pad_seq(x: torch.Tensor, before: int, after) -> torch.Tensor:
     return F.pad(x, [0, 0] * (x.dim() - 2) + [before, after])
 
 
-def block_keys(n, W: int, causal: bool, n_global: int, device) -> torch.Tensor:
-    """(n, G + kW) positions in the sequence padded by W in front: block j's G global keys, then the
-    keys of blocks j-1, j (and j+1 unless causal). One Gather of these builds every block's keys."""
+def block_keys(n, W: int, causal: bool, device) -> torch.Tensor:
+    """(n, kW) positions in the sequence padded by W in front: the keys of blocks j-1, j (and j+1
+    unless causal) for each block j. One Gather of these builds every block's keys."""
     kw = (2 if causal else 3) * W
-    local = torch.arange(n, device=device)[:, None] * W + torch.arange(kw, device=device)[None, :]  # (n, kW)
-    if not n_global:
-        return local
-    return torch.cat([(W + torch.arange(n_global, device=device))[None, :].expand(local.shape[0], n_global), local], dim=1)
+    return torch.arange(n, device=device)[:, None] * W + torch.arange(kw, device=device)[None, :]  # (n, kW)
+
+
+class GlobalKeep(NamedTuple):
+    """Longformer's mask: which keys are real, and which tokens of each row are global."""
+
+    keys: torch.Tensor  # (B, T) bool: real tokens
+    marked: torch.Tensor  # (B, T) bool: real tokens that are global
+    positions: torch.Tensor  # (B, G) int64: each row's global tokens in order; T in an unused slot
+    valid: torch.Tensor  # (B, G) bool: the slot holds a global token
+
+
+def global_keep(attention_mask: torch.Tensor, global_mask: torch.Tensor | None, G: int) -> GlobalKeep:
+    """The global tokens of each row: those `global_mask` (B, T) marks, or the first G positions.
+
+    A row marks at most G (the model's global_tokens; the runtime refuses more). TopK over
+    T - position picks the marked ones in order with a fixed k, so the export has no data-dependent
+    shape; the scores are padded by G so k <= length holds for a row shorter than G.
+    """
+    B, T = attention_mask.shape
+    keys = attention_mask.bool()
+    pos = torch.arange(T, device=attention_mask.device)
+    marked = keys & (global_mask.bool() if global_mask is not None else (pos < G)[None, :])
+    score = F.pad(torch.where(marked, T - pos[None, :], torch.zeros_like(pos)[None, :]), [0, G])  # (B, T + G)
+    top, idx = score.topk(G, dim=1)  # (B, G)
+    valid = top > 0
+    return GlobalKeep(keys, marked, torch.where(valid, idx, torch.full_like(idx, T)), valid)
 
 
 def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,31 +128,34 @@ def split_heads(x: torch.Tensor, H: int) -> torch.Tensor:
 
 
 def blocked_local_attention(q, k, v, key_mask, W: int, H: int, causal: bool, p: float = 0.0,
-                            n_global: int = 0, global_mask=None) -> torch.Tensor:
+                            globals_: GlobalKeep | None = None) -> torch.Tensor:
     """Sliding-window attention of (B, T, C) q, k, v over H heads; key_mask (B, T) bool; -> (B, T, C).
 
     Blocks are cut from the (B, T, C) rows, so the exported `Attention` node takes them as 3-D
     inputs with no transposed copies, and each block's keys are one Gather (no slices or concats).
-    `n_global` > 0 (Longformer): every block also attends to the keys of the first n_global positions,
-    whose validity is `global_mask` (B, G); `key_mask` then covers the local keys only.
+    With `globals_` (Longformer) every block of a row also attends to that row's global keys, which
+    the same Gather fetches; `key_mask` then covers the local keys only.
     """
     B, T, C = q.shape
     n = (T + W - 1) // W
     pad = n * W - T
     after = pad + (0 if causal else W)
-    idx = block_keys(n, W, causal, n_global, q.device)  # (n, kw)
-    kw = idx.shape[1]
-    flat = idx.reshape(-1).clamp(max=(n + 1) * W + after - pad - 1)  # globals past a short input read padding
-    qb = pad_seq(q, 0, pad).reshape(B * n, W, C)
-    kb = pad_seq(k, W, after).index_select(1, flat).reshape(B * n, kw, C)  # (B*n, G + kW, C)
-    vb = pad_seq(v, W, after).index_select(1, flat).reshape(B * n, kw, C)
-    local_keys = idx[:, n_global:].reshape(-1)
-    valid = pad_seq(key_mask.to(q.dtype), W, after).index_select(1, local_keys).reshape(B, n, -1) > 0  # (B, n, kW)
+    local = block_keys(n, W, causal, q.device)  # (n, kW)
+    kp, vp = pad_seq(k, W, after), pad_seq(v, W, after)  # (B, Lp, C), Lp = W + T + after
+    if globals_ is None:
+        kb, vb = (t.index_select(1, local.reshape(-1)).reshape(B * n, -1, C) for t in (kp, vp))  # (B*n, kW, C)
+    else:  # per row: its G global keys (T, an unused slot, reads a padding row), then the block's
+        G = globals_.positions.shape[1]
+        idx = torch.cat([(W + globals_.positions)[:, None, :].expand(B, n, G), local[None].expand(B, n, -1)], dim=2)
+        rows = (torch.arange(B, device=q.device)[:, None, None] * kp.shape[1] + idx).reshape(-1)  # into (B*Lp, C)
+        kb, vb = (t.reshape(-1, C).index_select(0, rows).reshape(B * n, -1, C) for t in (kp, vp))  # (B*n, G + kW, C)
+    kw = kb.shape[1]
+    valid = pad_seq(key_mask.to(q.dtype), W, after).index_select(1, local.reshape(-1)).reshape(B, n, -1) > 0  # (B, n, kW)
     band, self_key = band_pattern(W, causal, q.device)
     keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
-    if n_global:
-        g = pad_seq(global_mask.to(q.dtype), 0, n_global - global_mask.shape[1]) > 0  # (B, G): a short input has fewer
-        keep = torch.cat([g[:, None, None, :].expand(B, n, W, n_global), keep], dim=3)  # (B, n, W, G + kW)
+    if globals_ is not None:
+        keep = torch.cat([globals_.valid[:, None, None, :].expand(B, n, W, -1), keep], dim=3)  # (B, n, W, G + kW)
+    qb = pad_seq(q, 0, pad).reshape(B * n, W, C)
     y = F.scaled_dot_product_attention(split_heads(qb, H), split_heads(kb, H), split_heads(vb, H),
                                        attn_mask=keep.reshape(B * n, 1, W, kw), dropout_p=p)  # (B*n, H, W, hd)
     y = y.transpose(1, 2).reshape(B * n, W, C)
@@ -162,26 +189,25 @@ class LocalAttention(HeadsAttention):
 
 
 class LongformerAttention(HeadsAttention):
-    """Local windows, plus `global_tokens` leading positions that attend to and are attended by all."""
+    """Local windows, plus up to `global_tokens` tokens per row that attend to and are attended by all:
+    those the input's global_attention_mask marks, or the first positions (e.g. [CLS])."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         self.window, self.n_global = cfg.window, cfg.global_tokens
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: GlobalKeep, cache=None, rope=None) -> torch.Tensor:
         q, k, v = self.heads(x, rope)  # (B, T, H, hd)
         B, T, H, hd = q.shape
         q, k, v = q.reshape(B, T, H * hd), k.reshape(B, T, H * hd), v.reshape(B, T, H * hd)  # (B, T, C)
-        G = self.n_global
-        is_global = torch.arange(T, device=x.device) < G  # (T,)
-        gvalid = keep[:, :G]  # (B, G'), G' = min(G, T)
-        local = blocked_local_attention(q, k, v, keep & ~is_global, self.window, H, False, self.p(), G, gvalid)  # (B, T, C)
-        Gq = gvalid.shape[1]
-        own = torch.arange(Gq, device=x.device)[:, None] == torch.arange(T, device=x.device)[None, :]  # (G', T)
-        gkeep = (keep[:, None, None, :] & torch.ones_like(own)[None, None]) | own  # (B, 1, G', T)
-        glob = F.scaled_dot_product_attention(split_heads(q[:, :G], H), split_heads(k, H), split_heads(v, H),
-                                              attn_mask=gkeep, dropout_p=self.p())  # (B, H, G', hd)
-        y = torch.cat([glob.transpose(1, 2).reshape(B, Gq, H * hd), local[:, Gq:]], dim=1)  # (B, T, C)
+        G, C = keep.positions.shape[1], H * hd
+        local = blocked_local_attention(q, k, v, keep.keys & ~keep.marked, self.window, H, False, self.p(), keep)
+        rows = keep.positions[:, :, None].expand(B, G, C)  # (B, G, C); T (unused slot) is a padding row
+        own = keep.positions[:, :, None] == torch.arange(T, device=x.device)[None, None, :]  # (B, G, T)
+        gkeep = (keep.keys[:, None, :] | own | ~keep.valid[:, :, None])[:, None]  # (B, 1, G, T); unused rows never empty
+        glob = F.scaled_dot_product_attention(split_heads(pad_seq(q, 0, 1).gather(1, rows), H), split_heads(k, H),
+                                              split_heads(v, H), attn_mask=gkeep, dropout_p=self.p())  # (B, H, G, hd)
+        y = pad_seq(local, 0, 1).scatter(1, rows, glob.transpose(1, 2).reshape(B, G, C))[:, :T]  # global rows replaced
         return self.resid_dropout(self.proj(y))
 
 

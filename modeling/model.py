@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ConfigError, ModelConfig
-from .attention import HeadsAttention
+from .attention import HeadsAttention, global_keep
 from .rotary import Rotary
 
 
@@ -253,10 +253,15 @@ class Transformer(nn.Module):
         pixel_values: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: list[LayerCache] | None = None,
+        global_attention_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """`position_ids` (B, T) place tokens explicitly (left-padded prompts). With `cache` (a
         decoder generating), attention_mask covers past + current tokens and each layer's cache
-        gains this step's keys and values."""
+        gains this step's keys and values. `global_attention_mask` (B, T) marks a Longformer's
+        global tokens, at most global_tokens per row (default: the first global_tokens positions)."""
+        if global_attention_mask is not None and self.cfg.attention_kind != "longformer":
+            raise ConfigError(f"global_attention_mask is for attention_kind=longformer; this model's attention is "
+                              f"{self.cfg.attention_kind}")
         if cache is not None:
             return self._forward_cached(input_ids, attention_mask, position_ids, cache)
         if self.cfg.image_size:
@@ -270,6 +275,8 @@ class Transformer(nn.Module):
                 attention_mask = torch.ones_like(input_ids)
             if self.cfg.attention_kind == "full":
                 keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
+            elif self.cfg.attention_kind == "longformer":
+                keep = global_keep(attention_mask, self.checked_globals(global_attention_mask), self.cfg.global_tokens)
             else:  # the long-input kinds build only the parts of the mask they attend over
                 keep = attention_mask.bool()  # (B, T)
             x = self.embed(input_ids, token_type_ids, position_ids)  # (B, T, C)
@@ -301,6 +308,16 @@ class Transformer(nn.Module):
         x = self.embed(input_ids, None, position_ids)  # (B, T, C)
         x = self.run_blocks(x, keep, cache, self.rope(T, position_ids))
         return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)
+
+    def checked_globals(self, global_attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The mask as given, once no row marks more global tokens than the model has room for."""
+        if global_attention_mask is not None and not torch.compiler.is_compiling():
+            counts = (global_attention_mask != 0).sum(dim=1)
+            if bool((counts > self.cfg.global_tokens).any()):
+                row = int(torch.argmax((counts > self.cfg.global_tokens).int()))
+                raise ConfigError(f"global_attention_mask marks {int(counts[row])} tokens in row {row}; this model "
+                                  f"attends globally to at most {self.cfg.global_tokens} (global_tokens)")
+        return global_attention_mask
 
     def rope(self, T: int, position_ids: torch.Tensor | None):
         """The rotary angles of this input's positions; None unless positional is rotary."""

@@ -34,7 +34,8 @@ def text_batches(model: Model, texts: list[str], batch_rows: int = BATCH_ROWS) -
     if not texts:
         raise QuantizeError("the calibration set is empty; expected at least one text")
     max_len = model.manifest.axes.get("seq", {}).get("max") or 512
-    feeds = model.tokenizer.encode_batch(texts, max_len, truncation=True).feeds([s.name for s in model.inputs])
+    feeds = model.tokenizer.encode_batch(texts, max_len, truncation=True).feeds([s.name for s in model.inputs],
+                                                                                model.manifest.config.get("global_tokens"))
     return split_rows(feeds, batch_rows)
 
 

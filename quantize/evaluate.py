@@ -108,7 +108,7 @@ def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int
     preds_f, preds_q, nll_f, nll_q, count = [], [], 0.0, 0.0, 0
     for start in range(0, len(data.texts), batch_size):
         batch = tok.encode_batch(data.texts[start : start + batch_size], max_len, truncation=True)
-        feeds = batch.feeds(names)
+        feeds = batch.feeds(names, reference.manifest.config.get("global_tokens"))
         ref = {k: np.asarray(v) for k, v in reference_run(feeds).items()}
         got = dict(zip(outputs, candidate(feeds)))
         real = batch.attention_mask.astype(bool)

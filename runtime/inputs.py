@@ -11,10 +11,16 @@ from .bundle import Manifest, TensorSpec
 from .errors import InputError
 
 MASK = "attention_mask"
+GLOBAL_MASK = "global_attention_mask"  # a Longformer's global tokens: at most global_tokens per row
 
 # Inputs that may be left out, and the value they take, as in every transformer library:
 # no attention_mask means no padding; no token_type_ids means one segment.
 DEFAULT_FILL = {"attention_mask": 1, "token_type_ids": 0}
+
+
+def first_positions(shape: tuple[int, int], count: int) -> np.ndarray:
+    """(B, T) int64 marking the first `count` positions of every row: a Longformer's default global tokens."""
+    return np.ascontiguousarray(np.broadcast_to(np.arange(shape[1]) < count, shape), dtype=np.int64)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,12 +55,14 @@ def example_inputs(
     sizes: Mapping[str, int],
     rng: np.random.Generator,
     padded: bool = True,
+    global_tokens: int = 1,
 ) -> dict[str, np.ndarray]:
     """Random arrays for `inputs`, with named axes taken from `sizes` (e.g. batch, seq).
 
     With `padded`, every row but the first gets a random length in [1, seq] and is right-padded:
     its attention_mask is 0 and its token ids are the smallest id (the pad token) past that length.
-    The first row stays full so the longest length is always exercised.
+    The first row stays full so the longest length is always exercised. A global_attention_mask
+    marks 0 to `global_tokens` random real tokens of each row.
     """
     out: dict[str, np.ndarray] = {}
     lengths = None
@@ -79,6 +87,13 @@ def example_inputs(
             # mask covers past + new tokens, its ids only the new ones
             if spec.name != MASK and arr.shape == out[MASK].shape and np.dtype(spec.dtype).kind in "iu":
                 arr[out[MASK] == 0] = int(spec.min or 0)
+    if GLOBAL_MASK in out:
+        marked = np.zeros_like(out[GLOBAL_MASK])
+        real = lengths if lengths is not None else np.full(marked.shape[0], marked.shape[1])
+        for row, n in enumerate(real):
+            count = int(rng.integers(0, min(global_tokens, int(n)) + 1))
+            marked[row, rng.choice(int(n), size=count, replace=False)] = 1
+        out[GLOBAL_MASK] = marked
     return out
 
 
@@ -100,7 +115,8 @@ def axis_sizes(manifest: Manifest, batch: int, seq: int) -> dict[str, int]:
 
 
 def manifest_inputs(manifest: Manifest, batch: int, seq: int, seed: int = 0, padded: bool = True) -> dict[str, np.ndarray]:
-    return example_inputs(manifest.inputs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded)
+    return example_inputs(manifest.inputs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded,
+                          int(manifest.config.get("global_tokens") or 1))
 
 
 def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequence[TensorSpec] | None = None
@@ -115,6 +131,10 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.name not in inputs:
+            if spec.name == GLOBAL_MASK and arrays:  # as in training: the first global_tokens positions
+                first = next(iter(arrays.values()))
+                arrays[spec.name] = first_positions(first.shape[:2], int(manifest.config.get("global_tokens") or 1))
+                continue
             if spec.name in DEFAULT_FILL and arrays:
                 first = next(iter(arrays.values()))
                 arrays[spec.name] = np.full(first.shape[: len(spec.shape)], DEFAULT_FILL[spec.name], dtype=spec.dtype)
@@ -122,12 +142,23 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
             raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
         arrays[spec.name] = _convert(spec, inputs[spec.name])
     sizes = _check_axes(manifest, specs, arrays)
+    if GLOBAL_MASK in arrays:
+        _check_global_count(manifest, arrays[GLOBAL_MASK])
     if "total" in sizes and "seq" in sizes:  # a cached decoder: the mask covers the past and the new tokens
         past = sizes.get("past", (0, ""))[0]
         if sizes["total"][0] != past + sizes["seq"][0]:
             raise InputError(f"attention_mask covers {sizes['total'][0]} tokens; expected past + new tokens = "
                              f"{past} + {sizes['seq'][0]}")
     return arrays
+
+
+def _check_global_count(manifest: Manifest, marked: np.ndarray) -> None:
+    G = int(manifest.config.get("global_tokens") or 1)
+    counts = (marked != 0).sum(axis=1)
+    if (counts > G).any():
+        row = int(np.argmax(counts > G))
+        raise InputError(f"{GLOBAL_MASK} marks {int(counts[row])} tokens in row {row}; this model attends globally "
+                         f"to at most {G} (global_tokens)")
 
 
 def _check_axes(manifest: Manifest, specs: Sequence[TensorSpec], arrays: dict[str, np.ndarray]

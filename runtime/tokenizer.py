@@ -42,8 +42,16 @@ class Batch:
     token_type_ids: np.ndarray
     truncated: list[int] = field(default_factory=list)
 
-    def feeds(self, names: Sequence[str]) -> dict[str, np.ndarray]:
-        return {n: getattr(self, n) for n in names}
+    def feeds(self, names: Sequence[str], global_tokens: int | None = None) -> dict[str, np.ndarray]:
+        """The arrays of `names` this batch holds. A Longformer's global_attention_mask marks the first
+        `global_tokens` positions when that is given, and is otherwise left to the runtime's default
+        (the same positions; a raw onnxruntime session needs it given)."""
+        from .inputs import GLOBAL_MASK, first_positions
+
+        out = {n: getattr(self, n) for n in names if n in ("input_ids", "attention_mask", "token_type_ids")}
+        if GLOBAL_MASK in names and global_tokens is not None:
+            out[GLOBAL_MASK] = first_positions(self.input_ids.shape, global_tokens)
+        return out
 
     def rows(self, n: int) -> "Batch":
         """The first `n` rows (a fixed-batch deployment's padding rows dropped)."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeformer.modeling import ModelConfig, Transformer
-from edgeformer.modeling.attention import LinformerAttention, LocalAttention, LongformerAttention
+from edgeformer.modeling.attention import LinformerAttention, LocalAttention, LongformerAttention, global_keep
 from edgeformer.modeling.config import ConfigError
 from edgeformer.modeling.lsh import SELF_PENALTY, LSHAttention
 from edgeformer.modeling.model import SelfAttention
@@ -46,12 +46,14 @@ def twin(cfg: ModelConfig, module) -> SelfAttention:
     return ref
 
 
-def window_reference(mask: torch.Tensor, W: int, causal: bool, n_global: int = 0) -> torch.Tensor:
-    """(B, 1, T, T) keep: keys within W (causal: W before), global rows and columns, each token itself."""
+def window_reference(mask: torch.Tensor, W: int, causal: bool, n_global: int = 0, marked=None) -> torch.Tensor:
+    """(B, 1, T, T) keep: keys within W (causal: W before), global rows and columns, each token itself.
+    Global tokens: the first n_global positions, or those `marked` (B, T)."""
     T = mask.shape[1]
     i, j = torch.arange(T)[:, None], torch.arange(T)[None, :]
     near = (i - j >= 0) & (i - j <= W) if causal else (i - j).abs() <= W
-    near = near | (j < n_global) | (i < n_global)
+    g = (torch.arange(T) < n_global)[None, :].expand(mask.shape[0], T) if marked is None else marked.bool()  # (B, T)
+    near = near | g[:, None, None, :] | g[:, None, :, None]
     return (mask.bool()[:, None, None, :] & near) | (i == j)
 
 
@@ -109,9 +111,37 @@ def test_longformer_equals_window_plus_global_rows_and_columns():
     ref = twin(cfg, longformer)
     for T in LENGTHS:
         x, mask = torch.randn(3, T, 32), padded_mask(3, T, T)
-        got = longformer(x, mask.bool())
+        got = longformer(x, global_keep(mask, None, 3))
         want = ref(x, window_reference(mask, 8, False, n_global=3))
         assert (got - want)[mask.bool()].abs().max() <= 1e-5, T
+
+
+def test_longformer_global_tokens_from_the_input_mask():
+    """global_attention_mask picks any tokens of each row (none, fewer than global_tokens, or all of them)."""
+    torch.manual_seed(2)
+    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=3)
+    longformer = LongformerAttention(cfg).eval()
+    ref = twin(cfg, longformer)
+    g = torch.Generator().manual_seed(0)
+    for T in LENGTHS:
+        x, mask = torch.randn(4, T, 32), padded_mask(4, T, T)
+        marked = torch.zeros(4, T, dtype=torch.long)
+        for row, count in enumerate([1, 3, 0, 2]):
+            real = int(mask[row].sum())
+            marked[row, torch.randperm(real, generator=g)[:min(count, real)]] = 1
+        got = longformer(x, global_keep(mask, marked, 3))
+        want = ref(x, window_reference(mask, 8, False, marked=marked))
+        assert (got - want)[mask.bool()].abs().max() <= 1e-5, T
+
+
+def test_more_global_tokens_than_the_model_has_room_for_are_refused():
+    model = Transformer(ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=2)).eval()
+    ids, marked = torch.randint(1, 300, (2, 10)), torch.zeros(2, 10, dtype=torch.long)
+    marked[1, :3] = 1
+    with pytest.raises(ConfigError, match="global_attention_mask marks 3 tokens in row 1; this model attends globally to at most 2"):
+        model(ids, global_attention_mask=marked)
+    with pytest.raises(ConfigError, match="global_attention_mask is for attention_kind=longformer"):
+        Transformer(ModelConfig(**SMALL)).eval()(ids, global_attention_mask=marked)
 
 
 def test_linformer_input_is_as_if_zero_padded_to_the_fixed_length():
@@ -240,6 +270,19 @@ def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
         expected = {"local": (8, 24), "longformer": (8, 26), "linformer": ("seq", 16), "lsh": (8, 16)}[cfg.attention_kind]
         assert expected in shapes and ("seq", "seq") not in shapes, shapes
     bundle = runtime.load(tmp_path / "bundle")
+    if cfg.attention_kind == "longformer":  # global tokens from the input, by default the first positions
+        ids = np.random.default_rng(0).integers(1, cfg.vocab_size, size=(2, 21))
+        marked = np.zeros((2, 21), dtype=np.int64)
+        marked[:, 0] = 1
+        default = bundle({"input_ids": ids})["logits"]
+        np.testing.assert_array_equal(default, bundle({"input_ids": ids, "global_attention_mask": marked * 0 + (np.arange(21) < 2)})["logits"])
+        marked[1, [5, 17]] = 1, 1  # row 1 marks three: one more than global_tokens
+        with pytest.raises(EdgeformerError, match="global_attention_mask marks 3 tokens in row 1; this model attends globally to at most 2"):
+            bundle({"input_ids": ids, "global_attention_mask": marked})
+        marked[1, 0] = 0
+        with torch.no_grad():
+            want = model(torch.from_numpy(ids), global_attention_mask=torch.from_numpy(marked))["logits"].numpy()
+        assert np.abs(bundle({"input_ids": ids, "global_attention_mask": marked})["logits"] - want).max() <= 1e-4
     if cfg.num_labels:
         text = ["the quick brown fox jumps over the lazy dog " * 12]  # longer than max_len: cut, with the usual warning
         with pytest.warns(RuntimeWarning, match="were truncated"):
