@@ -76,7 +76,9 @@ def test_attention_to_3d_rebuilds_merged_block_reshapes(overrides):
     assert counts["Transpose"] == 0 and counts["Attention"] == per_layer * model.cfg.n_layers
     specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, model.cfg.vocab_size - 1),
              TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
+    if per_layer == 2:  # Longformer: which tokens are global, up to global_tokens per row
+        specs.append(TensorSpec("global_attention_mask", "int64", ("batch", "seq"), 0, 1))
     for seq in (5, 21, 64):  # within one block, between multiples of the window, the maximum
-        feeds = example_inputs(specs, {"batch": 3, "seq": seq}, np.random.default_rng(seq), padded=True)
+        feeds = example_inputs(specs, {"batch": 3, "seq": seq}, np.random.default_rng(seq), padded=True, global_tokens=2)
         for a, b in zip(run(before, feeds), run(after, feeds)):
             np.testing.assert_allclose(a, b, atol=1e-6)
