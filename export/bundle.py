@@ -63,6 +63,10 @@ def gate(model, bundle: runtime.Model, cases=None, atol: float = FLOAT32_ATOL, s
         return check_cache_parity(model, bundle, cases, atol, seed)
     if model.cfg.arch == "conformer":
         return check_speech_parity(model, bundle, cases, atol, seed)
+    if model.cfg.attention_kind == "lsh":
+        from .lsh_parity import check_lsh_parity
+
+        return check_lsh_parity(model, bundle, cases, atol, seed)
     return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases, atol, seed)
 
 

@@ -42,6 +42,8 @@ class CaseParity:
 class ParityReport:
     atol: float
     cases: list[CaseParity] = field(default_factory=list)
+    hash_agreement: float | None = None  # LSH: share of hash decisions the bundle and PyTorch share (export.lsh_parity)
+    hash_required: float | None = None
 
     @property
     def worst(self) -> dict[str, OutputParity]:
@@ -55,18 +57,29 @@ class ParityReport:
         return out
 
     @property
+    def hashes_agree(self) -> bool:
+        return self.hash_agreement is None or self.hash_agreement >= self.hash_required
+
+    @property
     def passed(self) -> bool:
-        return bool(self.cases) and all(o.max_abs <= self.atol for o in self.worst.values())
+        return bool(self.cases) and all(o.max_abs <= self.atol for o in self.worst.values()) and self.hashes_agree
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "atol": self.atol,
-                "worst": {k: asdict(v) for k, v in self.worst.items()},
-                "cases": [asdict(c) for c in self.cases]}
+        out = {"passed": self.passed, "atol": self.atol,
+               "worst": {k: asdict(v) for k, v in self.worst.items()},
+               "cases": [asdict(c) for c in self.cases]}
+        if self.hash_agreement is not None:
+            out.update(hash_agreement=self.hash_agreement, hash_required=self.hash_required)
+        return out
 
     def rows(self) -> list[list[str]]:
         """Table rows: output, max abs, mean abs, min cosine, verdict."""
-        return [[o.name, f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}", f"{o.cosine:.8f}",
+        rows = [[o.name, f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}", f"{o.cosine:.8f}",
                  "pass" if o.max_abs <= self.atol else f"FAIL (> {self.atol:g})"] for o in self.worst.values()]
+        if self.hash_agreement is not None:  # LSH: the outputs above are under the bundle's hash decisions
+            rows.append(["LSH hash agreement", f"{self.hash_agreement:.4%}", "", "",
+                         "pass" if self.hashes_agree else f"FAIL (< {self.hash_required:.1%})"])
+        return rows
 
 
 # The seed of export's parity gate. `edgeformer parity` draws from --seed (default 0), so a bundle is
@@ -79,6 +92,9 @@ class ParityFailure(GateFailure):
         self.report = report
         worst = max(report.worst.values(), key=lambda o: o.max_abs / report.atol, default=None)
         detail = f"{worst.name} max abs error {worst.max_abs:.3g} > {report.atol:g}" if worst else "no cases ran"
+        if worst is not None and worst.max_abs <= report.atol and not report.hashes_agree:
+            detail = (f"its LSH hash agrees with PyTorch's on {report.hash_agreement:.4%} of tokens; "
+                      f"expected at least {report.hash_required:.1%}")
         super().__init__(f"{where} failed the parity gate: {detail}")
 
     def report_table(self):

@@ -46,10 +46,17 @@ class LSHAttention(HeadsAttention):
         rotations = torch.randn(cfg.lsh_rounds, cfg.head_dim, cfg.lsh_buckets // 2)
         self.register_buffer("rotations", rotations)  # part of the weights: the hash is fixed once trained
 
+    forced: list[torch.Tensor] | None = None  # per round: bucket ids to use instead (export.lsh_parity)
+
     def buckets(self, keys: torch.Tensor, valid: torch.Tensor, r: int) -> torch.Tensor:
         """(B, H, Tp, hd) keys -> (B, H, Tp) bucket ids; padding goes to an extra last bucket."""
         rotated = keys @ self.rotations[r]  # (B, H, Tp, buckets/2)
         ids = torch.cat([rotated, -rotated], dim=-1).argmax(-1)
+        if self.forced is not None:  # the parity gate: another runtime's decisions, and how many differ
+            real = valid[:, None, :].expand_as(ids)
+            self.disagree += int((ids != self.forced[r])[real].sum())
+            self.decided += int(real.sum())
+            ids = self.forced[r]
         return torch.where(valid[:, None, :], ids, torch.full_like(ids, self.n_buckets))
 
     def round(self, q, k, v, valid, pos, r: int):

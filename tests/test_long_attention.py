@@ -6,6 +6,7 @@ are and are not multiples of the window with padded rows, the graph's score shap
 and int8 quantization.
 """
 
+import copy
 import dataclasses
 import json
 
@@ -303,6 +304,35 @@ def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
         return
     q = quantize_bundle(tmp_path / "bundle", tmp_path / "int8", "int8-dynamic")
     assert q.fidelity.mean_cosine > 0.95 and runtime.load(tmp_path / "int8").manifest.quantization.recipe == "int8-dynamic"
+
+
+def test_lsh_gate_compares_under_the_bundles_hash_and_counts_disagreements(tmp_path, tokenizer):
+    """An LSH bundle is gated on its outputs given its own hash decisions, and on how often PyTorch
+    decides otherwise: other rotations fail the second check, other attention weights the first."""
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.export.bundle import gate
+    from edgeformer.export.parity import ParityFailure
+
+    overrides = dict(attention_kind="lsh", window=8, lsh_buckets=4, lsh_rounds=2, vocab_size=tokenizer.vocab_size)
+    path, model = make_checkpoint(tmp_path / "ckpt", seed=3, tokenizer=tokenizer, **{**SMALL, **overrides})
+    result = export_bundle(path, tmp_path / "bundle", cases=[(2, 7), (3, 21), (2, 64)])
+    assert result.report.hash_agreement >= 0.999 and result.manifest.parity.passed
+    assert result.manifest.parity.extra["hash_agreement"] == result.report.hash_agreement
+    bundle = runtime.load(tmp_path / "bundle")
+
+    other_hash = copy.deepcopy(model).eval()
+    for block in other_hash.blocks:
+        block.attn.rotations.copy_(torch.randn_like(block.attn.rotations))
+    report = gate(other_hash, bundle, [(2, 21), (2, 64)])
+    assert report.hash_agreement < 0.9 and max(o.max_abs for o in report.worst.values()) <= 1e-4 and not report.passed
+    assert "LSH hash agrees with PyTorch's on" in str(ParityFailure(report, "b"))
+
+    other_weights = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        other_weights.blocks[0].attn.proj.weight.add_(0.01 * torch.randn_like(other_weights.blocks[0].attn.proj.weight))
+    report = gate(other_weights, bundle, [(2, 21)])
+    assert max(o.max_abs for o in report.worst.values()) > 1e-3 and not report.passed
 
 
 def test_full_attention_disguised_as_local_is_refused(tmp_path):

@@ -1,0 +1,97 @@
+"""The parity gate for LSH attention: the same function given the same hash decisions.
+
+A hash is a discrete decision (an ArgMax over rotated keys). A key within float noise of a bucket
+boundary can land in one bucket under PyTorch and in the other under ONNX Runtime; the token then
+attends to other keys and its output moves by far more than 1e-4, although both computed the same
+function. On random base-size weights that happens a few times in 100,000 decisions. So for an LSH
+model the gate checks the two things that can be checked exactly:
+
+    bundle graph, with every ArgMax (one per layer and round) as an extra output
+        ──► ONNX Runtime ──► outputs, bucket ids ──┐
+    PyTorch, its bucket ids replaced by those      ├─► outputs within atol at real positions
+        ──► outputs, and its own ids ──────────────┴─► own ids agree on >= HASH_AGREEMENT of real tokens
+
+A graph whose hash differs from PyTorch's (other rotations, another bucket count) fails the second
+check; one whose attention differs fails the first. The shipped graph is what runs: the extra
+outputs are added to an in-memory copy, which computes the same nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from edgeformer.modeling.lsh import LSHAttention
+from edgeformer.modeling.model import Transformer
+from edgeformer.runtime.inputs import MASK, example_inputs
+from edgeformer.runtime.model import Model
+
+from .onnx import ExportError
+from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare, default_cases
+
+HASH_AGREEMENT = 0.999  # share of real tokens' hash decisions PyTorch and the bundle must share
+
+
+def lsh_layers(model: Transformer) -> list[LSHAttention]:
+    return [m for m in model.modules() if isinstance(m, LSHAttention)]
+
+
+@contextlib.contextmanager
+def forced_buckets(model: Transformer, ids: list[np.ndarray]) -> Iterator[list[LSHAttention]]:
+    """Run `model` with the bucket ids `ids` (layer by layer, round by round, each (B, H, Tp))."""
+    layers = lsh_layers(model)
+    rounds = layers[0].rotations.shape[0] if layers else 0
+    try:
+        for i, layer in enumerate(layers):
+            layer.forced = [torch.from_numpy(a) for a in ids[i * rounds:(i + 1) * rounds]]
+            layer.disagree, layer.decided = 0, 0
+        yield layers
+    finally:
+        for layer in layers:
+            layer.forced = None
+
+
+def hash_session(bundle: Model) -> tuple[ort.InferenceSession, list[str]]:
+    """A session over the bundle's graph that also returns every ArgMax's output, in graph order."""
+    proto = onnx.load(str(bundle.bundle.model_path))
+    names = [n.output[0] for n in proto.graph.node if n.op_type == "ArgMax"]
+    known = {o.name for o in proto.graph.output}
+    proto.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None)
+                              for n in names if n not in known)
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]), names
+
+
+def check_lsh_parity(model: Transformer, bundle: Model, cases: list[tuple[int, int]] | None = None,
+                     atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
+    """check_parity for an LSH model: outputs under the bundle's hash decisions, and the decisions' agreement."""
+    model = model.eval()
+    layers = lsh_layers(model)
+    session, argmax = hash_session(bundle)
+    expected = len(layers) * (layers[0].rotations.shape[0] if layers else 0)
+    if len(argmax) != expected:
+        raise ExportError(f"the LSH graph has {len(argmax)} ArgMax nodes; expected one per layer and hash round "
+                          f"({expected})")
+    inputs, outputs = bundle.manifest.inputs, bundle.manifest.outputs
+    rng = np.random.default_rng(seed)
+    report = ParityReport(atol)
+    disagree = decided = 0
+    for batch, seq in cases or default_cases(model.cfg.max_len):
+        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True)
+        got = session.run([s.name for s in outputs] + argmax, feeds)
+        with forced_buckets(model, got[len(outputs):]) as forced, torch.no_grad():
+            ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
+            disagree += sum(layer.disagree for layer in forced)
+            decided += sum(layer.decided for layer in forced)
+        valid = feeds[MASK].astype(bool)
+        results = [compare(spec.name, ref[spec.name].numpy(), np.asarray(value),
+                           valid if len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq") else None)
+                   for spec, value in zip(outputs, got)]
+        report.cases.append(CaseParity(batch, seq, batch > 1, results))
+    report.hash_agreement = 1.0 - disagree / max(decided, 1)
+    report.hash_required = HASH_AGREEMENT
+    return report
