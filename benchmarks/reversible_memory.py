@@ -5,7 +5,9 @@ depth; a reversible block (modeling/reversible.py) keeps only the stack's last o
 recomputes the rest backwards. Each (depth, kind) runs one warm-up and one measured training step
 (forward, backward, optimizer step) of an encoder in a fresh process; the figure is the rise of the
 process's high-water resident set during the measured step (reset through /proc/self/clear_refs
-after the warm-up, so weights, gradients and optimizer state are not counted), in MB.
+after the warm-up, so weights, gradients and optimizer state are not counted), in MB. The children run
+with glibc's mmap threshold fixed at 64 KiB, so a freed activation goes back to the system at once
+instead of staying in the heap for the next step to reuse unseen.
 
     python benchmarks/reversible_memory.py [--depths 2 4 8 12] [--seq 1024] [--batch 4] [--json FILE]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +74,8 @@ def main() -> None:
     for depth in args.depths:
         for reversible in (False, True):
             proc = subprocess.run([sys.executable, __file__, "--child", str(depth), "1" if reversible else "0",
-                                   str(args.seq), str(args.batch), args.preset], capture_output=True, text=True, check=True)
+                                   str(args.seq), str(args.batch), args.preset], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
             mb = json.loads(proc.stdout.strip().splitlines()[-1])["step_mb"]
             results.setdefault(depth, {})["reversible" if reversible else "plain"] = mb
             print(f"  {depth} layers, {'reversible' if reversible else 'plain'}: {mb:.0f} MB", flush=True)
