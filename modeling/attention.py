@@ -6,15 +6,17 @@ full attention is the parity reference in the tests, never the model.
 Local attention with window W: the sequence is padded to n blocks of W; each block's queries
 attend to the keys of itself and its neighbours (causal: the block before), and one
 scaled_dot_product_attention runs over (B * n) rows of W queries, so the scores take
-B x H x n x W x 3W floats instead of B x H x T x T, and export as one fused `Attention` node:
+B x H x n x W x 3W floats instead of B x H x T x T. Blocks are cut from the (B, T, C) rows, which
+the export turns into one 3-D fused `Attention` node with no transposed copies:
 
-    x (B, T, C) ─► q, k, v (B, T, H, hd) ─► pad to n*W ─► q blocks (B*n, H, W, hd)
-                                                        ─► k, v of block-1, block, block+1 (B*n, H, 3W, hd)
-                   key mask (B, T) ─► same blocks & band |i - j| <= W ─► (B*n, 1, W, 3W)
-                   Attention(q, k, v, mask) ─► (B*n, H, W, hd) ─► (B, T, C)
+    x (B, T, C) ─► q, k, v (B, T, C) ─► q: pad, Reshape ─────────────► (B*n, W, C)
+                                        k, v: pad, Gather(block keys) ─► (B*n, 3W, C)
+                   key mask (B, T) ─► same Gather & band |i - j| <= W ─► (B*n, 1, W, 3W)
+                   Attention(q, k, v, mask; H heads) ─► (B*n, W, C) ─► (B, T, C)
 
-Longformer adds G global tokens (the first G positions, e.g. [CLS]): every block also attends to
-their keys, and their own queries attend to every key (a second `Attention` node, G x T).
+Longformer adds up to G global tokens per row (the first G positions, or those an input
+global_attention_mask marks): every block also attends to their keys, fetched by the same Gather,
+and their own queries attend to every key (a second `Attention` node, G x T).
 
 Linformer projects keys and values along the sequence with learned E, F (k, max_len): attention
 is then T x k. A shorter input uses the first T columns of E and F, which is the same as padding
