@@ -288,13 +288,13 @@ def parity(bundle, reference, atol, seed, json_out):
 @runtime_options
 @public_key_option
 @json_option
-def run(bundle, input_file, ids, texts, text_file, images, resize, audio, truncate, providers, spin, threads, public_key,
-        json_out):
+def run(bundle, input_file, ids, texts, text_file, images, resize, audio, truncate, providers, spin, threads, max_batch,
+        public_key, json_out):
     """Run BUNDLE on token ids, texts, images or audio and print its outputs (no PyTorch needed)."""
     from . import media_cmd, run_cmd
 
     media_cmd.check_media_options(images, audio, bool(input_file or ids or texts or text_file))
-    model = run_cmd.load(bundle, providers, spin, threads, public_key)
+    model = run_cmd.load(bundle, providers, spin, threads, public_key, max_batch)
     if images:
         media_cmd.run_images(model, images, resize, json_out)
     elif audio:
@@ -322,11 +322,11 @@ def run(bundle, input_file, ids, texts, text_file, images, resize, audio, trunca
 @public_key_option
 @json_option
 def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, top_p, repetition_penalty, stop, seed,
-             truncate, providers, spin, threads, public_key, json_out):
+             truncate, providers, spin, threads, max_batch, public_key, json_out):
     """Generate text with BUNDLE (a decoder exported with --kv-cache); no PyTorch needed."""
     from . import generate_cmd, run_cmd
 
-    model = run_cmd.load(bundle, providers, spin, threads, public_key)
+    model = run_cmd.load(bundle, providers, spin, threads, public_key, max_batch)
     settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                     stop=generate_cmd.parse_stop(stop), seed=seed, on_overflow="truncate" if truncate else "error")
     generate_cmd.run_generate(model, prompts, ids, max_new_tokens, stream, settings, json_out)
@@ -343,12 +343,12 @@ def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, t
               cls=Aliased, help="Time per side.")
 @runtime_options
 @json_option
-def bench(bundle, batch, seq, reference, seconds, providers, spin, threads, json_out):
+def bench(bundle, batch, seq, reference, seconds, providers, spin, threads, max_batch, json_out):
     """Latency of BUNDLE (median, p90, p99), and its ratio to PyTorch eager with --reference."""
     from edgeformer import runtime
     from edgeformer.runtime.bench import bench_model
 
-    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads)
+    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, max_batch=max_batch)
     runner = None
     if reference:
         from edgeformer.modeling import load as load_checkpoint

@@ -2,7 +2,7 @@
 
     --out DIR / --overwrite       the artifact a verb writes, and whether it may replace one
     --json FILE                   the result as JSON to FILE, '-' for stdout
-    --providers/--spin/--threads  how ONNX Runtime runs a bundle
+    --providers/--spin/--threads/--max-batch  how ONNX Runtime runs a bundle
     --seed N                      every random draw of a verb (default 0, so runs repeat)
     --batch-size/--seq-len        the shape of what is timed or trained on
     --truncate/--no-truncate      cut an input to the model's context instead of refusing it
@@ -59,6 +59,9 @@ def json_option(f):
 
 
 def runtime_options(f):
+    f = click.option("--max-batch", type=click.IntRange(min=1),
+                     help="The most rows one call may take (default: the manifest's limit, and what half the "
+                          "memory available at load holds); larger calls are refused.")(f)
     f = click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads (default: all cores).")(f)
     f = click.option("--spin/--no-spin", default=False, show_default=True,
                      help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core).")(f)

@@ -77,8 +77,9 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     return lines
 
 
-def load(bundle, providers, spin, threads, public_key=None) -> runtime.Model:
-    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, public_key=public_key)
+def load(bundle, providers, spin, threads, public_key=None, max_batch=None) -> runtime.Model:
+    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, public_key=public_key,
+                        max_batch=max_batch)
 
 
 def run_ids(model: runtime.Model, input_file, ids, json_out) -> None:

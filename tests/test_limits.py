@@ -75,6 +75,10 @@ def test_generation_rows_are_bounded(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["bench", str(GOLDEN / "plain"), "--batch-size", "200000000", "--seq-len", "32"], "batch of 200000000 rows"),
     (["run", str(GOLDEN / "plain"), "--ids", "1 2", "--threads", "1000000"], "threads=1000000; this machine has"),
+    (["run", str(GOLDEN / "plain"), "--ids", "1 2", "--ids", "3", "--max-batch", "1"], "batch of 2 rows; this model takes at most 1"),
+    (["bench", str(GOLDEN / "plain"), "--batch-size", "4", "--max-batch", "2"], "batch of 4 rows; this model takes at most 2"),
+    (["generate", str(GOLDEN / "cached"), "--ids", "1 2", "--ids", "3", "--max-batch", "1"], "batch of 2 rows"),
+    (["run", str(GOLDEN / "plain"), "--ids", "1 2", "--max-batch", "0"], "Invalid value for '--max-batch'"),
 ])
 def test_the_cli_refuses_beyond_the_limits_at_once(args, message):
     out = subprocess.run([EDGEFORMER, *args], capture_output=True, text=True, timeout=60)
