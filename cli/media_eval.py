@@ -16,7 +16,8 @@ EVAL_UTTERANCES = 200
 CALIBRATION_SEED = 7
 
 
-def builtin_eval_set(model: runtime.Model):
+def builtin_eval_set(model: runtime.Bundle):
+    """The built-in task's held-out arrays for an image or speech bundle (its manifest says which)."""
     from edgeformer.quantize.media import ArrayEvalSet
 
     cfg = model.manifest.config
@@ -43,7 +44,7 @@ def builtin_eval_set(model: runtime.Model):
         waves, lengths = pad_waveforms([u.waveform for u in utterances(32, CALIBRATION_SEED)])  # one shape for all
         calib = [{"waveforms": waves[i : i + 8], "lengths": lengths[i : i + 8]} for i in range(0, 32, 8)]
         return ArrayEvalSet(batches, targets, calib)
-    raise EdgeformerError(f"no built-in evaluation set fits {model.bundle.path} (built in: the digits images and "
+    raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and "
                           "audio-digits speech); measure it with edgeformer.quantize.quantize_bundle(..., data=ArrayEvalSet(...))")
 
 
@@ -51,9 +52,9 @@ def eval_set_for(bundle_path: str, eval_data):
     """The evaluation set `edgeformer quantize` uses: the built-in one for image and speech bundles, else text."""
     from edgeformer.quantize.media import is_media_bundle
 
-    model = runtime.load(bundle_path)
-    if not is_media_bundle(model):
+    bundle = runtime.open_bundle(bundle_path)  # the manifest says which task; quantize_bundle opens the sessions
+    if not is_media_bundle(bundle):
         return None
     if eval_data:
         raise EdgeformerError("--eval-data holds texts; image and speech bundles are measured on their built-in task")
-    return builtin_eval_set(model)
+    return builtin_eval_set(bundle)

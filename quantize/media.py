@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeformer.runtime.bench import time_block
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.bundle import Bundle
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text
 
@@ -39,7 +40,7 @@ class ArrayEvalSet:
     labels = None
 
 
-def is_media_bundle(model: Model) -> bool:
+def is_media_bundle(model: Model | Bundle) -> bool:
     """Image classifiers and speech recognisers: bundles evaluated on arrays, not text."""
     cfg = model.manifest.config
     return bool(cfg.get("image_size")) or model.manifest.model.task == "speech-recognition"
