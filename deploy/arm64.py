@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
-from edgeformer.runtime.inputs import axis_sizes, example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from . import emulator
 from .folder import Check, Deployment, DeployError, DeployOptions
@@ -99,7 +99,7 @@ def check_inputs(manifest: Manifest, seed: int) -> list[dict[str, np.ndarray]]:
     cases = []
     for batch, seq, padded in SHAPES:
         sizes = axis_sizes(manifest, batch, seq)
-        cases.append(example_inputs(manifest.inputs, sizes, rng, padded))
+        cases.append(example_inputs(manifest.inputs, sizes, rng, padded, global_tokens=global_slots(manifest)))
     return cases
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeformer.runtime.bundle import Bundle, Manifest
-from edgeformer.runtime.inputs import axis_sizes, example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from .folder import Check, Deployment, DeployError, DeployOptions
 
@@ -188,7 +188,7 @@ def ort_parity(onnx_path: Path, ort_path: Path, manifest: Manifest, style: str, 
     worst, vs_all, shapes = 0.0, 0.0, []
     for sizes in check_shapes_for(manifest):
         for padded in (False, True):
-            feeds = example_inputs(manifest.inputs, sizes, rng, padded=padded)
+            feeds = example_inputs(manifest.inputs, sizes, rng, padded=padded, global_tokens=global_slots(manifest))
             got = ort_model.run(None, feeds)
             worst = max([worst] + [_max_abs(x, y) for x, y in zip(onnx_same.run(None, feeds), got)])
             vs_all = max([vs_all] + [_max_abs(x, y) for x, y in zip(onnx_all.run(None, feeds), got)])

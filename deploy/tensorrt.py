@@ -188,14 +188,14 @@ def _copy_graph(bundle: Bundle, work: Path) -> Path:
 def _check_engine(model, onnx_path: Path, manifest: Manifest, axes: Mapping[str, tuple[int, int, int]],
                   tol: Mapping[str, float], precision: str, rng: np.random.Generator) -> tuple[Check, list[list[str]]]:
     """The engine as a user loads it, against onnxruntime on CPU on the same graph: (the check, the table's rows)."""
-    from edgeformer.runtime.inputs import example_inputs
+    from edgeformer.runtime.inputs import example_inputs, global_slots
     from edgeformer.runtime.sessions import create_session
 
     session, _ = create_session(onnx_path)
     names = [s.name for s in manifest.outputs]
     rows, worst, failed = [], {}, []
     for sizes in check_cases(axes):
-        feeds = example_inputs(manifest.inputs, sizes, rng, padded=True)
+        feeds = example_inputs(manifest.inputs, sizes, rng, padded=True, global_tokens=global_slots(manifest))
         ref = dict(zip(names, session.run(names, feeds)))
         got = model(feeds)
         for name, m in compare_outputs(manifest, feeds, ref, got).items():
@@ -216,7 +216,7 @@ def _check_engine(model, onnx_path: Path, manifest: Manifest, axes: Mapping[str,
 def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,
           progress: Callable[[str], None]) -> Deployment:
     """Build model.engine in `work` on this machine's GPU and check it against onnxruntime on CPU."""
-    from edgeformer.runtime.inputs import example_inputs
+    from edgeformer.runtime.inputs import example_inputs, global_slots
     from edgeformer.runtime.tensorrt import load_engine
 
     trt, _, gpu = machine_status()
@@ -246,7 +246,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     rng = np.random.default_rng(opt.seed)
     check, rows = _check_engine(model, onnx_path, manifest, axes, plan["tolerance"], opt.precision, rng)
 
-    opt_feeds = example_inputs(manifest.inputs, {a: v[1] for a, v in axes.items()}, rng, padded=False)
+    opt_feeds = example_inputs(manifest.inputs, {a: v[1] for a, v in axes.items()}, rng, padded=False, global_tokens=global_slots(manifest))
     engine_ms = _median_ms(lambda: model(opt_feeds))
     model.close()
     record["latency_ms"] = {"shape": fmt_shape(opt_feeds[manifest.inputs[0].name].shape), "engine_median": round(engine_ms, 3),

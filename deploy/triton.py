@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeformer.runtime.artifacts import sha256_file
 from edgeformer.runtime.bundle import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec
-from edgeformer.runtime.inputs import axis_sizes, example_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions
 
@@ -279,7 +279,7 @@ def check_copy(source: Path, copy: Path, manifest: Manifest, mbs: int, seed: int
     a = ort.InferenceSession(str(source), sess_options=so, providers=["CPUExecutionProvider"])
     b = ort.InferenceSession(str(copy), sess_options=so, providers=["CPUExecutionProvider"])
     sizes = check_sizes(manifest, mbs)
-    feeds = example_inputs(manifest.inputs, sizes, np.random.default_rng(seed), padded=True)
+    feeds = example_inputs(manifest.inputs, sizes, np.random.default_rng(seed), padded=True, global_tokens=global_slots(manifest))
     worst = 0.0
     for x, y in zip(a.run(None, feeds), b.run(None, feeds)):
         worst = max(worst, float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0)
@@ -384,6 +384,9 @@ def _readme(name: str, manifest: Manifest, want: dict[str, Any], bundle: Bundle)
             shape = tuple(2 if d == "batch" else pad if isinstance(d, str) else d for d in s.shape)
             if s.name == "attention_mask":
                 feeds.append(f"    \"{s.name}\": np.ones({shape}, dtype=np.{s.dtype}),  # 0 on padding")
+            elif s.name == "global_attention_mask":  # at most global_tokens marks per row: the first ones
+                slots = global_slots(manifest)
+                feeds.append(f"    \"{s.name}\": np.broadcast_to(np.arange({shape[1]}) < {slots}, {shape}).astype(np.{s.dtype}),")
             else:
                 hi = int(s.max) if s.max is not None else 1
                 feeds.append(f"    \"{s.name}\": np.random.randint(0, {hi + 1}, size={shape}).astype(np.{s.dtype}),")

@@ -26,10 +26,12 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgeformer.modeling.lsh import LSHAttention
+from edgeformer.modeling.lsh import FORCED_BUCKETS, LSHAttention
 from edgeformer.modeling.model import Transformer
+from edgeformer.runtime.bundle import MODEL_FILE
 from edgeformer.runtime.inputs import MASK, example_inputs
 from edgeformer.runtime.model import Model
+from edgeformer.runtime.sessions import create_session
 
 from .onnx import ExportError
 from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare, default_cases
@@ -42,28 +44,34 @@ def lsh_layers(model: Transformer) -> list[LSHAttention]:
 
 
 @contextlib.contextmanager
-def forced_buckets(model: Transformer, ids: list[np.ndarray]) -> Iterator[list[LSHAttention]]:
-    """Run `model` with the bucket ids `ids` (layer by layer, round by round, each (B, H, Tp))."""
+def forced_buckets(model: Transformer, ids: list[np.ndarray]) -> Iterator[list[dict]]:
+    """Run `model` with the bucket ids `ids` (layer by layer, round by round, each (B, H, Tp)) in this
+    context only; yields each layer's tally of decisions and disagreements."""
     layers = lsh_layers(model)
     rounds = layers[0].rotations.shape[0] if layers else 0
+    tallies = [{"disagree": 0, "decided": 0} for _ in layers]
+    forced = {layer: ([torch.from_numpy(a) for a in ids[i * rounds:(i + 1) * rounds]], tallies[i])
+              for i, layer in enumerate(layers)}
+    token = FORCED_BUCKETS.set(forced)
     try:
-        for i, layer in enumerate(layers):
-            layer.forced = [torch.from_numpy(a) for a in ids[i * rounds:(i + 1) * rounds]]
-            layer.disagree, layer.decided = 0, 0
-        yield layers
+        yield tallies
     finally:
-        for layer in layers:
-            layer.forced = None
+        FORCED_BUCKETS.reset(token)
 
 
 def hash_session(bundle: Model) -> tuple[ort.InferenceSession, list[str]]:
-    """A session over the bundle's graph that also returns every ArgMax's output, in graph order."""
+    """A session over the bundle's graph, with the runtime's settings, that also returns every ArgMax's
+    output in graph order."""
+    if bundle.manifest.graph != MODEL_FILE:
+        raise ExportError(f"{bundle.bundle.path} runs {bundle.manifest.graph}; the LSH parity gate reads "
+                          f"{MODEL_FILE}: check the bundle this deployment was made from")
     proto = onnx.load(str(bundle.bundle.model_path))
     names = [n.output[0] for n in proto.graph.node if n.op_type == "ArgMax"]
     known = {o.name for o in proto.graph.output}
     proto.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None)
                               for n in names if n not in known)
-    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]), names
+    session, _ = create_session(proto.SerializeToString(), ["cpu"])
+    return session, names
 
 
 def check_lsh_parity(model: Transformer, bundle: Model, cases: list[tuple[int, int]] | None = None,
@@ -83,10 +91,10 @@ def check_lsh_parity(model: Transformer, bundle: Model, cases: list[tuple[int, i
     for batch, seq in cases or default_cases(model.cfg.max_len):
         feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True)
         got = session.run([s.name for s in outputs] + argmax, feeds)
-        with forced_buckets(model, got[len(outputs):]) as forced, torch.no_grad():
+        with forced_buckets(model, got[len(outputs):]) as tallies, torch.no_grad():
             ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
-            disagree += sum(layer.disagree for layer in forced)
-            decided += sum(layer.decided for layer in forced)
+        disagree += sum(t["disagree"] for t in tallies)
+        decided += sum(t["decided"] for t in tallies)
         valid = feeds[MASK].astype(bool)
         results = [compare(spec.name, ref[spec.name].numpy(), np.asarray(value),
                            valid if len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq") else None)

@@ -107,11 +107,15 @@ def global_keep(attention_mask: torch.Tensor, global_mask: torch.Tensor | None, 
     B, T = attention_mask.shape
     keys = attention_mask.bool()
     pos = torch.arange(T, device=attention_mask.device)
-    marked = keys & (global_mask.bool() if global_mask is not None else (pos < G)[None, :])
-    score = F.pad(torch.where(marked, T - pos[None, :], torch.zeros_like(pos)[None, :]), [0, G])  # (B, T + G)
+    asked = keys & (global_mask.bool() if global_mask is not None else (pos < G)[None, :])
+    score = F.pad(torch.where(asked, T - pos[None, :], torch.zeros_like(pos)[None, :]), [0, G])  # (B, T + G)
     top, idx = score.topk(G, dim=1)  # (B, G)
     valid = top > 0
-    return GlobalKeep(keys, marked, torch.where(valid, idx, torch.full_like(idx, T)), valid)
+    positions = torch.where(valid, idx, torch.full_like(idx, T))
+    # the global tokens are the ones kept: a mark past the G-th (refused by the runtime, but a raw session
+    # can send it) leaves its token an ordinary local one rather than a key nobody attends to
+    marked = torch.zeros(B, T + 1, dtype=torch.long, device=keys.device).scatter(1, positions, valid.long())[:, :T] > 0
+    return GlobalKeep(keys, marked, positions, valid)
 
 
 def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tensor]:

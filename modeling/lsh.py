@@ -19,6 +19,7 @@ from the same chunk scores outside the fused node.
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,9 @@ import torch.nn.functional as F
 from .attention import HeadsAttention, pad_seq
 from .config import ConfigError, ModelConfig
 
+# Per layer, bucket ids to use instead of the layer's own, and a tally of where its own differ
+# (export.lsh_parity). A context variable, so a model shared with other threads hashes as usual there.
+FORCED_BUCKETS: ContextVar[dict | None] = ContextVar("forced_buckets", default=None)
 SELF_PENALTY = 1e5  # the paper's: a token attends to itself only when it sees nothing else
 MASKED = 1e9  # padded keys and (causal) later keys; finite, so a row never turns NaN
 
@@ -46,17 +50,17 @@ class LSHAttention(HeadsAttention):
         rotations = torch.randn(cfg.lsh_rounds, cfg.head_dim, cfg.lsh_buckets // 2)
         self.register_buffer("rotations", rotations)  # part of the weights: the hash is fixed once trained
 
-    forced: list[torch.Tensor] | None = None  # per round: bucket ids to use instead (export.lsh_parity)
-
     def buckets(self, keys: torch.Tensor, valid: torch.Tensor, r: int) -> torch.Tensor:
         """(B, H, Tp, hd) keys -> (B, H, Tp) bucket ids; padding goes to an extra last bucket."""
         rotated = keys @ self.rotations[r]  # (B, H, Tp, buckets/2)
         ids = torch.cat([rotated, -rotated], dim=-1).argmax(-1)
-        if self.forced is not None:  # the parity gate: another runtime's decisions, and how many differ
+        forced = FORCED_BUCKETS.get()
+        if forced is not None and self in forced:  # the parity gate: another runtime's decisions, and how many differ
+            given, counts = forced[self]
             real = valid[:, None, :].expand_as(ids)
-            self.disagree += int((ids != self.forced[r])[real].sum())
-            self.decided += int(real.sum())
-            ids = self.forced[r]
+            counts["disagree"] += int((ids != given[r])[real].sum())
+            counts["decided"] += int(real.sum())
+            ids = given[r]
         return torch.where(valid[:, None, :], ids, torch.full_like(ids, self.n_buckets))
 
     def round(self, q, k, v, valid, pos, r: int):

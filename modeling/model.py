@@ -276,7 +276,8 @@ class Transformer(nn.Module):
             if self.cfg.attention_kind == "full":
                 keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
             elif self.cfg.attention_kind == "longformer":
-                keep = global_keep(attention_mask, self.checked_globals(global_attention_mask), self.cfg.global_tokens)
+                keep = global_keep(attention_mask, self.checked_globals(global_attention_mask, attention_mask),
+                                   self.cfg.global_tokens)
             else:  # the long-input kinds build only the parts of the mask they attend over
                 keep = attention_mask.bool()  # (B, T)
             x = self.embed(input_ids, token_type_ids, position_ids)  # (B, T, C)
@@ -309,10 +310,10 @@ class Transformer(nn.Module):
         x = self.run_blocks(x, keep, cache, self.rope(T, position_ids))
         return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)
 
-    def checked_globals(self, global_attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """The mask as given, once no row marks more global tokens than the model has room for."""
+    def checked_globals(self, global_attention_mask: torch.Tensor | None, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The mask as given, once no row marks more real tokens global than the model has room for."""
         if global_attention_mask is not None and not torch.compiler.is_compiling():
-            counts = (global_attention_mask != 0).sum(dim=1)
+            counts = ((global_attention_mask != 0) & (attention_mask != 0)).sum(dim=1)
             if bool((counts > self.cfg.global_tokens).any()):
                 row = int(torch.argmax((counts > self.cfg.global_tokens).int()))
                 raise ConfigError(f"global_attention_mask marks {int(counts[row])} tokens in row {row}; this model "

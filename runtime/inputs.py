@@ -114,9 +114,14 @@ def axis_sizes(manifest: Manifest, batch: int, seq: int) -> dict[str, int]:
     return sizes
 
 
+def global_slots(manifest: Manifest) -> int:
+    """How many tokens per row a Longformer bundle's global_attention_mask may mark."""
+    return int(manifest.config.get("global_tokens") or 1)
+
+
 def manifest_inputs(manifest: Manifest, batch: int, seq: int, seed: int = 0, padded: bool = True) -> dict[str, np.ndarray]:
     return example_inputs(manifest.inputs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded,
-                          int(manifest.config.get("global_tokens") or 1))
+                          global_slots(manifest))
 
 
 def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequence[TensorSpec] | None = None
@@ -133,7 +138,7 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
         if spec.name not in inputs:
             if spec.name == GLOBAL_MASK and arrays:  # as in training: the first global_tokens positions
                 first = next(iter(arrays.values()))
-                arrays[spec.name] = first_positions(first.shape[:2], int(manifest.config.get("global_tokens") or 1))
+                arrays[spec.name] = first_positions(first.shape[:2], global_slots(manifest))
                 continue
             if spec.name in DEFAULT_FILL and arrays:
                 first = next(iter(arrays.values()))
@@ -143,7 +148,7 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
         arrays[spec.name] = _convert(spec, inputs[spec.name])
     sizes = _check_axes(manifest, specs, arrays)
     if GLOBAL_MASK in arrays:
-        _check_global_count(manifest, arrays[GLOBAL_MASK])
+        _check_global_count(manifest, arrays[GLOBAL_MASK], arrays.get(MASK))
     if "total" in sizes and "seq" in sizes:  # a cached decoder: the mask covers the past and the new tokens
         past = sizes.get("past", (0, ""))[0]
         if sizes["total"][0] != past + sizes["seq"][0]:
@@ -152,9 +157,10 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
     return arrays
 
 
-def _check_global_count(manifest: Manifest, marked: np.ndarray) -> None:
-    G = int(manifest.config.get("global_tokens") or 1)
-    counts = (marked != 0).sum(axis=1)
+def _check_global_count(manifest: Manifest, marked: np.ndarray, mask: np.ndarray | None) -> None:
+    """At most global_tokens real tokens marked per row (marks on padding are ignored, as the graph ignores them)."""
+    G = global_slots(manifest)
+    counts = ((marked != 0) & (mask != 0 if mask is not None else True)).sum(axis=1)
     if (counts > G).any():
         row = int(np.argmax(counts > G))
         raise InputError(f"{GLOBAL_MASK} marks {int(counts[row])} tokens in row {row}; this model attends globally "

@@ -102,7 +102,7 @@ def deployment_session_config(manifest: Manifest) -> dict[str, str]:
 
 
 def create_session(
-    model_path: str | os.PathLike,
+    model_path: str | os.PathLike | bytes,
     providers: Sequence[str] | None = None,
     *,
     spin: bool = False,
@@ -111,17 +111,20 @@ def create_session(
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
     config: Mapping[str, str] | None = None,
 ) -> tuple[ort.InferenceSession, list[str]]:
-    """An ONNX Runtime session with edgeformer's settings; returns it and any provider fallback notes."""
+    """An ONNX Runtime session with edgeformer's settings (a graph file, or a serialized graph's bytes);
+    returns it and any provider fallback notes."""
     chosen, notes = resolve_providers(providers)
     options = [dict((provider_options or {}).get(p, {})) for p in chosen]
+    graph = model_path if isinstance(model_path, bytes) else str(model_path)
     try:
         session = ort.InferenceSession(
-            str(model_path), sess_options=session_options(spin, threads, config), providers=chosen,
+            graph, sess_options=session_options(spin, threads, config), providers=chosen,
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgeformerError(f"onnxruntime cannot load {model_path}: {first}") from None
+        where = "the graph" if isinstance(model_path, bytes) else model_path
+        raise EdgeformerError(f"onnxruntime cannot load {where}: {first}") from None
     actual = session.get_providers()
     lost = [p for p in chosen if p not in actual]
     if lost:

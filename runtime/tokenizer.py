@@ -48,9 +48,15 @@ class Batch:
         (the same positions; a raw onnxruntime session needs it given)."""
         from .inputs import GLOBAL_MASK, first_positions
 
-        out = {n: getattr(self, n) for n in names if n in ("input_ids", "attention_mask", "token_type_ids")}
-        if GLOBAL_MASK in names and global_tokens is not None:
-            out[GLOBAL_MASK] = first_positions(self.input_ids.shape, global_tokens)
+        out = {}
+        for name in names:
+            if name in ("input_ids", "attention_mask", "token_type_ids"):
+                out[name] = getattr(self, name)
+            elif name == GLOBAL_MASK:
+                if global_tokens is not None:
+                    out[name] = first_positions(self.input_ids.shape, global_tokens)
+            else:
+                raise InputError(f"a text batch has no {name!r}; it holds input_ids, attention_mask and token_type_ids")
         return out
 
     def rows(self, n: int) -> "Batch":

@@ -135,6 +135,20 @@ def test_longformer_global_tokens_from_the_input_mask():
         assert (got - want)[mask.bool()].abs().max() <= 1e-5, T
 
 
+def test_marks_past_the_global_slots_stay_ordinary_local_tokens():
+    """A raw session can send more marks than global_tokens (the runtime refuses them): the first G are
+    global and the rest attend, and are attended, as local tokens, never dropped from every key set."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=4, global_tokens=2)
+    longformer = LongformerAttention(cfg).eval()
+    x, mask = torch.randn(1, 21, 32), torch.ones(1, 21, dtype=torch.long)
+    over, kept = torch.zeros(1, 21, dtype=torch.long), torch.zeros(1, 21, dtype=torch.long)
+    over[0, [0, 1, 12]] = 1
+    kept[0, [0, 1]] = 1
+    got = longformer(x, global_keep(mask, over, 2))
+    assert (got - longformer(x, global_keep(mask, kept, 2))).abs().max() <= 1e-6
+
+
 def test_more_global_tokens_than_the_model_has_room_for_are_refused():
     model = Transformer(ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=2)).eval()
     ids, marked = torch.randint(1, 300, (2, 10)), torch.zeros(2, 10, dtype=torch.long)
@@ -280,6 +294,11 @@ def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
         marked[1, [5, 17]] = 1, 1  # row 1 marks three: one more than global_tokens
         with pytest.raises(EdgeformerError, match="global_attention_mask marks 3 tokens in row 1; this model attends globally to at most 2"):
             bundle({"input_ids": ids, "global_attention_mask": marked})
+        padded = np.ones((2, 21), dtype=np.int64)
+        padded[1, 17:] = 0  # the mark on padding is not a global token, and not counted
+        bundle({"input_ids": ids, "attention_mask": padded, "global_attention_mask": marked})
+        with pytest.raises(EdgeformerError, match="a text batch has no 'pixel_values'"):
+            bundle.tokenizer.encode_batch(["a b"], 16).feeds(["input_ids", "pixel_values"])
         marked[1, 0] = 0
         with torch.no_grad():
             want = model(torch.from_numpy(ids), global_attention_mask=torch.from_numpy(marked))["logits"].numpy()

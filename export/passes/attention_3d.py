@@ -69,6 +69,22 @@ def _same_leading_axes(a: ir.Value, b: ir.Value) -> bool:
     return all(x == y and x is not None for x, y in zip(list(a.shape)[:2], list(b.shape)[:2]))
 
 
+def _keeps_leading_axes(reshape: ir.Node) -> bool:
+    """Reshape((N, L, C) -> (N, L, H, d)): its input is already what the 3-D node takes."""
+    source, target = reshape.inputs[0], reshape.outputs[0]
+    return source.shape is not None and len(source.shape) == 3 and _same_leading_axes(source, target)
+
+
+def _flattenable(reshape: ir.Node) -> bool:
+    """Whether _flat_value can take this Reshape's place, checked before any node is inserted."""
+    if _keeps_leading_axes(reshape):
+        return True
+    target, shape = reshape.outputs[0], reshape.inputs[1]
+    if target.shape is None or len(target.shape) != 4:
+        return False
+    return ir.convenience.get_const_tensor(shape) is not None or _producer(shape, "Concat") is not None
+
+
 def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.Value | None:
     """The (N, L, H*d) value the 3-D node takes in place of Reshape(x, (N, L, H, d)).
 
@@ -77,9 +93,9 @@ def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.V
     N and L pieces: feeding x straight in would give the node the wrong batch and sequence axes.
     """
     source, target = reshape.inputs[0], reshape.outputs[0]
-    if source.shape is not None and len(source.shape) == 3 and _same_leading_axes(source, target):
+    if _keeps_leading_axes(reshape):
         return source
-    if target.shape is None or len(target.shape) != 4:
+    if not _flattenable(reshape):
         return None
     shape = reshape.inputs[1]
     const = ir.convenience.get_const_tensor(shape)
@@ -101,8 +117,8 @@ def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.V
     return out
 
 
-def _split_input(graph: ir.Graph, value: ir.Value) -> tuple[ir.Value, list[ir.Node], int] | None:
-    """For q, k or v: (the 3-D value before the layout change, the nodes to drop, H)."""
+def _split_input(value: ir.Value) -> tuple[ir.Node, ir.Node, tuple[int, int]] | None:
+    """For q, k or v: (the head-splitting Reshape, the Transpose after it, (H, d))."""
     transpose = _producer(value, "Transpose")
     if transpose is None or not _perm_is_heads_first(transpose) or len(transpose.outputs[0].uses()) != 1:
         return None
@@ -137,14 +153,14 @@ def attention_to_3d(model: ir.Model) -> int:
             continue
         if any(name in node.attributes for name in ("q_num_heads", "kv_num_heads")):
             continue
-        parts = [_split_input(graph, v) for v in node.inputs[:3]]
+        parts = [_split_input(v) for v in node.inputs[:3]]
         tail = _merge_output(node)
         if any(p is None for p in parts) or tail is None or len({p[2] for p in parts}) != 1:
             continue
         heads, dim = parts[0][2]
-        flats = [_flat_value(graph, reshape, heads, dim) for reshape, _, _ in parts]
-        if any(f is None for f in flats):
+        if not all(_flattenable(reshape) for reshape, _, _ in parts):  # nothing inserted for a node left alone
             continue
+        flats = [_flat_value(graph, reshape, heads, dim) for reshape, _, _ in parts]
         for i, flat in enumerate(flats):
             node.replace_input_with(i, flat)
         node.attributes["q_num_heads"] = ir.AttrInt64("q_num_heads", heads)
