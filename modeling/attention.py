@@ -168,6 +168,28 @@ def blocked_local_attention(q, k, v, key_mask, W: int, H: int, causal: bool, p: 
     return y.reshape(B, n * W, C)[:, :T]
 
 
+def cached_local_attention(q, k, v, key_mask, past, W: int, p: float = 0.0) -> torch.Tensor:
+    """Causal sliding-window attention of T new (B, T, H, hd) queries over the (B, H, S, hd) keys of a
+    cache that held `past` tokens before them; key_mask (B, S) bool -> (B, T, H, hd).
+
+    The new tokens are cut into n blocks of W; each block gathers from the cache only the keys of
+    itself and the block before (positions past - W .. past + nW - 1), so a long prompt costs
+    n x W x 2W scores, not T x S, and one generated token gathers 2W keys.
+    """
+    B, T, H, hd = q.shape
+    n = (T + W - 1) // W
+    pad = n * W - T
+    idx = (past + block_keys(n, W, True, q.device)).reshape(-1)  # (n*2W) in the cache padded by W in front
+    kb, vb = (F.pad(t, [0, 0, W, pad]).index_select(2, idx).reshape(B, H, n, 2 * W, hd).transpose(1, 2)
+              .reshape(B * n, H, 2 * W, hd) for t in (k, v))  # (B*n, H, 2W, hd)
+    valid = F.pad(key_mask.to(q.dtype), [W, pad]).index_select(1, idx).reshape(B, n, 2 * W) > 0
+    band, self_key = band_pattern(W, True, q.device)
+    keep = ((valid[:, :, None, :] & band) | self_key).reshape(B * n, 1, W, 2 * W)
+    qb = pad_seq(q, 0, pad).reshape(B, n, W, H, hd).permute(0, 1, 3, 2, 4).reshape(B * n, H, W, hd)
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=keep, dropout_p=p)  # (B*n, H, W, hd)
+    return y.reshape(B, n, H, W, hd).permute(0, 1, 3, 2, 4).reshape(B, n * W, H, hd)[:, :T]
+
+
 def full_attention(q, k, v, keep, p: float = 0.0) -> torch.Tensor:
     """(B, T, H, hd) queries over (B, S, H, hd) keys with keep (B, 1, T, S) -> (B, T, H, hd)."""
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=keep, dropout_p=p)
@@ -182,12 +204,13 @@ class LocalAttention(HeadsAttention):
         self.window, self.causal = cfg.window, cfg.causal
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
-        """keep: the (B, T) key mask; with `cache` (generation) the model's banded (B, 1, T, S) mask."""
+        """keep: the (B, T) key mask; with `cache` (generation) the (B, P + T) mask of past and new keys."""
         q, k, v = self.heads(x, rope)
-        if cache is not None:  # a few new tokens over the cache: the window is a band on their few rows
+        if cache is not None:  # new tokens over the cache: each block of them gathers its window's keys
+            past = cache.key.shape[2]
             k = cache.key = torch.cat([cache.key, k.transpose(1, 2)], dim=2)  # (B, H, P + T, hd)
             v = cache.value = torch.cat([cache.value, v.transpose(1, 2)], dim=2)
-            return self.out(full_attention(q, k.transpose(1, 2), v.transpose(1, 2), keep, self.p()))
+            return self.out(cached_local_attention(q, k, v, keep, past, self.window, self.p()))
         B, T, H, hd = q.shape
         y = blocked_local_attention(q.reshape(B, T, H * hd), k.reshape(B, T, H * hd), v.reshape(B, T, H * hd),
                                     keep, self.window, H, self.causal, self.p())

@@ -302,10 +302,10 @@ class Transformer(nn.Module):
             attention_mask = torch.ones(B, S, dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -T:]
-        keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
-        if self.cfg.attention_kind == "local":  # keys at most `window` before each new token
-            k_pos = torch.arange(S, device=keep.device)[None, :]
-            keep = keep & (k_pos >= torch.arange(S - T, S, device=keep.device)[:, None] - self.cfg.window)
+        if self.cfg.attention_kind == "local":  # blocks of new tokens over their window (modeling/attention.py)
+            keep = attention_mask.bool()  # (B, S)
+        else:
+            keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
         x = self.embed(input_ids, None, position_ids)  # (B, T, C)
         x = self.run_blocks(x, keep, cache, self.rope(T, position_ids))
         return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)

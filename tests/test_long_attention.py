@@ -105,6 +105,28 @@ def test_local_blocks_equal_banded_full_attention(causal):
         assert (got - want)[valid].abs().max() <= 1e-5, T
 
 
+def test_cached_local_blocks_equal_the_banded_cache_mask():
+    """Generation's local attention: new tokens in blocks over the cache, left-padded rows included,
+    against full attention over past + new keys with the causal window as a mask."""
+    from edgeformer.modeling.model import LayerCache, cached_keep_mask
+
+    torch.manual_seed(4)
+    cfg = ModelConfig(**SMALL, arch="decoder", attention_kind="local", window=8)
+    local = LocalAttention(cfg).eval()
+    ref = twin(cfg, local)
+    for past, T in [(0, 1), (0, 21), (0, 64), (13, 1), (40, 9), (5, 3), (30, 16)]:
+        S = past + T
+        mask = torch.ones(3, S, dtype=torch.long)
+        mask[1, :min(4, S - 1)] = 0  # left padding
+        mask[2, :S - 1] = 0  # one real token
+        x, pk, pv = torch.randn(3, T, 32), torch.randn(3, 2, past, 16), torch.randn(3, 2, past, 16)
+        got = local(x, mask.bool(), LayerCache(pk.clone(), pv.clone()))
+        q_pos, k_pos = torch.arange(past, S)[:, None], torch.arange(S)[None, :]
+        want = ref(x, cached_keep_mask(mask, T) & (k_pos >= q_pos - 8), LayerCache(pk.clone(), pv.clone()))
+        real = mask[:, past:].bool()
+        assert (got - want)[real].abs().max() <= 1e-5, (past, T)
+
+
 def test_longformer_equals_window_plus_global_rows_and_columns():
     torch.manual_seed(1)
     cfg = ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=3)
