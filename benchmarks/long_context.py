@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from process_memory import reset_peak, status_mb
+
 KINDS = {  # attention settings per kind, for inputs up to 8,192 tokens
     "full": {},
     "local": {"attention_kind": "local", "window": 128},
@@ -81,8 +83,7 @@ def child(bundle: str, length: int, runs: int, threads: int) -> None:
     ids = np.random.default_rng(0).integers(5, 8000, size=(1, length), dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
     load_peak = status_mb("VmHWM")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark: from here on it is inference's
-    before = status_mb("VmRSS")
+    before = reset_peak()  # from here on the high-water mark is inference's
     times = []
     for i in range(runs + 1):
         start = time.perf_counter()
@@ -92,14 +93,6 @@ def child(bundle: str, length: int, runs: int, threads: int) -> None:
     peak = status_mb("VmHWM")
     print(json.dumps({"before_mb": before, "peak_mb": max(peak, load_peak), "inference_peak_mb": peak,
                       "ms": [t * 1000 for t in times]}))
-
-
-def status_mb(field: str) -> float:
-    """A memory figure of this process from /proc/self/status, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure(bundle: Path, length: int, runs: int, threads: int, limit_gb: float | None) -> dict:

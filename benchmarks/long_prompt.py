@@ -19,12 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no {field} in /proc/self/status")
+from process_memory import reset_peak, status_mb
 
 
 def child(bundle: str, length: int) -> None:
@@ -35,8 +30,7 @@ def child(bundle: str, length: int) -> None:
     model = runtime.load(bundle, threads=2)
     prompt = np.random.default_rng(0).integers(5, 8000, size=length).tolist()
     model.generate([prompt[:16]], max_new_tokens=1)  # warm-up: sessions and arena
-    Path("/proc/self/clear_refs").write_text("5")
-    before = status_mb("VmRSS")
+    before = reset_peak()
     g = model.generate([prompt], max_new_tokens=1)
     print(json.dumps({"prompt_mb": status_mb("VmHWM") - before, "prompt_ms": g.prompt_ms}))
 

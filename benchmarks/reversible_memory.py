@@ -21,12 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no {field} in /proc/self/status")
+from process_memory import reset_peak, status_mb
 
 
 def child(depth: int, reversible: bool, seq: int, batch: int, preset: str) -> None:
@@ -50,8 +45,7 @@ def child(depth: int, reversible: bool, seq: int, batch: int, preset: str) -> No
         opt.zero_grad(set_to_none=False)  # keep the gradient buffers: the measured step allocates none
 
     step()
-    Path("/proc/self/clear_refs").write_text("5")
-    before = status_mb("VmRSS")
+    before = reset_peak()
     step()
     print(json.dumps({"step_mb": status_mb("VmHWM") - before}))
 
