@@ -29,12 +29,12 @@ import torch
 from edgeformer.modeling.lsh import FORCED_BUCKETS, LSHAttention
 from edgeformer.modeling.model import Transformer
 from edgeformer.runtime.bundle import MODEL_FILE
-from edgeformer.runtime.inputs import MASK, example_inputs
+from edgeformer.runtime.inputs import example_inputs
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.sessions import create_session
 
 from .onnx import ExportError
-from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare, default_cases
+from .parity import FLOAT32_ATOL, ParityReport, case_parity, default_cases
 
 HASH_AGREEMENT = 0.999  # share of real tokens' hash decisions PyTorch and the bundle must share
 
@@ -95,11 +95,7 @@ def check_lsh_parity(model: Transformer, bundle: Model, cases: list[tuple[int, i
             ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
         disagree += sum(t["disagree"] for t in tallies)
         decided += sum(t["decided"] for t in tallies)
-        valid = feeds[MASK].astype(bool)
-        results = [compare(spec.name, ref[spec.name].numpy(), np.asarray(value),
-                           valid if len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq") else None)
-                   for spec, value in zip(outputs, got)]
-        report.cases.append(CaseParity(batch, seq, batch > 1, results))
+        report.cases.append(case_parity(batch, seq, feeds, outputs, ref, dict(zip([s.name for s in outputs], got))))
     report.hash_agreement = 1.0 - disagree / max(decided, 1)
     report.hash_required = HASH_AGREEMENT
     return report

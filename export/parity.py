@@ -142,11 +142,16 @@ def check_parity(
         feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True, global_tokens=model.cfg.global_tokens)
         with torch.no_grad():
             ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
-        got = run(feeds)
-        valid = feeds[MASK].astype(bool) if MASK in feeds else None
-        results = []
-        for spec in outputs:
-            per_token = len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq")
-            results.append(compare(spec.name, ref[spec.name].numpy(), np.asarray(got[spec.name]), valid if per_token else None))
-        report.cases.append(CaseParity(batch, seq, valid is not None and batch > 1, results))
+        report.cases.append(case_parity(batch, seq, feeds, outputs, ref, run(feeds)))
     return report
+
+
+def case_parity(batch: int, seq: int, feeds: Mapping[str, np.ndarray], outputs: list[TensorSpec],
+                ref: Mapping[str, torch.Tensor], got: Mapping[str, np.ndarray]) -> CaseParity:
+    """Every output of PyTorch (`ref`) against the bundle (`got`); (batch, seq, ...) outputs at real positions only."""
+    valid = feeds[MASK].astype(bool) if MASK in feeds else None
+    results = []
+    for spec in outputs:
+        per_token = len(spec.shape) >= 2 and spec.shape[:2] == ("batch", "seq")
+        results.append(compare(spec.name, ref[spec.name].numpy(), np.asarray(got[spec.name]), valid if per_token else None))
+    return CaseParity(batch, seq, valid is not None and batch > 1, results)

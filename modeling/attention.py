@@ -190,12 +190,6 @@ def cached_local_attention(q, k, v, key_mask, past, W: int, p: float = 0.0) -> t
     return y.reshape(B, n, H, W, hd).permute(0, 1, 3, 2, 4).reshape(B, n * W, H, hd)[:, :T]
 
 
-def full_attention(q, k, v, keep, p: float = 0.0) -> torch.Tensor:
-    """(B, T, H, hd) queries over (B, S, H, hd) keys with keep (B, 1, T, S) -> (B, T, H, hd)."""
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=keep, dropout_p=p)
-    return y.transpose(1, 2)
-
-
 class LocalAttention(HeadsAttention):
     """Each token attends to the tokens within `window` of it (causal: the `window` before it)."""
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from .audio import LogMel
 from .config import ModelConfig
+from .rotary import apply_rotary
 
 
 def subsampled_length(frames: torch.Tensor) -> torch.Tensor:
@@ -40,12 +41,6 @@ def rotary_tables(T: int, head_dim: int, device) -> tuple[torch.Tensor, torch.Te
     angle = torch.arange(T, device=device, dtype=torch.float32)[:, None] * inv[None, :]  # (T, hd/2)
     angle = torch.cat([angle, angle], dim=-1)  # (T, hd)
     return angle.cos(), angle.sin()
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on (B, H, T, hd): pairs (x_i, x_{i + hd/2}) rotated by their position's angle."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
 class FeedForwardModule(nn.Module):
@@ -78,7 +73,7 @@ class RotarySelfAttention(nn.Module):
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
-        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        q, k = apply_rotary(q, (cos, sin)), apply_rotary(k, (cos, sin))
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, H, T, hd)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))

@@ -38,7 +38,8 @@ class Rotary(nn.Module):
 
 
 def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate (B, T, H, hd) queries or keys by the angles of `Rotary`."""
+    """Rotate queries or keys by `rope` = (cos, sin): (B, T, H, hd) by the angles of `Rotary`, or any layout
+    the angles broadcast to (the Conformer's (B, H, T, hd))."""
     cos, sin = rope
     half = x.shape[-1] // 2
     turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)  # (B, T, H, hd)
