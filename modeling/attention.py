@@ -127,6 +127,15 @@ def band_pattern(W: int, causal: bool, device) -> tuple[torch.Tensor, torch.Tens
     return band, d == 0
 
 
+def window_keep(key_mask: torch.Tensor, keys: torch.Tensor, n, W: int, after, causal: bool) -> torch.Tensor:
+    """(B, n, W, kW) bool: which of the keys each block gathered (`keys`, n*kW positions in the sequence
+    padded by W in front and `after` behind) its queries may see: real keys within the window, and itself."""
+    B = key_mask.shape[0]
+    valid = pad_seq(key_mask.float(), W, after).index_select(1, keys).reshape(B, n, -1) > 0  # (B, n, kW)
+    band, self_key = band_pattern(W, causal, key_mask.device)
+    return (valid[:, :, None, :] & band) | self_key
+
+
 def split_heads(x: torch.Tensor, H: int) -> torch.Tensor:
     """(N, L, C) -> (N, H, L, C/H): the layout change the export folds into a 3-D Attention node."""
     N, L, C = x.shape
@@ -156,9 +165,7 @@ def blocked_local_attention(q, k, v, key_mask, W: int, H: int, causal: bool, p: 
         rows = (torch.arange(B, device=q.device)[:, None, None] * kp.shape[1] + idx).reshape(-1)  # into (B*Lp, C)
         kb, vb = (t.reshape(-1, C).index_select(0, rows).reshape(B * n, -1, C) for t in (kp, vp))  # (B*n, G + kW, C)
     kw = kb.shape[1]
-    valid = pad_seq(key_mask.to(q.dtype), W, after).index_select(1, local.reshape(-1)).reshape(B, n, -1) > 0  # (B, n, kW)
-    band, self_key = band_pattern(W, causal, q.device)
-    keep = (valid[:, :, None, :] & band) | self_key  # (B, n, W, kW)
+    keep = window_keep(key_mask, local.reshape(-1), n, W, after, causal)  # (B, n, W, kW)
     if globals_ is not None:
         keep = torch.cat([globals_.valid[:, None, None, :].expand(B, n, W, -1), keep], dim=3)  # (B, n, W, G + kW)
     qb = pad_seq(q, 0, pad).reshape(B * n, W, C)
@@ -182,9 +189,7 @@ def cached_local_attention(q, k, v, key_mask, past, W: int, p: float = 0.0) -> t
     idx = (past + block_keys(n, W, True, q.device)).reshape(-1)  # (n*2W) in the cache padded by W in front
     kb, vb = (F.pad(t, [0, 0, W, pad]).index_select(2, idx).reshape(B, H, n, 2 * W, hd).transpose(1, 2)
               .reshape(B * n, H, 2 * W, hd) for t in (k, v))  # (B*n, H, 2W, hd)
-    valid = F.pad(key_mask.to(q.dtype), [W, pad]).index_select(1, idx).reshape(B, n, 2 * W) > 0
-    band, self_key = band_pattern(W, True, q.device)
-    keep = ((valid[:, :, None, :] & band) | self_key).reshape(B * n, 1, W, 2 * W)
+    keep = window_keep(key_mask, idx, n, W, pad, True).reshape(B * n, 1, W, 2 * W)
     qb = pad_seq(q, 0, pad).reshape(B, n, W, H, hd).permute(0, 1, 3, 2, 4).reshape(B * n, H, W, hd)
     y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=keep, dropout_p=p)  # (B*n, H, W, hd)
     return y.reshape(B, n, H, W, hd).permute(0, 1, 3, 2, 4).reshape(B, n * W, H, hd)[:, :T]

@@ -124,6 +124,18 @@ def manifest_inputs(manifest: Manifest, batch: int, seq: int, seed: int = 0, pad
                           global_slots(manifest))
 
 
+def default_input(manifest: Manifest, spec: TensorSpec, like: np.ndarray) -> np.ndarray | None:
+    """What a left-out input means, shaped like the first input given (None: it cannot be left out).
+    No attention_mask: no padding; no token_type_ids: one segment; no global_attention_mask: the first
+    global_tokens positions are global, as in training."""
+    shape = like.shape[: len(spec.shape)]
+    if spec.name == GLOBAL_MASK:
+        return first_positions(shape, global_slots(manifest))
+    if spec.name in DEFAULT_FILL:
+        return np.full(shape, DEFAULT_FILL[spec.name], dtype=spec.dtype)
+    return None
+
+
 def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequence[TensorSpec] | None = None
                     ) -> dict[str, np.ndarray]:
     """Check names, dtypes, ranks, axis sizes and value bounds against `specs` (default: the
@@ -136,15 +148,11 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
     arrays: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.name not in inputs:
-            if spec.name == GLOBAL_MASK and arrays:  # as in training: the first global_tokens positions
-                first = next(iter(arrays.values()))
-                arrays[spec.name] = first_positions(first.shape[:2], global_slots(manifest))
-                continue
-            if spec.name in DEFAULT_FILL and arrays:
-                first = next(iter(arrays.values()))
-                arrays[spec.name] = np.full(first.shape[: len(spec.shape)], DEFAULT_FILL[spec.name], dtype=spec.dtype)
-                continue
-            raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
+            default = default_input(manifest, spec, next(iter(arrays.values()))) if arrays else None
+            if default is None:
+                raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
+            arrays[spec.name] = default
+            continue
         arrays[spec.name] = _convert(spec, inputs[spec.name])
     sizes = _check_axes(manifest, specs, arrays)
     if GLOBAL_MASK in arrays:
