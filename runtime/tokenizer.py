@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import EdgeformerError, InputError
+from .inputs import GLOBAL_MASK, first_positions
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]  # ids 0..3 in tokenizers edgeformer trains
@@ -46,8 +47,6 @@ class Batch:
         """The arrays of `names` this batch holds. A Longformer's global_attention_mask marks the first
         `global_tokens` positions when that is given, and is otherwise left to the runtime's default
         (the same positions; a raw onnxruntime session needs it given)."""
-        from .inputs import GLOBAL_MASK, first_positions
-
         out = {}
         for name in names:
             if name in ("input_ids", "attention_mask", "token_type_ids"):
