@@ -403,6 +403,10 @@ from .sign_cmd import keygen, sign  # noqa: E402
 cli.add_command(keygen)
 cli.add_command(sign)
 
+from .serve_cmd import serve  # noqa: E402
+
+cli.add_command(serve)
+
 
 def main():
     cli(prog_name="edgeformer")
