@@ -46,7 +46,7 @@ class DeployCheckFailed(GateFailure):
 @dataclass
 class DeployOptions:
     fixed_shape: dict[str, int] | None = None  # android/ios: axis -> size (static shapes for NNAPI/CoreML)
-    check: bool = False  # arm64: run the parity check on emulated aarch64
+    check: bool | None = None  # arm64: run the parity check on emulated aarch64 (default off); web: in Chromium (default on)
     emulator_root: str | None = None  # arm64: where the aarch64 root and wheels are cached
     precision: str = "fp16"  # tensorrt/jetson: fp32, fp16 or int8 (int8 only from an int8-static bundle)
     profile: dict[str, tuple[int, int, int]] | None = None  # tensorrt/jetson: axis -> (min, opt, max)
@@ -56,6 +56,7 @@ class DeployOptions:
     max_batch: int | None = None  # triton: dynamic batching's largest batch
     instances: int = 1  # triton: model instances per device
     device: str = "auto"  # triton: instance kind, cpu, gpu or auto
+    threads: int | None = None  # web: the threads the page runs on (default: the browser's cores); checked at 1, 2 and this
     seed: int = 0  # the random inputs of the checks
 
 
