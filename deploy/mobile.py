@@ -1,14 +1,16 @@
 """The `android` and `ios` targets: the ONNX Runtime format for onnxruntime's mobile packages.
 
-    model.onnx ─► (--fixed-shape: make_dim_param_fixed per axis) ─► convert_onnx_models_to_ort
-               ─► model.ort + required_operators.config (for a reduced build)
+    model.onnx ─► (--fixed-shape: make_dim_param_fixed per axis)
+               ─► 4-bit embedding tables repacked as uint8 nibbles (ort_tables.py: the ORT format has no 4-bit type)
+               ─► convert_onnx_models_to_ort ─► model.ort + required_operators.config (for a reduced build)
                ─► usability checker per mobile execution provider ─► coverage.json
-               ─► .ort against .onnx on x86 at several shapes (max abs <= 1e-6)
+               ─► model.ort loaded, and run against the bundle's model.onnx on x86 at several shapes (max abs <= 1e-6)
 
 Everything is onnxruntime's own tooling. A dynamic-shape graph is converted with the 'Fixed'
 optimization style (optimizations applied before saving: what the CPU provider runs best); a
 fixed-shape graph, meant for NNAPI or CoreML, with the 'Runtime' style, which keeps the standard ops
 those providers can take and records the rest of the optimizations for the CPU to replay.
+The converter's report of success is not trusted: it has written files that no onnxruntime loads.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from edgeformer.runtime.bundle import Bundle, Manifest
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from .folder import Check, Deployment, DeployError, DeployOptions
+from .ort_tables import MIN_ORT as PACKED_TABLES_MIN_ORT
 
 ORT_FILE = "model.ort"
 OPS_CONFIG = "required_operators.config"
@@ -52,29 +55,46 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
                           "one-graph bundles for now")
     if any(s.dtype not in ("float32", "float16", "int64", "int32", "bool") for s in manifest.inputs):
         raise DeployError(f"{bundle.path} has inputs of types ONNX Runtime Mobile does not feed from Java/Objective-C")
+    from .ort_tables import unstorable
+
+    why = unstorable(onnx.load(str(bundle.model_path), load_external_data=False))  # the structure only
+    if why:
+        raise DeployError(f"the ORT format cannot hold {bundle.path}: {why}; quantize the float32 bundle with "
+                          f"another recipe (int8-dynamic, int8-static) to deploy it to {target}")
 
 
 def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,
           progress: Callable[[str], None]) -> Deployment:
     import onnx
 
+    from .ort_tables import repack_tables
+
     with tempfile.TemporaryDirectory(prefix="edgeformer-mobile-") as scratch:
         scratch = Path(scratch)
-        src = scratch / "model.onnx"
+        reference, src = scratch / "bundle.onnx", scratch / "model.onnx"  # the bundle's graph; the one converted
         model = onnx.load(str(bundle.model_path))
         if opt.fixed_shape:
             model = fix_shapes(model, opt.fixed_shape)
-        onnx.save(model, str(src))
+        onnx.save(model, str(reference))
+        repacked = repack_tables(model)
+        if repacked:
+            progress(f"{target}: {len(repacked)} int4 embedding table(s) stored as uint8 nibbles for the ORT format")
+            onnx.save(model, str(src))
+        else:
+            src = reference
+        del model
         style = "Runtime" if opt.fixed_shape else "Fixed"
         progress(f"{target}: converting to ONNX Runtime format ({style} optimization style)")
         convert_to_ort(src, scratch / "ort", style)
+        progress(f"{target}: loading model.ort")
+        check_loads(scratch / "ort" / ORT_FILE, target)
         shutil.copy2(scratch / "ort" / ORT_FILE, work / ORT_FILE)
         shutil.copy2(scratch / "ort" / OPS_CONFIG, work / OPS_CONFIG)
         progress(f"{target}: checking mobile execution provider coverage")
         coverage = provider_coverage(src, target)
         (work / COVERAGE_FILE).write_text(json.dumps(coverage, indent=2) + "\n")
         progress(f"{target}: checking model.ort against model.onnx")
-        check = ort_parity(src, work / ORT_FILE, manifest, style, opt.seed)
+        check = ort_parity(reference, work / ORT_FILE, manifest, style, opt.seed)
     ops = required_ops(work / OPS_CONFIG)
     min_ort = minimum_onnxruntime(manifest, ops)
     rows = [[c["provider"], f"{c['supported_nodes']}/{c['nodes']}", c["partitions"],
@@ -82,9 +102,9 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     return Deployment(
         graph=ORT_FILE,
         checks=[check],
-        readme=_readme(target, manifest, coverage, min_ort, style),
+        readme=_readme(target, manifest, coverage, min_ort, style, repacked),
         record={"ort_optimization_style": style, "min_onnxruntime": min_ort, "coverage": COVERAGE_FILE,
-                "required_operators": ops},
+                "required_operators": ops, "repacked_tables": repacked},
         tables=[(f"{target}: execution provider coverage (onnxruntime usability checker)",
                  ["provider", "nodes taken", "partitions", "falls back to CPU", "dynamic-shape nodes", "verdict"], rows)],
     )
@@ -132,6 +152,20 @@ def convert_to_ort(src: Path, out_dir: Path, style: str) -> None:
     lines = [l for l in configs[0].read_text().splitlines() if not l.startswith("#")]
     (out_dir / OPS_CONFIG).write_text("\n".join([f"# Operators of {ORT_FILE}: build onnxruntime with "
                                                  f"--include_ops_by_config {OPS_CONFIG}"] + lines) + "\n")
+
+
+def check_loads(ort_path: Path, target: str) -> None:
+    """Open the converted file in this onnxruntime: the converter has reported success on files none can load."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(ort_path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # whatever onnxruntime raised about the file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DeployError(f"onnxruntime {ort.__version__} cannot load the model.ort its converter wrote ({first}); "
+                          f"the {target} target cannot take this bundle") from None
 
 
 def provider_coverage(src: Path, target: str) -> list[dict[str, Any]]:
@@ -216,12 +250,17 @@ def required_ops(config: Path) -> dict[str, list[str]]:
 
 def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]]) -> str:
     """The oldest onnxruntime mobile release that has a kernel for every op of the graph we know of."""
+    needs = ["1.14"]  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
     if any("Attention" in names for key, names in ops.items() if key.startswith("ai.onnx;")):
-        return ATTENTION_MIN_ORT
-    return "1.14"  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
+        needs.append(ATTENTION_MIN_ORT)
+    # A .ort holds no 4-bit tensors, so its GatherBlockQuantized reads uint8 nibbles (`bits=4`).
+    if any("GatherBlockQuantized" in names for key, names in ops.items() if key.startswith("com.microsoft;")):
+        needs.append(PACKED_TABLES_MIN_ORT)
+    return max(needs, key=lambda v: tuple(map(int, v.split("."))))
 
 
-def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min_ort: str, style: str) -> str:
+def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min_ort: str, style: str,
+            repacked: list[dict]) -> str:
     names = ", ".join(s.name for s in manifest.inputs)
     cov = "\n".join(f"| {c['provider']} | {c['supported_nodes']}/{c['nodes']} | {c['partitions']} | "
                     f"{', '.join(c['unsupported_ops']) or '-'} | {c['verdict']} |" for c in coverage)
@@ -229,6 +268,10 @@ def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min
                    "option `session.enable_saved_runtime_optimizations` to `1` so the CPU replays the saved "
                    "optimizations for the nodes those providers do not take.\n") if style == "Runtime" else ""
     shapes = "; ".join(f"`{s.name}` {tuple(s.shape)}" for s in manifest.inputs)
+    tables = ", ".join(f"`{t['table']}` ({t['from']})" for t in repacked)
+    tables = (f"- The ORT format has no 4-bit tensor type: the embedding table {tables} is stored as uint8 bytes of two\n"
+              "  4-bit values (`GatherBlockQuantized` with `bits=4`, onnxruntime 1.23 on). The numbers are the bundle's;\n"
+              "  deploy compared model.ort with the bundle's own graph (manifest.json, deploy.checks).\n") if repacked else ""
     if target == "android":
         install = (f"Gradle: `implementation 'com.microsoft.onnxruntime:onnxruntime-android:{min_ort}.0'` (or newer). "
                    "Create the session with `OrtSession.SessionOptions().addNnapi()` to try NNAPI; the CPU runs the rest.")
@@ -247,7 +290,7 @@ Load `model.ort`, feed {names} (int64 ids and mask; shapes {shapes}), read the o
 - A reduced onnxruntime build with only this graph's operators: `./build.sh --android --minimal_build
   --include_ops_by_config required_operators.config` (or `--ios`), from onnxruntime's sources.
 - On a desktop the folder runs as any bundle: `edgeformer run DIR --ids "5 17 42"` or `runtime.load(DIR)`.
-{runtime_opt}
+{tables}{runtime_opt}
 Coverage of the mobile execution providers (onnxruntime's usability checker; `coverage.json`):
 
 | provider | nodes taken | partitions | falls back to CPU | verdict |
