@@ -1,7 +1,8 @@
 """`edgeformer export`: the one export pipeline, for every bundle kind (export.specs).
 
     checkpoint ─► spec of its kind ─► trace + passes + save each graph ─► onnx.checker and the
-    attention count ─► tokenizer ─► manifest ─► runtime.load ─► the kind's parity gate ─► rename
+    attention count ─► tokenizer ─► manifest ─► runtime.load ─► the kind's parity gate ─► test
+    vectors (runtime/vectors.py) ─► manifest (hashing them too) ─► rename
 
 Everything is written into a temporary directory that is renamed into place only when the gate
 passes, so a failed export leaves nothing at `out`.
@@ -21,6 +22,7 @@ from edgeformer.modeling.config import ModelConfig
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
+from edgeformer.runtime.vectors import write_vectors
 
 from .cache_parity import check_cache_parity
 from .checks import check_graph
@@ -106,8 +108,11 @@ def export_bundle(
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)
         write_manifest(tmp, manifest)
-        report = gate(model, runtime.load(tmp), cases, atol, GATE_SEED)
+        loaded = runtime.load(tmp)
+        report = gate(model, loaded, cases, atol, GATE_SEED)
         manifest.parity = report.to_json()
+        if report.passed:  # the answers this bundle gives, for any runtime to check itself against
+            write_vectors(tmp, loaded)
         write_manifest(tmp, manifest)
         if not report.passed:
             failure = ParityFailure(report, f"export of {ckpt}")

@@ -27,6 +27,7 @@ from edgeformer.runtime.bundle import (MODEL_FILE, PLAIN, TOKENIZER_FILE, Manife
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.errors import GateFailure
 from edgeformer.runtime.sessions import create_session
+from edgeformer.runtime.vectors import write_vectors
 
 from .calibration import calibration_batches, real_positions
 from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
@@ -318,5 +319,6 @@ def quantize_bundle(
                                              "float32_ms": result.float_ms, "quantized_ms": result.quant_ms,
                                              # fidelity and latency hold for this CPU class (runtime/cpu.py)
                                              "cpu": describe()}
+        write_vectors(tmp, runtime.load(tmp))  # the quantized bundle's own answers, covered by the final hashes
         write_manifest(tmp, manifest)
     return result

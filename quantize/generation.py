@@ -34,6 +34,7 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
 from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, Manifest, ParityRecord, QuantizationRecord, write_manifest
+from edgeformer.runtime.vectors import write_vectors
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.generate import empty_cache
 from edgeformer.runtime.inputs import next_positions
@@ -316,6 +317,7 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
                       "float32": speed_f, "quantized": speed_q, "cpu": describe()})
         manifest.parity = ParityRecord(passed=True, kind="budget", max_drop=max_drop, fidelity=fid.to_json(),
                                        eval_texts=len(data.texts or data.pairs))
+        write_vectors(tmp, cand)  # recorded on the graphs written last: the ones the bundle ships
         write_manifest(tmp, manifest)
     return result
 

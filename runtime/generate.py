@@ -26,7 +26,7 @@ import onnxruntime as ort
 from .bundle import SEQ2SEQ
 from .errors import EdgeformerError, InputError
 from .inputs import left_pad, next_positions, right_pad
-from .sampling import Sampling, choose
+from .sampling import Sampling, SplitMix64, choose
 from .text import check_texts, refuse_unknown
 
 OVERFLOW = ("error", "truncate")
@@ -292,7 +292,7 @@ class TokenStream:
         self.prompts, self.max_new_tokens = prompts, int(max_new_tokens)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise InputError(f"seed={seed!r}; expected None or an integer >= 0")
-        self.rng = np.random.default_rng(seed)
+        self.rng = SplitMix64(None if seed is None else int(seed))  # portable: edgeformer.js draws the same
         self.return_logits = return_logits
         self.result: Generation | None = None
         self._steps = self._run()

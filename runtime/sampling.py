@@ -1,10 +1,41 @@
-"""Choosing the next token from logits: repetition penalty, temperature, top-k, top-p. numpy only."""
+"""Choosing the next token from logits: repetition penalty, temperature, top-k, top-p. numpy only.
+
+The arithmetic is written so that another runtime (edgeformer.js, an app on a phone) that follows
+these steps gets the same tokens for the same seed. Per step, for each row of (B, V) logits:
+
+1. The float32 logits become float64 (exactly). Repetition penalty p != 1: for each distinct id the
+   row has seen (the prompt too for a cached decoder; generated tokens only for seq2seq), the value v
+   becomes v / p when v > 0, else v * p.
+2. Greedy (temperature 0): the token is the first index of the row's largest value. Nothing is drawn.
+3. Otherwise every value is divided by the temperature, then
+   - top-k (0 < k < V): t = the k-th largest value (counting equal values); values < t become -inf,
+     so ties with the k-th are kept;
+   - top-p (< 1): order the indices by value, largest first, ties in index order (a stable sort of
+     -value); softmax the values in that order (step 4); for each position in that order,
+     before = (inclusive running sum of those probabilities, added left to right) - (its own
+     probability); a token whose `before` >= top_p becomes -inf. The first token always stays.
+4. softmax: m = the largest value; e_i = exp(v_i - m) (exp(-inf) = 0); s = e_0 + e_1 + ... added left
+   to right in index order; p_i = e_i / s.
+5. One uniform draw u in [0, 1) per row, rows in order, on every sampled step, finished rows
+   included (so a row's draws never depend on when the others stop). c_i = p_0 + ... + p_i added left
+   to right, then every c_i is divided by the last one, c_{V-1}; the token is the number of i with
+   c_i <= u.
+
+The draws come from SplitMix64 (Steele, Lea and Flood, 2014), a 64-bit state that every language
+can compute with integers: state = seed; next(): state += 0x9E3779B97F4A7C15;
+z = state; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+return z ^ (z >> 31), every operation mod 2**64; u = (next() >> 11) * 2**-53. With seed 0 the
+first outputs are 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F.
+
+Only exp may differ between platforms, by an ulp (1e-16 relative): a token changes only when a
+draw lands that close to the edge of a token's interval.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numbers
+import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -76,7 +107,7 @@ def filter_logits(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
         kth = np.partition(logits, V - top_k, axis=-1)[:, V - top_k][:, None]  # (B, 1)
         logits[logits < kth] = -np.inf
     if top_p < 1.0:
-        order = np.argsort(-logits, axis=-1)  # (B, V), most likely first
+        order = np.argsort(-logits, axis=-1, kind="stable")  # (B, V), most likely first, ties in index order
         sorted_logits = np.take_along_axis(logits, order, axis=-1)
         probs = softmax(sorted_logits)
         before = np.cumsum(probs, axis=-1) - probs  # probability of the tokens ahead of each one
@@ -88,11 +119,36 @@ def filter_logits(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; the sum is added left to right (np.cumsum), not pairwise as
+    np.sum adds, so a port that adds in a plain loop gets the same bits."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return e / np.cumsum(e, axis=-1)[..., -1:]
 
 
-def choose(logits: np.ndarray, sampling: Sampling, seen: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+MASK64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """The portable random generator of seeded sampling (see the module docstring)."""
+
+    def __init__(self, seed: int | None = None):
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        self.state = int(seed) & MASK64
+
+    def next(self) -> int:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def random(self, n: int) -> np.ndarray:
+        """n uniform draws in [0, 1): the top 53 bits of each output, times 2**-53."""
+        return np.array([(self.next() >> 11) * 2.0**-53 for _ in range(n)], dtype=np.float64)
+
+
+def choose(logits: np.ndarray, sampling: Sampling, seen: list[np.ndarray], rng: SplitMix64) -> np.ndarray:
     """(B, V) float logits -> (B,) int64 next tokens."""
     logits = penalize_repeats(logits.astype(np.float64), seen, sampling.repetition_penalty)
     if sampling.greedy:

@@ -1,0 +1,281 @@
+"""The cases recorded into a bundle's vectors.json, by bundle kind (docs/vectors.md says why each).
+
+    every bundle             run: padded random inputs at two sizes (a cached decoder: its prompt step)
+    text encoder             embed and/or classify: built-in texts (accents, CJK, emoji, code, one
+                             past the model's length), with the token ids they became
+    cached decoder, seq2seq  generate: greedy, and sampled with a seed
+    image classifier         classify_images: a deterministic uint8 batch
+    speech (Conformer)       transcribe: tones and noise clips; run: padded waveforms
+
+Inputs are drawn from fixed seeds: recording the same bundle twice writes the same file.
+Tolerances (`atol`) are relative to each case's largest expected value (see `tolerance`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from .bundle import CACHED_DECODER, PLAIN, SEQ2SEQ
+from .errors import EdgeformerError
+from .inputs import GLOBAL_MASK, MASK, axis_sizes, example_inputs, global_slots
+
+FORMAT = "edgeformer.vectors"
+FORMAT_VERSION = 1
+SEED = 0
+# The largest |this runtime - another| allowed, times max(1, the case's largest |expected value|):
+# float32: NEON vs AVX kernels measured 1.5e-8 to 7.8e-7 (deploy/arm64.py), onnxruntime-web's WASM
+#   vs native about 1.5e-6: 1e-5 passes rounding and fails a wrong pooling, mask or normalisation.
+FLOAT32_TOL = 1e-5
+# quantized: int8 products sum exactly on every CPU, but the float arithmetic around them (dynamic
+#   activation scales, int4's activations quantized at accuracy_level 4) can land on the other side
+#   of a rounding step: measured up to 5.7e-4 relative between x86 VNNI and ARM (deploy/arm64.py).
+QUANT_TOL = 5e-3
+MAX_VALUES = 65536  # an output larger than this (a big vocabulary's logits) is left out of a run case
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Crème brûlée, naïve façade, São Paulo, Zürich",
+    "边缘设备上的小型变换器 と 日本語のテキスト",
+    "Launch 🚀 on the edge 🌍👩‍💻 today!",
+    "def add(a, b):\n    return a + b  # [CLS] <pad>",
+]
+LONG_TEXT = " ".join(f"sentence {i} runs on small devices near the data." for i in range(400))
+PROMPTS = ["The quick brown fox", "Edge devices"]
+GREEDY_TOKENS = 32
+SAMPLED = {"temperature": 0.8, "top_k": 20, "top_p": 0.95, "repetition_penalty": 1.0, "seed": 7}
+
+
+# ------------------------------------------------------------------------------------------ calls
+
+
+def call_run(model, args: dict) -> dict:
+    return {"outputs": model(args["inputs"])}
+
+
+def call_embed(model, args: dict) -> dict:
+    return {"embeddings": model.embed(args["texts"], normalize=args["normalize"])}
+
+
+def call_classify(model, args: dict) -> dict:
+    c = model.classify(args["texts"])
+    return {"labels": c.labels, "probabilities": c.probabilities}
+
+
+def call_generate(model, args: dict) -> dict:
+    g = model.generate(args["prompt"], max_new_tokens=args["max_new_tokens"], temperature=args["temperature"],
+                       top_k=args["top_k"], top_p=args["top_p"], repetition_penalty=args["repetition_penalty"],
+                       seed=args["seed"])
+    return {"token_ids": g.token_ids, "texts": g.texts, "stop_reasons": g.stop_reasons}
+
+
+def call_classify_images(model, args: dict) -> dict:
+    c = model.classify_images(args["images"], layout=args["layout"])
+    return {"labels": c.labels, "probabilities": c.probabilities}
+
+
+def call_transcribe(model, args: dict) -> dict:
+    return {"texts": model.transcribe(list(args["waveforms"]), sample_rate=args["sample_rate"])}
+
+
+# call -> (function, the args it needs, the expect keys it gives)
+CALLS: dict[str, tuple[Callable[[Any, dict], dict], tuple[str, ...], tuple[str, ...]]] = {
+    "run": (call_run, ("inputs",), ("outputs",)),
+    "embed": (call_embed, ("texts", "normalize"), ("embeddings",)),
+    "classify": (call_classify, ("texts",), ("labels", "probabilities")),
+    "generate": (call_generate, ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+                                 "seed"), ("token_ids", "texts", "stop_reasons")),
+    "classify_images": (call_classify_images, ("images", "layout"), ("labels", "probabilities")),
+    "transcribe": (call_transcribe, ("waveforms", "sample_rate"), ("texts",)),
+}
+TEXT_CALLS = ("embed", "classify")
+
+
+def call(model, case: dict) -> dict:
+    """Run one case's call on `model`; its answers as the case's `expect` holds them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the long text's truncation is part of the case
+        return CALLS[case["call"]][0](model, case["args"])
+
+
+def recorded_by(model) -> dict:
+    """The header of a vectors file: format, and where and on which graph the answers were recorded."""
+    import onnxruntime
+
+    from .artifacts import package_versions
+    from .cpu import describe
+
+    host = describe()
+    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "recorded": {"runtime": "python", "edgeformer": package_versions(("edgeformer",)).get("edgeformer"),
+                         "onnxruntime": onnxruntime.__version__, "cpu": host["cpu"], "machine": host["machine"],
+                         "int8_class": host["int8_class"], "graph": model.manifest.graph}}
+
+
+def record_vectors(model) -> dict:
+    """The header and every case of `model`'s kind, answered by this runtime."""
+    base = tolerance(model.manifest)
+    cases = []
+    for name, kind, args in case_args(model):
+        case = {"name": name, "call": kind, "args": args}
+        if kind in TEXT_CALLS or (kind == "generate" and isinstance(args["prompt"][0], str)):
+            case["tokens"] = fed_tokens(model, args.get("texts", args.get("prompt")), truncate=kind in TEXT_CALLS)
+        expect = call(model, case)
+        if kind == "run":
+            expect = {"outputs": {k: v for k, v in expect["outputs"].items() if recordable(v)}}
+        case["expect"] = expect
+        case["atol"] = base * max(1.0, largest(expect))
+        cases.append(case)
+    return {**recorded_by(model), "cases": cases}
+
+
+def tolerance(manifest) -> float:
+    return QUANT_TOL if manifest.quantization else FLOAT32_TOL
+
+
+def recordable(a: np.ndarray) -> bool:
+    return a.size <= MAX_VALUES and (a.dtype.kind != "f" or bool(np.isfinite(a).all()))
+
+
+def largest(value) -> float:
+    """The largest |x| over the float tensors in an expect tree."""
+    if isinstance(value, dict):
+        return max((largest(v) for v in value.values()), default=0.0)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+        return float(np.abs(value).max())
+    return 0.0
+
+
+def case_args(model) -> list[tuple[str, str, dict]]:
+    """(name, call, args) of every case for the bundle's kind and task."""
+    m = model.manifest
+    task, names = m.model.task, {s.name for s in m.inputs}
+    cases = []
+    if m.config.get("image_size") and task == "classification":
+        cases.append(("images", "classify_images", {"images": test_images(model), "layout": "HWC"}))
+    elif task == "speech-recognition":
+        cases.append(("tones", "transcribe", {"waveforms": test_clips(model), "sample_rate": 16000}))
+    elif m.kind == PLAIN and model.bundle.tokenizer_path is not None and "input_ids" in names and task != "causal-lm":
+        texts = TEXTS + [LONG_TEXT]
+        if "last_hidden_state" in {s.name for s in m.outputs}:
+            cases.append(("texts", "embed", {"texts": texts, "normalize": True}))
+        if task == "classification":
+            cases.append(("texts", "classify", {"texts": texts}))
+    cases += [(f"padded-{i}", "run", {"inputs": inputs}) for i, inputs in enumerate(run_inputs(model))]
+    if m.kind in (CACHED_DECODER, SEQ2SEQ):
+        prompt = PROMPTS if model.bundle.tokenizer_path is not None else id_prompts(model)
+        common = {"prompt": prompt, "max_new_tokens": new_tokens(model, prompt)}
+        cases.append(("greedy", "generate", {**common, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
+                                             "repetition_penalty": 1.0, "seed": None}))
+        cases.append(("sampled", "generate", {**common, **SAMPLED}))
+    return cases
+
+
+def fed_tokens(model, texts, truncate: bool) -> list[list[int]]:
+    """The ids the runtime's tokenizer gives each text, cut to the model's length when `truncate`
+    (what embed and classify feed, without padding; a prompt is fed whole)."""
+    tok = model.tokenizer
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise EdgeformerError("a text case holds something other than texts")
+    if not truncate:
+        return [tok.encode(t) for t in texts]
+    max_len = model.manifest.axes.get("seq", {}).get("max") or 512
+    batch = tok.encode_batch(texts, max_len, truncation=True)
+    return [row[:n].tolist() for row, n in zip(batch.input_ids, batch.attention_mask.sum(axis=1))]
+
+
+def run_inputs(model) -> list[dict[str, np.ndarray]]:
+    """Two padded batches (3 rows, then 2, at two lengths) of valid random inputs for the main graph."""
+    m = model.manifest
+    rng = np.random.default_rng(SEED)
+    if m.model.task == "speech-recognition":
+        lo, hi = speech_bounds(model)
+        return [padded_audio(rng, lengths) for lengths in ([min(hi, lo + 5000), lo, min(hi, lo + 2345)],
+                                                          [min(hi, lo + 3001), min(hi, lo + 7)])]
+    out = []
+    for batch, seq in ((3, 12), (2, 5)):
+        sizes = axis_sizes(m, batch, seq)
+        if "past" in sizes:  # a cached decoder's prompt step (or a seq2seq decoder's first): an empty past
+            sizes["past"] = max(0, int(m.axes["past"].get("min", 0)))
+            if "total" in sizes:
+                sizes["total"] = sizes["past"] + sizes["seq"]
+        feeds = example_inputs(m.inputs, sizes, rng, padded=True, global_tokens=global_slots(m))
+        for spec in m.inputs:  # a second mask (a seq2seq decoder's source mask): right-padded too, never empty
+            if spec.name.endswith(MASK) and spec.name not in (MASK, GLOBAL_MASK):
+                feeds[spec.name] = right_padded_mask(feeds[spec.name].shape, rng, spec.dtype)
+        out.append(feeds)
+    return out
+
+
+def right_padded_mask(shape: tuple[int, int], rng: np.random.Generator, dtype) -> np.ndarray:
+    lengths = np.full(shape[0], shape[1])
+    lengths[1:] = rng.integers(1, shape[1] + 1, size=shape[0] - 1)
+    return (np.arange(shape[1])[None, :] < lengths[:, None]).astype(dtype)
+
+
+def id_prompts(model) -> list[list[int]]:
+    """Two prompts of token ids (5 and 2 tokens) that are neither padding nor a stop token."""
+    cache, vocab = model.manifest.cache, int(model.manifest.config["vocab_size"])
+    avoid = {int(cache.pad_id), *([int(cache.eos_id)] if getattr(cache, "eos_id", None) is not None else [])}
+    ids = [i for i in range(4, vocab) if i not in avoid] or [i for i in range(vocab) if i not in avoid]
+    pick = lambda k: ids[(k * 37) % len(ids)]  # noqa: E731  spread over the vocabulary
+    return [[pick(k) for k in range(5)], [pick(k) for k in range(5, 7)]]
+
+
+def new_tokens(model, prompt) -> int:
+    """GREEDY_TOKENS, or what the context leaves after the longest prompt."""
+    from .generate import decoder_for
+
+    lengths = [len(p) for p in fed_tokens(model, prompt, truncate=False)] if isinstance(prompt[0], str) \
+        else [len(p) for p in prompt]
+    room = decoder_for(model).room(max(lengths))
+    if room < 1:
+        raise EdgeformerError(f"{model.bundle.path}: the test prompts leave no room to generate")
+    return min(GREEDY_TOKENS, room)
+
+
+def test_images(model) -> np.ndarray:
+    """(3, S, S, C) uint8: a diagonal gradient, a checkerboard, and stripes with a bright square."""
+    side, channels = int(model.manifest.config["image_size"]), int(model.manifest.config["num_channels"])
+    y, x = np.mgrid[0:side, 0:side]
+    gradient = (x + y) * 255 // max(1, 2 * side - 2)
+    checker = ((x // max(1, side // 4) + y // max(1, side // 4)) % 2) * 255
+    stripes = np.where(x % 3 == 0, 200, 30)
+    stripes[side // 4: side // 2, side // 4: side // 2] = 255
+    images = []
+    for k, base in enumerate((gradient, checker, stripes)):
+        planes = [np.roll(base, c * (k + 1), axis=1) for c in range(channels)]  # channels differ a little
+        images.append(np.stack(planes, axis=-1))
+    return np.stack(images).astype(np.uint8)
+
+
+def speech_bounds(model) -> tuple[int, int]:
+    spec = {s.name: s for s in model.manifest.inputs}["lengths"]
+    return int(spec.min), int(spec.max)
+
+
+def tone_clip(n: int, freqs: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+    """Tones that follow each other in time, with a little noise: float32 at 16 kHz."""
+    t = np.arange(n) / 16000.0
+    part = np.minimum(np.arange(n) * len(freqs) // max(1, n), len(freqs) - 1)
+    wave = 0.3 * np.sin(2 * np.pi * np.asarray(freqs)[part] * t) + 0.02 * rng.standard_normal(n)
+    return wave.astype(np.float32)
+
+
+def test_clips(model) -> list[np.ndarray]:
+    """Two clips of different lengths (about 0.6 s and 0.3 s, within the model's limits)."""
+    lo, hi = speech_bounds(model)
+    rng = np.random.default_rng(SEED)
+    return [tone_clip(min(hi, max(lo, 9600)), (440.0, 660.0, 880.0), rng),
+            tone_clip(min(hi, max(lo, 4800)), (300.0, 1200.0), rng)]
+
+
+def padded_audio(rng: np.random.Generator, lengths: list[int]) -> dict[str, np.ndarray]:
+    """Tone clips right-padded with zeros into (B, N) waveforms, and their lengths."""
+    clips = [tone_clip(n, (float(rng.uniform(200, 3000)),), rng) for n in lengths]
+    waves = np.zeros((len(clips), max(lengths)), dtype=np.float32)
+    for i, c in enumerate(clips):
+        waves[i, : len(c)] = c
+    return {"waveforms": waves, "lengths": np.array(lengths, dtype=np.int64)}
