@@ -407,6 +407,10 @@ from .serve_cmd import serve  # noqa: E402
 
 cli.add_command(serve)
 
+from .verify_cmd import verify  # noqa: E402
+
+cli.add_command(verify)
+
 
 def main():
     cli(prog_name="edgeformer")
