@@ -59,8 +59,8 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
 
     why = unstorable(onnx.load(str(bundle.model_path), load_external_data=False))  # the structure only
     if why:
-        raise DeployError(f"the ORT format cannot hold {bundle.path}: {why}; quantize the float32 bundle with "
-                          f"another recipe (int8-dynamic, int8-static) to deploy it to {target}")
+        raise DeployError(f"the {target} target cannot take {bundle.path}: the ORT format has no 4-bit type, and {why}; "
+                          "quantize the float32 bundle with `edgeformer quantize --recipe int4` (or an int8 recipe)")
 
 
 def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,

@@ -38,7 +38,7 @@ def _zero_points(node: onnx.NodeProto) -> str:
 
 
 def unstorable(model: onnx.ModelProto) -> str | None:
-    """Why the ORT format cannot hold this graph even after repack_tables, in one line; None when it can.
+    """Why the ORT format cannot hold this graph even after repack_tables, as a clause; None when it can.
 
     Reads only the graph's structure (initializers' types and shapes), so it works on a graph loaded
     without its external data.
@@ -49,11 +49,11 @@ def unstorable(model: onnx.ModelProto) -> str | None:
         gather_axis, quantize_axis = _attr(node, "gather_axis", 0), _attr(node, "quantize_axis", 1)
         if gather_axis != 0 or quantize_axis not in (len(table.dims) - 1, -1) or table.dims[-1] % 2:
             return (f"its 4-bit table {table.name!r} (node {node.name!r}) is gathered along axis {gather_axis} and "
-                    f"quantized along axis {quantize_axis} with {table.dims[-1]} values a row; the uint8 form the ORT "
-                    "format stores needs axis 0, the last axis and an even row")
+                    f"quantized along axis {quantize_axis} with {table.dims[-1]} values a row, where the uint8 form "
+                    "needs axis 0, the last axis and an even row")
         for name in (node.input[2], _zero_points(node)):
             if name and name not in initializers:
-                return f"the scales or zero points of its 4-bit table {table.name!r} are computed in the graph, not stored"
+                return f"the scales or zero points of its 4-bit table {table.name!r} are computed in the graph"
     # Every 4-bit tensor must be a table (or zero points) that only such Gathers read, or it stays 4-bit.
     repackable = {id(n) for n in _four_bit_gathers(model, initializers)}
     for init in model.graph.initializer:
@@ -62,8 +62,8 @@ def unstorable(model: onnx.ModelProto) -> str | None:
         readers = [(n, i) for n in model.graph.node for i, name in enumerate(n.input) if name == init.name]
         if not readers or any(id(n) not in repackable or i not in (0, 3) for n, i in readers):
             kinds = ", ".join(sorted({n.op_type for n, _ in readers})) or "no node"
-            return (f"it holds the {FOUR_BIT_TYPES[init.data_type]} tensor {init.name!r} (read by {kinds}), "
-                    "a type the ORT format cannot store")
+            return (f"its {FOUR_BIT_TYPES[init.data_type]} tensor {init.name!r} is read by {kinds}, "
+                    "not only as a GatherBlockQuantized table deploy can store as uint8")
     return None
 
 

@@ -137,3 +137,196 @@ def test_cached_decoder_for_android(tmp_path, cached_decoder):
     values = r.manifest.deploy.checks[0]["values"]
     assert values["max_abs"] <= 1e-6
     assert all(s.endswith(f"total={5 + int(s.split('seq=')[1].split(',')[0])}") for s in values["shapes"])
+
+
+# int4 bundles. The recipe's embedding is a GatherBlockQuantized over an INT4 table (UINT4 and zero points when
+# asymmetric); the ORT format has no 4-bit type, so deploy stores the table as uint8 nibbles (deploy/ort_tables.py).
+# Measured: the .ort and the int4 bundle agree to the bit (max abs 0); the tolerance allows fusion-order rounding.
+INT4_ATOL = 1e-6
+
+
+def quantized(src, out, **options):
+    from edgeformer.quantize import quantize_bundle
+    from edgeformer.quantize.recipes import RecipeOptions
+
+    return quantize_bundle(src, out, "int4", options=RecipeOptions(**options), bench_seconds=0.05)
+
+
+@pytest.fixture(scope="module")
+def int4_encoder(tmp_path_factory, encoder_bundle):
+    return quantized(encoder_bundle.path, tmp_path_factory.mktemp("int4") / "bundle").path
+
+
+def four_bit_gathers(path):
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    tables = {i.name: i.data_type for i in graph.initializer}
+    return [tables.get(n.input[0]) for n in graph.node if n.op_type == "GatherBlockQuantized"]
+
+
+def assert_matches(deployed, bundle, shapes=((1, 5), (3, 17), (2, 64), (4, 1))):
+    """The deployed folder against the bundle on random ids, padded rows included, at several shapes."""
+    a, b = runtime.load(bundle), runtime.load(deployed)
+    worst = 0.0
+    for batch, seq in shapes:
+        for padded in (True, False):
+            feeds = manifest_inputs(a.manifest, batch, seq, seed=batch * 100 + seq, padded=padded)
+            want, got = a(feeds), b(feeds)
+            assert set(got) == set(want)
+            for name in want:
+                np.testing.assert_allclose(got[name], want[name], atol=INT4_ATOL, rtol=0, err_msg=f"{name} at {batch}x{seq}")
+                worst = max(worst, float(np.max(np.abs(got[name] - want[name]))))
+    return worst
+
+
+def test_int4_encoder_for_android_matches_the_int4_bundle(tmp_path, int4_encoder):
+    import onnx
+
+    assert four_bit_gathers(int4_encoder / "model.onnx") == [onnx.TensorProto.INT4]  # what the recipe writes
+    r = deploy(int4_encoder, "android", tmp_path / "out")
+    d = r.manifest.deploy
+    assert [(t["table"], t["from"]) for t in d.extra["repacked_tables"]] == [("model.embed.tok.weight_Q4", "int4")]
+    assert d.extra["min_onnxruntime"] == "1.23" and "GatherBlockQuantized" in d.extra["required_operators"]["com.microsoft;1"]
+    assert d.checks[0]["passed"] and d.checks[0]["values"]["max_abs"] <= INT4_ATOL
+    assert "stored as uint8 bytes of two\n  4-bit values" in (tmp_path / "out" / "README.md").read_text()
+    assert assert_matches(tmp_path / "out", int4_encoder) <= INT4_ATOL
+    a, b = runtime.load(int4_encoder), runtime.load(tmp_path / "out")
+    np.testing.assert_allclose(b.classify(TEXTS).probabilities, a.classify(TEXTS).probabilities, atol=INT4_ATOL)
+    assert four_bit_gathers(int4_encoder / "model.onnx") == [onnx.TensorProto.INT4]  # deploy repacked a copy
+
+
+def test_asymmetric_int4_encoder_for_ios_fixed_shape(tmp_path, encoder_bundle):
+    """UINT4 table and zero points, one block a row (an odd count: each zero point row is padded to a byte)."""
+    import onnx
+
+    bundle = quantized(encoder_bundle.path, tmp_path / "asym", symmetric=False).path
+    assert four_bit_gathers(bundle / "model.onnx") == [onnx.TensorProto.UINT4]
+    r = deploy(bundle, "ios", tmp_path / "out", DeployOptions(fixed_shape=FIXED))
+    assert r.manifest.deploy.extra["repacked_tables"][0]["from"] == "uint4"
+    assert r.manifest.deploy.extra["ort_optimization_style"] == "Runtime"
+    assert assert_matches(tmp_path / "out", bundle, shapes=[(1, 32)]) <= INT4_ATOL
+    m = runtime.load(tmp_path / "out")
+    np.testing.assert_allclose(m.classify(TEXTS).probabilities, runtime.load(bundle).classify(TEXTS).probabilities,
+                               atol=INT4_ATOL)
+
+
+def gather_graph(signed: bool, zero_points: bool, rows: int, width: int, block: int, seed: int):
+    """One GatherBlockQuantized over a random 4-bit table, as the int4 recipe writes it (or with the options it does not use)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    kind, low, high = (TensorProto.INT4, -8, 8) if signed else (TensorProto.UINT4, 0, 16)
+    blocks = -(-width // block)
+
+    def four_bit(name, shape):
+        values = rng.integers(low, high, shape)
+        return helper.make_tensor(name, kind, shape, values.flatten().tolist())
+
+    inits = [four_bit("table", (rows, width)),
+             numpy_helper.from_array(rng.uniform(0.01, 0.2, (rows, blocks)).astype(np.float32), "scales")]
+    inputs = ["table", "ids", "scales"]
+    if zero_points:
+        inits.append(four_bit("zero_points", (rows, blocks)))
+        inputs.append("zero_points")
+    node = helper.make_node("GatherBlockQuantized", inputs, ["rows"], domain="com.microsoft", block_size=block,
+                            gather_axis=0, quantize_axis=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["b", "s", width])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23), helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("signed, zero_points", [(True, False), (False, True), (False, False), (True, True)])
+@pytest.mark.parametrize("width, block", [(32, 32), (96, 32), (128, 16)])  # 1, 3 and 8 blocks a row
+def test_repacked_tables_gather_the_same_rows_and_survive_the_ort_format(tmp_path, signed, zero_points, width, block):
+    import onnx
+    import onnxruntime as ort
+
+    from edgeformer.deploy import ort_tables
+
+    model = gather_graph(signed, zero_points, rows=50, width=width, block=block, seed=width + block)
+    onnx.save(model, str(tmp_path / "before.onnx"))
+    assert ort_tables.unstorable(model) is None
+    done = ort_tables.repack_tables(model)
+    assert [(t["table"], t["from"]) for t in done] == [("table", "int4" if signed else "uint4")]
+    assert not any(i.data_type in ort_tables.FOUR_BIT_TYPES for i in model.graph.initializer)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    mobile.convert_to_ort(tmp_path / "model.onnx", tmp_path / "ort", "Fixed")
+    before = ort.InferenceSession(str(tmp_path / "before.onnx"), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(tmp_path / "ort" / "model.ort"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1), (3, 7), (2, 50)):
+        ids = rng.integers(-50, 50, shape)  # negative ids count from the end, as in Gather
+        want, got = before.run(None, {"ids": ids})[0], after.run(None, {"ids": ids})[0]
+        assert got.shape == want.shape == shape + (width,)
+        np.testing.assert_array_equal(got, want)  # the same 4-bit values and scales: the same floats
+
+
+def test_pack_nibbles_low_first_and_pads_odd_rows():
+    from edgeformer.deploy.ort_tables import pack_nibbles
+
+    np.testing.assert_array_equal(pack_nibbles(np.array([[1, 2, 15, 0], [3, 4, 5, 6]])), [[0x21, 0x0F], [0x43, 0x65]])
+    np.testing.assert_array_equal(pack_nibbles(np.array([[7], [9]])), [[0x07], [0x09]])
+    np.testing.assert_array_equal(pack_nibbles(np.array([[1, 2, 3]])), [[0x21, 0x03]])
+
+
+def dequantize_then_gather(src, dst):
+    """A copy of an int4 bundle whose embedding is DequantizeLinear over the INT4 table, then Gather (the standard
+    ops' form of the same numbers, as a QDQ quantizer writes it): a 4-bit tensor that is no GatherBlockQuantized table."""
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    from edgeformer.runtime.bundle import read_manifest, write_manifest
+
+    shutil.copytree(src, dst)
+    model = onnx.load(str(dst / "model.onnx"))
+    [gather] = [n for n in model.graph.node if n.op_type == "GatherBlockQuantized"]
+    table, ids, scales = gather.input[:3]
+    block = next(a.i for a in gather.attribute if a.name == "block_size")
+    index = list(model.graph.node).index(gather)
+    model.graph.node.remove(gather)
+    model.graph.node.insert(index, helper.make_node("Gather", [f"{table}.float", ids], list(gather.output), axis=0))
+    model.graph.node.insert(index, helper.make_node("DequantizeLinear", [table, scales], [f"{table}.float"], axis=1,
+                                                    block_size=block))
+    onnx.save(model, str(dst / "model.onnx"))
+    write_manifest(dst, read_manifest(dst))
+    return dst
+
+
+def test_a_four_bit_tensor_the_ort_format_cannot_hold_is_refused_in_one_line(tmp_path, int4_encoder):
+    crafted = dequantize_then_gather(int4_encoder, tmp_path / "qdq")
+    assert assert_matches(crafted, int4_encoder, shapes=[(2, 9)]) == 0.0  # a real bundle, the same numbers
+    proc = cli("deploy", crafted, "--target", "android", "--out", tmp_path / "out", ok=False)
+    assert_bad_input(proc, "the android target cannot take")
+    assert "the ORT format has no 4-bit type, and its int4 tensor 'model.embed.tok.weight_Q4' is read by " \
+           "DequantizeLinear, not only as a GatherBlockQuantized table" in proc.stderr
+    assert "quantize the float32 bundle with `edgeformer quantize --recipe int4`" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_ort_file_that_does_not_load_is_refused_and_nothing_written(tmp_path, int4_encoder, monkeypatch):
+    """Without the repack, onnxruntime's converter writes an .ort of INT4 tables and reports success; the load catches it."""
+    from edgeformer.deploy import ort_tables
+
+    monkeypatch.setattr(ort_tables, "unstorable", lambda model: None)
+    monkeypatch.setattr(ort_tables, "repack_tables", lambda model: [])
+    with pytest.raises(DeployError, match=r"cannot load the model\.ort its converter wrote \(.*Unsupported tensor data type"
+                                          r".*\); the android target cannot take this bundle") as e:
+        deploy(int4_encoder, "android", tmp_path / "out")
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_table_the_uint8_form_cannot_hold_is_named_and_left_alone():
+    from edgeformer.deploy import ort_tables
+
+    model = gather_graph(signed=True, zero_points=False, rows=20, width=49, block=16, seed=0)  # odd rows: no whole bytes
+    before = model.SerializeToString()
+    assert ort_tables.unstorable(model) == ("its 4-bit table 'table' (node '') is gathered along axis 0 and quantized "
+                                            "along axis 1 with 49 values a row, where the uint8 form needs axis 0, the "
+                                            "last axis and an even row")
+    assert ort_tables.repack_tables(model) == [] and model.SerializeToString() == before
