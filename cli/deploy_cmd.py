@@ -7,7 +7,7 @@ import click
 from .output import table, write_json
 
 TARGET_HELP = ("android, ios: ONNX Runtime format; arm64: checked on aarch64; tensorrt, jetson: a TensorRT engine; "
-               "triton: a Triton model repository.")
+               "triton: a Triton model repository; web: a static folder for the browser, checked in Chromium.")
 
 
 def _profile(ctx, param, values):
@@ -32,7 +32,9 @@ def _profile(ctx, param, values):
 @click.option("--target", required=True, help=TARGET_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Deployment folder to write.")
 @click.option("--fixed-shape", metavar="AXIS=N,...", help="android/ios: static shapes for NNAPI/CoreML, e.g. batch=1,seq=128.")
-@click.option("--check", is_flag=True, help="arm64: run the parity check on emulated aarch64 (needs qemu-aarch64-static).")
+@click.option("--check/--no-check", default=None,
+              help="arm64: run the parity check on emulated aarch64 (needs qemu-aarch64-static; default off). "
+              "web: check in headless Chromium before writing (default on; --no-check writes an unchecked folder).")
 @click.option("--emulator-root", type=click.Path(file_okay=False), help="arm64 --check: cache folder of the aarch64 root.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
               help="tensorrt/jetson: engine precision (int8 needs an int8-static bundle).")
@@ -46,11 +48,13 @@ def _profile(ctx, param, values):
 @click.option("--instances", default=1, show_default=True, type=click.IntRange(min=1), help="triton: instances per device.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="triton: where the instances run.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="web: the threads the page runs the model on (default: the browser's cores); checked at 1, 2 and this.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the checks' random inputs.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
 def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, profile, timing_cache, trt_attention, name,
-           max_batch, instances, device, seed, overwrite, json_out):
+           max_batch, instances, device, threads, seed, overwrite, json_out):
     """Write BUNDLE as a folder for one kind of device, checked as far as this machine allows."""
     from edgeformer.deploy import DeployOptions, deploy as deploy_bundle
     from edgeformer.deploy.folder import parse_fixed_shape
@@ -58,7 +62,7 @@ def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, pr
     opt = DeployOptions(fixed_shape=parse_fixed_shape(fixed_shape) if fixed_shape else None, check=check,
                         emulator_root=emulator_root, precision=precision, profile=profile, timing_cache=timing_cache,
                         trt_attention=trt_attention,
-                        name=name, max_batch=max_batch, instances=instances, device=device, seed=seed)
+                        name=name, max_batch=max_batch, instances=instances, device=device, threads=threads, seed=seed)
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     result = deploy_bundle(bundle, target, out, opt, overwrite=overwrite, progress=say)
     if json_out != "-":

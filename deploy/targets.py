@@ -31,6 +31,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("tensorrt", "tensorrt", "a TensorRT engine for this machine's NVIDIA GPU"),
     Target("jetson", "tensorrt", "a TensorRT engine built on a Jetson board (JetPack 6: TensorRT 10.3)"),
     Target("triton", "triton", "a Triton Inference Server model repository (config.pbtxt + model)"),
+    Target("web", "web", "a static folder for the browser (edgeformer.js on onnxruntime-web), checked in Chromium"),
 ]}
 
 

@@ -1,0 +1,190 @@
+"""The web target: a static folder that any web server can serve, running the bundle in the browser.
+
+    bundle/ ─► the graph(s) (int4: MatMulNBits at accuracy_level 0, see below) + tokenizer.json
+            ─► edgeformer.js and its modules, onnxruntime-web's WASM files and the tokenizer's ESM
+               build at the versions web/package-lock.json pins, index.html (a demo page for the task)
+            ─► vectors.json recorded by the Python runtime on the very graph the folder ships
+            ─► checks in headless Chromium on the folder's own page, at 1 and 2 threads (web_check.py)
+
+int4: onnxruntime's native CPU kernel of `MatMulNBits` quantizes the activations to int8 when a node
+says `accuracy_level=4` (as our int4 recipe writes it); the WASM kernel ignores the level and computes
+in float32. Against the bundle as it is, the browser differs from Python by 3e-3 (tiny) to 5e-2
+(MiniLM), a gap that would also hide real errors. The folder's copy says `accuracy_level=0`: Python
+then computes what the browser computes (measured within 3e-6), so int4 is checked at the same 1e-5
+as float32, and the folder's vectors, recorded on that copy, hold for the browser. The weights are
+untouched; the level only says how activations are multiplied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, write_manifest
+
+from .folder import Check, Deployment, DeployError, DeployOptions
+
+WEB_DIR = Path(os.environ.get("EDGEFORMER_WEB_DIR") or Path(__file__).resolve().parent.parent / "web")
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; never a browser a tool downloads
+VECTORS_FILE = "vectors.json"
+PAGE_FILES = ("index.html", "page.js", "page.css")
+# What the folder ships from npm (web/node_modules, installed by `npm ci` from the lock file):
+# onnxruntime-web's WASM-only build and its threaded SIMD binary, and the tokenizer's browser build.
+NPM_FILES = {
+    "onnxruntime-web": ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm"),
+    "@huggingface/tokenizers": ("dist/tokenizers.min.mjs",),
+}
+SETUP_HINT = "run `npm ci` in the project's web/ folder (`make test` and `make demo` do)"
+MAX_GRAPH_BYTES = 2 << 30  # WASM's 4 GB address space holds the graph, its session copy and the activations
+
+
+def chromium_path() -> str:
+    return os.environ.get("EDGEFORMER_CHROMIUM", CHROMIUM)
+
+
+def node_path() -> str | None:
+    return shutil.which(os.environ.get("EDGEFORMER_NODE", "node"))
+
+
+def npm_version(package: str) -> str | None:
+    meta = WEB_DIR / "node_modules" / package / "package.json"
+    return json.loads(meta.read_text())["version"] if meta.is_file() else None
+
+
+def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
+    cfg = manifest.config
+    if cfg.get("attention_kind") == "lsh":
+        raise DeployError(f"{bundle.path} uses LSH attention: its bucket decisions (an ArgMax over rotated keys) can flip "
+                          "between the browser's WASM kernels and Python's, and the browser cannot be given Python's "
+                          "decisions, so no output check can hold; deploy a full, local or longformer attention bundle")
+    if opt.fixed_shape:
+        raise DeployError("--fixed-shape is for android/ios; the web target keeps the bundle's dynamic shapes")
+    extra = [f for f in bundle.manifest.files if f not in (MANIFEST_FILE, TOKENIZER_FILE, VECTORS_FILE)
+             and f not in {g.file for g in manifest.graphs}]
+    if extra:
+        raise DeployError(f"{bundle.path} keeps data beside its graph ({extra[0]}): a graph over 2 GB does not fit "
+                          "the browser's 4 GB WASM memory; the web target takes graphs with their weights inside")
+    size = sum(bundle.manifest.files[g.file]["bytes"] for g in manifest.graphs if g.file in bundle.manifest.files)
+    if size > MAX_GRAPH_BYTES:
+        raise DeployError(f"{bundle.path}'s graphs are {size / 1e9:.1f} GB; the browser's WASM memory (4 GB) takes "
+                          f"graphs up to {MAX_GRAPH_BYTES / 1e9:.1f} GB (quantize it: `edgeformer quantize`)")
+    missing = [f"web/src/{f}" for f in ("edgeformer.js",) if not (WEB_DIR / "src" / f).is_file()]
+    missing += [f"web/page/{f}" for f in PAGE_FILES if not (WEB_DIR / "page" / f).is_file()]
+    missing += [f"web/node_modules/{p}/{f}" for p, files in NPM_FILES.items() for f in files
+                if not (WEB_DIR / "node_modules" / p / f).is_file()]
+    if missing:
+        raise DeployError(f"the web target copies {missing[0]}, which is missing; {SETUP_HINT}")
+    if opt.check is False:
+        return
+    chromium = chromium_path()
+    if not (os.path.isfile(chromium) and os.access(chromium, os.X_OK)):
+        raise DeployError(f"the web check runs the folder in Chromium, and {chromium} is not there; install Debian's "
+                          "chromium (`apt-get install chromium`) or pass --no-check to write the folder unchecked")
+    if node_path() is None:
+        raise DeployError("the web check drives Chromium from Node.js, which is not installed; install it "
+                          "(`apt-get install nodejs npm`) or pass --no-check to write the folder unchecked")
+    if npm_version("playwright-core") is None:
+        raise DeployError(f"the web check drives Chromium with playwright-core, which is not installed; {SETUP_HINT}, "
+                          "or pass --no-check to write the folder unchecked")
+
+
+def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,
+          progress: Callable[[str], None]) -> Deployment:
+    from edgeformer import runtime
+
+    from .web_check import browser_checks
+    from .web_readme import web_readme
+
+    graphs = copy_graphs(bundle, manifest, work)
+    shipped = copy_runtime(work)
+    write_page(work, manifest, opt.threads)
+    # The folder loads as a bundle from here on: the Python runtime records the vectors on the graph it
+    # ships, and the page (which checks every file against the manifest) can open it for the checks.
+    write_manifest(work, Manifest.from_json(json.loads(json.dumps(manifest.to_json()))))
+    model = runtime.load(work)
+    record_vectors(work, model)
+    write_manifest(work, Manifest.from_json(json.loads(json.dumps(manifest.to_json()))))
+    versions = {"onnxruntime-web": npm_version("onnxruntime-web"), "tokenizers": npm_version("@huggingface/tokenizers")}
+    record: dict[str, Any] = {"checked": bool(opt.check is not False), "versions": versions, "graphs": graphs,
+                              "files": shipped, "threads": opt.threads}
+    checks: list[Check] = []
+    tables: list = []
+    if opt.check is not False:
+        threads = sorted({1, 2, *( [opt.threads] if opt.threads else [])})
+        progress(f"web: checking the folder's page in headless Chromium at {', '.join(map(str, threads))} thread(s)")
+        checks, found, tables = browser_checks(work, model, threads, opt.seed, chromium_path(), node_path(), WEB_DIR)
+        record.update(found)
+    else:
+        progress("web: --no-check: the folder is written without running it in a browser")
+    return Deployment(graph=manifest.graph, checks=checks, readme=web_readme(manifest, record, checks),
+                      record={"web": record}, tables=tables)
+
+
+def record_vectors(work: Path, model) -> None:
+    """vectors.json recorded by the Python runtime on the folder's own graph (see docs/vectors.md)."""
+    from edgeformer.runtime.vectors import write_vectors
+
+    write_vectors(work, model)
+
+
+def copy_graphs(bundle: Bundle, manifest: Manifest, work: Path) -> dict[str, Any]:
+    """Every graph of the bundle into `work`; int4 graphs with MatMulNBits' accuracy_level set to 0."""
+    done = {}
+    for spec in manifest.graphs:
+        src, dst = bundle.path / spec.file, work / spec.file
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        changed = float32_activations(src, dst)
+        if changed is None:
+            shutil.copy2(src, dst)
+        done[spec.file] = {"matmulnbits_accuracy_level": changed} if changed else {}
+    return done
+
+
+def float32_activations(src: Path, dst: Path) -> dict[str, Any] | None:
+    """Write `src` to `dst` with every MatMulNBits node at accuracy_level 0 (float32 activations, as the WASM
+    kernel computes); None, writing nothing, when no node says otherwise."""
+    import onnx
+
+    model = onnx.load(str(src))
+    levels: dict[int, int] = {}
+    for node in model.graph.node:
+        if node.op_type != "MatMulNBits":
+            continue
+        for attr in node.attribute:
+            if attr.name == "accuracy_level" and attr.i != 0:
+                levels[attr.i] = levels.get(attr.i, 0) + 1
+                attr.i = 0
+    if not levels:
+        return None
+    onnx.save(model, str(dst))
+    return {"from": {str(k): v for k, v in sorted(levels.items())}, "to": 0,
+            "why": "the WASM kernel computes in float32 whatever the level; at 0 Python computes the same"}
+
+
+def copy_runtime(work: Path) -> dict[str, str]:
+    """edgeformer.js and its modules, and the npm files the page imports, beside the graph: file -> where from."""
+    shipped = {}
+    for src in sorted((WEB_DIR / "src").glob("*.js")):
+        shutil.copy2(src, work / src.name)
+        shipped[src.name] = f"web/src/{src.name}"
+    for package, files in NPM_FILES.items():
+        for rel in files:
+            name = Path(rel).name
+            shutil.copy2(WEB_DIR / "node_modules" / package / rel, work / name)
+            shipped[name] = f"npm {package}@{npm_version(package)} {rel}"
+    for name in PAGE_FILES[1:]:
+        shutil.copy2(WEB_DIR / "page" / name, work / name)
+        shipped[name] = f"web/page/{name}"
+    shipped["index.html"] = "web/page/index.html"
+    return shipped
+
+
+def write_page(work: Path, manifest: Manifest, threads: int | None) -> None:
+    """index.html from its template: the title and the threads the page asks for."""
+    html = (WEB_DIR / "page" / "index.html").read_text()
+    name = manifest.model.task or manifest.config.get("arch", "model")
+    html = html.replace("{{title}}", f"edgeformer: {name}").replace("{{threads}}", str(threads or ""))
+    (work / "index.html").write_text(html)

@@ -1,0 +1,290 @@
+"""The web folder's checks: its own page in headless Chromium against the Python runtime on the same graph.
+
+    work/ ─► served on 127.0.0.1 (deploy/serve.py: COOP/COEP, MIME types) ─► web/scripts/browser_check.mjs
+          ─► Debian's Chromium (playwright-core) opens index.html?threads=N for each N (1, 2, --threads)
+          ─► in the page: model.verify(), the tokenizer, run/embed/classify, generate, classifyImages,
+             transcribe ─► JSON ─► compared here with what the Python runtime answers
+
+Tolerances: float32 and int8 outputs within ATOL of Python (measured about 1.5e-6 between onnxruntime-web
+1.31 and onnxruntime 1.32: the same kernels' arithmetic compiled for WASM SIMD and for AVX); int4 too,
+since the folder's graph computes its activations in float32 on both sides (deploy/web.py). Tokens
+(token ids, greedy and seeded generations, labels, transcripts) must be identical.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
+
+from .folder import Check, DeployError
+from .serve import serve_folder
+
+ATOL = 1e-5
+# Random inputs of model.run: one full row, and a padded batch.
+SHAPES = ((1, 8, False), (3, 17, True))
+GENERATE_TOKENS = 32
+PROMPT, PROMPT_IDS = "The for statement", [[5, 17, 42, 8], [9, 3]]
+SAMPLED = {"temperature": 0.8, "top_k": 20, "top_p": 0.95, "seed": 7}
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "Crème brûlée à la carte, naïve façade.",
+         "東京は日本の首都です。", "edge 🚀 devices 🤖", "def f(x):\n    return x ** 2  # square", ""]
+DRIVER_SECONDS = 600
+
+
+def tensor_json(a: np.ndarray) -> dict[str, Any]:
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+def as_array(t: dict[str, Any]) -> np.ndarray:
+    return np.asarray(t["data"], dtype=np.float64).reshape(t["dims"])
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    d = np.abs(a - b)
+    return float(np.where(np.isnan(d), np.inf, d).max()) if d.size else 0.0
+
+
+def camel(options: dict[str, Any]) -> dict[str, Any]:
+    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in options.items()}
+
+
+def vector_texts(work: Path) -> list[str]:
+    """The texts of the folder's vectors (docs/vectors.md), else a few of our own."""
+    path = work / "vectors.json"
+    texts: list[str] = []
+    if path.is_file():
+        for case in json.loads(path.read_text()).get("cases", []):
+            args = case.get("args", {})
+            texts += [t for t in args.get("texts", []) if isinstance(t, str)]
+            if isinstance(args.get("prompt"), str):
+                texts.append(args["prompt"])
+    return list(dict.fromkeys(texts)) or TEXTS
+
+
+def plan_cases(work: Path, model, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the cases the page runs, what the Python runtime answers to each)."""
+    m = model.manifest
+    cases: dict[str, Any] = {"verify": True}
+    expect: dict[str, Any] = {}
+    rng = np.random.default_rng(seed)
+    feeds = [example_inputs(m.inputs, axis_sizes(m, b, s), rng, padded, global_slots(m)) for b, s, padded in SHAPES]
+    cases["run"] = [{k: tensor_json(v) for k, v in f.items()} for f in feeds]
+    expect["run"] = [model(f) for f in feeds]
+    expect["python_ms"] = python_ms(model, feeds[0])
+    task, text = m.model.task, model.bundle.tokenizer_path is not None
+    if text:
+        texts = vector_texts(work)
+        cases["tokens"] = texts
+        expect["tokens"] = [model.tokenizer.encode(t) for t in texts]
+    if m.kind in ("cached-decoder", "seq2seq"):
+        prompt = PROMPT if text else PROMPT_IDS
+        settings = [{"max_new_tokens": GENERATE_TOKENS}, {"max_new_tokens": GENERATE_TOKENS, **SAMPLED}]
+        cases["generate"] = [{"prompt": prompt, "options": camel(s)} for s in settings]
+        expect["generate"] = [model.generate(prompt, **s).token_ids for s in settings]
+    elif task == "speech-recognition":
+        from edgeformer.runtime.speech import speech_limits
+
+        lo, hi, _ = speech_limits(model)
+        waves = [clip(n, i) for i, n in enumerate(sorted({max(lo, min(hi, n)) for n in (8000, 12800)}))]
+        cases["transcribe"] = {"waveforms": [w.tolist() for w in waves], "sample_rate": 16000}
+        expect["transcribe"] = model.transcribe(waves, 16000)
+    elif task == "classification" and m.config.get("image_size"):
+        side, channels = int(m.config["image_size"]), int(m.config["num_channels"])
+        images = rng.integers(0, 256, (3, side, side, channels), dtype=np.uint8)
+        cases["images"] = {"images": tensor_json(images), "layout": "HWC"}
+        r = model.classify_images(images, layout="HWC")
+        expect["images"] = (r.labels, r.probabilities)
+    elif text and task == "classification":
+        cases["classify"] = [t for t in vector_texts(work) if t] or TEXTS[:-1]
+        r = model.classify(cases["classify"])
+        expect["classify"] = (r.labels, r.probabilities)
+    elif text and "last_hidden_state" in {s.name for s in m.outputs}:
+        cases["embed"] = [t for t in vector_texts(work) if t] or TEXTS[:-1]
+        expect["embed"] = model.embed(cases["embed"])
+    return cases, expect
+
+
+def clip(n: int, seed: int) -> np.ndarray:
+    """n samples at 16 kHz: two tones and a little noise (deterministic)."""
+    t = np.arange(n) / 16000
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) + 0.01 * noise).astype(np.float32)
+
+
+def python_ms(model, feeds: dict[str, np.ndarray], runs: int = 5) -> float:
+    model(feeds)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        model(feeds)
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def run_browser(work: Path, threads: list[int], cases: dict[str, Any], chromium: str, node: str, web_dir: Path,
+                screenshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Serve `work` and run browser_check.mjs over its page at each thread count; its JSON result."""
+    with tempfile.TemporaryDirectory(prefix="edgeformer-web-check-") as tmp, serve_folder(work) as server:
+        plan = {"chromium": chromium, "timeout_ms": 180_000, "cases": cases,
+                "pages": [{"url": f"{server.url}index.html?threads={n}", "threads": n} for n in threads],
+                "screenshot": {**screenshot, "url": f"{server.url}index.html"} if screenshot else None}
+        plan_path, result_path = Path(tmp) / "plan.json", Path(tmp) / "result.json"
+        plan_path.write_text(json.dumps(plan))
+        try:
+            proc = subprocess.run([node, str(web_dir / "scripts" / "browser_check.mjs"), str(plan_path), str(result_path)],
+                                  capture_output=True, text=True, timeout=DRIVER_SECONDS, cwd=web_dir)
+        except subprocess.TimeoutExpired:
+            raise DeployError(f"the browser check took over {DRIVER_SECONDS} s and was stopped") from None
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        if proc.returncode == 3:
+            raise DeployError(f"the web check could not drive Chromium: {last}")
+        if proc.returncode != 0 or not result_path.is_file():
+            raise DeployError(f"the browser check (node {web_dir / 'scripts' / 'browser_check.mjs'}) failed: {last}")
+        return json.loads(result_path.read_text())
+
+
+def browser_checks(work: Path, model, threads: list[int], seed: int, chromium: str, node: str,
+                   web_dir: Path) -> tuple[list[Check], dict[str, Any], list]:
+    """Run the folder's page in Chromium at each thread count; the checks, the record, and a table."""
+    with warnings.catch_warnings():  # the long vector text is cut to the model's length: on purpose
+        warnings.simplefilter("ignore")
+        cases, expect = plan_cases(work, model, seed)
+    result = run_browser(work, threads, cases, chromium, node, web_dir)
+    pages = result["pages"]
+    checks = [load_check(pages)]
+    if checks[0].passed:
+        checks += compare(pages, cases, expect)
+    rows = [[p["threads"], "yes" if p["answers"]["load"]["isolated"] else "no", f"{p['answers']['load']['ms']:.0f}",
+             f"{p['answers'].get('timing', {}).get('median_ms', float('nan')):.2f}", f"{expect['python_ms']:.2f}"]
+            for p in pages if "answers" in p]
+    record = {"browser": f"Chromium {result.get('browser')}", "atol": ATOL,
+              "pages": [page_record(p) for p in pages], "python_run_ms": round(expect["python_ms"], 3),
+              "run_shape": list(SHAPES[0][:2])}
+    table = (f"the folder in headless Chromium {result.get('browser')} (model.run at batch {SHAPES[0][0]} x {SHAPES[0][1]}, "
+             "median of 5; Python onnxruntime on the same graph)",
+             ["threads", "isolated", "page load ms", "browser run ms", "Python run ms"], rows)
+    return checks, record, [table]
+
+
+def page_record(page: dict[str, Any]) -> dict[str, Any]:
+    answers = page.get("answers", {})
+    ms = lambda v: None if v is None else round(v, 3)  # noqa: E731
+    return {"threads": page["threads"], "seconds": page["seconds"], "load_ms": ms(answers.get("load", {}).get("ms")),
+            "run_ms": ms(answers.get("timing", {}).get("median_ms")), "error": page.get("error")}
+
+
+def load_check(pages: list[dict[str, Any]]) -> Check:
+    bad = [p for p in pages if "answers" not in p]
+    if bad:
+        detail = f"{bad[0]['url']}: {bad[0]['error']}" + (f" ({bad[0]['problems'][0]})" if bad[0].get("problems") else "")
+        return Check("page loads in Chromium", False, detail)
+    wrong = [p for p in pages if p["threads"] > 1 and not p["answers"]["load"]["isolated"]]
+    if wrong:
+        return Check("page loads in Chromium", False, f"not cross-origin isolated at {wrong[0]['threads']} threads")
+    loads = ", ".join(f"{threads_text(p['threads'])} in {p['answers']['load']['ms']:.0f} ms" for p in pages)
+    return Check("page loads in Chromium", True, f"{loads} (cross-origin isolated)",
+                 {str(p["threads"]): p["answers"]["load"] for p in pages})
+
+
+def rows_text(n: int) -> str:
+    return f"{n} row{'s' if n > 1 else ''}"
+
+
+def threads_text(n: int) -> str:
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
+def failed_answer(pages, key) -> str | None:
+    for p in pages:
+        a = p["answers"].get(key)
+        if isinstance(a, dict) and "error" in a:
+            return f"at {p['threads']} threads: {a['error']}"
+    return None
+
+
+def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any]) -> list[Check]:
+    checks = [verify_check(pages)]
+    if "tokens" in cases:
+        err = failed_answer(pages, "tokens")
+        diff = [(p["threads"], i) for p in pages if not err for i, (a, b) in enumerate(zip(p["answers"]["tokens"], expect["tokens"]))
+                if list(a) != list(b)]
+        detail = err or (f"{len(cases['tokens'])} texts give Python's ids" if not diff else
+                         f"text {diff[0][1]} ({cases['tokens'][diff[0][1]]!r}) gives other ids than Python's")
+        checks.append(Check("tokenizer in Chromium vs Python", not err and not diff, detail, {"texts": len(cases["tokens"])}))
+    checks.append(outputs_check(pages, cases, expect))
+    if "generate" in cases:
+        err = failed_answer(pages, "generate")
+        same = not err and all([list(map(list, g["token_ids"])) for g in p["answers"]["generate"]] ==
+                               [list(map(list, e)) for e in expect["generate"]] for p in pages)
+        n = sum(len(r) for r in expect["generate"][0])
+        checks.append(Check("generation in Chromium vs Python", same, err or
+                            (f"greedy ({n} tokens over {rows_text(len(expect['generate'][0]))}) and seeded sampling "
+                             f"(seed {SAMPLED['seed']}) give Python's tokens" if same else "the tokens differ from Python's"),
+                            {"greedy_tokens": n, "max_new_tokens": GENERATE_TOKENS}))
+    if "transcribe" in cases:
+        err = failed_answer(pages, "transcribe")
+        same = not err and all(p["answers"]["transcribe"] == expect["transcribe"] for p in pages)
+        checks.append(Check("transcripts in Chromium vs Python", same, err or
+                            (f"{len(expect['transcribe'])} clips give Python's transcripts" if same else
+                             f"transcripts differ: {pages[0]['answers']['transcribe']!r} vs {expect['transcribe']!r}")))
+    return checks
+
+
+def verify_check(pages: list[dict[str, Any]]) -> Check:
+    """model.verify() in the page: every case of the folder's vectors.json rerun in the browser."""
+    err = failed_answer(pages, "verify")
+    if err:
+        return Check("vectors in Chromium (model.verify())", False, err)
+    reports = {p["threads"]: p["answers"]["verify"] for p in pages}
+    passed = all(r.get("passed") for r in reports.values())
+    first = next(iter(reports.values()))
+    cases = first.get("cases", [])
+    bad = [c for r in reports.values() for c in r.get("cases", []) if not c.get("passed")]
+    worst = max((c.get("maxAbsError") or 0.0 for r in reports.values() for c in r.get("cases", [])), default=0.0)
+    detail = (f"{len(cases)} cases pass at {', '.join(map(str, reports))} threads (max abs error {worst:.2g})" if passed else
+              f"case {bad[0].get('name')!r} ({bad[0].get('call')}) fails: {json.dumps(bad[0])[:200]}" if bad else
+              f"verify() did not pass: {json.dumps(first)[:200]}")
+    return Check("vectors in Chromium (model.verify())", passed and bool(cases), detail if cases or not passed else
+                 "the folder has no vectors", {"cases": len(cases), "max_abs_error": worst})
+
+
+def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any]) -> Check:
+    """Float outputs within ATOL of Python at every thread count; labels identical."""
+    worst: dict[int, float] = {}
+    problems = []
+    for p in pages:
+        a, n = p["answers"], p["threads"]
+        for key in ("run", "embed", "classify", "images"):
+            if key in cases and isinstance(a.get(key), dict) and "error" in a[key]:
+                problems.append(f"{key} at {n} threads: {a[key]['error']}")
+        if problems:
+            continue
+        diffs = [max_abs(as_array(got[k]), ref[k]) for got, ref in zip(a["run"], expect["run"]) for k in ref]
+        if "embed" in cases:
+            diffs.append(max_abs(as_array(a["embed"]), expect["embed"]))
+        for key in ("classify", "images"):
+            if key in cases:
+                labels, probs = expect[key]
+                diffs.append(max_abs(as_array(a[key]["probabilities"]), probs))
+                if list(a[key]["labels"]) != list(labels):
+                    problems.append(f"{key} labels at {n} threads: {a[key]['labels']} vs Python's {labels}")
+        worst[n] = max(diffs)
+    passed = not problems and all(d <= ATOL for d in worst.values())
+    calls = ["run"] + [k for k in ("embed", "classify", "images") if k in cases]
+    detail = problems[0] if problems else (
+        f"max abs {max(worst.values()):.2e} {'<=' if passed else '>'} {ATOL:g} "
+        f"({', '.join(f'{d:.2e} at {threads_text(n)}' for n, d in worst.items())}) "
+        f"on {' + '.join(calls)}, {len(SHAPES)} input sets padded and not")
+    return Check("outputs in Chromium vs Python", passed, detail,
+                 {"max_abs": {str(n): d for n, d in worst.items()}, "atol": ATOL, "calls": calls})

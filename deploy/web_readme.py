@@ -1,0 +1,81 @@
+"""The web folder's README section: serving it, importing the module in an app, what was checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeformer.runtime.bundle import Manifest
+
+from .folder import Check
+
+
+def usage(manifest: Manifest) -> str:
+    """A few lines of JavaScript for the bundle's task."""
+    task, kind = manifest.model.task, manifest.kind
+    if kind in ("cached-decoder", "seq2seq"):
+        return ("for await (const step of model.stream('The for statement', { maxNewTokens: 32 })) {\n"
+                "  output.textContent += step.texts[0];   // token by token\n}\n"
+                "const { tokenIds, texts } = await model.generate('The for statement', { maxNewTokens: 32, temperature: 0.8, seed: 7 });")
+    if task == "speech-recognition":
+        return ("// 16 kHz mono Float32Array samples (an OfflineAudioContext at 16000 Hz decodes and resamples a file)\n"
+                "const [text] = await model.transcribe([samples], 16000);")
+    if task == "classification" and manifest.config.get("image_size"):
+        return ("// uint8 pixels (N, H, W, C) as {dtype: 'uint8', dims, data}, or ImageData from a canvas\n"
+                "const { labels, probabilities } = await model.classifyImages([ctx.getImageData(0, 0, w, h)]);")
+    if task == "classification":
+        return "const { labels, probabilities } = await model.classify(['a text to label', 'another one']);"
+    if any(s.name == "last_hidden_state" for s in manifest.outputs):
+        return "const embeddings = await model.embed(['a sentence', 'another sentence']);  // L2-normalised rows"
+    return ("const outputs = await model.run({ input_ids: { dtype: 'int64', dims: [1, 4], "
+            "data: BigInt64Array.from([5n, 17n, 42n, 8n]) } });")
+
+
+def web_readme(manifest: Manifest, record: dict[str, Any], checks: list[Check]) -> str:
+    versions = record["versions"]
+    graphs = record["graphs"]
+    level = next((g["matmulnbits_accuracy_level"] for g in graphs.values() if g.get("matmulnbits_accuracy_level")), None)
+    lines = ["## In the browser", "",
+             "A static folder: any web server can serve it. Multi-threaded WASM needs the page *cross-origin "
+             "isolated*, so serve it with these headers (without them it runs on one thread):", "",
+             "    Cross-Origin-Opener-Policy: same-origin",
+             "    Cross-Origin-Embedder-Policy: require-corp", "",
+             "and `.mjs`/`.js` as `text/javascript`, `.wasm` as `application/wasm`. To try it here:", "",
+             "    edgeformer serve DIR            # http://127.0.0.1:8000/ (loopback only; --host/--port to change)", "",
+             "and open the URL: `index.html` is a demo of the bundle's task that shows its load time and threads "
+             "(`?threads=N` picks the threads). nginx: `add_header Cross-Origin-Opener-Policy same-origin; add_header "
+             "Cross-Origin-Embedder-Policy require-corp;` (and `types { application/wasm wasm; text/javascript mjs; }`).", "",
+             "### In an app", "",
+             "Copy the folder (or serve it) and import the module; `load` checks every file's sha256 against "
+             "`manifest.json`, as the Python runtime does:", "", "```js",
+             "import * as edgeformer from './DIR/edgeformer.js';",
+             "import * as ort from './DIR/ort.wasm.min.mjs';            // onnxruntime-web's WASM build",
+             "import * as tokenizers from './DIR/tokenizers.min.mjs';   // @huggingface/tokenizers",
+             "const model = await edgeformer.load('./DIR/', { threads: 2, ort, tokenizers });",
+             usage(manifest),
+             "const report = await model.verify();   // reruns vectors.json here: report.passed", "```", "",
+             "With a bundler, import `onnxruntime-web` and `@huggingface/tokenizers` from npm at the versions below "
+             "and pass them the same way; set `ort.env.wasm.wasmPaths` to where `ort-wasm-simd-threaded.wasm` is served. "
+             "Bad input throws an `Error` with a one-line message, worded as the Python runtime words it.", "",
+             f"Pinned: onnxruntime-web {versions['onnxruntime-web']}, @huggingface/tokenizers {versions['tokenizers']} "
+             "(`web/package-lock.json`).", ""]
+    if level:
+        lines += [f"int4: this folder's graph runs `MatMulNBits` at `accuracy_level` 0 (the bundle said "
+                  f"{', '.join(level['from'])}): onnxruntime-web's WASM kernel computes in float32 whatever the level, "
+                  "and at 0 the Python runtime computes the same, so the checks below hold at the float32 tolerance "
+                  "and `vectors.json` (recorded on this graph) holds in the browser. Only how activations are "
+                  "multiplied changed; the 4-bit weights are the bundle's.", ""]
+    if not record["checked"]:
+        lines += ["**This folder was not checked in a browser (`--no-check`).** Check it with "
+                  "`edgeformer deploy BUNDLE --target web --out DIR` on a machine with Chromium and Node.js, or open "
+                  "the page and run `await model.verify()` in the console.", ""]
+        return "\n".join(lines)
+    lines += [f"Checked in headless {record['browser']} on this folder's own page, served on 127.0.0.1 with the "
+              f"headers above, at {', '.join(str(p['threads']) for p in record['pages'])} threads (the checks are listed "
+              "above):", "", "| threads | page load ms | model.run ms (browser) | model.run ms (Python, same graph) |",
+              "| --- | --- | --- | --- |"]
+    for p in record["pages"]:
+        lines.append(f"| {p['threads']} | {p['load_ms']:.0f} | {p['run_ms']:.2f} | {record['python_run_ms']:.2f} |")
+    lines += ["", f"model.run at batch {record['run_shape'][0]} x {record['run_shape'][1]} tokens, median of 5 calls, "
+              "in the same run on the host named above; page load covers fetching and hashing the files, compiling "
+              "the WASM and creating the session(s)."]
+    return "\n".join(lines)
