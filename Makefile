@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench board-check clean
+.PHONY: install web-setup demo test bench board-check clean
 
 install: $(STAMP)
 
@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[torch,plot,images,dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) web-setup
 	$(BIN)/edgeformer demo --out demo-out
 
-test: $(STAMP)
+test: $(STAMP) web-setup
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -27,6 +27,18 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/runtime_footprint.py
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/distill.py
+
+# The browser tests and the demo's web stage: Debian's chromium and Node.js (apt-get, when missing) and
+# web/node_modules (`npm ci` from web/package-lock.json; playwright-core drives Debian's chromium and never
+# downloads a browser). When this cannot be done here, it says so and the tests that need it skip with the reason.
+web-setup:
+	@if ! command -v chromium >/dev/null || ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium nodejs npm) || \
+		echo "warning: could not install chromium and nodejs; the browser tests will skip"; fi
+	@if command -v npm >/dev/null && { [ ! -f web/node_modules/.package-lock.json ] || \
+		[ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then \
+		(cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) || \
+		echo "warning: npm ci failed in web/; the browser tests will skip"; fi
 
 # The demo's bundles (or small random ones without demo-out/) deployed with --target arm64 --check:
 # run on emulated aarch64 (qemu user mode) and compared with x86. Installs qemu-user-static and
