@@ -1,11 +1,12 @@
 """`edgeformer deploy`: the folder every target writes, and the steps every target shares.
 
     bundle/ ─► refuse? (one line, exit 2, nothing written) ─► target.build into a temporary folder
-            ─► checks (a failed one: exit 1, nothing written) ─► README.md + manifest.json ─► rename
+            ─► checks (a failed one: exit 1, nothing written) ─► vectors.json ─► README.md + manifest.json ─► rename
 
 The folder is a bundle the runtime can load (`runtime.load(DIR)`): its manifest is the source
 bundle's, with `graph` naming the device's artifact, fixed shapes where asked, and a `deploy` record
-of the target, the checks with their numbers, the host they ran on and the tools' versions.
+of the target, the checks with their numbers, the host they ran on and the tools' versions. Its
+vectors.json (docs/vectors.md) holds the answers the Python runtime gave on the graph the device loads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, pac
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec, open_bundle, write_manifest
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
+from edgeformer.runtime.vectors import VECTORS_FILE
 
 README_FILE = "README.md"
 
@@ -137,9 +139,51 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
             "tools": tool_versions(),
             **built.record,
         }
+        if not (work / VECTORS_FILE).exists():  # a target that checked its own (web, arm64 --check) keeps them
+            write_folder_vectors(bundle, work, manifest, built.record)
         (work / README_FILE).write_text(folder_readme(target, Path(bundle_dir), manifest, built))
         write_manifest(work, manifest)
     return DeployResult(Path(out), target, manifest, built)
+
+
+def write_folder_vectors(bundle: Bundle, work: Path, manifest: Manifest, record: dict[str, Any] | None = None) -> None:
+    """vectors.json for the folder: recorded by the Python runtime on the graph the device loads.
+
+    The folder loads as a bundle from here on (a manifest is written to load it; the final one is
+    written after). A TensorRT engine cannot run where the folder is built: it gets the source
+    bundle's vectors, recorded on its ONNX graph, with the engine's own tolerance (copy_onnx_vectors)."""
+    if manifest.graph.endswith(".engine"):
+        copy_onnx_vectors(bundle, work, ((record or {}).get("tensorrt") or {}).get("tolerance", {}).get("rel"))
+        return
+    from edgeformer.runtime.model import load
+    from edgeformer.runtime.vectors import write_vectors
+
+    write_manifest(work, Manifest.from_json(json.loads(json.dumps(manifest.to_json()))))
+    write_vectors(work, load(work))
+
+
+def copy_onnx_vectors(bundle: Bundle, work: Path, relative_tol: float | None) -> None:
+    """The source bundle's vectors (none for a bundle made before them), each case's atol widened to
+    relative_tol x max(1, its largest expected value): an fp16 or int8 engine is checked within that."""
+    if VECTORS_FILE not in bundle.manifest.files:
+        return
+    data = json.loads((bundle.path / VECTORS_FILE).read_text(encoding="utf-8"))
+    for case in data.get("cases", []):
+        scale = max(1.0, _largest(case.get("expect")))
+        case["atol"] = max(float(case["atol"]), (relative_tol or 0.0) * scale)
+    data["recorded"] = {**data.get("recorded", {}), "graph": bundle.manifest.graph,
+                        "note": "recorded by onnxruntime on the ONNX graph the engine was built from: the engine "
+                                "cannot run on the machine that built this folder; atol widened to the engine's tolerance"}
+    (work / VECTORS_FILE).write_text(json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _largest(value: Any) -> float:
+    """The largest |x| over the float tensors of a vectors.json `expect` (still JSON)."""
+    if isinstance(value, dict) and set(value) == {"dtype", "shape", "data"}:
+        return max((abs(x) for x in value["data"]), default=0.0) if str(value["dtype"]).startswith("float") else 0.0
+    if isinstance(value, dict):
+        return max((_largest(v) for v in value.values()), default=0.0)
+    return 0.0
 
 
 def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifest:
