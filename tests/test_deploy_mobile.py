@@ -8,7 +8,7 @@ import pytest
 from edgeformer import runtime
 from edgeformer.deploy import DeployCheckFailed, DeployError, DeployOptions, deploy
 from edgeformer.deploy import mobile
-from edgeformer.runtime.inputs import manifest_inputs
+from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots, manifest_inputs
 
 from .test_cli import assert_bad_input, cli
 
@@ -29,7 +29,7 @@ def ios_fixed(tmp_path_factory, encoder_bundle):
 def test_android_folder_holds_ort_and_reduced_build_config(android, encoder_bundle):
     out = android.path
     assert {p.name for p in out.iterdir()} == {"model.ort", "required_operators.config", "coverage.json", "manifest.json",
-                                               "README.md", "tokenizer.json"}
+                                               "README.md", "tokenizer.json", "vectors.json"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["graph"] == "model.ort" and "model.onnx" not in manifest["files"]
     d = manifest["deploy"]
@@ -166,18 +166,30 @@ def four_bit_gathers(path):
 
 
 def assert_matches(deployed, bundle, shapes=((1, 5), (3, 17), (2, 64), (4, 1))):
-    """The deployed folder against the bundle on random ids, padded rows included, at several shapes."""
+    """The deployed folder against the bundle on random ids (and a random cache), padded rows included, at several
+    shapes (a cache's past and total sized to agree); returns the largest difference."""
     a, b = runtime.load(bundle), runtime.load(deployed)
     worst = 0.0
     for batch, seq in shapes:
         for padded in (True, False):
-            feeds = manifest_inputs(a.manifest, batch, seq, seed=batch * 100 + seq, padded=padded)
+            feeds = example_inputs(a.manifest.inputs, axis_sizes(a.manifest, batch, seq),
+                                   np.random.default_rng(batch * 100 + seq), padded, global_slots(a.manifest))
             want, got = a(feeds), b(feeds)
             assert set(got) == set(want)
             for name in want:
                 np.testing.assert_allclose(got[name], want[name], atol=INT4_ATOL, rtol=0, err_msg=f"{name} at {batch}x{seq}")
                 worst = max(worst, float(np.max(np.abs(got[name] - want[name]))))
     return worst
+
+
+def assert_bundle_vectors_pass(deployed, bundle):
+    """The int4 bundle's own test vectors (recorded on its ONNX graph) rerun on the deployed model.ort."""
+    from edgeformer.runtime.vectors import read_vectors, verify_case
+
+    cases = read_vectors(runtime.open_bundle(bundle))["cases"]
+    results = [verify_case(runtime.load(deployed), case) for case in cases]
+    assert results and all(r.passed for r in results), [r.to_json() for r in results if not r.passed]
+    assert all(r.max_abs is None or r.max_abs <= INT4_ATOL for r in results)
 
 
 def test_int4_encoder_for_android_matches_the_int4_bundle(tmp_path, int4_encoder):
@@ -193,6 +205,7 @@ def test_int4_encoder_for_android_matches_the_int4_bundle(tmp_path, int4_encoder
     assert assert_matches(tmp_path / "out", int4_encoder) <= INT4_ATOL
     a, b = runtime.load(int4_encoder), runtime.load(tmp_path / "out")
     np.testing.assert_allclose(b.classify(TEXTS).probabilities, a.classify(TEXTS).probabilities, atol=INT4_ATOL)
+    assert_bundle_vectors_pass(tmp_path / "out", int4_encoder)
     assert four_bit_gathers(int4_encoder / "model.onnx") == [onnx.TensorProto.INT4]  # deploy repacked a copy
 
 
@@ -330,3 +343,40 @@ def test_a_table_the_uint8_form_cannot_hold_is_named_and_left_alone():
                                             "along axis 1 with 49 values a row, where the uint8 form needs axis 0, the "
                                             "last axis and an even row")
     assert ort_tables.repack_tables(model) == [] and model.SerializeToString() == before
+
+
+@pytest.fixture(scope="module")
+def untied_text_decoder(tmp_path_factory, tokenizer):
+    """A cached decoder whose LM head has its own weight: int4 gives its embedding an INT4 table of its own."""
+    from edgeformer.export import export_bundle
+
+    from .conftest import make_checkpoint
+
+    root = tmp_path_factory.mktemp("untied")
+    path, _ = make_checkpoint(root / "ckpt", seed=4, tokenizer=tokenizer, arch="decoder", positional="learned",
+                              vocab_size=tokenizer.vocab_size, tie_embeddings=False)
+    return path, export_bundle(path, root / "bundle", kv_cache=True)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_int4_cached_decoder_for_android_generates_what_the_bundle_generates(tmp_path, request, tied):
+    import onnx
+
+    from edgeformer.quantize import quantize_bundle
+    from edgeformer.quantize.evaluate import default_eval_texts
+    from edgeformer.quantize.generation_eval import GenerationData
+
+    exported = request.getfixturevalue("cached_text_decoder" if tied else "untied_text_decoder")[1]
+    data = GenerationData(texts=default_eval_texts(8).texts, prompts=2, greedy_tokens=8)
+    bundle = quantize_bundle(exported.path, tmp_path / "int4", "int4", data=data, bench_seconds=0.05).path
+    # Tied: the embedding reads the LM head's uint8 blocks (quantize/tied_int4.py), a form the ORT format holds.
+    assert four_bit_gathers(bundle / "model.onnx") == [None if tied else onnx.TensorProto.INT4]
+    r = deploy(bundle, "android", tmp_path / "out")
+    assert len(r.manifest.deploy.extra["repacked_tables"]) == (0 if tied else 1)
+    assert r.manifest.deploy.extra["min_onnxruntime"] == "1.23"
+    assert assert_matches(tmp_path / "out", bundle, shapes=[(1, 1), (3, 9), (2, 40)]) <= INT4_ATOL
+    a, b = runtime.load(bundle), runtime.load(tmp_path / "out")
+    for prompt in ("the quick brown", "edge devices"):
+        want = a.generate(prompt, max_new_tokens=32)
+        assert b.generate(prompt, max_new_tokens=32).token_ids == want.token_ids and len(want.token_ids[0]) == 32
+    assert_bundle_vectors_pass(tmp_path / "out", bundle)
