@@ -12,6 +12,8 @@ Stages, in order (each one's wall and CPU seconds go to the stage table and summ
   distill    the encoder into a student with half its layers and local (sliding-window) attention;
              both exported and compared
   deploy     the encoder bundle as an Android folder (fixed shapes) and an arm64 folder
+  web        the encoder bundle as a web folder, checked in headless Chromium (edgeformer.js on
+             onnxruntime-web) at 1 and 2 threads; a screenshot of its page (web-demo.png)
   vision     a ViT trained on the digits images, exported, classifying held-out images (cli/demo_vision.py)
 Nothing is cached between runs: every checkpoint and bundle is made again, overwriting --out.
 """
@@ -117,6 +119,8 @@ def run_demo(out: str | Path, quick: bool = False) -> dict:
         summary["distillation"] = distill_example(out, quick)
     with stage("deploy", "the encoder bundle for Android (fixed shapes) and arm64"):
         summary["deployments"] = deploy_example(out)
+    with stage("web", "the encoder bundle as a web folder, checked in headless Chromium at 1 and 2 threads"):
+        summary["web"] = web_example(out)
     with stage("vision", "a ViT trained on 8x8 digits, exported, classifying held-out images without PyTorch"):
         from .demo_vision import vision_example
 
@@ -264,3 +268,23 @@ def deploy_example(out: Path) -> list[dict]:
         done.append({"target": target, "folder": str(folder), "graph": result.deployment.graph,
                      "fixed_shape": options.get("fixed_shape"), "checks": [c.to_json() for c in checks]})
     return done
+
+
+def web_example(out: Path) -> dict:
+    """The encoder bundle as a web folder, checked in Chromium; a screenshot of its page classifying docstrings."""
+    from edgeformer.deploy import DeployError, deploy, web
+    from edgeformer.deploy.web_check import page_screenshot
+
+    folder = out / "encoder-web"
+    try:
+        result = deploy(out / "encoder-bundle", "web", folder, overwrite=True)
+    except DeployError as e:  # no Chromium or Node.js here: the rest of the demo still runs
+        click.echo(f"  skipped: {e}")
+        return {"skipped": str(e)}
+    for c in result.deployment.checks:
+        click.echo(f"    {c.line()}")
+    png = page_screenshot(folder, out / "web-demo.png", web.chromium_path(), web.node_path(), web.WEB_DIR,
+                          texts=[t for t, _ in held_out()[::37][:4]])
+    click.echo(f"  {folder}/index.html (serve it: edgeformer serve {folder}); screenshot {png}")
+    return {"folder": str(folder), "checks": [c.to_json() for c in result.deployment.checks], "screenshot": str(png),
+            "pages": result.manifest.deploy.extra["web"]["pages"]}

@@ -288,3 +288,27 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
         f"on {' + '.join(calls)}, {len(SHAPES)} input sets padded and not")
     return Check("outputs in Chromium vs Python", passed, detail,
                  {"max_abs": {str(n): d for n, d in worst.items()}, "atol": ATOL, "calls": calls})
+
+
+def screenshot_steps(manifest, texts: list[str] | None = None) -> list[dict[str, Any]]:
+    """What to do on the demo page before a screenshot: run the task once (texts or a generation)."""
+    if manifest.kind in ("cached-decoder", "seq2seq"):
+        return [{"click": "#generate-run"}, {"wait": "#generate-speed:not(:empty)"}]
+    if manifest.model.task == "classification" and not manifest.config.get("image_size") or \
+            any(s.name == "last_hidden_state" for s in manifest.outputs):
+        fill = [{"fill": ["#texts", "\n".join(texts)]}] if texts else []
+        return fill + [{"click": "#text-run"}, {"wait": "#text-out table"}]
+    return []
+
+
+def page_screenshot(folder: Path, png: Path, chromium: str, node: str, web_dir: Path,
+                    texts: list[str] | None = None) -> Path:
+    """A PNG of the folder's page in headless Chromium after running its task once."""
+    from edgeformer.runtime.bundle import read_manifest
+
+    steps = screenshot_steps(read_manifest(folder), texts)
+    result = run_browser(folder, [], {}, chromium, node, web_dir, {"path": str(Path(png).resolve()), "steps": steps})
+    shot = result.get("screenshot") or {}
+    if "error" in shot:
+        raise DeployError(f"the screenshot of {folder}/index.html failed: {shot['error']}")
+    return Path(png)

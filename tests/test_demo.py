@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-STAGES = ["train", "export", "benchmark", "quantize", "generate", "distill", "deploy", "vision"]
+STAGES = ["train", "export", "benchmark", "quantize", "generate", "distill", "deploy", "web", "vision"]
 
 
 @pytest.mark.slow
@@ -57,6 +57,10 @@ def test_quick_demo(tmp_path):
     assert arm64["target"] == "arm64" and (Path(arm64["folder"]) / "model.onnx").is_file()
     for dep in (android, arm64):
         assert (Path(dep["folder"]) / "manifest.json").is_file() and dep["folder"] in proc.stdout
+    w = summary["web"]  # the web step: the encoder's folder checked in Chromium (skipped only without Chromium/Node)
+    if "skipped" not in w:
+        assert w["checks"] and all(c["passed"] for c in w["checks"]) and Path(w["screenshot"]).is_file()
+        assert (Path(w["folder"]) / "edgeformer.js").is_file() and [p["threads"] for p in w["pages"]] == [1, 2]
     v = summary["vision"]  # the vision step: a ViT classifying held-out images through the runtime
     assert v["held_out_images"] == 359 and v["parity_max_abs"] <= 1e-4 and v["runtime_accuracy"] > 0.1
     assert v["runtime_accuracy"] == pytest.approx(v["train_accuracy_eval"], abs=0.01) and "ViT tiny on 8x8 digits" in proc.stdout

@@ -1,0 +1,210 @@
+"""`edgeformer deploy --target web` and `edgeformer serve`: the folder, its checks in headless Chromium
+(one browser launch per folder), the refusals, and the headers the browser needs."""
+
+import json
+import os
+import shutil
+import subprocess
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from edgeformer import runtime
+from edgeformer.deploy import DeployCheckFailed, DeployError, DeployOptions, deploy
+from edgeformer.deploy import web
+from edgeformer.deploy.serve import ServeError, serve_folder
+from edgeformer.runtime.bundle import Manifest
+from edgeformer.runtime.vectors import verify_vectors
+
+from .test_cli import assert_bad_input, cli
+
+TEXTS = ["the quick brown fox", "edge devices run small transformers", "a lazy dog"]
+CHECKS = {"page loads in Chromium", "vectors in Chromium (model.verify())", "outputs in Chromium vs Python"}
+RUNTIME_FILES = {"edgeformer.js", "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+                 "tokenizers.min.mjs", "index.html", "page.js", "page.css", "vectors.json", "manifest.json", "README.md"}
+
+
+def browser_setup() -> str | None:
+    """Why the browser checks cannot run here (None: they can). Installs web/node_modules when npm can."""
+    if not os.access(web.chromium_path(), os.X_OK):
+        return f"{web.chromium_path()} is missing (`make test` installs Debian's chromium)"
+    if web.node_path() is None:
+        return "Node.js is missing (`make test` installs it)"
+    if web.npm_version("playwright-core") is None:
+        npm = shutil.which("npm")
+        if npm is None:
+            return "npm is missing, so web/node_modules cannot be installed"
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=web.WEB_DIR, capture_output=True, text=True,
+                              env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
+        if proc.returncode != 0:
+            return f"npm ci failed in web/: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+    return None
+
+
+SETUP = browser_setup()
+needs_browser = pytest.mark.skipif(SETUP is not None, reason=f"browser checks cannot run here: {SETUP}")
+
+
+def checks_of(result) -> dict:
+    return {c.name: c for c in result.deployment.checks}
+
+
+def assert_checked(result, *extra: str) -> dict:
+    checks = checks_of(result)
+    assert CHECKS | set(extra) <= set(checks), sorted(checks)
+    assert all(c.passed for c in checks.values()), [c.line() for c in checks.values()]
+    record = json.loads((result.path / "manifest.json").read_text())["deploy"]
+    assert record["target"] == "web" and record["web"]["checked"] is True
+    assert [p["threads"] for p in record["web"]["pages"]] == [1, 2]
+    assert record["web"]["versions"] == {"onnxruntime-web": "1.31.1", "tokenizers": web.npm_version("@huggingface/tokenizers")}
+    assert record["web"]["browser"].startswith("Chromium ")
+    # Float outputs within 1e-5 of Python at both thread counts, and the page was cross-origin isolated at 2.
+    out = checks["outputs in Chromium vs Python"].values
+    assert set(out["max_abs"]) == {"1", "2"} and max(out["max_abs"].values()) <= 1e-5
+    assert checks["page loads in Chromium"].values["2"]["isolated"] is True
+    return checks
+
+
+@pytest.fixture(scope="module")
+def encoder_web(tmp_path_factory, encoder_bundle):
+    if SETUP is not None:
+        pytest.skip(f"browser checks cannot run here: {SETUP}")
+    return deploy(encoder_bundle.path, "web", tmp_path_factory.mktemp("web") / "enc")
+
+
+@needs_browser
+def test_encoder_folder_is_checked_in_chromium_and_loads_in_python(encoder_web, encoder_bundle):
+    out = encoder_web.path
+    assert RUNTIME_FILES | {"model.onnx", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    checks = assert_checked(encoder_web, "tokenizer in Chromium vs Python")
+    assert "classify" in checks["outputs in Chromium vs Python"].values["calls"]
+    # The graph is the bundle's own bytes (float32: nothing to rewrite); the folder is a bundle Python loads.
+    assert (out / "model.onnx").read_bytes() == (encoder_bundle.path / "model.onnx").read_bytes()
+    folder, bundle = runtime.load(out), runtime.load(encoder_bundle.path)
+    np.testing.assert_allclose(folder.classify(TEXTS).probabilities, bundle.classify(TEXTS).probabilities, atol=1e-6)
+    assert verify_vectors(folder).passed
+    readme = (out / "README.md").read_text()
+    assert "Cross-Origin-Embedder-Policy: require-corp" in readme and "edgeformer serve DIR" in readme
+    assert "await model.classify(" in readme and "| threads | page load ms" in readme
+    html = (out / "index.html").read_text()
+    assert "{{" not in html and 'src="page.js"' in html
+
+
+@needs_browser
+def test_int8_encoder_folder(tmp_path, encoder_bundle):
+    from edgeformer.quantize import quantize_bundle
+
+    q = quantize_bundle(encoder_bundle.path, tmp_path / "int8", "int8-dynamic", bench_seconds=0.1, smooth_alpha=0.7)
+    assert_checked(deploy(q.path, "web", tmp_path / "web"))
+
+
+@needs_browser
+def test_cached_decoder_generates_python_tokens_in_chromium(tmp_path, cached_text_decoder):
+    checks = assert_checked(deploy(cached_text_decoder[1].path, "web", tmp_path / "web"),
+                            "generation in Chromium vs Python", "tokenizer in Chromium vs Python")
+    assert checks["generation in Chromium vs Python"].values["max_new_tokens"] == 32
+
+
+@needs_browser
+def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance(tmp_path, cached_text_decoder):
+    from edgeformer.quantize import quantize_bundle
+
+    q = quantize_bundle(cached_text_decoder[1].path, tmp_path / "int4", "int4", bench_seconds=0.1)
+    result = deploy(q.path, "web", tmp_path / "web")
+    assert_checked(result, "generation in Chromium vs Python")
+    graphs = json.loads((result.path / "manifest.json").read_text())["deploy"]["web"]["graphs"]
+    level = graphs["model.onnx"]["matmulnbits_accuracy_level"]
+    assert level["to"] == 0 and level["from"] == {"4": level["from"]["4"]} and level["from"]["4"] > 0
+    assert "accuracy_level` 0" in (result.path / "README.md").read_text()
+    assert verify_vectors(runtime.load(result.path)).passed  # recorded on the graph the folder ships
+
+
+@needs_browser
+def test_vit_and_conformer_folders(tmp_path):
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling.checkpoint import save
+    from edgeformer.modeling.conformer import Conformer
+    from edgeformer.modeling.model import Transformer
+    from edgeformer.modeling.speech import conformer_config
+    from edgeformer.modeling.vision import digits, vit_config
+
+    torch.manual_seed(0)
+    save(Transformer(vit_config("tiny", digits(), n_layers=2)).eval(), tmp_path / "vit-ckpt")
+    save(Conformer(conformer_config("tiny", d_model=32, n_heads=2, n_layers=2, d_ff=64, conv_kernel=5, dropout=0.0)).eval(),
+         tmp_path / "asr-ckpt")
+    vit = deploy(export_bundle(tmp_path / "vit-ckpt", tmp_path / "vit").path, "web", tmp_path / "vit-web")
+    assert "images" in assert_checked(vit)["outputs in Chromium vs Python"].values["calls"]
+    asr = deploy(export_bundle(tmp_path / "asr-ckpt", tmp_path / "asr").path, "web", tmp_path / "asr-web")
+    assert_checked(asr, "transcripts in Chromium vs Python")
+
+
+@needs_browser
+def test_a_failed_check_writes_nothing(tmp_path, encoder_bundle, monkeypatch):
+    """A vector whose expected value is off makes model.verify() fail in the page: exit 1, no folder."""
+    recorded = web.record_vectors
+
+    def off_by_one(work, model):
+        recorded(work, model)
+        data = json.loads((work / "vectors.json").read_text())
+        case = next(c for c in data["cases"] if c["call"] == "run")
+        tensor = next(iter(case["expect"]["outputs"].values()))
+        tensor["data"][0] += 1.0
+        (work / "vectors.json").write_text(json.dumps(data))
+
+    monkeypatch.setattr(web, "record_vectors", off_by_one)
+    with pytest.raises(DeployCheckFailed, match=r"vectors in Chromium .*\(run\) fails"):
+        deploy(encoder_bundle.path, "web", tmp_path / "web")
+    assert not (tmp_path / "web").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_no_check_is_recorded_and_unchecked_folder_loads(tmp_path, encoder_bundle):
+    if web.npm_version("onnxruntime-web") is None:
+        pytest.skip(f"web/node_modules is missing: {SETUP}")
+    proc = cli("deploy", encoder_bundle.path, "--target", "web", "--no-check", "--out", tmp_path / "web")
+    assert "--no-check" in proc.stdout
+    record = json.loads((tmp_path / "web" / "manifest.json").read_text())["deploy"]
+    assert record["web"]["checked"] is False and record["checks"] == []
+    assert "not checked in a browser" in (tmp_path / "web" / "README.md").read_text()
+    assert verify_vectors(runtime.load(tmp_path / "web")).passed
+    # A deployment is not a bundle to deploy again (a TensorRT engine folder is refused the same way).
+    assert_bad_input(cli("deploy", tmp_path / "web", "--target", "web", "--out", tmp_path / "again", ok=False),
+                     "is already a web deployment")
+
+
+def test_no_chromium_is_one_line_and_writes_nothing(tmp_path, encoder_bundle, monkeypatch):
+    if web.npm_version("onnxruntime-web") is None:
+        pytest.skip(f"web/node_modules is missing: {SETUP}")
+    monkeypatch.setenv("EDGEFORMER_CHROMIUM", str(tmp_path / "no-chromium"))
+    proc = cli("deploy", encoder_bundle.path, "--target", "web", "--out", tmp_path / "web", ok=False)
+    assert_bad_input(proc, "no-chromium is not there; install Debian's chromium")
+    assert not (tmp_path / "web").exists()
+
+
+def test_lsh_and_fixed_shapes_are_refused(encoder_bundle):
+    bundle = runtime.load(encoder_bundle.path).bundle
+    lsh = Manifest.from_json({**bundle.manifest.to_json()})
+    lsh.model.config = {**lsh.config, "attention_kind": "lsh"}
+    with pytest.raises(DeployError, match="LSH attention: its bucket decisions"):
+        web.refuse(bundle, "web", lsh, DeployOptions())
+    with pytest.raises(DeployError, match="--fixed-shape is for android/ios"):
+        web.refuse(bundle, "web", bundle.manifest, DeployOptions(fixed_shape={"batch": 1}))
+
+
+def test_serve_sends_isolation_headers_and_types(tmp_path):
+    for name, body in [("index.html", "<p>hi</p>"), ("m.mjs", "export {}"), ("w.wasm", "\0asm"), ("manifest.json", "{}")]:
+        (tmp_path / name).write_text(body)
+    types = {"index.html": "text/html", "m.mjs": "text/javascript", "w.wasm": "application/wasm",
+             "manifest.json": "application/json"}
+    with serve_folder(tmp_path) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        for name, mime in types.items():
+            with urllib.request.urlopen(server.url + name) as r:
+                assert r.headers["Content-Type"].split(";")[0] == mime
+                assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+                assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+                assert r.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    with pytest.raises(ServeError, match="is not a folder"):
+        serve_folder(tmp_path / "index.html").__enter__()
+    assert_bad_input(cli("serve", tmp_path / "missing", ok=False), "does not exist; expected a folder to serve")
