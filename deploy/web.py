@@ -24,19 +24,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, write_manifest
+from edgeformer.runtime.vectors import VECTORS_FILE
 
 from .folder import Check, Deployment, DeployError, DeployOptions
 
 WEB_DIR = Path(os.environ.get("EDGEFORMER_WEB_DIR") or Path(__file__).resolve().parent.parent / "web")
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; never a browser a tool downloads
-VECTORS_FILE = "vectors.json"
 PAGE_FILES = ("index.html", "page.js", "page.css")
-# What the folder ships from npm (web/node_modules, installed by `npm ci` from the lock file):
-# onnxruntime-web's WASM-only build and its threaded SIMD binary, and the tokenizer's browser build.
-NPM_FILES = {
-    "onnxruntime-web": ("dist/ort.wasm.min.mjs", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm"),
-    "@huggingface/tokenizers": ("dist/tokenizers.min.mjs",),
-}
+FILES_LIST = "files.json"  # web/files.json: the JS runtime's modules and the npm files the folder ships
 SETUP_HINT = "run `npm ci` in the project's web/ folder (`make test` and `make demo` do)"
 MAX_GRAPH_BYTES = 2 << 30  # WASM's 4 GB address space holds the graph, its session copy and the activations
 
@@ -52,6 +47,27 @@ def node_path() -> str | None:
 def npm_version(package: str) -> str | None:
     meta = WEB_DIR / "node_modules" / package / "package.json"
     return json.loads(meta.read_text())["version"] if meta.is_file() else None
+
+
+def shipped_files() -> dict[str, str]:
+    """Folder name -> path under web/ of everything the folder ships besides the bundle and the page: the JS
+    runtime's modules (web/src), onnxruntime-web's WASM build and binary, and the tokenizer's browser build
+    (web/node_modules, from `npm ci`: the versions web/package-lock.json pins)."""
+    listing = WEB_DIR / FILES_LIST
+    if not listing.is_file():
+        raise DeployError(f"the web target copies the files {listing} lists, and it is missing")
+    data = json.loads(listing.read_text())
+    files = {Path(rel).name: rel for rel in data["runtime"]}
+    files.update(data["dependencies"])
+    return files
+
+
+def npm_package(rel: str) -> str | None:
+    """'node_modules/@scope/name/dist/x.mjs' -> '@scope/name'."""
+    parts = Path(rel).parts
+    if parts[0] != "node_modules":
+        return None
+    return "/".join(parts[1:3]) if parts[1].startswith("@") else parts[1]
 
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
@@ -71,10 +87,8 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     if size > MAX_GRAPH_BYTES:
         raise DeployError(f"{bundle.path}'s graphs are {size / 1e9:.1f} GB; the browser's WASM memory (4 GB) takes "
                           f"graphs up to {MAX_GRAPH_BYTES / 1e9:.1f} GB (quantize it: `edgeformer quantize`)")
-    missing = [f"web/src/{f}" for f in ("edgeformer.js",) if not (WEB_DIR / "src" / f).is_file()]
+    missing = [f"web/{rel}" for rel in shipped_files().values() if not (WEB_DIR / rel).is_file()]
     missing += [f"web/page/{f}" for f in PAGE_FILES if not (WEB_DIR / "page" / f).is_file()]
-    missing += [f"web/node_modules/{p}/{f}" for p, files in NPM_FILES.items() for f in files
-                if not (WEB_DIR / "node_modules" / p / f).is_file()]
     if missing:
         raise DeployError(f"the web target copies {missing[0]}, which is missing; {SETUP_HINT}")
     if opt.check is False:
@@ -165,16 +179,13 @@ def float32_activations(src: Path, dst: Path) -> dict[str, Any] | None:
 
 
 def copy_runtime(work: Path) -> dict[str, str]:
-    """edgeformer.js and its modules, and the npm files the page imports, beside the graph: file -> where from."""
+    """edgeformer.js and its modules, the npm files the page imports, and the page's script and style,
+    beside the graph: folder name -> where it came from (an npm file with its package's version)."""
     shipped = {}
-    for src in sorted((WEB_DIR / "src").glob("*.js")):
-        shutil.copy2(src, work / src.name)
-        shipped[src.name] = f"web/src/{src.name}"
-    for package, files in NPM_FILES.items():
-        for rel in files:
-            name = Path(rel).name
-            shutil.copy2(WEB_DIR / "node_modules" / package / rel, work / name)
-            shipped[name] = f"npm {package}@{npm_version(package)} {rel}"
+    for name, rel in shipped_files().items():
+        shutil.copy2(WEB_DIR / rel, work / name)
+        package = npm_package(rel)
+        shipped[name] = f"npm {package}@{npm_version(package)} {rel}" if package else f"web/{rel}"
     for name in PAGE_FILES[1:]:
         shutil.copy2(WEB_DIR / "page" / name, work / name)
         shipped[name] = f"web/page/{name}"
