@@ -45,17 +45,17 @@ export function pyFloat(x) {
   return s.replace(/e([+-])(\d)$/, 'e$10$2');
 }
 
-// A number as Python's f"{x:g}" writes it: 6 significant digits, no trailing zeros.
-export function pyG(x) {
+// A number as Python's f"{x:g}" (f"{x:.3g}" with digits 3) writes it: significant digits, no trailing zeros.
+export function pyG(x, digits = 6) {
   if (!Number.isFinite(x)) return Number.isNaN(x) ? 'nan' : x > 0 ? 'inf' : '-inf';
   if (x === 0) return '0';
   const exp = Math.floor(Math.log10(Math.abs(x)));
-  if (exp < -4 || exp >= 6) {
-    const [m, e] = x.toExponential(5).split('e');
+  if (exp < -4 || exp >= digits) {
+    const [m, e] = x.toExponential(digits - 1).split('e');
     const mant = m.includes('.') ? m.replace(/0+$/, '').replace(/\.$/, '') : m;
     const n = Number(e);
     return `${mant}e${n < 0 ? '-' : '+'}${String(Math.abs(n)).padStart(2, '0')}`;
   }
-  const s = x.toPrecision(6);
+  const s = x.toPrecision(digits);
   return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
 }

@@ -3,7 +3,7 @@
 // refused in one line; resized (bilinear, half-pixel centres) only when asked; then
 // pixel_values = (pixels - 0.5) / 0.5.
 
-import { EdgeformerError, InputError, repr } from './errors.js';
+import { EdgeformerError, InputError, pyG, repr } from './errors.js';
 import { product, pyTuple, tensor } from './inputs.js';
 import { softmax } from './sampling.js';
 import { labelled, rowsOf } from './text.js';
@@ -57,7 +57,7 @@ export function toCHW(image, i, layout, channels) {
     let lo = Infinity, hi = -Infinity;
     for (const v of pixels) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     if (pixels.length && (lo < 0 || hi > 1)) {
-      throw new InputError(`image ${i} has float values from ${lo.toPrecision(3)} to ${hi.toPrecision(3)}; `
+      throw new InputError(`image ${i} has float values from ${pyG(lo, 3)} to ${pyG(hi, 3)}; `
         + 'expected float pixels in [0, 1] (or uint8 0-255)');
     }
   } else {

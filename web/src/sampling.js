@@ -89,11 +89,11 @@ export function filterLogits(row, topK, topP) {
   if (topP < 1) {
     const order = Array.from(out.keys()).sort((a, b) => (out[b] - out[a]) || (a - b));
     const probs = softmax(order.map((i) => out[i]));
-    let before = 0;
+    let running = 0; // before = inclusive running sum - own probability, as the Python runtime computes it
     const drop = [];
     order.forEach((id, rank) => {
-      if (before >= topP) drop.push(id);
-      before += probs[rank];
+      running += probs[rank];
+      if (running - probs[rank] >= topP) drop.push(id);
     });
     for (const id of drop) out[id] = -Infinity;
   }
