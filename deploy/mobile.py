@@ -37,6 +37,9 @@ OPS_CONFIG = "required_operators.config"
 COVERAGE_FILE = "coverage.json"
 ATOL = 1e-6  # the .ort runs the same kernels as the .onnx on the same CPU: only fusion order may differ
 ATTENTION_MIN_ORT = "1.23"  # the CPU kernel of the opset-23 Attention op arrived in onnxruntime 1.23
+# The converter saves MatMulNBits with its `weight_prepacked` attribute. Measured on .ort files written by
+# onnxruntime 1.32: 1.28, 1.29, 1.30, 1.31 load them; 1.25 and 1.27 refuse them ("Unrecognized attribute").
+MATMUL_NBITS_MIN_ORT = "1.28"
 # The execution providers each target can use, and the supported-op tables onnxruntime ships for them.
 PROVIDERS = {
     "android": [("NNAPI", None)],
@@ -253,9 +256,11 @@ def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]]) -> str:
     needs = ["1.14"]  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
     if any("Attention" in names for key, names in ops.items() if key.startswith("ai.onnx;")):
         needs.append(ATTENTION_MIN_ORT)
-    # A .ort holds no 4-bit tensors, so its GatherBlockQuantized reads uint8 nibbles (`bits=4`).
-    if any("GatherBlockQuantized" in names for key, names in ops.items() if key.startswith("com.microsoft;")):
+    contrib = {name for key, names in ops.items() if key.startswith("com.microsoft;") for name in names}
+    if "GatherBlockQuantized" in contrib:  # a .ort holds no 4-bit tensors: its tables are uint8 nibbles (`bits=4`)
         needs.append(PACKED_TABLES_MIN_ORT)
+    if "MatMulNBits" in contrib:
+        needs.append(MATMUL_NBITS_MIN_ORT)
     return max(needs, key=lambda v: tuple(map(int, v.split("."))))
 
 
@@ -272,6 +277,9 @@ def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min
     tables = (f"- The ORT format has no 4-bit tensor type: the embedding table {tables} is stored as uint8 bytes of two\n"
               "  4-bit values (`GatherBlockQuantized` with `bits=4`, onnxruntime 1.23 on). The numbers are the bundle's;\n"
               "  deploy compared model.ort with the bundle's own graph (manifest.json, deploy.checks).\n") if repacked else ""
+    int4_runtime = ("- The int4 weights (`MatMulNBits`) are saved with the `weight_prepacked` attribute, which onnxruntime reads\n"
+                    f"  from {MATMUL_NBITS_MIN_ORT} on (older releases refuse the file: \"Unrecognized attribute\").\n"
+                    ) if min_ort == MATMUL_NBITS_MIN_ORT else ""
     if target == "android":
         install = (f"Gradle: `implementation 'com.microsoft.onnxruntime:onnxruntime-android:{min_ort}.0'` (or newer). "
                    "Create the session with `OrtSession.SessionOptions().addNnapi()` to try NNAPI; the CPU runs the rest.")
@@ -287,7 +295,7 @@ Load `model.ort`, feed {names} (int64 ids and mask; shapes {shapes}), read the o
   the opset-23 `Attention` op arrived in onnxruntime 1.23; the discontinued reduced `onnxruntime-mobile`
   package (last release 1.18) cannot run graphs with it. For an older runtime, export with
   `edgeformer export CKPT --attention unfused` (opset 18) and deploy that bundle.
-- A reduced onnxruntime build with only this graph's operators: `./build.sh --android --minimal_build
+{int4_runtime}- A reduced onnxruntime build with only this graph's operators: `./build.sh --android --minimal_build
   --include_ops_by_config required_operators.config` (or `--ios`), from onnxruntime's sources.
 - On a desktop the folder runs as any bundle: `edgeformer run DIR --ids "5 17 42"` or `runtime.load(DIR)`.
 {tables}{runtime_opt}

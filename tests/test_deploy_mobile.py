@@ -199,9 +199,11 @@ def test_int4_encoder_for_android_matches_the_int4_bundle(tmp_path, int4_encoder
     r = deploy(int4_encoder, "android", tmp_path / "out")
     d = r.manifest.deploy
     assert [(t["table"], t["from"]) for t in d.extra["repacked_tables"]] == [("model.embed.tok.weight_Q4", "int4")]
-    assert d.extra["min_onnxruntime"] == "1.23" and "GatherBlockQuantized" in d.extra["required_operators"]["com.microsoft;1"]
+    assert d.extra["min_onnxruntime"] == "1.28" and "GatherBlockQuantized" in d.extra["required_operators"]["com.microsoft;1"]
     assert d.checks[0]["passed"] and d.checks[0]["values"]["max_abs"] <= INT4_ATOL
-    assert "stored as uint8 bytes of two\n  4-bit values" in (tmp_path / "out" / "README.md").read_text()
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "stored as uint8 bytes of two\n  4-bit values" in readme and "onnxruntime-android:1.28.0" in readme
+    assert "`weight_prepacked` attribute, which onnxruntime reads\n  from 1.28 on" in readme
     assert assert_matches(tmp_path / "out", int4_encoder) <= INT4_ATOL
     a, b = runtime.load(int4_encoder), runtime.load(tmp_path / "out")
     np.testing.assert_allclose(b.classify(TEXTS).probabilities, a.classify(TEXTS).probabilities, atol=INT4_ATOL)
@@ -373,7 +375,7 @@ def test_int4_cached_decoder_for_android_generates_what_the_bundle_generates(tmp
     assert four_bit_gathers(bundle / "model.onnx") == [None if tied else onnx.TensorProto.INT4]
     r = deploy(bundle, "android", tmp_path / "out")
     assert len(r.manifest.deploy.extra["repacked_tables"]) == (0 if tied else 1)
-    assert r.manifest.deploy.extra["min_onnxruntime"] == "1.23"
+    assert r.manifest.deploy.extra["min_onnxruntime"] == "1.28"  # MatMulNBits' weight_prepacked (mobile.py)
     assert assert_matches(tmp_path / "out", bundle, shapes=[(1, 1), (3, 9), (2, 40)]) <= INT4_ATOL
     a, b = runtime.load(bundle), runtime.load(tmp_path / "out")
     for prompt in ("the quick brown", "edge devices"):
