@@ -6,7 +6,9 @@ onnxruntime's NEON kernels sum in another order than its x86 AVX ones, and its i
 another path on cores with the dot-product extension (sdot/udot: Cortex-A76, A78, Neoverse) than
 on cores without it (Cortex-A72: the Raspberry Pi 4). `--check` runs the graph on both kinds of
 core under qemu user-mode emulation (deploy/emulator.py) on the same random inputs as onnxruntime
-here, and compares every output. Emulation gives numerics only: its timings mean nothing.
+here, and compares every output; then it reruns the folder's test vectors (runtime/vectors.py: the
+texts, padded batches and generations the Python runtime answered on x86) with the edgeformer runtime
+itself on each emulated core. Emulation gives numerics only: its timings mean nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any, Callable
 import numpy as np
 import onnxruntime as ort
 
+import edgeformer.runtime
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from . import emulator
-from .folder import Check, Deployment, DeployError, DeployOptions
+from .folder import Check, Deployment, DeployError, DeployOptions, write_folder_vectors
 
 GRAPH = "model.onnx"
 # The cores the check emulates: one with the dot-product extension and one without.
@@ -138,14 +141,16 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     readme = board_readme(work.name, manifest, checked=opt.check)
     if not opt.check:
         return Deployment(graph=GRAPH, checks=[], readme=readme, record={"arm64": {"checked": False, "files": files}})
-    checks, record, tables = aarch64_check(work / GRAPH, manifest, opt, progress)
+    write_folder_vectors(bundle, work, manifest)  # recorded here on x86, rerun on each emulated core
+    checks, record, tables = aarch64_check(work / GRAPH, manifest, opt, progress, folder=work)
     record["files"] = files
     return Deployment(graph=GRAPH, checks=checks, readme=readme, record={"arm64": record}, tables=tables)
 
 
-def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
-                  progress: Callable[[str], None]) -> tuple[list[Check], dict[str, Any], list]:
-    """Run `graph` on emulated aarch64 cores and on this machine with the same inputs; compare."""
+def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions, progress: Callable[[str], None],
+                  folder: Path | None = None) -> tuple[list[Check], dict[str, Any], list]:
+    """Run `graph` on emulated aarch64 cores and on this machine with the same inputs; compare. With
+    `folder` (a bundle with vectors.json), also verify its test vectors on each core (guest_vectors)."""
     cache = Path(opt.emulator_root) if opt.emulator_root else emulator.default_cache()
     progress(f"arm64: emulator root in {cache}")
     root = emulator.ensure_root(cache, progress)
@@ -158,6 +163,7 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
     scale: dict[str, float] = {}
     guest_info: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    vectors: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgeformer-arm64-") as tmp:
         tmp = Path(tmp)
         script = tmp / "check.py"
@@ -180,6 +186,9 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
                         finite = np.abs(value[np.isfinite(value)]) if value.dtype.kind == "f" else np.abs(value)
                         scale[name] = max(scale.get(name, 0.0), float(finite.max()) if finite.size else 0.0)
             per_cpu[cpu] = diffs
+            if folder is not None:
+                progress(f"arm64: rerunning the folder's test vectors with the edgeformer runtime on {cpu}")
+                vectors[cpu] = guest_vectors(root, folder, cpu, tmp)
     checks, rows = [], []
     for cpu, diffs in per_cpu.items():
         worst_ratio, worst_name = 0.0, ""
@@ -191,11 +200,15 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
                 worst_ratio, worst_name = d / limit, name
         worst = diffs[worst_name] if worst_name else 0.0
         passed = all(d <= tol * max(1.0, scale[n]) for n, d in diffs.items())
-        checks.append(Check(f"aarch64 {cpu} vs x86", passed,
-                            f"max abs {worst:.2e} on {worst_name or 'no output'} "
-                            f"(tolerance {tol:g} x max(1, |output|)), {len(cases)} input sets, emulated",
-                            {"cpu": cpu, "dotprod": emulator.CPUS[cpu].dotprod, "max_abs": diffs,
-                             "output_max": scale, "tolerance": tol, "shapes": [list(s) for s in SHAPES]}))
+        values = {"cpu": cpu, "dotprod": emulator.CPUS[cpu].dotprod, "max_abs": diffs, "output_max": scale,
+                  "tolerance": tol, "shapes": [list(s) for s in SHAPES]}
+        detail = (f"max abs {worst:.2e} on {worst_name or 'no output'} (tolerance {tol:g} x max(1, |output|)), "
+                  f"{len(cases)} input sets, emulated")
+        if cpu in vectors:
+            passed = passed and vectors[cpu]["passed"]
+            values["vectors"] = vectors[cpu]
+            detail += f"; test vectors: {vectors[cpu]['summary']}"
+        checks.append(Check(f"aarch64 {cpu} vs x86", passed, detail, values))
     record = {"checked": True, "emulated": True, "qemu": root.qemu, "cpus": {c: emulator.CPUS[c].boards for c in CHECK_CPUS},
               "python": guest_info.get("python", root.python), "numpy": guest_info.get("numpy", root.versions.get("numpy")),
               "onnxruntime": guest_info.get("onnxruntime", root.versions.get("onnxruntime")),
@@ -207,6 +220,30 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions,
                f"{len(cases)} input sets, onnxruntime {record['onnxruntime']} on both",
                ["emulated core", "int8 path", "output", "max |x86|", "max abs diff", "tolerance", "ok"], rows)]
     return checks, record, tables
+
+
+VERIFY_CODE = ("import sys\nfrom edgeformer.runtime.vectors import main\n"
+               "sys.exit(0 if main(sys.argv[1:] + ['--json']) in (0, 1) else 2)\n")
+
+
+def guest_vectors(root: emulator.Root, folder: Path, cpu: str, tmp: Path) -> dict[str, Any]:
+    """`python -m edgeformer.runtime.vectors FOLDER` on the emulated `cpu`: this machine's runtime
+    sources (numpy, onnxruntime and tokenizers only) on the guest's path. Returns what it reported."""
+    package = tmp / "guest" / "edgeformer"
+    if not package.exists():
+        package.mkdir(parents=True)
+        (package / "runtime").symlink_to(Path(edgeformer.runtime.__file__).resolve().parent)
+    proc = emulator.run_python(root, None, [folder.resolve()], cpu=cpu, code=VERIFY_CODE, paths=[package.parent])
+    report = _json_line(proc.stdout)
+    if "cases" not in report:
+        raise DeployError(f"the test vectors on emulated aarch64 ({cpu}) gave no report: {proc.stdout.strip()[-200:]}")
+    cases = report["cases"]
+    ratios = [c["max_abs"] / c["atol"] for c in cases if c["max_abs"] is not None and c["atol"] > 0]
+    failed = [c["name"] for c in cases if not c["passed"]]
+    summary = (f"{len(cases) - len(failed)} of {len(cases)} cases passed"
+               + (f" (failed: {', '.join(failed)})" if failed else "")
+               + (f", worst {max(ratios):.2g} x atol" if ratios else "")) if report.get("has_vectors") else "none"
+    return {"passed": bool(report["passed"]), "summary": summary, "cases": cases}
 
 
 def _json_line(text: str) -> dict:

@@ -1,4 +1,4 @@
-"""An aarch64 Python with numpy and onnxruntime, run on this x86 machine under user-mode emulation.
+"""An aarch64 Python with numpy, onnxruntime and tokenizers, run on this x86 machine under user-mode emulation.
 
     root = ensure_root(cache_dir, progress)        # built once, then reused (a stamp file per part)
     proc = run_python(root, script, [args], cpu="cortex-a76")
@@ -10,7 +10,7 @@ when complete, so a killed build never leaves a part that looks finished):
     root-<suite>/        Debian <suite> for arm64: `debootstrap --foreign --variant=minbase
                          --include=python3`, every downloaded .deb unpacked with `dpkg -x` (no
                          chroot and no binfmt_misc: the emulator is started by name)
-    site-<tag>/          the aarch64 wheels of onnxruntime and numpy (`pip download --platform
+    site-<tag>/          the aarch64 wheels of onnxruntime, numpy and tokenizers (`pip download --platform
                          manylinux_2_28_aarch64 ...`), unpacked: the emulated Python's PYTHONPATH
     cpu/<name>/          one view of the root per emulated CPU: links to the root's folders and a
                          /proc/cpuinfo of that core (qemu -L redirects the guest's file opens to the
@@ -113,8 +113,9 @@ def qemu_version(qemu: str) -> str:
 
 
 def host_versions() -> dict[str, str]:
-    """The onnxruntime and numpy of this Python: the root gets the same, so a difference is the CPU's."""
-    return package_versions(("onnxruntime", "numpy"))
+    """The onnxruntime, numpy and tokenizers of this Python: the root gets the same, so a difference is
+    the CPU's (tokenizers: the runtime's text cases of a bundle's test vectors run in the guest too)."""
+    return package_versions(("onnxruntime", "numpy", "tokenizers"))
 
 
 def _last_line(text: str) -> str:
@@ -215,20 +216,20 @@ def _pip_download(tmp: Path, spec: list[str], py: tuple[int, int]) -> None:
     tag = f"{py[0]}{py[1]}"
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
            "--only-binary=:all:", "--implementation", "cp", "--python-version", f"{py[0]}.{py[1]}",
-           "--abi", f"cp{tag}", "-d", str(tmp)]
+           "--abi", f"cp{tag}", "--abi", "abi3", "-d", str(tmp)]  # tokenizers ships abi3 wheels
     for p in PLATFORMS:
         cmd += ["--platform", p]
     _run(cmd + spec, "pip download of the aarch64 wheels", timeout=900)
 
 
-PROBE = "import sys, numpy, onnxruntime; print(sys.version.split()[0])"
+PROBE = "import sys, numpy, onnxruntime, tokenizers; print(sys.version.split()[0])"
 
 
 def _build_site(tmp: Path, sysroot: Path, py: tuple[int, int], wanted: dict[str, str], progress: Callable[[str], None]) -> dict:
     wheels = tmp / ".wheels"
     wheels.mkdir()
     notes = []
-    for dist, floor in (("onnxruntime", MIN_ORT), ("numpy", "1.26")):
+    for dist, floor in (("onnxruntime", MIN_ORT), ("numpy", "1.26"), ("tokenizers", "0.20")):
         version = wanted.get(dist)
         progress(f"arm64: pip download {dist}{'==' + version if version else ''} for aarch64 (cp{py[0]}{py[1]}, "
                  "manylinux_2_28)")
@@ -247,7 +248,7 @@ def _build_site(tmp: Path, sysroot: Path, py: tuple[int, int], wanted: dict[str,
         with zipfile.ZipFile(whl) as z:
             z.extractall(tmp)
     shutil.rmtree(wheels)
-    progress("arm64: importing numpy and onnxruntime on emulated aarch64")
+    progress("arm64: importing numpy, onnxruntime and tokenizers on emulated aarch64")
     probe = run_python(Root(cache=tmp.parent, sysroot=sysroot, site=tmp, python="", versions=got, requested=wanted,
                             qemu=""), None, [], code=PROBE, timeout=600)
     return {"wheels": got, "requested": wanted, "notes": notes, "python": probe.stdout.strip().splitlines()[-1]}
@@ -325,16 +326,19 @@ def ensure_root(cache_dir: str | os.PathLike | None = None, progress: Callable[[
 
 
 def run_python(root: Root, script: str | os.PathLike | None, args: Sequence[str], cpu: str = DEFAULT_CPU,
-               code: str | None = None, timeout: float = 1800, threads: int = 1) -> subprocess.CompletedProcess:
+               code: str | None = None, timeout: float = 1800, threads: int = 1,
+               paths: Sequence[str | os.PathLike] = ()) -> subprocess.CompletedProcess:
     """Run `script` (or `code`) with the root's aarch64 Python under qemu on the emulated `cpu`.
 
-    Paths in `args` are host paths (the guest sees the host's files, except those the root has).
+    Paths in `args` and `paths` (more PYTHONPATH entries, after the root's wheels) are host paths (the
+    guest sees the host's files, except those the root has).
     A failure is one DeployError line: the script's last stderr line, or the signal that killed it."""
     qemu = qemu_path()
     if qemu is None:
         raise DeployError(f"{QEMU} is not installed; {INSTALL_HINT}")
     view = cpu_view(root, CPUS[cpu])
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QEMU_CPU": cpu, "PYTHONPATH": str(root.site.resolve()),
+    python_path = os.pathsep.join(str(Path(p).resolve()) for p in (root.site, *paths))
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QEMU_CPU": cpu, "PYTHONPATH": python_path,
            "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(threads),
            "HOME": os.environ.get("HOME", "/tmp")}
     target = ["-c", code] if code is not None else [str(script)]
