@@ -5,6 +5,7 @@ one-line errors, a tampered file refused, and the Node unit tests (`node --test 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from edgeformer import runtime
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, manifest_inputs
+from edgeformer.runtime.vectors import verify_vectors
 
 from .conftest import TINY
 
@@ -24,7 +26,8 @@ WEB = ROOT / "web"
 NODE = shutil.which("node")
 ATOL = 1e-5  # float32 outputs, onnxruntime-web's WASM kernels against onnxruntime's CPU kernels
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
+pytestmark = [pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)"),
+              pytest.mark.filterwarnings("ignore:.*were truncated:RuntimeWarning")]  # the long text is cut on purpose
 
 
 def ensure_node_modules() -> None:
@@ -34,7 +37,7 @@ def ensure_node_modules() -> None:
     if npm is None:
         pytest.skip("web/node_modules is missing and npm is not installed to run `npm ci` in web/")
     proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, capture_output=True, text=True,
-                          env={**__import__("os").environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
+                          env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
     if proc.returncode != 0:
         pytest.skip(f"`npm ci` in web/ failed (no registry access?): {proc.stderr.strip().splitlines()[-1:]}")
 
@@ -169,6 +172,8 @@ def parity(tmp_path_factory, encoder_bundle, cached_text_decoder, seq2seq, vit, 
     add("transcribe", speech, "transcribe", {"waveforms": [tensor(w) for w in waves]}, speech.transcribe(waves))
     speech_feeds = {"waveforms": np.stack([waves[0][:9000], waves[1]]), "lengths": np.array([9000, 7000])}
     add("speech-run", speech, "run", {"inputs": {k: tensor(v) for k, v in speech_feeds.items()}}, speech(speech_feeds))
+    for name, model in (("enc", enc), ("dec", dec), ("s2s", s2s), ("vit", images), ("speech", speech)):
+        add(f"verify-{name}", model, "verify", {}, verify_vectors(model))
     results = run_js(tmp_path_factory.mktemp("web_job"), calls)
     return {c["name"]: (py[c["name"]], r) for c, r in zip(calls, results)}
 
@@ -233,6 +238,35 @@ def test_images_and_speech_match_python(parity):
         assert max_abs(js["probabilities"], py.probabilities) <= ATOL, name
     py, js = parity["transcribe"]
     assert ok(js)["texts"] == py and any(py)
+
+
+def test_verify_reruns_every_recorded_case_as_python_does(parity):
+    for name in ("enc", "dec", "s2s", "vit", "speech"):
+        py, js = parity[f"verify-{name}"]
+        js = ok(js)
+        assert py.has_vectors and py.passed and js["hasVectors"], name
+        assert js["passed"], (name, [c for c in js["cases"] if not c["passed"]])
+        assert [(c["name"], c["call"], c["tokensAgree"]) for c in js["cases"]] == \
+            [(c.name, c.call, c.tokens_agree) for c in py.cases], name
+        assert all(c["maxAbsError"] is None or c["maxAbsError"] <= c["atol"] for c in js["cases"])
+        assert js["summary"].startswith(f"all {len(py.cases)} cases passed")
+
+
+def test_verify_reports_a_changed_answer_and_the_hashes_catch_it(tmp_path, encoder_bundle):
+    bad = tmp_path / "bundle"
+    shutil.copytree(encoder_bundle.path, bad)
+    vectors = json.loads((bad / "vectors.json").read_text())
+    case = next(c for c in vectors["cases"] if c["call"] == "classify")
+    case["expect"]["labels"][0] = next(x for x in ("a", "b", "c") if x != case["expect"]["labels"][0])
+    (bad / "vectors.json").write_text(json.dumps(vectors))
+    call = {"bundle": str(bad), "call": "verify", "args": {}}
+    hashed, unhashed = run_js(tmp_path, [call, {**call, "load": {"verify": False}}])
+    assert hashed["error"] == f"{bad / 'vectors.json'} does not match the sha256 in the manifest; the file was modified or corrupted"
+    report = ok(unhashed)
+    assert not report["passed"]
+    failed = [c for c in report["cases"] if not c["passed"]]
+    assert [(c["name"], c["call"], c["detail"]) for c in failed] == [(case["name"], "classify", "labels differs")]
+    assert report["summary"].startswith(f"1 of {len(vectors['cases'])} cases failed (first: {case['name']};")
 
 
 def python_error(fn) -> str:

@@ -1,102 +1,144 @@
-// Rerun a bundle's recorded test vectors (vectors.json, docs/vectors.md) and report, per case, the
-// largest absolute error against its tolerance and whether every token output agrees.
+// Rerun a bundle's recorded test vectors (vectors.json, docs/vectors.md) as runtime/vectors.py does:
+// check the tokenizer against each text case's recorded ids, rerun the call, and compare every
+// recorded answer: float tensors by their largest absolute difference against the case's atol,
+// everything else (labels, token ids, texts, integer tensors) for identity.
 
+import { BundleError, EdgeformerError, pyG } from './errors.js';
 import { ARRAYS } from './inputs.js';
 
 export const FORMAT = 'edgeformer.vectors';
-export const FORMAT_VERSION = 1;
+export const READS = [1];
+const TEXT_CALLS = ['embed', 'classify'];
+
+const isTensor = (d) => d !== null && typeof d === 'object' && !Array.isArray(d)
+  && Object.keys(d).sort().join() === 'data,dtype,shape';
 
 // A recorded tensor {dtype, shape, data} -> {dtype, dims, data typed array}.
 export function fromRecord(t) {
   const Typed = ARRAYS[t.dtype];
-  if (!Typed) throw new Error(`a recorded tensor of dtype ${t.dtype}; expected one of ${Object.keys(ARRAYS).join(', ')}`);
-  const data = t.dtype === 'int64' ? BigInt64Array.from(t.data, (v) => BigInt(v)) : Typed.from(t.data);
+  if (!Typed) throw new BundleError(`a recorded tensor of dtype ${t.dtype}; expected one of: ${Object.keys(ARRAYS).join(', ')}`);
+  const data = t.dtype === 'int64' ? BigInt64Array.from(t.data, (v) => BigInt(v)) : Typed.from(t.data, Number);
   return { dtype: t.dtype, dims: [...t.shape], data };
 }
 
-function maxAbs(got, want) {
-  const a = Array.from(got, Number), b = Array.from(want, Number);
-  if (a.length !== b.length) return Infinity;
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= worst)) worst = Number.isNaN(d) ? Infinity : d;
-  }
-  return worst;
+const decodeTree = (v) => (isTensor(v) ? fromRecord(v) : Array.isArray(v) ? v.map(decodeTree)
+  : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, decodeTree(x)])) : v);
+
+const matrix = (rows) => ({ dims: [rows.length, rows[0]?.length ?? 0], data: Float64Array.from(rows.flatMap((r) => Array.from(r))) });
+
+// The calls a case can make, answering as the case's `expect` holds its answers.
+const CALLS = {
+  run: async (m, a) => ({ outputs: await m.runTensors(a.inputs) }),
+  embed: async (m, a) => ({ embeddings: matrix(await m.embed(a.texts, { normalize: a.normalize })) }),
+  classify: async (m, a) => {
+    const c = await m.classify(a.texts);
+    return { labels: c.labels, probabilities: matrix(c.probabilities) };
+  },
+  generate: async (m, a) => {
+    const g = await m.generate(a.prompt, { max_new_tokens: a.max_new_tokens, temperature: a.temperature, top_k: a.top_k,
+      top_p: a.top_p, repetition_penalty: a.repetition_penalty, seed: a.seed });
+    return { token_ids: g.tokenIds, texts: g.texts, stop_reasons: g.stopReasons };
+  },
+  classify_images: async (m, a) => {
+    const c = await m.classifyImages(a.images, { layout: a.layout });
+    return { labels: c.labels, probabilities: matrix(c.probabilities) };
+  },
+  transcribe: async (m, a) => ({ texts: await m.transcribe(a.waveforms.map((w) => w.data), a.sample_rate) }),
+};
+
+// The ids this tokenizer feeds for a case's texts: cut to the model's length for embed and classify.
+async function caseTokens(model, c) {
+  const tok = await model.tokenizer();
+  const given = c.args.texts ?? c.args.prompt;
+  const texts = typeof given === 'string' ? [given] : given;
+  if (!TEXT_CALLS.includes(c.call)) return texts.map((t) => tok.encode(t));
+  const batch = tok.encodeBatch(texts, model.manifest.axes.seq?.max || 512, true);
+  const [B, T] = batch.input_ids.dims;
+  return Array.from({ length: B }, (_, b) => {
+    const n = Array.from(batch.attention_mask.data.subarray(b * T, (b + 1) * T), Number).reduce((x, y) => x + y, 0);
+    return Array.from(batch.input_ids.data.subarray(b * T, b * T + n), Number);
+  });
 }
 
-const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const plain = (v) => JSON.stringify(v, (k, x) => (typeof x === 'bigint' ? Number(x) : x));
 
-// The texts a case feeds through the tokenizer (checked against its recorded `tokens` first).
-function caseTexts(c) {
-  if (c.call === 'embed' || c.call === 'classify') return c.args.texts;
-  if (c.call === 'generate' && (typeof c.args.prompt === 'string' || (Array.isArray(c.args.prompt)
-      && typeof c.args.prompt[0] === 'string'))) return [c.args.prompt].flat();
-  return null;
-}
-
-async function runCase(model, c) {
-  const a = c.args, e = c.expect, errors = [], tokens = [];
-  const compare = (got, want) => errors.push(maxAbs(got, want.data ?? want.flat(Infinity)));
-  if (c.call === 'run') {
-    const inputs = Object.fromEntries(Object.entries(a.inputs).map(([k, t]) => [k, fromRecord(t)]));
-    const out = await model.runTensors(inputs);
-    for (const [name, want] of Object.entries(e.outputs)) {
-      if (want.dtype.startsWith('float')) compare(out[name].data, want);
-      else tokens.push(same(Array.from(out[name].data, Number), want.data));
+// Float tensors into `diffs` as [max abs, where]; everything else into `same` as [identical, where].
+function compare(expected, got, diffs, same, where) {
+  if (expected && typeof expected === 'object' && !Array.isArray(expected) && !expected.dims) {
+    for (const [key, value] of Object.entries(expected)) {
+      if (!got || typeof got !== 'object' || !(key in got)) same.push([false, `${where}${key} (missing)`]);
+      else compare(value, got[key], diffs, same, `${where}${key}.`);
     }
-  } else if (c.call === 'embed') {
-    const got = await model.embed(a.texts, { normalize: a.normalize ?? true });
-    compare(got.flatMap((r) => Array.from(r)), e.embeddings);
-  } else if (c.call === 'classify') {
-    const got = await model.classify(a.texts);
-    tokens.push(same(got.labels, e.labels));
-    compare(got.probabilities.flat(), e.probabilities);
-  } else if (c.call === 'generate') {
-    const got = await model.generate(a.prompt, { max_new_tokens: a.max_new_tokens, temperature: a.temperature ?? 0,
-      top_k: a.top_k ?? 0, top_p: a.top_p ?? 1, repetition_penalty: a.repetition_penalty ?? 1, seed: a.seed ?? null,
-      ...(a.stop !== undefined ? { stop: a.stop } : {}) });
-    tokens.push(same(got.tokenIds, e.token_ids));
-    if (e.texts !== undefined && e.texts !== null) tokens.push(same(got.texts, e.texts));
-    if (e.stop_reasons !== undefined) tokens.push(same(got.stopReasons, e.stop_reasons));
-  } else if (c.call === 'classify_images') {
-    const got = await model.classifyImages(fromRecord(a.images), { layout: a.layout ?? 'HWC' });
-    tokens.push(same(got.labels, e.labels));
-    compare(got.probabilities.flat(), e.probabilities);
-  } else if (c.call === 'transcribe') {
-    const got = await model.transcribe(a.waveforms.map((w) => fromRecord(w).data), a.sample_rate ?? 16000);
-    tokens.push(same(got, e.texts));
-  } else {
-    return { error: `unknown call '${c.call}'; this edgeformer.js reruns run, embed, classify, generate, classify_images, transcribe` };
+    return;
   }
-  return { maxAbsError: errors.length ? Math.max(...errors) : null, tokensAgree: tokens.length ? tokens.every(Boolean) : null };
+  const name = where.replace(/\.$/, '') || 'value';
+  if (expected?.dims) {
+    if (!got?.dims || plain(got.dims) !== plain(expected.dims)) {
+      same.push([false, `${name} shape (${got?.dims}) vs (${expected.dims})`]);
+    } else if (expected.dtype.startsWith('float')) {
+      let worst = 0;
+      for (let i = 0; i < expected.data.length; i++) {
+        const d = Math.abs(Number(got.data[i]) - expected.data[i]);
+        worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+      }
+      diffs.push([worst, name]);
+    } else same.push([plain(Array.from(got.data, Number)) === plain(Array.from(expected.data, Number)), name]);
+    return;
+  }
+  same.push([plain(got) === plain(expected), name]);
 }
 
-// {passed, cases: [{name, call, atol, maxAbsError, tokensAgree, tokenizerAgrees, passed, error}], note}.
+async function verifyCase(model, c) {
+  const result = { name: c.name, call: c.call, maxAbsError: null, atol: c.atol, tokensAgree: null, passed: false, detail: '' };
+  if (c.tokens !== undefined && c.tokens !== null) {
+    const got = await caseTokens(model, c);
+    if (plain(got) !== plain(c.tokens)) {
+      let row = got.findIndex((ids, i) => plain(ids) !== plain(c.tokens[i]));
+      if (row < 0) row = Math.min(got.length, c.tokens.length);
+      return { ...result, tokensAgree: false, detail: `the tokenizer gives other ids for text ${row}` };
+    }
+    result.tokensAgree = true;
+  }
+  if (!(c.call in CALLS)) return { ...result, detail: `case calls '${c.call}'; this edgeformer.js knows: ${Object.keys(CALLS).join(', ')}` };
+  let answer;
+  try {
+    answer = await CALLS[c.call](model, decodeTree(c.args));
+  } catch (e) {
+    if (!(e instanceof EdgeformerError)) throw e;
+    return { ...result, detail: e.message };
+  }
+  const diffs = [], same = [];
+  compare(decodeTree(c.expect), answer, diffs, same, '');
+  if (diffs.length) result.maxAbsError = Math.max(...diffs.map(([d]) => d));
+  if (same.length) result.tokensAgree = same.every(([ok]) => ok);
+  const floatOk = result.maxAbsError === null || result.maxAbsError <= c.atol;
+  result.passed = floatOk && result.tokensAgree !== false;
+  if (!floatOk) {
+    const where = diffs.reduce((a, b) => (b[0] > a[0] ? b : a))[1];
+    result.detail = `${where}: max abs ${pyG(result.maxAbsError, 3)} > atol ${pyG(c.atol, 3)}`;
+  } else if (!result.passed) result.detail = `${same.find(([ok]) => !ok)[1]} differs`;
+  return result;
+}
+
+// {bundle, hasVectors, passed, recorded, cases: [{name, call, maxAbsError, atol, tokensAgree, passed, detail}], summary}.
 export async function verify(model) {
-  const vectors = model.vectors;
-  if (!vectors) return { passed: true, cases: [], note: `${model.location} has no test vectors (vectors.json); nothing was checked` };
-  if (vectors.format !== FORMAT || vectors.format_version !== FORMAT_VERSION) {
-    return { passed: false, cases: [], note: `${model.location}/vectors.json is format ${vectors.format} version `
-      + `${vectors.format_version}; this edgeformer.js reads ${FORMAT} version ${FORMAT_VERSION}` };
+  const data = model.vectors;
+  const report = { bundle: model.location, hasVectors: data !== null, passed: true, recorded: {}, cases: [] };
+  if (data === null) {
+    return { ...report, summary: `${model.location} has no test vectors (made before vectors.json existed): nothing to check` };
   }
-  const cases = [];
-  for (const c of vectors.cases) {
-    const report = { name: c.name, call: c.call, atol: c.atol, maxAbsError: null, tokensAgree: null, tokenizerAgrees: null };
-    const texts = caseTexts(c);
-    if (texts && c.tokens) {
-      const tok = await model.tokenizer();
-      report.tokenizerAgrees = texts.every((t, i) => same(tok.encode(t), c.tokens[i]));
-    }
-    try {
-      Object.assign(report, await runCase(model, c));
-    } catch (err) {
-      report.error = err.message;
-    }
-    report.passed = !report.error && report.tokenizerAgrees !== false && report.tokensAgree !== false
-      && (report.maxAbsError === null || report.maxAbsError <= (c.atol ?? 0));
-    cases.push(report);
+  const path = `${model.location}/vectors.json`;
+  if (data.format !== FORMAT) throw new BundleError(`${path} is not an edgeformer vectors file (expected format '${FORMAT}')`);
+  if (!READS.includes(data.format_version)) {
+    throw new BundleError(`${path} has format_version ${data.format_version}; this edgeformer reads versions ${READS.join(', ')}`);
   }
-  const failed = cases.filter((c) => !c.passed).length;
-  return { passed: failed === 0, cases, note: failed ? `${failed} of ${cases.length} cases failed` : `${cases.length} cases passed` };
+  if (!Array.isArray(data.cases)) throw new BundleError(`${path} has no list of cases; expected "cases": [...]`);
+  report.recorded = data.recorded ?? {};
+  for (const c of data.cases) report.cases.push(await verifyCase(model, c));
+  const failed = report.cases.filter((c) => !c.passed);
+  report.passed = failed.length === 0;
+  const where = report.recorded.cpu ?? 'another machine';
+  report.summary = report.passed ? `all ${report.cases.length} cases passed (recorded on ${where})`
+    : `${failed.length} of ${report.cases.length} cases failed (first: ${failed[0].name}; recorded on ${where})`;
+  return report;
 }

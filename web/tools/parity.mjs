@@ -4,7 +4,7 @@
 //   node web/tools/parity.mjs JOB.json OUT.json
 //
 // JOB: {"calls": [{"bundle": DIR, "call": "run" | "embed" | "classify" | "generate" | "stream" |
-// "classify_images" | "transcribe" | "tokenize" | "verify", "args": {...}, "threads": N}, ...]}.
+// "classify_images" | "transcribe" | "tokenize" | "verify", "args": {...}, "load": {load options}}, ...]}.
 // OUT: {"results": [{"ok": {...}} | {"error": "message", "type": "InputError"}, ...]}, in the same order.
 // Tensors go both ways as {"dtype", "shape", "data"} (vectors.md's form).
 
@@ -15,13 +15,14 @@ import { fromRecord } from '../src/vectors.js';
 const record = (t) => ({ dtype: t.type ?? t.dtype, shape: [...t.dims], data: Array.from(t.data, Number) });
 const models = new Map();
 
-async function model(dir) {
-  if (!models.has(dir)) models.set(dir, await edgeformer.load(dir, { onWarning: () => {} }));
-  return models.get(dir);
+async function model(dir, options = {}) {
+  const key = `${dir} ${JSON.stringify(options)}`;
+  if (!models.has(key)) models.set(key, await edgeformer.load(dir, { onWarning: () => {}, ...options }));
+  return models.get(key);
 }
 
 async function call(job) {
-  const m = await model(job.bundle), a = job.args ?? {};
+  const m = await model(job.bundle, job.load), a = job.args ?? {};
   switch (job.call) {
     case 'run': {
       const inputs = Object.fromEntries(Object.entries(a.inputs).map(([k, t]) => [k, t.dtype ? fromRecord(t) : t]));
