@@ -50,7 +50,7 @@ PROVIDERS = {
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError:
         raise DeployError("the android and ios targets need the onnx package (pip install 'edgeformer[deploy]')") from None
     if len([f for f in bundle.manifest.files if f.endswith(".onnx")]) > 1:
@@ -99,7 +99,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
         progress(f"{target}: checking model.ort against model.onnx")
         check = ort_parity(reference, work / ORT_FILE, manifest, style, opt.seed)
     ops = required_ops(work / OPS_CONFIG)
-    min_ort = minimum_onnxruntime(manifest, ops)
+    min_ort = minimum_onnxruntime(manifest, ops, repacked)
     rows = [[c["provider"], f"{c['supported_nodes']}/{c['nodes']}", c["partitions"],
              ", ".join(c["unsupported_ops"]) or "-", c["dynamic_shape_nodes"], c["verdict"]] for c in coverage]
     return Deployment(
@@ -251,7 +251,7 @@ def required_ops(config: Path) -> dict[str, list[str]]:
     return out
 
 
-def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]]) -> str:
+def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]], repacked: list[dict] = ()) -> str:
     """The oldest onnxruntime mobile release that has a kernel for every op of the graph we know of."""
     needs = ["1.14"]  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
     if any("Attention" in names for key, names in ops.items() if key.startswith("ai.onnx;")):
@@ -261,6 +261,7 @@ def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]]) -> str:
         needs.append(PACKED_TABLES_MIN_ORT)
     if "MatMulNBits" in contrib:
         needs.append(MATMUL_NBITS_MIN_ORT)
+    needs += [t["min_onnxruntime"] for t in repacked]  # ort_tables.py: some layouts were misread before 1.27
     return max(needs, key=lambda v: tuple(map(int, v.split("."))))
 
 
