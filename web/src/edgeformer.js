@@ -58,8 +58,13 @@ export async function resolveTokenizers(given) {
 }
 
 // onnxruntime-web's thread count is global and fixed by the first session: pick it once.
-function configureThreads(ort, threads, notes) {
-  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+async function machineCores() {
+  if (globalThis.navigator?.hardwareConcurrency) return globalThis.navigator.hardwareConcurrency;
+  if (globalThis.process?.versions?.node) return (await import('node:os')).availableParallelism();
+  return 1;
+}
+
+function configureThreads(ort, threads, cores, notes) {
   const isolated = globalThis.crossOriginIsolated === true;
   if (threads !== undefined && threads !== null
       && (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > cores)) {
@@ -192,7 +197,7 @@ export async function load(location, options = {}) {
   const files = await readFiles(source, manifest, checkHashes);
   const ort = await resolveOrt(options.ort);
   const notes = [];
-  const usedThreads = configureThreads(ort, threads, notes);
+  const usedThreads = configureThreads(ort, threads, await machineCores(), notes);
   const sessions = {};
   for (const graph of manifest.graphs) {
     sessions[graph.name] = await openSession(ort, source, graph, files[graph.file], graphOptimizationLevel);

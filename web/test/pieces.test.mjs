@@ -79,3 +79,13 @@ test('web/files.json lists every module of src/ and files that exist', async () 
   assert.deepEqual([...files.runtime].sort(), modules.sort());
   for (const path of Object.values(files.dependencies)) await access(new URL(path, web));
 });
+
+test('browser ImageData (RGBA) reads as HWC uint8, gray by ITU-R 601 luma for one channel', () => {
+  const rgba = Uint8ClampedArray.from([10, 20, 30, 255, 200, 100, 0, 255]); // 1x2 pixels
+  const image = { width: 2, height: 1, data: rgba };
+  const rgb = pixelValues({ model: { task: 'classification', config: { image_size: 2, num_channels: 3 } } }, 'b', image, 'HWC', true);
+  assert.deepEqual(rgb.dims, [1, 3, 2, 2]);
+  assert.equal(rgb.data[0], Math.fround(10 / 255 * 2 - 1)); // red plane, first pixel
+  const gray = pixelValues({ model: { task: 'classification', config: { image_size: 2, num_channels: 1 } } }, 'b', [image], 'CHW', true);
+  assert.equal(gray.data[0], Math.fround(Math.round(10 * 0.299 + 20 * 0.587 + 30 * 0.114) / 255 * 2 - 1));
+});
