@@ -62,7 +62,7 @@ def test_encoder_repository_layout_and_config(encoder_repo):
     name = src.path.name  # "bundle"
     assert result.deployment.graph == f"{name}/1/model.onnx"
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    want = ["README.md", "manifest.json", f"{name}/1/model.onnx", f"{name}/config.pbtxt", "tokenizer.json"]
+    want = ["README.md", "manifest.json", f"{name}/1/model.onnx", f"{name}/config.pbtxt", "tokenizer.json", "vectors.json"]
     assert files == sorted(want)
     # Triton takes only sub-directories of the repository as models: the one model folder.
     assert [p.name for p in out.iterdir() if p.is_dir()] == [name]
