@@ -276,7 +276,8 @@ def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min
     shapes = "; ".join(f"`{s.name}` {tuple(s.shape)}" for s in manifest.inputs)
     tables = ", ".join(f"`{t['table']}` ({t['from']})" for t in repacked)
     tables = (f"- The ORT format has no 4-bit tensor type: the embedding table {tables} is stored as uint8 bytes of two\n"
-              "  4-bit values (`GatherBlockQuantized` with `bits=4`, onnxruntime 1.23 on). The numbers are the bundle's;\n"
+              f"  4-bit values (`GatherBlockQuantized` with `bits=4`, onnxruntime {minimum_onnxruntime(manifest, {}, repacked)} on). "
+              "The numbers are the bundle's;\n"
               "  deploy compared model.ort with the bundle's own graph (manifest.json, deploy.checks).\n") if repacked else ""
     int4_runtime = ("- The int4 weights (`MatMulNBits`) are saved with the `weight_prepacked` attribute, which onnxruntime reads\n"
                     f"  from {MATMUL_NBITS_MIN_ORT} on (older releases refuse the file: \"Unrecognized attribute\").\n"
