@@ -5,10 +5,10 @@
           ─► in the page: model.verify(), the tokenizer, run/embed/classify, generate, classifyImages,
              transcribe ─► JSON ─► compared here with what the Python runtime answers
 
-Tolerances: float32 and int8 outputs within ATOL of Python (measured about 1.5e-6 between onnxruntime-web
-1.31 and onnxruntime 1.32: the same kernels' arithmetic compiled for WASM SIMD and for AVX); int4 too,
-since the folder's graph computes its activations in float32 on both sides (deploy/web.py). Tokens
-(token ids, greedy and seeded generations, labels, transcripts) must be identical.
+Tolerances: float32 outputs within ATOL of Python (measured 1e-7 to 2.4e-6 between onnxruntime-web 1.31
+and onnxruntime 1.32: the same kernels' arithmetic compiled for WASM SIMD and for AVX); int4 too, since the
+folder's graph computes its activations in float32 on both sides (deploy/web.py); int8 within QUANT_TOL
+relative (below). Tokens (token ids, greedy and seeded generations, labels, transcripts) must be identical.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from .folder import Check, DeployError
 from .serve import serve_folder
 
 ATOL = 1e-5
+# int8 graphs (and fp16): relative to max(1, |Python's output|). The float arithmetic around the int8
+# products (LayerNorm, GELU, the dynamic scales) rounds differently in WASM and AVX code, so an activation
+# within float noise of an int8 rounding step lands on the other step (MiniLM int8-dynamic: 1.3e-5 of the
+# GELU outputs of its fifth layer), and the layers after carry the step on: 1.6e-2 relative on MiniLM
+# (9.2e-2 on hidden states of magnitude 5.9; 1.4e-2 on its normalised embeddings), 4.8e-7 on the tiny
+# encoder, whose activations met no step. int8's own error against float32 on the same inputs is 0.165
+# relative on MiniLM (0.96 on magnitude 5.8): 3e-2 is twice the measured gap and 5x below that error.
+QUANT_TOL = 3e-2
 # Random inputs of model.run: one full row, and a padded batch.
 SHAPES = ((1, 8, False), (3, 17, True))
 GENERATE_TOKENS = 32
@@ -164,11 +172,13 @@ def browser_checks(work: Path, model, threads: list[int], seed: int, chromium: s
     pages = result["pages"]
     checks = [load_check(pages)]
     if checks[0].passed:
-        checks += compare(pages, cases, expect)
+        checks += compare(pages, cases, expect, model.manifest)
     rows = [[p["threads"], "yes" if p["answers"]["load"]["isolated"] else "no", f"{p['answers']['load']['ms']:.0f}",
              f"{p['answers'].get('timing', {}).get('median_ms', float('nan')):.2f}", f"{expect['python_ms']:.2f}"]
             for p in pages if "answers" in p]
-    record = {"browser": f"Chromium {result.get('browser')}", "atol": ATOL,
+    tol, relative = tolerance(model.manifest)
+    record = {"browser": f"Chromium {result.get('browser')}",
+              "tolerance": {"value": tol, "relative_to": "max(1, max |Python output|)" if relative else None},
               "pages": [page_record(p) for p in pages], "python_run_ms": round(expect["python_ms"], 3),
               "run_shape": list(SHAPES[0][:2])}
     table = (f"the folder in headless Chromium {result.get('browser')} (model.run at batch {SHAPES[0][0]} x {SHAPES[0][1]}, "
@@ -213,7 +223,7 @@ def failed_answer(pages, key) -> str | None:
     return None
 
 
-def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any]) -> list[Check]:
+def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any], manifest) -> list[Check]:
     checks = [verify_check(pages)]
     if "tokens" in cases:
         err = failed_answer(pages, "tokens")
@@ -222,7 +232,7 @@ def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str
         detail = err or (f"{len(cases['tokens'])} texts give Python's ids" if not diff else
                          f"text {diff[0][1]} ({cases['tokens'][diff[0][1]]!r}) gives other ids than Python's")
         checks.append(Check("tokenizer in Chromium vs Python", not err and not diff, detail, {"texts": len(cases["tokens"])}))
-    checks.append(outputs_check(pages, cases, expect))
+    checks.append(outputs_check(pages, cases, expect, manifest))
     if "generate" in cases:
         err = failed_answer(pages, "generate")
         same = not err and all([list(map(list, g["token_ids"])) for g in p["answers"]["generate"]] ==
@@ -259,9 +269,18 @@ def verify_check(pages: list[dict[str, Any]]) -> Check:
                  "the folder has no vectors", {"cases": len(cases), "max_abs_error": worst})
 
 
-def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any]) -> Check:
-    """Float outputs within ATOL of Python at every thread count; labels identical."""
-    worst: dict[int, float] = {}
+def tolerance(manifest) -> tuple[float, bool]:
+    """(tolerance, relative to max(1, |Python's output|)?) for the bundle's float outputs."""
+    recipe = manifest.quantization.recipe if manifest.quantization else ""
+    if recipe.startswith("int8") or recipe == "fp16":
+        return QUANT_TOL, True
+    return ATOL, False
+
+
+def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any], manifest) -> Check:
+    """Float outputs within tolerance of Python at every thread count; labels identical."""
+    tol, relative = tolerance(manifest)
+    worst: dict[int, tuple[float, float, float]] = {}  # threads -> (max abs, its limit, its |output|) at the worst ratio
     problems = []
     for p in pages:
         a, n = p["answers"], p["threads"]
@@ -270,24 +289,31 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
                 problems.append(f"{key} at {n} threads: {a[key]['error']}")
         if problems:
             continue
-        diffs = [max_abs(as_array(got[k]), ref[k]) for got, ref in zip(a["run"], expect["run"]) for k in ref]
+        pairs = [(as_array(got[k]), ref[k]) for got, ref in zip(a["run"], expect["run"]) for k in ref
+                 if np.asarray(ref[k]).dtype.kind == "f"]
         if "embed" in cases:
-            diffs.append(max_abs(as_array(a["embed"]), expect["embed"]))
+            pairs.append((as_array(a["embed"]), expect["embed"]))
         for key in ("classify", "images"):
             if key in cases:
                 labels, probs = expect[key]
-                diffs.append(max_abs(as_array(a[key]["probabilities"]), probs))
+                pairs.append((as_array(a[key]["probabilities"]), probs))
                 if list(a[key]["labels"]) != list(labels):
                     problems.append(f"{key} labels at {n} threads: {a[key]['labels']} vs Python's {labels}")
-        worst[n] = max(diffs)
-    passed = not problems and all(d <= ATOL for d in worst.values())
+        for got, ref in pairs:
+            scale = max(1.0, float(np.abs(ref).max())) if relative and np.size(ref) else 1.0
+            d, limit = max_abs(got, ref), tol * scale
+            if n not in worst or d / limit > worst[n][0] / worst[n][1]:
+                worst[n] = (d, limit, scale)
+    passed = not problems and all(d <= limit for d, limit, _ in worst.values())
     calls = ["run"] + [k for k in ("embed", "classify", "images") if k in cases]
+    rule = f"{tol:g} x max(1, |output|)" if relative else f"{tol:g}"
     detail = problems[0] if problems else (
-        f"max abs {max(worst.values()):.2e} {'<=' if passed else '>'} {ATOL:g} "
-        f"({', '.join(f'{d:.2e} at {threads_text(n)}' for n, d in worst.items())}) "
+        f"max abs {max(d for d, _, _ in worst.values()):.2e} {'within' if passed else 'beyond'} {rule} "
+        f"({', '.join(f'{d:.2e} at {threads_text(n)}' for n, (d, _, _) in worst.items())}) "
         f"on {' + '.join(calls)}, {len(SHAPES)} input sets padded and not")
     return Check("outputs in Chromium vs Python", passed, detail,
-                 {"max_abs": {str(n): d for n, d in worst.items()}, "atol": ATOL, "calls": calls})
+                 {"max_abs": {str(n): w[0] for n, w in worst.items()}, "limit": {str(n): w[1] for n, w in worst.items()},
+                  "tolerance": tol, "relative": relative, "calls": calls})
 
 
 def screenshot_steps(manifest, texts: list[str] | None = None) -> list[dict[str, Any]]:

@@ -60,9 +60,13 @@ def assert_checked(result, *extra: str) -> dict:
     assert [p["threads"] for p in record["web"]["pages"]] == [1, 2]
     assert record["web"]["versions"] == {"onnxruntime-web": "1.31.1", "tokenizers": web.npm_version("@huggingface/tokenizers")}
     assert record["web"]["browser"].startswith("Chromium ")
-    # Float outputs within 1e-5 of Python at both thread counts, and the page was cross-origin isolated at 2.
+    # Float outputs within tolerance of Python at both thread counts (float32 and int4: 1e-5; int8: 3e-2 x
+    # max(1, |output|)), and the page was cross-origin isolated at 2.
     out = checks["outputs in Chromium vs Python"].values
-    assert set(out["max_abs"]) == {"1", "2"} and max(out["max_abs"].values()) <= 1e-5
+    assert set(out["max_abs"]) == {"1", "2"} and all(out["max_abs"][n] <= out["limit"][n] for n in out["limit"])
+    assert out["relative"] == (record["web"]["tolerance"]["relative_to"] is not None)
+    if not out["relative"]:
+        assert out["tolerance"] == 1e-5 and max(out["max_abs"].values()) <= 1e-5
     assert checks["page loads in Chromium"].values["2"]["isolated"] is True
     return checks
 
@@ -97,7 +101,11 @@ def test_int8_encoder_folder(tmp_path, encoder_bundle):
     from edgeformer.quantize import quantize_bundle
 
     q = quantize_bundle(encoder_bundle.path, tmp_path / "int8", "int8-dynamic", bench_seconds=0.1, smooth_alpha=0.7)
-    assert_checked(deploy(q.path, "web", tmp_path / "web"))
+    result = deploy(q.path, "web", tmp_path / "web")
+    assert assert_checked(result)["outputs in Chromium vs Python"].values["relative"] is True
+    # The folder's vectors hold in the browser: each case's atol is at least the browser's int8 tolerance.
+    vectors = json.loads((result.path / "vectors.json").read_text())
+    assert all(c["atol"] >= 3e-2 for c in vectors["cases"]) and verify_vectors(runtime.load(result.path)).passed
 
 
 @needs_browser
