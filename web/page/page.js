@@ -149,7 +149,7 @@ function setUpAudio(model) {
       const decoded = await new OfflineAudioContext(1, 1, rate).decodeAudioData(await file.arrayBuffer());
       const t0 = performance.now();
       const [text] = await model.transcribe([decoded.getChannelData(0)], rate);
-      $('audio-out').textContent = `${text}\n(${decoded.duration.toFixed(2)} s of audio in ${(performance.now() - t0).toFixed(0)} ms)`;
+      $('audio-out').textContent = `${text || '(an empty transcript)'}\n(${decoded.duration.toFixed(2)} s of audio in ${(performance.now() - t0).toFixed(0)} ms)`;
     } catch (e) {
       failed(e);
     }
