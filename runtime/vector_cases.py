@@ -33,7 +33,8 @@ FLOAT32_TOL = 1e-5
 #   activation scales, int4's activations quantized at accuracy_level 4) can land on the other side
 #   of a rounding step: measured up to 5.7e-4 relative between x86 VNNI and ARM (deploy/arm64.py).
 QUANT_TOL = 5e-3
-MAX_VALUES = 65536  # an output larger than this (a big vocabulary's logits) is left out of a run case
+MAX_VALUES = 65536  # an output larger than this (a big vocabulary's logits) is left out of a run case,
+MAX_CASE_VALUES = 131072  # and outputs past this many values in all (a deep model's cache), in graph order
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Crème brûlée, naïve façade, São Paulo, Zürich",
@@ -123,7 +124,7 @@ def record_vectors(model) -> dict:
             case["tokens"] = fed_tokens(model, args.get("texts", args.get("prompt")), truncate=kind in TEXT_CALLS)
         expect = call(model, case)
         if kind == "run":
-            expect = {"outputs": {k: v for k, v in expect["outputs"].items() if recordable(v)}}
+            expect = {"outputs": recordable_outputs(expect["outputs"])}
         case["expect"] = expect
         case["atol"] = base * max(1.0, largest(expect))
         cases.append(case)
@@ -134,8 +135,13 @@ def tolerance(manifest) -> float:
     return QUANT_TOL if manifest.quantization else FLOAT32_TOL
 
 
-def recordable(a: np.ndarray) -> bool:
-    return a.size <= MAX_VALUES and (a.dtype.kind != "f" or bool(np.isfinite(a).all()))
+def recordable_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs a run case keeps: finite, at most MAX_VALUES each and MAX_CASE_VALUES together."""
+    kept, total = {}, 0
+    for name, a in outputs.items():
+        if a.size <= MAX_VALUES and total + a.size <= MAX_CASE_VALUES and (a.dtype.kind != "f" or np.isfinite(a).all()):
+            kept[name], total = a, total + a.size
+    return kept
 
 
 def largest(value) -> float:
