@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,8 @@ import numpy as np
 
 from .artifacts import check_format_version, read_json_object
 from .errors import BundleError, EdgeformerError
-from .vector_cases import CALLS, FORMAT, FORMAT_VERSION, TEXT_CALLS, call, fed_tokens, record_vectors, recorded_by  # noqa: F401  (re-exported)
+from .vector_cases import (CALLS, FORMAT, FORMAT_VERSION, TEXT_CALLS, call, fed_tokens,  # noqa: F401  (re-exported)
+                           record_vectors, recorded_by)
 
 VECTORS_FILE = "vectors.json"
 READS = (1,)  # every vectors format version this project has written
@@ -165,8 +165,8 @@ def check_case(path: Path, i: int, case: Any) -> dict:
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise VectorsError(f"{where} has atol {atol!r}; expected a finite number >= 0")
     tokens = case.get("tokens")
-    if tokens is not None and not (isinstance(tokens, list) and all(
-            isinstance(row, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in row) for row in tokens)):
+    if tokens is not None and not (isinstance(tokens, list) and all(isinstance(row, list) and all(
+            isinstance(t, int) and not isinstance(t, bool) for t in row) for row in tokens)):
         raise VectorsError(f"{where} has tokens that are not lists of token ids")
     return {**case, "args": decode_tree(args, f"{where} args"), "expect": decode_tree(expect, f"{where} expect")}
 
@@ -231,7 +231,8 @@ class VerifyReport:
         where = self.recorded.get("cpu", "another machine")
         if self.passed:
             return f"all {len(self.cases)} cases passed (recorded on {where})"
-        return f"{len(self.failed)} of {len(self.cases)} cases failed (first: {self.failed[0].name}; recorded on {where})"
+        first = self.failed[0].name
+        return f"{len(self.failed)} of {len(self.cases)} cases failed (first: {first}; recorded on {where})"
 
     def to_json(self) -> dict:
         return {"bundle": self.bundle, "has_vectors": self.has_vectors, "passed": self.passed,
@@ -254,7 +255,8 @@ def verify_case(model, case: dict) -> CaseResult:
     if case.get("tokens") is not None:
         got = case_tokens(model, case)
         if got != case["tokens"]:
-            row = next((i for i, (a, b) in enumerate(zip(got, case["tokens"])) if a != b), min(len(got), len(case["tokens"])))
+            want = case["tokens"]
+            row = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             result.tokens_agree = False
             result.detail = f"the tokenizer gives other ids for text {row}"
             return result
