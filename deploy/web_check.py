@@ -89,6 +89,10 @@ def plan_cases(work: Path, model, seed: int) -> tuple[dict[str, Any], dict[str, 
     feeds = [example_inputs(m.inputs, axis_sizes(m, b, s), rng, padded, global_slots(m)) for b, s, padded in SHAPES]
     cases["run"] = [{k: tensor_json(v) for k, v in f.items()} for f in feeds]
     expect["run"] = [model(f) for f in feeds]
+    for spec in m.graphs[1:]:  # a seq2seq bundle's encoder
+        more = [example_inputs(spec.inputs, axis_sizes(m, b, s), rng, padded, global_slots(m)) for b, s, padded in SHAPES]
+        cases.setdefault("graphs", {})[spec.name] = [{k: tensor_json(v) for k, v in f.items()} for f in more]
+        expect.setdefault("graphs", {})[spec.name] = [model.graph(spec.name)(f) for f in more]
     expect["python_ms"] = python_ms(model, feeds[0])
     task, text = m.model.task, model.bundle.tokenizer_path is not None
     if text:
@@ -284,13 +288,15 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
     problems = []
     for p in pages:
         a, n = p["answers"], p["threads"]
-        for key in ("run", "embed", "classify", "images"):
+        for key in ("run", "graphs", "embed", "classify", "images"):
             if key in cases and isinstance(a.get(key), dict) and "error" in a[key]:
                 problems.append(f"{key} at {n} threads: {a[key]['error']}")
         if problems:
             continue
-        pairs = [(as_array(got[k]), ref[k]) for got, ref in zip(a["run"], expect["run"]) for k in ref
-                 if np.asarray(ref[k]).dtype.kind == "f"]
+        runs = list(zip(a["run"], expect["run"]))
+        for name, refs in expect.get("graphs", {}).items():
+            runs += list(zip(a["graphs"][name], refs))
+        pairs = [(as_array(got[k]), ref[k]) for got, ref in runs for k in ref if np.asarray(ref[k]).dtype.kind == "f"]
         if "embed" in cases:
             pairs.append((as_array(a["embed"]), expect["embed"]))
         for key in ("classify", "images"):
@@ -305,7 +311,7 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
             if n not in worst or d / limit > worst[n][0] / worst[n][1]:
                 worst[n] = (d, limit, scale)
     passed = not problems and all(d <= limit for d, limit, _ in worst.values())
-    calls = ["run"] + [k for k in ("embed", "classify", "images") if k in cases]
+    calls = ["run"] + [f"run {name}" for name in cases.get("graphs", {})] + [k for k in ("embed", "classify", "images") if k in cases]
     rule = f"{tol:g} x max(1, |output|)" if relative else f"{tol:g}"
     detail = problems[0] if problems else (
         f"max abs {max(d for d, _, _ in worst.values()):.2e} {'within' if passed else 'beyond'} {rule} "

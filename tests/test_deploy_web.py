@@ -149,6 +149,24 @@ def test_vit_and_conformer_folders(tmp_path):
 
 
 @needs_browser
+def test_seq2seq_folder_runs_both_graphs_and_generates_python_tokens(tmp_path):
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling import ModelConfig, save
+    from edgeformer.modeling.seq2seq import Seq2SeqTransformer
+
+    from .conftest import TINY
+
+    torch.manual_seed(5)
+    cfg = ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
+                         "max_len": 48})
+    save(Seq2SeqTransformer(cfg).eval(), tmp_path / "ckpt")
+    result = deploy(export_bundle(tmp_path / "ckpt", tmp_path / "bundle").path, "web", tmp_path / "web")
+    checks = assert_checked(result, "generation in Chromium vs Python")
+    assert "run encoder" in checks["outputs in Chromium vs Python"].values["calls"]
+    assert (result.path / "encoder.onnx").is_file()
+
+
+@needs_browser
 def test_a_failed_check_writes_nothing(tmp_path, encoder_bundle, monkeypatch):
     """A vector whose expected value is off makes model.verify() fail in the page: exit 1, no folder."""
     recorded = web.record_vectors

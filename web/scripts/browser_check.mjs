@@ -9,6 +9,7 @@
 //   verify: true                 -> model.verify()'s report
 //   tokens: [text]               -> the JS tokenizer's ids of each text
 //   run: [{name: tensor}]        -> model.run's outputs ({dims, data}); timing: median ms of the first
+//   graphs: {graph: [{name: tensor}]} -> the outputs of a bundle's other graphs (a seq2seq encoder)
 //   embed / classify: [text]     -> embeddings / labels and probabilities
 //   generate: [{prompt, options}] -> token ids and texts per row
 //   images: {images, layout}     -> labels and probabilities
@@ -51,15 +52,20 @@ async function runCases(cases) {
       return cases.tokens.map((t) => Array.from(tokenizer.encode(t), Number));
     });
   }
+  const runAll = async (list, graph) => {
+    const out = [];
+    for (const feeds of list) {
+      const got = await model.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, fromJson(v)])), { graph });
+      out.push(Object.fromEntries(Object.entries(got).map(([k, v]) => [k, toJson(v)])));
+    }
+    return out;
+  };
+  if (cases.graphs) {
+    await attempt('graphs', async () => Object.fromEntries(await Promise.all(
+      Object.entries(cases.graphs).map(async ([graph, list]) => [graph, await runAll(list, graph)]))));
+  }
   if (cases.run) {
-    await attempt('run', async () => {
-      const out = [];
-      for (const feeds of cases.run) {
-        const got = await model.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, fromJson(v)])));
-        out.push(Object.fromEntries(Object.entries(got).map(([k, v]) => [k, toJson(v)])));
-      }
-      return out;
-    });
+    await attempt('run', () => runAll(cases.run, 'model'));
     await attempt('timing', async () => {
       const feeds = Object.fromEntries(Object.entries(cases.run[0]).map(([k, v]) => [k, fromJson(v)]));
       const ms = [];
