@@ -93,6 +93,10 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
         raise DeployError(f"the web target copies {missing[0]}, which is missing; {SETUP_HINT}")
     if opt.check is False:
         return
+    cores = os.cpu_count() or 1
+    if opt.threads and opt.threads > cores:
+        raise DeployError(f"--threads {opt.threads}: the check runs the page at that many threads and this machine has "
+                          f"{cores} cores; pass at most {cores} (the page takes ?threads=N at run time)")
     chromium = chromium_path()
     if not (os.path.isfile(chromium) and os.access(chromium, os.X_OK)):
         raise DeployError(f"the web check runs the folder in Chromium, and {chromium} is not there; install Debian's "
@@ -127,7 +131,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     checks: list[Check] = []
     tables: list = []
     if opt.check is not False:
-        threads = sorted({1, 2, *( [opt.threads] if opt.threads else [])})
+        threads = sorted({1, 2} | ({opt.threads} if opt.threads else set()))
         progress(f"web: checking the folder's page in headless Chromium at {', '.join(map(str, threads))} thread(s)")
         checks, found, tables = browser_checks(work, model, threads, opt.seed, chromium_path(), node_path(), WEB_DIR)
         record.update(found)

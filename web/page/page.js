@@ -9,8 +9,10 @@ import * as ort from './ort.wasm.min.mjs';
 import * as tokenizers from './tokenizers.min.mjs';
 
 const $ = (id) => document.getElementById(id);
-const asked = new URLSearchParams(location.search).get('threads') || document.body.dataset.threads;
-const threads = asked ? Number(asked) : undefined;
+// ?threads=N as asked; the folder's default (deploy --threads) at most the cores this browser has.
+const fromUrl = new URLSearchParams(location.search).get('threads');
+const byDefault = Number(document.body.dataset.threads) || undefined;
+const threads = fromUrl ? Number(fromUrl) : byDefault && Math.min(byDefault, navigator.hardwareConcurrency || 1);
 
 async function start() {
   const t0 = performance.now();
