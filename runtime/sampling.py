@@ -158,3 +158,32 @@ def choose(logits: np.ndarray, sampling: Sampling, seen: list[np.ndarray], rng: 
     cdf = np.cumsum(probs, axis=-1)
     cdf /= cdf[:, -1:]  # exactly 1 at the end, so a draw never falls past the last possible token
     return (cdf <= u).sum(axis=-1).astype(np.int64)
+
+
+def stable_choice(logits: np.ndarray, sampling: Sampling, u: float, eps: float) -> bool:
+    """Whether `choose` picks the same token from this row of (V,) float64 logits (penalty applied)
+    however every logit moves by up to `eps`, given the draw `u`: another runtime's logits differ
+    from these by rounding, and a near tie (or a draw near the edge of a token's interval) could go
+    the other way there. Conservative: a stable choice is certain, an unstable one only possible."""
+    if sampling.greedy:
+        top = np.sort(logits)[-2:]
+        return len(top) < 2 or top[1] - top[0] > 2 * eps
+    d = eps / sampling.temperature  # the bound in temperature-scaled logits
+    z = logits / sampling.temperature
+    kept = np.isfinite(filter_logits(z[None], sampling.top_k, sampling.top_p)[0])
+    if (~kept).any() and z[kept].min() - z[~kept].max() <= 2 * d:  # a kept and a dropped token could trade places
+        return False
+    # Scaled logits moving by d move each probability by a factor within e^(+-2d): sums of them (top-p's
+    # `before`, the draw's cdf) by less than 3d.
+    if sampling.top_p < 1.0:
+        z_k = filter_logits(z[None], sampling.top_k, 1.0)[0]
+        order = np.argsort(-z_k, kind="stable")
+        p = softmax(z_k[order])
+        before = np.cumsum(p) - p
+        if np.abs(before[np.isfinite(z_k[order])] - sampling.top_p).min() <= 3 * d:
+            return False
+    cdf = np.cumsum(softmax(np.where(kept, z, -np.inf)))
+    cdf /= cdf[-1]
+    k = int((cdf <= u).sum())
+    low = cdf[k - 1] if k > 0 else 0.0
+    return u - low > 3 * d and cdf[k] - u > 3 * d

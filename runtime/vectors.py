@@ -164,6 +164,10 @@ def check_case(path: Path, i: int, case: Any) -> dict:
             raise VectorsError(f"{where} has no {what} {missing[0]!r}; a {kind} case has {what}: {', '.join(keys)}")
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise VectorsError(f"{where} has atol {atol!r}; expected a finite number >= 0")
+    stable = case.get("stable_steps")
+    if stable is not None and not (isinstance(stable, list) and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in stable)):
+        raise VectorsError(f"{where} has stable_steps {stable!r}; expected a count of steps >= 0 per row")
     tokens = case.get("tokens")
     if tokens is not None and not (isinstance(tokens, list) and all(isinstance(row, list) and all(
             isinstance(t, int) and not isinstance(t, bool) for t in row) for row in tokens)):
@@ -223,7 +227,7 @@ class VerifyReport:
     def rows(self) -> list[list[str]]:
         return [[c.name, c.call, "-" if c.max_abs is None else f"{c.max_abs:.3g}", f"{c.atol:.3g}",
                  "-" if c.tokens_agree is None else ("yes" if c.tokens_agree else "NO"),
-                 "passed" if c.passed else f"FAILED{': ' + c.detail if c.detail else ''}"] for c in self.cases]
+                 ("passed" if c.passed else "FAILED") + (f": {c.detail}" if c.detail else "")] for c in self.cases]
 
     def summary(self) -> str:
         if not self.has_vectors:
@@ -268,7 +272,10 @@ def verify_case(model, case: dict) -> CaseResult:
         return result
     diffs: list[tuple[float, str]] = []
     same: list[tuple[bool, str]] = []
-    compare(case["expect"], answer, diffs, same, "")
+    expect = case["expect"]
+    if case["call"] == "generate" and case.get("stable_steps") is not None:
+        expect, answer, result.detail = stable_part(expect, answer, case["stable_steps"])
+    compare(expect, answer, diffs, same, "")
     result.max_abs = max((d for d, _ in diffs), default=None)
     if same:
         result.tokens_agree = all(ok for ok, _ in same)
@@ -279,6 +286,31 @@ def verify_case(model, case: dict) -> CaseResult:
     elif not result.passed:
         result.detail = f"{next(where for ok, where in same if not ok)} differs"
     return result
+
+
+def stable_part(expect: dict, answer: dict, stable: list[int]) -> tuple[dict, dict, str]:
+    """What a generate case holds a runtime to: each row's tokens up to its first near tie (`stable_steps`),
+    and the whole row (tokens, text, stop reason) when it had none. Returns (expected, got, a note)."""
+    want: dict[str, list] = {"token_ids": [], "texts": [], "stop_reasons": []}
+    got: dict[str, list] = {"token_ids": [], "texts": [], "stop_reasons": []}
+    cut = []
+    rows = answer["token_ids"]
+    if len(rows) != len(expect["token_ids"]) or len(stable) != len(rows):
+        return expect, answer, ""
+    for r, ids in enumerate(expect["token_ids"]):
+        if stable[r] >= len(ids) + (expect["stop_reasons"][r] == "stop"):
+            want["token_ids"].append(ids)
+            got["token_ids"].append(_plain(rows[r]))
+            for key in ("texts", "stop_reasons"):
+                if expect[key] is not None:
+                    want[key].append(expect[key][r])
+                    got[key].append((answer[key] or [None] * len(rows))[r])
+        else:
+            want["token_ids"].append(ids[: stable[r]])
+            got["token_ids"].append(_plain(rows[r])[: stable[r]])
+            cut.append(f"row {r} to step {stable[r]}")
+    note = f"checked up to a near tie: {', '.join(cut)}" if cut else ""
+    return want, got, note
 
 
 def compare(expected: Any, got: Any, diffs: list, same: list, where: str) -> None:

@@ -15,7 +15,7 @@ import torch
 from edgeformer import runtime
 from edgeformer.runtime.bundle import write_manifest
 from edgeformer.runtime.errors import BundleError
-from edgeformer.runtime.sampling import Sampling, SplitMix64, choose
+from edgeformer.runtime.sampling import Sampling, SplitMix64, choose, stable_choice
 from edgeformer.runtime.vectors import VECTORS_FILE, VectorsError, read_vectors, verify_vectors
 
 from .conftest import make_checkpoint
@@ -105,6 +105,45 @@ def test_choose_follows_the_documented_algorithm(settings):
         u = draws.random(3) if not s.greedy else [0.0] * 3
         want = [reference_choose(logits[r].tolist(), s, seen[r].tolist(), u[r]) for r in range(3)]
         assert got.tolist() == want
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(temperature=0.8, top_k=20, top_p=0.95), dict(temperature=1.2, top_p=0.7)])
+def test_a_stable_choice_survives_every_logit_moving_within_eps(settings):
+    """stable_choice's promise: a choice it calls stable never changes when the logits move by up to eps."""
+    rng = np.random.default_rng(1)
+    s = Sampling(**settings)
+    seen_stable = seen_unstable = 0
+    for trial in range(300):
+        logits = rng.standard_normal(40) * 2
+        u = float(rng.random())
+        eps = 10 ** rng.uniform(-4, -1)
+        token = choose(logits[None], s, [np.zeros(0, np.int64)], FixedDraw(u))[0]
+        if not stable_choice(logits, s, u, eps):
+            seen_unstable += 1
+            continue
+        seen_stable += 1
+        for _ in range(20):
+            moved = logits + rng.uniform(-eps, eps, size=logits.shape)
+            assert choose(moved[None], s, [np.zeros(0, np.int64)], FixedDraw(u))[0] == token
+    assert seen_stable > 50 and seen_unstable > 5  # both kinds were exercised
+
+
+class FixedDraw:
+    def __init__(self, u):
+        self.u = u
+
+    def random(self, n):
+        return np.full(n, self.u)
+
+
+def test_a_near_tie_is_unstable_and_a_clear_choice_is_not():
+    greedy = Sampling()
+    assert stable_choice(np.array([1.0, 0.5, 0.2]), greedy, 0.0, 1e-3)
+    assert not stable_choice(np.array([1.0, 0.9995, 0.2]), greedy, 0.0, 1e-3)
+    sampled = Sampling(temperature=1.0)
+    p = np.array([0.5, 0.3, 0.2])  # cdf 0.5, 0.8, 1.0
+    assert stable_choice(np.log(p), sampled, 0.65, 1e-3)
+    assert not stable_choice(np.log(p), sampled, 0.5001, 1e-3)  # the draw sits on the edge of token 0's interval
 
 
 def test_seeded_sampling_repeats_and_differs_across_seeds(cached_decoder):
@@ -272,6 +311,29 @@ def test_a_changed_answer_fails_verify_with_exit_1(encoder_bundle, tmp_path):
     report = verify_vectors(runtime.load(b))
     assert [c.name for c in report.failed] == ["texts", "padded-0"]
     assert [c.call for c in report.failed] == ["classify", "run"] and report.failed[0].tokens_agree is False
+
+
+def test_generation_is_held_to_its_stable_steps(cached_decoder, tmp_path):
+    """Past a row's recorded near tie another runtime may pick other tokens; before it, it may not."""
+    b = copy_bundle(cached_decoder[1].path, tmp_path / "b")
+    data = json.loads((b / VECTORS_FILE).read_text())
+    sampled = next(c for c in data["cases"] if c["name"] == "sampled")
+    assert [len(r) for r in sampled["expect"]["token_ids"]] == sampled["stable_steps"]  # fp32: every step has a margin
+
+    def diverge_after(step):
+        def change(d):
+            case = next(c for c in d["cases"] if c["name"] == "sampled")
+            case["stable_steps"][0] = step
+            case["expect"]["token_ids"][0][10] = (case["expect"]["token_ids"][0][10] + 1) % 300  # a different token at step 10
+        return change
+
+    edit_vectors(b, diverge_after(10))  # a near tie at step 10: tokens from there on are not held
+    report = verify_vectors(runtime.load(b))
+    sampled = next(c for c in report.cases if c.name == "sampled")
+    assert sampled.passed and sampled.tokens_agree and "row 0 to step 10" in sampled.detail
+    edit_vectors(b, diverge_after(11))  # step 10 had a margin: the other token is a failure
+    sampled = next(c for c in verify_vectors(runtime.load(b)).cases if c.name == "sampled")
+    assert not sampled.passed and sampled.tokens_agree is False
 
 
 @pytest.mark.parametrize("change, message", [
