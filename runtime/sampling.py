@@ -171,19 +171,28 @@ def stable_choice(logits: np.ndarray, sampling: Sampling, u: float, eps: float) 
     d = eps / sampling.temperature  # the bound in temperature-scaled logits
     z = logits / sampling.temperature
     kept = np.isfinite(filter_logits(z[None], sampling.top_k, sampling.top_p)[0])
-    if (~kept).any() and z[kept].min() - z[~kept].max() <= 2 * d:  # a kept and a dropped token could trade places
-        return False
-    # Scaled logits moving by d move each probability by a factor within e^(+-2d): sums of them (top-p's
-    # `before`, the draw's cdf) by less than 3d.
+    # Tokens whose place in the kept set could change: near the top-k cut (within 2d of a token on its
+    # other side) or near the top-p cut (`before` within 3d of top_p: scaled logits moving by d move each
+    # probability by a factor within e^(+-2d), and sums of them by less than 3d).
+    unsure = np.zeros_like(kept)
+    if (~kept).any():
+        unsure |= kept & (z - z[~kept].max() <= 2 * d)
+        unsure |= ~kept & (z[kept].min() - z <= 2 * d)
     if sampling.top_p < 1.0:
         z_k = filter_logits(z[None], sampling.top_k, 1.0)[0]
         order = np.argsort(-z_k, kind="stable")
         p = softmax(z_k[order])
         before = np.cumsum(p) - p
-        if np.abs(before[np.isfinite(z_k[order])] - sampling.top_p).min() <= 3 * d:
-            return False
-    cdf = np.cumsum(softmax(np.where(kept, z, -np.inf)))
+        unsure[order[np.isfinite(z_k[order]) & (np.abs(before - sampling.top_p) <= 3 * d)]] = True
+    probs = softmax(np.where(kept, z, -np.inf))
+    cdf = np.cumsum(probs)
     cdf /= cdf[-1]
     k = int((cdf <= u).sum())
+    if unsure[k]:
+        return False
+    # Each unsure token joining or leaving moves the chosen token's interval ends by at most its own
+    # probability (what it has or would have among the kept ones).
+    e = np.exp(z - z[kept].max())
+    shift = float((e[unsure] / e[kept].sum()).sum()) + 3 * d
     low = cdf[k - 1] if k > 0 else 0.0
-    return u - low > 3 * d and cdf[k] - u > 3 * d
+    return u - low > shift and cdf[k] - u > shift
