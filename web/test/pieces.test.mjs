@@ -89,3 +89,16 @@ test('browser ImageData (RGBA) reads as HWC uint8, gray by ITU-R 601 luma for on
   const gray = pixelValues({ model: { task: 'classification', config: { image_size: 2, num_channels: 1 } } }, 'b', [image], 'CHW', true);
   assert.equal(gray.data[0], Math.fround(Math.round(10 * 0.299 + 20 * 0.587 + 30 * 0.114) / 255 * 2 - 1));
 });
+
+test('a generate case is held to its stable steps: rows cut at a near tie, whole rows otherwise', async () => {
+  const { stablePart } = await import('../src/vectors.js');
+  const expect = { token_ids: [[5, 6, 7], [8, 9]], texts: ['abc', 'de'], stop_reasons: ['length', 'stop'] };
+  const answer = { token_ids: [[5, 6, 1], [8, 9]], texts: ['abx', 'de'], stop_reasons: ['length', 'stop'] };
+  const [want, got, note] = stablePart(expect, answer, [2, 3]);
+  assert.deepEqual(want.token_ids, [[5, 6], [8, 9]]);
+  assert.deepEqual(got.token_ids, [[5, 6], [8, 9]]);
+  assert.deepEqual(want.texts, ['de']);
+  assert.equal(note, 'checked up to a near tie: row 0 to step 2');
+  const [, gotAll] = stablePart(expect, answer, [3, 3]);
+  assert.deepEqual(gotAll.token_ids[0], [5, 6, 1]);  // a fully stable row is compared whole, and differs
+});
