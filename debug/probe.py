@@ -14,7 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+
+from edgeformer.runtime.sessions import SessionError, create_session, expose_tensors
 
 from .graph import DebugError
 
@@ -25,16 +26,7 @@ def run_exposed(model: onnx.ModelProto, tensors: Sequence[str], feeds_list: Sequ
 
     ONNX Runtime's graph optimizations are off, so every tensor is the one the graph writes.
     """
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for t in tensors:
-        if t not in known:
-            probe.graph.output.add().name = t  # no type: onnxruntime takes the producer's
-            known.add(t)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    probe = expose_tensors(model, tensors)
     inputs = {i.name for i in probe.graph.input}
     with tempfile.TemporaryDirectory() as tmp:
         if probe.ByteSize() > 1_800_000_000:  # past protobuf's 2 GB: weights beside the graph
@@ -44,10 +36,9 @@ def run_exposed(model: onnx.ModelProto, tensors: Sequence[str], feeds_list: Sequ
         else:
             source = probe.SerializeToString()
         try:
-            session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DebugError(f"onnxruntime cannot run the graph with its intermediate tensors exposed: {first}") from None
+            session, _ = create_session(source, optimization="none")
+        except SessionError as e:
+            raise DebugError(f"onnxruntime cannot run the graph with its intermediate tensors exposed: {e.reason}") from None
         names = [o.name for o in session.get_outputs()]
         results = []
         for feeds in feeds_list:

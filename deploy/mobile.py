@@ -15,10 +15,7 @@ The converter's report of success is not trusted: it has written files that no o
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +24,10 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeformer.runtime.bundle import Bundle, Manifest
+from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
+from edgeformer.runtime.quiet import quiet
+from edgeformer.runtime.sessions import SessionError, create_session
 
 from .folder import Check, Deployment, DeployError, DeployOptions
 from .ort_tables import MIN_ORT as PACKED_TABLES_MIN_ORT
@@ -123,23 +123,12 @@ def fix_shapes(model, fixed: dict[str, int]):
     return model
 
 
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime's tools print progress and log at INFO; keep it off the user's terminal."""
-    logging.disable(logging.WARNING)  # the tools log through loggers of their own, with their own handlers
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
 def convert_to_ort(src: Path, out_dir: Path, style: str) -> None:
     """onnxruntime.tools.convert_onnx_models_to_ort on one graph; writes model.ort and required_operators.config."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     try:
-        with _quiet():
+        with quiet():
             convert_onnx_models_to_ort(src, output_dir=out_dir, optimization_styles=[OptimizationStyle[style]],
                                        target_platform="arm")
     except Exception as e:  # the converter raises whatever onnxruntime raised
@@ -161,13 +150,10 @@ def check_loads(ort_path: Path, target: str) -> None:
     """Open the converted file in this onnxruntime: the converter has reported success on files none can load."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
     try:
-        ort.InferenceSession(str(ort_path), sess_options=so, providers=["CPUExecutionProvider"])
-    except Exception as e:  # whatever onnxruntime raised about the file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DeployError(f"onnxruntime {ort.__version__} cannot load the model.ort its converter wrote ({first}); "
+        create_session(ort_path, disabled_optimizers=())  # onnxruntime's defaults, as an app's session has them
+    except SessionError as e:
+        raise DeployError(f"onnxruntime {ort.__version__} cannot load the model.ort its converter wrote ({e.reason}); "
                           f"the {target} target cannot take this bundle") from None
 
 
@@ -177,7 +163,7 @@ def provider_coverage(src: Path, target: str) -> list[dict[str, Any]]:
     from onnxruntime.tools.mobile_helpers import usability_checker as uc
     from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo, optimize_model
 
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet():
         basic = Path(tmp) / "basic.onnx"
         optimize_model(src, basic, use_external_initializers=True)  # what the checker itself does first
         model = ModelProtoWithShapeInfo(basic).model_with_shape_info
@@ -210,34 +196,25 @@ def ort_parity(onnx_path: Path, ort_path: Path, manifest: Manifest, style: str, 
     rest being left to the device's providers), so the same kernels run and the outputs should agree to
     the last bit. The gap to the fully optimized .onnx (fusions that round differently) is recorded too.
     """
-    import onnxruntime as ort
+    def session(path: Path, level: str):
+        # every fusion, as the converter applied them: the same kernels on both sides
+        return create_session(path, optimization=level, disabled_optimizers=())[0]
 
-    def session(path: Path, level) -> ort.InferenceSession:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = level
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-
-    levels = ort.GraphOptimizationLevel
-    same = levels.ORT_ENABLE_BASIC if style == "Runtime" else levels.ORT_ENABLE_ALL
-    onnx_same, onnx_all, ort_model = session(onnx_path, same), session(onnx_path, levels.ORT_ENABLE_ALL), session(ort_path, same)
+    same = "basic" if style == "Runtime" else "all"
+    onnx_same, onnx_all, ort_model = session(onnx_path, same), session(onnx_path, "all"), session(ort_path, same)
     rng = np.random.default_rng(seed)
     worst, vs_all, shapes = 0.0, 0.0, []
     for sizes in check_shapes_for(manifest):
         for padded in (False, True):
             feeds = example_inputs(manifest.inputs, sizes, rng, padded=padded, global_tokens=global_slots(manifest))
             got = ort_model.run(None, feeds)
-            worst = max([worst] + [_max_abs(x, y) for x, y in zip(onnx_same.run(None, feeds), got)])
-            vs_all = max([vs_all] + [_max_abs(x, y) for x, y in zip(onnx_all.run(None, feeds), got)])
+            worst = max([worst] + [max_abs(x, y) for x, y in zip(onnx_same.run(None, feeds), got)])
+            vs_all = max([vs_all] + [max_abs(x, y) for x, y in zip(onnx_all.run(None, feeds), got)])
         shapes.append(",".join(f"{k}={v}" for k, v in sizes.items()))
     return Check("model.ort vs model.onnx (x86 onnxruntime)", worst <= ATOL,
                  f"max abs {worst:.3g} <= {ATOL:g} at {'; '.join(shapes)}, padded and unpadded "
                  f"({vs_all:.3g} against the fully optimized .onnx)",
                  {"max_abs": worst, "atol": ATOL, "max_abs_vs_fully_optimized": vs_all, "shapes": shapes})
-
-
-def _max_abs(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
 
 
 def required_ops(config: Path) -> dict[str, list[str]]:

@@ -30,7 +30,9 @@ import numpy as np
 
 from edgeformer.runtime.artifacts import sha256_file
 from edgeformer.runtime.bundle import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Bundle, Manifest, TensorSpec
+from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
+from edgeformer.runtime.sessions import create_session
 
 from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions
 
@@ -236,9 +238,7 @@ def check_config(text: str, want: dict[str, Any]) -> Check:
 
 def check_graph(model: Path, got: dict[str, Any]) -> Check:
     """The config's tensors against the graph's, as onnxruntime (Triton's backend) reads them."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    sess, _ = create_session(model, disabled_optimizers=())
     batching = got["max_batch_size"] > 0
     problems = []
     for kind, graph_ts, config_ts in (("input", sess.get_inputs(), got["input"]),
@@ -270,19 +270,15 @@ def check_sizes(manifest: Manifest, mbs: int) -> dict[str, int]:
 
 def check_copy(source: Path, copy: Path, manifest: Manifest, mbs: int, seed: int) -> Check:
     """The copied graph is the source's, byte for byte, and computes its outputs exactly on a padded batch."""
-    import onnxruntime as ort
-
     same_file = sha256_file(source) == sha256_file(copy)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1  # one thread: the same kernels in the same order, so exact equality holds
-    so.log_severity_level = 3
-    a = ort.InferenceSession(str(source), sess_options=so, providers=["CPUExecutionProvider"])
-    b = ort.InferenceSession(str(copy), sess_options=so, providers=["CPUExecutionProvider"])
+    # one thread: the same kernels in the same order, so exact equality holds; every fusion, as Triton's backend runs it
+    a, _ = create_session(source, threads=1, disabled_optimizers=())
+    b, _ = create_session(copy, threads=1, disabled_optimizers=())
     sizes = check_sizes(manifest, mbs)
     feeds = example_inputs(manifest.inputs, sizes, np.random.default_rng(seed), padded=True, global_tokens=global_slots(manifest))
     worst = 0.0
     for x, y in zip(a.run(None, feeds), b.run(None, feeds)):
-        worst = max(worst, float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0)
+        worst = max(worst, max_abs(x, y))
     shape = ",".join(f"{k}={v}" for k, v in sizes.items())
     return Check("model copy vs bundle (sha256 + onnxruntime run)", same_file and worst == 0.0,
                  f"sha256 {'equal' if same_file else 'DIFFERS'}; max abs {worst:.3g} at {shape} (padded)",

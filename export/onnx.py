@@ -13,11 +13,7 @@ that lack the `Attention` op (TensorRT before 10.x, onnxruntime before 1.22, old
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.quiet import quiet
 
 from .passes import attention_to_3d
 
@@ -85,26 +82,10 @@ class GraphExport:
         return {name: axis.limits() for name, axis in self.axes.items() if name in used}
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The exporter narrates every step and warns about unrelated optional packages: keep that off the user's terminal."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels):
-            lg.setLevel(lvl)
-
-
 def trace(graph: GraphExport, attention: str) -> ir.Model:
     """The dynamo exporter's graph, before edgeformer's passes, with the axis table's names."""
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():  # the exporter narrates every step
             program = torch.onnx.export(
                 graph.module, graph.args, kwargs=graph.kwargs or None, dynamo=True,
                 opset_version=ATTENTION_OPSETS[attention], input_names=[s.name for s in graph.inputs],

@@ -20,9 +20,6 @@ that measured well on this project's models; none is hand-rolled.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -32,6 +29,7 @@ import numpy as np
 import onnx
 
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.quiet import quiet
 
 
 class QuantizeError(EdgeformerError):
@@ -57,19 +55,6 @@ class RecipeOptions:
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization logs a line per node and advises pre-processing; keep it off the terminal."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-
-
 WEIGHT_TYPES = ("int8", "uint8")
 
 
@@ -78,7 +63,7 @@ def int8_dynamic(src: str, dst: str, opt: RecipeOptions) -> None:
 
     if opt.weight_type not in WEIGHT_TYPES:
         raise QuantizeError(f"unknown weight type {opt.weight_type!r}; expected one of: {', '.join(WEIGHT_TYPES)}")
-    with _quiet():
+    with quiet():
         quantize_dynamic(
             src, dst, weight_type=QuantType.QInt8 if opt.weight_type == "int8" else QuantType.QUInt8,
             per_channel=opt.per_channel, reduce_range=opt.reduce_range,
@@ -121,7 +106,7 @@ def int8_static(src: str, dst: str, opt: RecipeOptions) -> None:
             return next(self.batches, None)
 
     ops = ["MatMul", "Gather"]
-    with _quiet(), tempfile.TemporaryDirectory(prefix="edgeformer-calib-") as tmp:
+    with quiet(), tempfile.TemporaryDirectory(prefix="edgeformer-calib-") as tmp:
         # Calibrate here rather than inside quantize_static, which cannot set the histogram's bins;
         # the ranges reach it through its JSON calibration cache.
         calibrator = create_calibrator(src, ops, augmented_model_path=f"{tmp}/augmented.onnx", calibrate_method=method,
@@ -149,7 +134,7 @@ def int4(src: str, dst: str, opt: RecipeOptions) -> None:
     if opt.accuracy_level not in ACCURACY_LEVELS:
         raise QuantizeError(f"accuracy level {opt.accuracy_level!r}; expected one of: {', '.join(map(str, ACCURACY_LEVELS))}")
 
-    with _quiet():
+    with quiet():
         q = MatMulNBitsQuantizer(onnx.load(src), block_size=opt.block_size, is_symmetric=opt.symmetric,
                                  accuracy_level=opt.accuracy_level, nodes_to_exclude=list(opt.exclude),
                                  op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
@@ -160,7 +145,7 @@ def int4(src: str, dst: str, opt: RecipeOptions) -> None:
 def fp16(src: str, dst: str, opt: RecipeOptions) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with _quiet():
+    with quiet():
         model = convert_float_to_float16(
             onnx.load(src), keep_io_types=True,
             op_block_list=["LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Div", "Range", "Gather"],

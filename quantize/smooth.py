@@ -23,8 +23,9 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
+
+from edgeformer.runtime.sessions import create_session, expose_tensors
 
 from .calibration import real_positions
 
@@ -45,13 +46,8 @@ def weight_matmuls(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
 def activation_absmax(model: onnx.ModelProto, batches: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per-channel max |x| of every weight MatMul's input over the calibration batches (real tokens only)."""
     names = list(weight_matmuls(model))
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names if n not in known)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # observe the graph as written
-    session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    # optimizations off: observe the graph as written
+    session, _ = create_session(expose_tensors(model, names).SerializeToString(), optimization="none")
     absmax: dict[str, np.ndarray] = {}
     for feeds in batches:
         real = real_positions(feeds)

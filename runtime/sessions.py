@@ -1,8 +1,11 @@
-"""ONNX Runtime sessions with edgeformer's settings: the one place the runtime creates them.
+"""ONNX Runtime sessions with edgeformer's settings: the one place edgeformer creates them.
 
 `runtime.load` opens every graph of a bundle here with one `SessionSettings`; a `Model` owns the
-sessions. Tools that need a bare session for a graph file (quantization trials, engine checks)
-call `create_session` with the same defaults.
+sessions. Tools that need a bare session for a graph file call `create_session` too, naming what
+they need beyond the defaults: the deploy checks a graph optimization level, a thread count and
+every fusion (to run the kernels a device runs); debug probes and smoothing a graph with its
+intermediate tensors exposed (`expose_tensors`) and optimizations off, so each tensor is the one
+the graph as written computes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ PROVIDER_ALIASES = {
     "xnnpack": "XnnpackExecutionProvider",
 }
 CPU = "CPUExecutionProvider"
+# ONNX Runtime's graph optimization levels by name: "none" runs the graph as written.
+OPTIMIZATION_LEVELS = {
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 
 # ONNX Runtime graph fusions left off by default. SkipLayerNormFusion replaces Add + LayerNormalization
 # with a SkipLayerNormalization kernel that measured slower on x86 CPUs with AVX2: on all-MiniLM-L6-v2
@@ -44,6 +54,14 @@ class SessionSettings:
     provider_options: Mapping[str, Mapping[str, Any]] | None = None
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS
     config: Mapping[str, str] = field(default_factory=dict)
+
+
+class SessionError(EdgeformerError):
+    """onnxruntime could not open a graph; `reason` is its first line, for callers that word the refusal."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -73,7 +91,8 @@ def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[
     return chosen, notes
 
 
-def session_options(spin: bool = False, threads: int | None = None, config: Mapping[str, str] | None = None) -> ort.SessionOptions:
+def session_options(spin: bool = False, threads: int | None = None, config: Mapping[str, str] | None = None,
+                    optimization: str = "all") -> ort.SessionOptions:
     """Session options for edge use.
 
     `spin=False` (the default) stops ONNX Runtime's worker threads from busy-waiting between
@@ -87,6 +106,10 @@ def session_options(spin: bool = False, threads: int | None = None, config: Mapp
     if threads:
         so.intra_op_num_threads = int(threads)
     so.log_severity_level = 3  # errors only: ORT's warnings are noise for a user of a valid bundle
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise EdgeformerError(f"unknown graph optimization level {optimization!r}; "
+                              f"expected one of: {', '.join(OPTIMIZATION_LEVELS)}")
+    so.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     for key, value in (config or {}).items():
         so.add_session_config_entry(key, value)
     return so
@@ -110,21 +133,24 @@ def create_session(
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
     config: Mapping[str, str] | None = None,
+    optimization: str = "all",
 ) -> tuple[ort.InferenceSession, list[str]]:
     """An ONNX Runtime session with edgeformer's settings (a graph file, or a serialized graph's bytes);
-    returns it and any provider fallback notes."""
+    returns it and any provider fallback notes. `optimization` is one of OPTIMIZATION_LEVELS;
+    `disabled_optimizers=()` keeps every fusion, as onnxruntime's defaults (and a device's) do.
+    A graph onnxruntime cannot open raises SessionError."""
     chosen, notes = resolve_providers(providers)
     options = [dict((provider_options or {}).get(p, {})) for p in chosen]
     graph = model_path if isinstance(model_path, bytes) else str(model_path)
     try:
         session = ort.InferenceSession(
-            graph, sess_options=session_options(spin, threads, config), providers=chosen,
+            graph, sess_options=session_options(spin, threads, config, optimization), providers=chosen,
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "the graph" if isinstance(model_path, bytes) else model_path
-        raise EdgeformerError(f"onnxruntime cannot load {where}: {first}") from None
+        raise SessionError(f"onnxruntime cannot load {where}: {first}", first) from None
     actual = session.get_providers()
     lost = [p for p in chosen if p not in actual]
     if lost:
@@ -137,3 +163,17 @@ def open_session(model_path: str | os.PathLike, settings: SessionSettings) -> tu
     return create_session(model_path, settings.providers, spin=settings.spin, threads=settings.threads,
                           provider_options=settings.provider_options,
                           disabled_optimizers=settings.disabled_optimizers, config=settings.config)
+
+
+def expose_tensors(model: Any, tensors: Sequence[str]) -> Any:
+    """A copy of `model` (an ONNX ModelProto) with `tensors` added as graph outputs, so one run returns
+    them all. The outputs carry no type: onnxruntime takes the producer's. Only the protobuf message's
+    own methods are used, so the runtime needs no onnx package for it."""
+    exposed = type(model)()
+    exposed.CopyFrom(model)
+    known = {o.name for o in exposed.graph.output}
+    for name in tensors:
+        if name not in known:
+            exposed.graph.output.add().name = name
+            known.add(name)
+    return exposed
