@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import urllib.request
 
 import numpy as np
@@ -15,6 +16,7 @@ from edgeformer import runtime
 from edgeformer.deploy import DeployCheckFailed, DeployError, DeployOptions, deploy
 from edgeformer.deploy import web
 from edgeformer.deploy.serve import ServeError, serve_folder
+from edgeformer.deploy.web_check import run_browser
 from edgeformer.runtime.bundle import Manifest
 from edgeformer.runtime.vectors import verify_vectors
 
@@ -146,6 +148,19 @@ def test_vit_and_conformer_folders(tmp_path):
     assert "images" in assert_checked(vit)["outputs in Chromium vs Python"].values["calls"]
     asr = deploy(export_bundle(tmp_path / "asr-ckpt", tmp_path / "asr").path, "web", tmp_path / "asr-web")
     assert_checked(asr, "transcripts in Chromium vs Python")
+    # The demo pages take a picked file: an image is labelled, a WAV file transcribed.
+    from PIL import Image
+
+    from edgeformer.runtime.speech import write_wav
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    write_wav(tmp_path / "a.wav", (0.3 * np.sin(np.arange(12000) / 16000 * 2 * np.pi * 440)).astype(np.float32))
+    for folder, picked, shown in [(vit.path, ("#image-file", tmp_path / "a.png"), "#image-out table"),
+                                  (asr.path, ("#audio-file", tmp_path / "a.wav"), "#audio-out:not(:empty)")]:
+        steps = [{"upload": [picked[0], str(picked[1])]}, {"wait": shown}]
+        shot = run_browser(folder, [], {}, web.chromium_path(), web.node_path(), web.WEB_DIR,
+                           {"path": str(tmp_path / "page.png"), "steps": steps})["screenshot"]
+        assert "answers" in shot and not shot["problems"], shot
 
 
 @needs_browser
@@ -234,3 +249,15 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
     with pytest.raises(ServeError, match="is not a folder"):
         serve_folder(tmp_path / "index.html").__enter__()
     assert_bad_input(cli("serve", tmp_path / "missing", ok=False), "does not exist; expected a folder to serve")
+    # The verb: loopback by default, says its URL, serves until stopped.
+    exe = os.path.join(os.path.dirname(sys.executable), "edgeformer")
+    proc = subprocess.Popen([exe, "serve", str(tmp_path), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "w.wasm") as r:
+            assert r.headers["Content-Type"] == "application/wasm" and r.headers["Cross-Origin-Embedder-Policy"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
