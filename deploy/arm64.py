@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnxruntime as ort
 
 import edgeformer.runtime
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
+from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
+from edgeformer.runtime.sessions import create_session
 
 from . import emulator
 from .folder import Check, Deployment, DeployError, DeployOptions, write_folder_vectors
@@ -57,17 +58,17 @@ INT4_TOL_NOTE = ("int4's activations are quantized to int8 per block by each CPU
 SHAPES = ((1, 8, False), (3, 24, True), (2, 64, True))
 CASE_SEP = "/"
 
+# Run on the guest with this machine's runtime sources on its path (guest_package): the same session
+# settings as run_host.
 GUEST_SCRIPT = r'''
 import json, platform, sys, time
 import numpy as np
 import onnxruntime as ort
+from edgeformer.runtime.sessions import create_session
 
 model, inputs, outputs, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-so = ort.SessionOptions()
-so.intra_op_num_threads = threads
-so.add_session_config_entry("session.intra_op.allow_spinning", "0")
 start = time.perf_counter()
-session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+session, _ = create_session(model, threads=threads, disabled_optimizers=())
 names = [o.name for o in session.get_outputs()]
 data = np.load(inputs, allow_pickle=False)
 cases = sorted({k.split("/", 1)[0] for k in data.files})
@@ -113,24 +114,10 @@ def check_inputs(manifest: Manifest, seed: int) -> list[dict[str, np.ndarray]]:
 
 
 def run_host(graph: Path, cases: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """The reference: onnxruntime on this machine, one thread, as the guest runs it."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(graph), so, providers=["CPUExecutionProvider"])
+    """The reference: onnxruntime on this machine, one thread and every fusion, as the guest runs it."""
+    session, _ = create_session(graph, threads=1, disabled_optimizers=())
     names = [o.name for o in session.get_outputs()]
     return [dict(zip(names, session.run(None, feeds))) for feeds in cases]
-
-
-def max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b|, with NaN equal to NaN and a NaN on one side only counted as infinite."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    both = np.isnan(a) & np.isnan(b)
-    d = np.abs(np.where(both, 0.0, a - b))
-    d = np.where(np.isnan(d), np.inf, d)
-    return float(d.max()) if d.size else 0.0
 
 
 def tolerance(manifest: Manifest) -> tuple[float, str]:
@@ -181,7 +168,8 @@ def aarch64_check(graph: Path, manifest: Manifest, opt: DeployOptions, progress:
             progress(f"arm64: running {len(cases)} input sets on emulated aarch64 ({cpu}: {emulator.CPUS[cpu].boards})")
             out = tmp / f"out-{cpu}.npz"
             start = time.perf_counter()
-            proc = emulator.run_python(root, script, [graph.resolve(), tmp / "inputs.npz", out, "1"], cpu=cpu)
+            proc = emulator.run_python(root, script, [graph.resolve(), tmp / "inputs.npz", out, "1"], cpu=cpu,
+                                       paths=[guest_package(tmp)])
             seconds[cpu] = round(time.perf_counter() - start, 2)
             guest_info = _json_line(proc.stdout) or guest_info
             with np.load(out, allow_pickle=False) as got:
@@ -234,14 +222,20 @@ VERIFY_CODE = ("import sys\nfrom edgeformer.runtime.vectors import main\n"
                "sys.exit(0 if main(sys.argv[1:] + ['--json']) in (0, 1) else 2)\n")
 
 
-def guest_vectors(root: emulator.Root, folder: Path, cpu: str, tmp: Path) -> dict[str, Any]:
-    """`python -m edgeformer.runtime.vectors FOLDER` on the emulated `cpu`: this machine's runtime
-    sources (numpy, onnxruntime and tokenizers only) on the guest's path. Returns what it reported."""
+def guest_package(tmp: Path) -> Path:
+    """A folder for the guest's path holding `edgeformer.runtime` (this machine's sources; numpy,
+    onnxruntime and tokenizers are all it imports)."""
     package = tmp / "guest" / "edgeformer"
     if not package.exists():
         package.mkdir(parents=True)
         (package / "runtime").symlink_to(Path(edgeformer.runtime.__file__).resolve().parent)
-    proc = emulator.run_python(root, None, [folder.resolve()], cpu=cpu, code=VERIFY_CODE, paths=[package.parent])
+    return package.parent
+
+
+def guest_vectors(root: emulator.Root, folder: Path, cpu: str, tmp: Path) -> dict[str, Any]:
+    """`python -m edgeformer.runtime.vectors FOLDER` on the emulated `cpu`: this machine's runtime
+    sources (numpy, onnxruntime and tokenizers only) on the guest's path. Returns what it reported."""
+    proc = emulator.run_python(root, None, [folder.resolve()], cpu=cpu, code=VERIFY_CODE, paths=[guest_package(tmp)])
     report = _json_line(proc.stdout)
     if "cases" not in report:
         raise DeployError(f"the test vectors on emulated aarch64 ({cpu}) gave no report: {proc.stdout.strip()[-200:]}")
