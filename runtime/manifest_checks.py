@@ -4,6 +4,7 @@ A bundle arrives from elsewhere; its manifest tells the runtime which files to o
 to accept and what values they may hold. Three checks, each refusing with one BundleError line:
 
     check_manifest_json   the JSON's shape: every field of the type and range its record expects
+                          (derived from the record dataclasses of runtime/records.py)
     check_manifest_paths  every file it names is a relative path inside the bundle (no .., no links out)
     check_manifest_bounds the limits it promises fit the model it describes: ids below vocab_size,
                           lengths within max_len, a cache's ids in the vocabulary
@@ -16,19 +17,23 @@ an empty `outputs` would make every call return nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+import types
+import typing
+from typing import Any, Mapping
 
 from .artifacts import confined_path
 from .errors import BundleError
+from .records import (DTYPES, AttentionRecord, DeployRecord, ModelRecord, ParityRecord, QuantizationRecord,  # noqa: F401
+                      Record, TensorSpec, rule)
 
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "uint16",
-          "uint32", "uint64", "bool")
-# onnxruntime's type strings for the same dtypes
+# onnxruntime's type strings for the manifest's dtypes
 ORT_TYPES = {f"tensor({'float' if d == 'float32' else 'double' if d == 'float64' else d})": d for d in DTYPES}
 SHA256_HEX = set("0123456789abcdef")
+NO_RULES = rule()
 
 
 class _Fields:
@@ -45,57 +50,49 @@ class _Fields:
     def fail(self, key: str, expected: str) -> None:
         raise BundleError(f"{self.where}: {self._name(key)} is {_show(self.data.get(key))}; expected {expected}")
 
-    def present(self, key: str, optional: bool) -> bool:
+    def present(self, key: str, optional: bool, expected: str | None = None) -> bool:
         if key not in self.data or self.data[key] is None:
             if not optional:
-                self.fail(key, "a value (the field is required)")
+                self.fail(key, expected or "a value (the field is required)")
             return False
         return True
-
-    def int(self, key: str, lo: int = 0, optional: bool = False) -> None:
-        if self.present(key, optional) and (not _is_int(self.data[key]) or self.data[key] < lo):
-            self.fail(key, f"an integer >= {lo}")
-
-    def str(self, key: str, optional: bool = False, choices: Sequence[str] = ()) -> None:
-        if not self.present(key, optional):
-            return
-        value = self.data[key]
-        if not isinstance(value, str) or (choices and value not in choices):
-            self.fail(key, f"one of {', '.join(choices)}" if choices else "a string")
-
-    def bool(self, key: str, optional: bool = False) -> None:
-        if self.present(key, optional) and not isinstance(self.data[key], bool):
-            self.fail(key, "true or false")
-
-    def strings(self, key: str, optional: bool = False) -> None:
-        if self.present(key, optional):
-            value = self.data[key]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                self.fail(key, "a list of strings")
 
     def obj(self, key: str, optional: bool = False) -> "_Fields | None":
         if not self.present(key, optional):
             return None
         return _Fields(self.where, self.data[key], self._name(key))
 
-    def specs(self, key: str, optional: bool = False, nonempty: bool = True) -> None:
-        if not self.present(key, optional):
+    def value(self, key: str, kind: Any, required: bool, rules: Mapping[str, Any] = NO_RULES) -> None:
+        """Refuse the field unless it holds a JSON value of the declared type `kind` within `rules`."""
+        if not self.present(key, optional=not required, expected=rules["expected"]):
             return
+        kind, nullable = _without_none(kind)
+        origin, args = typing.get_origin(kind) or kind, typing.get_args(kind)
+        if isinstance(kind, type) and issubclass(kind, Record):
+            check_record(self.obj(key), kind)
+        elif origin is dict:
+            self.mapping(key, args[1] if args else Any, rules)
+        elif origin in (list, tuple) and args[0] is TensorSpec:
+            self.specs(key)
+        elif kind is not Any and not _fits(self.data[key], kind, rules):
+            self.fail(key, rules["expected"] or _wanted(kind, rules, nullable))
+
+    def mapping(self, key: str, values: Any, rules: Mapping[str, Any]) -> None:
+        obj = self.obj(key)
+        for name, lo in rules["keys"].items():  # named keys of an object whose schema lives elsewhere
+            obj.value(name, int, False, rule(min=lo))
+        if values is not Any:
+            for name in obj.data:
+                obj.value(name, values, True)
+
+    def specs(self, key: str) -> None:
         value = self.data[key]
-        if not isinstance(value, list) or (nonempty and not value):
-            self.fail(key, "a non-empty list of tensors" if nonempty else "a list of tensors")
+        if not isinstance(value, list) or not value:
+            self.fail(key, "a non-empty list of tensors")
         names = set()
         for i, spec in enumerate(value):
             t = _Fields(self.where, spec, f"{self._name(key)}[{i}]")
-            t.str("name")
-            t.str("dtype", choices=DTYPES)
-            shape = spec.get("shape")
-            if not isinstance(shape, list) or not all((_is_int(d) and d >= 0) or (isinstance(d, str) and d) for d in shape):
-                t.fail("shape", "a list of sizes (integers >= 0) and axis names")
-            for bound in ("min", "max"):
-                v = spec.get(bound)
-                if v is not None and (not _is_number(v) or not math.isfinite(v)):
-                    t.fail(bound, "a finite number or null")
+            check_record(t, TensorSpec)
             if spec.get("min") is not None and spec.get("max") is not None and spec["min"] > spec["max"]:
                 t.fail("max", f"a number >= min ({spec['min']})")
             if spec["name"] in names:
@@ -103,60 +100,106 @@ class _Fields:
             names.add(spec["name"])
 
 
+def check_record(fields: _Fields, record: type) -> None:
+    """Check an object against a record dataclass of runtime/records.py: a field without a default is
+    required, `X | None` may be null or absent, the value must be of the field's type and within its
+    `rule`. Keys the record does not declare are its `extra`, not checked."""
+    for f, kind in _declared(record):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        fields.value(f.name, kind, required, f.metadata or NO_RULES)
+
+
+def check_record_json(where: str | os.PathLike, data: Any, record: type, path: str = "") -> None:
+    """`check_record` on one JSON object, refusals naming fields under `path`."""
+    check_record(_Fields(str(where), data, path), record)
+
+
+@functools.cache
+def _declared(record: type) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(record)
+    return [(f, hints[f.name]) for f in dataclasses.fields(record) if f.name != "extra"]
+
+
+def _without_none(kind: Any) -> tuple[Any, bool]:
+    """(the type with None taken out, whether it allowed None)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = tuple(a for a in args if a is not type(None))
+        return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
+    return kind, False
+
+
+def _fits(v: Any, kind: Any, rules: Mapping[str, Any]) -> bool:
+    """A JSON value of type `kind`: numbers at least rules["min"], strings among rules["choices"]. In a
+    list of sizes and names (`int | str`), a name must not be empty."""
+    origin, args = typing.get_origin(kind) or kind, typing.get_args(kind)
+    lo = rules["min"]
+    if kind is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(v, a, rules) and (v != "") for a in args)
+    if kind is bool:
+        return isinstance(v, bool)
+    if kind is int:
+        return _is_int(v) and v >= (lo or 0)
+    if kind is float:
+        return _is_number(v) and math.isfinite(v) and (lo is None or v >= lo)
+    if kind is str:
+        return isinstance(v, str) and (not rules["choices"] or v in rules["choices"])
+    if origin in (list, tuple):
+        return isinstance(v, list) and all(_fits(x, args[0], rules) for x in v)
+    if origin is dict:
+        return isinstance(v, dict)
+    raise TypeError(f"no manifest check for fields of type {kind}")  # a new kind of field in records.py
+
+
+def _wanted(kind: Any, rules: Mapping[str, Any], nullable: bool) -> str:
+    """What a field of type `kind` must hold, as a refusal says it."""
+    origin, args = typing.get_origin(kind) or kind, typing.get_args(kind)
+    lo = rules["min"]
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return f"an integer >= {lo or 0}"
+    if kind is float:
+        return "a finite number" + (f" >= {lo}" if lo is not None else "") + (" or null" if nullable else "")
+    if kind is str:
+        return f"one of {', '.join(rules['choices'])}" if rules["choices"] else "a string"
+    if origin in (list, tuple):
+        item = typing.get_origin(args[0]) or args[0]
+        return "a list of " + {str: "strings", int: "integers", float: "numbers", dict: "objects"}.get(item, "values")
+    return "an object"
+
+
 def check_manifest_json(where: str | os.PathLike, data: dict[str, Any]) -> None:
-    """Refuse, in one line naming the field, a manifest whose fields have the wrong type or range."""
+    """Refuse, in one line naming the field, a manifest whose fields have the wrong type or range.
+
+    The records' fields are checked as runtime/records.py declares them; the manifest's own fields
+    (runtime/bundle.py's `Manifest`) are listed here."""
     m = _Fields(str(where), data, "")
-    m.specs("inputs")
-    m.specs("outputs")
+    m.value("inputs", list[TensorSpec], True)
+    m.value("outputs", list[TensorSpec], True)
     axes = m.data.get("axes")
     if not isinstance(axes, dict):
         m.fail("axes", "an object of axis name -> {min, max}")
     for name, lim in axes.items():
         a = _Fields(m.where, lim, f"axes.{name}")
-        a.int("min", 0, optional=True)
-        a.int("max", 1, optional=True)
+        a.value("min", int, False, rule(min=0))
+        a.value("max", int, False, rule(min=1))
         if lim.get("min") is not None and lim.get("max") is not None and lim["max"] < lim["min"]:
             a.fail("max", f"an integer >= min ({lim['min']})")
-    m.int("opset", 1)
-    model = m.obj("model")
-    config = model.obj("config")
-    config.int("vocab_size", 1, optional=True)
-    config.int("max_len", 1, optional=True)
-    config.int("type_vocab_size", 0, optional=True)
-    model.str("task", optional=True)
-    model.strings("labels", optional=True)
-    cache = model.obj("cache", optional=True)
-    if cache is not None:
-        for key in ("layers", "heads", "head_dim", "max_len"):
-            cache.int(key, 1)
-        cache.int("pad_id", 0)
-        cache.int("start_id", 0, optional=True)
-        cache.int("eos_id", 0, optional=True)
-        cache.strings("past")
-        cache.strings("present")
-        cache.strings("cross", optional=True)
-        cache.str("encoder", optional=True)
-        cache.specs("encoder_inputs", optional=True)
-        cache.specs("encoder_outputs", optional=True)
-    m.obj("attention").str("kind")
-    m.obj("tools", optional=True)
-    quantization, parity, deploy = (m.obj(key, optional=True) for key in ("quantization", "parity", "deploy"))
-    if quantization is not None:
-        quantization.str("recipe")
-    if parity is not None:
-        parity.bool("passed")
-        for key in ("atol", "max_drop"):
-            value = parity.data.get(key)
-            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
-                parity.fail(key, "a finite number >= 0 or null")
-    if deploy is not None:
-        deploy.str("target")
-    m.str("graph", optional=True)
-    m.str("kind", optional=True)
+    m.value("opset", int, True, rule(min=1))
+    for key, record, required in (("model", ModelRecord, True), ("attention", AttentionRecord, True),
+                                  ("quantization", QuantizationRecord, False), ("parity", ParityRecord, False),
+                                  ("deploy", DeployRecord, False)):
+        m.value(key, record, required)
+    m.value("tools", dict[str, Any], False)
+    m.value("graph", str, False)
+    m.value("kind", str, False)
     files = m.obj("files")
-    for name, meta in (files.data.items() if files is not None else ()):
+    for name, meta in files.data.items():
         f = _Fields(m.where, meta, f"files[{name!r}]")
-        f.int("bytes", 0)
+        f.value("bytes", int, True)
         digest = meta.get("sha256")
         if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= SHA256_HEX:
             f.fail("sha256", "64 lowercase hex digits")

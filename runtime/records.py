@@ -3,13 +3,34 @@
 `TensorSpec` describes one graph input or output; each nested record of the manifest (`model`,
 its `cache`, `attention`, `quantization`, `parity`, `deploy`) is a dataclass. Keys a record does not
 know are kept in its `extra` and written back, so a newer writer's additions survive a copy.
+
+These declarations are the schema: runtime/manifest_checks.py derives its checks of a manifest
+from them (a field without a default is required, `X | None` may be null, the type says what the
+JSON value must be) and from the `rule(...)` a field carries for what its type cannot say (a lower
+bound, a set of choices). A new field is one line here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping, Sequence
+
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "uint16",
+          "uint32", "uint64", "bool")
+
+
+def rule(min: float | None = None, choices: Sequence[str] = (), keys: Mapping[str, int] | None = None,
+         expected: str | None = None) -> dict[str, Any]:
+    """What a field's type cannot say, for runtime/manifest_checks.py: numbers at least `min`; a string
+    among `choices`; an object whose integer `keys` are at least the bound given for each (the model
+    config, which modeling/ owns); `expected`, the refusal's wording where the type's is too plain."""
+    return {"min": min, "choices": tuple(choices), "keys": dict(keys or {}), "expected": expected}
+
+
+def _field(default: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A dataclass field (required unless given a default) carrying `rule(**rules)`."""
+    return field(default=default, metadata=rule(**rules))
 
 
 @dataclass(frozen=True)
@@ -17,8 +38,8 @@ class TensorSpec:
     """One graph input or output. `shape` holds ints for fixed sizes, names for dynamic axes."""
 
     name: str
-    dtype: str
-    shape: tuple[int | str, ...]
+    dtype: str = _field(choices=DTYPES)
+    shape: tuple[int | str, ...] = _field(min=0, expected="a list of sizes (integers >= 0) and axis names")
     min: float | None = None  # inclusive bounds on values (token ids, mask values)
     max: float | None = None
 
@@ -101,12 +122,12 @@ class CacheRecord(Record):
     cross-attention tensors the encoder hands the decoder.
     """
 
-    layers: int
-    heads: int
-    head_dim: int
+    layers: int = _field(min=1)
+    heads: int = _field(min=1)
+    head_dim: int = _field(min=1)
     past: list[str]
     present: list[str]
-    max_len: int
+    max_len: int = _field(min=1)
     pad_id: int
     layout: list[str] = field(default_factory=lambda: ["batch", "heads", "past", "head_dim"])
     dtype: str = "float32"
@@ -130,7 +151,8 @@ class CacheRecord(Record):
 
 @dataclass(eq=False)
 class ModelRecord(Record):
-    config: dict[str, Any]  # the ModelConfig as a dict (modeling.config owns its fields)
+    # the ModelConfig as a dict (modeling.config owns its fields); the sizes the manifest's bounds rest on
+    config: dict[str, Any] = _field(keys={"vocab_size": 1, "max_len": 1, "type_vocab_size": 0})
     task: str | None = None
     labels: list[str] | None = None
     parameters: int | None = None
@@ -182,11 +204,11 @@ class ParityRecord(Record):
     accuracy budget (`kind` "budget": `max_drop` and the measured `fidelity`)."""
 
     passed: bool
-    atol: float | None = None
+    atol: float | None = _field(None, min=0)
     worst: dict[str, Any] | None = None
     cases: list[dict[str, Any]] | None = None
     kind: str | None = None
-    max_drop: float | None = None
+    max_drop: float | None = _field(None, min=0)
     fidelity: dict[str, Any] | None = None
     eval_texts: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
