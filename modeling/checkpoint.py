@@ -8,27 +8,33 @@
 Versions: 1 is a config.json without `format`/`format_version` (every checkpoint written before
 the field existed); 2 adds them. Every version in READS loads; a newer one is refused with a
 message that says so, before any field of the config is read.
+
+Weights are checked here, in one place (`check_tensors`): a tensor missing, unexpected or of another
+shape. `load` builds the model once, on the meta device (modeling/build.py), and checks the
+safetensors header against it (read without loading a tensor), so a config that disagrees with its
+weights is refused before a byte of them is allocated.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+import torch.nn as nn
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_model
 
 from edgeformer.runtime.artifacts import atomic_directory, check_format_version, confined_path, read_json_object
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .config import ModelConfig
-from .config_limits import check_weights_header
+from .build import build_model, materialize
+from .config import ConfigError, ModelConfig
 from .model import Transformer
-from .seq2seq import build_model
 
 FORMAT = "edgeformer.checkpoint"
 FORMAT_VERSION = 2
@@ -103,32 +109,63 @@ def load(path: str | os.PathLike) -> Transformer:
         hint = f" ({pickled[0]} is a pickle and is never loaded: convert it to safetensors)" if pickled else ""
         raise CheckpointError(f"{path} has no {WEIGHTS_FILE}{hint}")
     confined_path(path, WEIGHTS_FILE, CheckpointError)
-    check_weights_header(cfg, weights, CheckpointError)  # shapes and sizes agree before a byte is allocated
+    model = build_model(cfg, meta=True)  # shapes only: nothing is allocated yet
+    check_weights_header(model, weights)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
-    model = build_model(cfg)
-    load_state(model, state, weights)
+    _copy_state(materialize(model), state)
     return model.eval()
 
 
-def load_state(model: Transformer, state: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy `state` into `model`, naming the first tensor that is missing, unexpected or misshapen."""
-    expected = model.state_dict()
-    # Tied weights are stored once; safetensors keeps one name of each shared group.
-    tied = {"lm_head.weight"} if model.cfg.arch in ("decoder", "seq2seq") and model.cfg.tie_embeddings else set()
-    missing = [k for k in expected if k not in state and k not in tied]
-    unexpected = [k for k in state if k not in expected]
+def tied_tensors(cfg: ModelConfig) -> set[str]:
+    """Tensors that share another's storage: saved once (safetensors keeps one name of each shared group)."""
+    return {"lm_head.weight"} if cfg.arch in ("decoder", "seq2seq") and cfg.tie_embeddings else set()
+
+
+def check_tensors(expected: dict[str, tuple], found: dict[str, tuple], tied: set[str], source: Path,
+                  error: type[EdgeformerError]) -> None:
+    """Refuse `found` (name -> shape) unless it holds each tensor of `expected` but those in `tied`,
+    nothing else, each of the expected shape: `error` names the first that is not."""
+    for name, shape in found.items():
+        if name not in expected:
+            raise error(f"{source} has tensor {name!r}, which the config does not build; config and weights disagree")
+        if shape != expected[name]:
+            raise error(f"{source}: tensor {name!r} has shape {shape} but the config expects {expected[name]}")
+    missing = [k for k in expected if k not in found and k not in tied]
     if missing:
-        raise CheckpointError(f"{source} lacks tensor {missing[0]!r} ({len(missing)} missing); config and weights disagree")
-    if unexpected:
-        raise CheckpointError(f"{source} has unexpected tensor {unexpected[0]!r}; config and weights disagree")
-    for name, t in state.items():
-        if tuple(t.shape) != tuple(expected[name].shape):
-            raise CheckpointError(
-                f"{source}: tensor {name!r} has shape {tuple(t.shape)} but the config expects {tuple(expected[name].shape)}"
-            )
+        raise error(f"{source} lacks tensor {missing[0]!r} ({len(missing)} missing); config and weights disagree")
+
+
+_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def check_weights_header(model: nn.Module, weights: Path) -> None:
+    """Refuse, before loading, weights whose header disagrees with `model` (built on the meta device):
+    a tensor missing, unexpected or of another shape (ConfigError), or a file that does not hold the
+    bytes its header claims."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
+    expected = {k: tuple(t.shape) for k, t in model.state_dict().items()}
+    check_tensors(expected, {k: shape for k, (shape, _) in header.items()}, tied_tensors(model.cfg), weights, ConfigError)
+    claimed = sum(math.prod(shape) * _DTYPE_SIZES.get(dtype, 8) for shape, dtype in header.values())
+    if claimed > weights.stat().st_size:
+        raise ConfigError(f"{weights} is {weights.stat().st_size} bytes but its header describes {claimed}; it is truncated")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy `state` into `model`, naming the first tensor that is missing, unexpected or misshapen."""
+    expected = {k: tuple(t.shape) for k, t in model.state_dict().items()}
+    check_tensors(expected, {k: tuple(t.shape) for k, t in state.items()}, tied_tensors(model.cfg), source, CheckpointError)
+    _copy_state(model, state)
+
+
+def _copy_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy checked weights into `model`, then tie what was saved once."""
     model.load_state_dict(state, strict=False)
-    if tied:
+    if tied_tensors(model.cfg):
         model.lm_head.weight = model.embed.tok.weight

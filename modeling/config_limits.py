@@ -1,11 +1,9 @@
-"""Bounds on every ModelConfig field, and a checkpoint's config checked against its weights' header.
+"""Bounds on every ModelConfig field.
 
 A config.json comes with a checkpoint from elsewhere; its sizes decide what PyTorch allocates.
 `check_fields` bounds every field (type and range) before anything is built, so `n_layers: 1000000`
-or `vocab_size: 10**12` is one ConfigError line rather than gigabytes and a crash.
-`check_weights_header` then compares the tensors the config implies (built on PyTorch's meta
-device: shapes, no memory) with the safetensors header (read without loading a tensor), so a
-config that disagrees with its weights is refused before a byte of them is allocated.
+or `vocab_size: 10**12` is one ConfigError line rather than gigabytes and a crash. The checkpoint's
+weights are then checked against the config by modeling/checkpoint.py, before they are loaded.
 
 The bounds are far above any model edgeformer targets (a phone or a board), and well below what
 would exhaust a workstation while building one.
@@ -14,7 +12,6 @@ would exhaust a workstation while building one.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from edgeformer.runtime.errors import EdgeformerError
@@ -68,37 +65,6 @@ def check_fields(cfg: Any) -> None:
     estimate = cfg.n_layers * (4 * cfg.d_model ** 2 + 2 * cfg.d_model * cfg.d_ff) + cfg.vocab_size * cfg.d_model
     if estimate > MAX_PARAMETERS:
         raise ConfigError(f"the config describes about {estimate:.3g} parameters; expected at most {MAX_PARAMETERS:.3g}")
-
-
-def check_weights_header(cfg: Any, weights: Path, unreadable: type[EdgeformerError] = ConfigError) -> None:
-    """Refuse, before loading, weights whose header disagrees with what `cfg` builds: a tensor
-    missing, unexpected or of another shape, or a file that does not hold the bytes its header claims
-    (`unreadable`: the error for a file that is not safetensors at all)."""
-    import torch
-    from safetensors import SafetensorError, safe_open
-
-    from .seq2seq import build_model
-
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise unreadable(f"{weights} is not a readable safetensors file ({e}); it may be truncated") from None
-    with torch.device("meta"):  # shapes only: nothing is allocated
-        expected = {k: tuple(t.shape) for k, t in build_model(cfg).state_dict().items()}
-    tied = {"lm_head.weight"} if cfg.arch in ("decoder", "seq2seq") and cfg.tie_embeddings else set()
-    for name, (shape, _) in header.items():
-        if name not in expected:
-            raise ConfigError(f"{weights} has tensor {name!r}, which the config does not build; config and weights disagree")
-        if shape != expected[name]:
-            raise ConfigError(f"{weights}: tensor {name!r} has shape {shape} but the config expects {expected[name]}")
-    missing = [k for k in expected if k not in header and k not in tied]
-    if missing:
-        raise ConfigError(f"{weights} lacks tensor {missing[0]!r} ({len(missing)} missing); config and weights disagree")
-    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-    claimed = sum(math.prod(shape) * sizes.get(dtype, 8) for shape, dtype in header.values())
-    if claimed > weights.stat().st_size:
-        raise ConfigError(f"{weights} is {weights.stat().st_size} bytes but its header describes {claimed}; it is truncated")
 
 
 def _show(value: Any) -> str:

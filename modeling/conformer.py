@@ -144,6 +144,10 @@ class Conformer(nn.Module):
 
     output_names = ["logits", "logit_lengths"]
 
+    def derive_buffers(self) -> None:
+        """The log-mel front end (no weights, only constants) again, after a build on the meta device (modeling/build.py)."""
+        self.features = LogMel(self.cfg.n_mels)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

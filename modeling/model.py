@@ -146,10 +146,16 @@ class Embeddings(nn.Module):
             # Derived from the config, so not saved in checkpoints.
             self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
             self.pos = None
+            self.table_size = (cfg.max_len, cfg.d_model)
             self.scale = math.sqrt(cfg.d_model)  # the 2017 paper scales token embeddings by sqrt(d)
         self.segment = nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size else None
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(cfg.dropout)
+
+    def derive_buffers(self) -> None:
+        """The sinusoidal table again, after the model was built on the meta device (modeling/build.py)."""
+        if self.pos is None and self.table is not None:  # sinusoidal positions
+            self.table = sinusoidal_table(*self.table_size)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -26,9 +26,14 @@ def rotary_tables(max_len: int, head_dim: int, base: float = 10000.0) -> tuple[t
 class Rotary(nn.Module):
     def __init__(self, max_len: int, head_dim: int):
         super().__init__()
+        self.max_len, self.head_dim = max_len, head_dim
         cos, sin = rotary_tables(max_len, head_dim)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+
+    def derive_buffers(self) -> None:
+        """The tables again, after the model was built on the meta device (modeling/build.py)."""
+        self.cos, self.sin = rotary_tables(self.max_len, self.head_dim)
 
     def forward(self, T: int, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The angles of T tokens at 0..T-1, or at `position_ids` (B, T): (cos, sin), each (B or 1, T, 1, hd)."""

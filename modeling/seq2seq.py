@@ -156,11 +156,3 @@ class Seq2SeqTransformer(nn.Module):
             ids = nxt[:, None]
         return torch.stack(out, dim=1)
 
-
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """The module a config describes: the encoder-decoder for seq2seq, else the one-stack Transformer."""
-    if cfg.arch == "conformer":
-        from .conformer import Conformer
-
-        return Conformer(cfg)
-    return Seq2SeqTransformer(cfg) if cfg.arch == "seq2seq" else Transformer(cfg)

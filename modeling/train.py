@@ -18,13 +18,13 @@ import torch
 from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.runtime.tokenizer import TextTokenizer
 
+from .build import build_model
 from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
 from .data import DEFAULT_TASK, ClassificationData, load_data_file, load_task
 from .distributed import current as distributed_context
 from .loop import TrainConfig, TrainResult, fit, lr_lambda
 from .model import Transformer
-from .seq2seq import build_model
 from .tasks import task_for
 from .tokenizer import train_tokenizer
 
