@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from .artifacts import confined_path
 from .errors import BundleError
-from .records import (DTYPES, AttentionRecord, DeployRecord, ModelRecord, ParityRecord, QuantizationRecord,  # noqa: F401
+from .records import (DTYPES, AttentionRecord, DeployRecord, ModelRecord, ParityRecord, QuantizationRecord,
                       Record, TensorSpec, rule)
 
 # onnxruntime's type strings for the manifest's dtypes
