@@ -89,7 +89,7 @@ def speed(tmp: Path, cached: Path, prompt_tokens: int, new_tokens: int, rounds: 
 
 def fidelity(tmp: Path, quick: bool) -> dict:
     """The demo's decoder, trained as the demo trains it, each recipe measured on held-out text."""
-    from edgeformer.cli.demo import PLAN
+    from edgeformer.pipeline.demo_plan import PLAN
     from edgeformer.export import export_bundle
     from edgeformer.modeling.train import train_checkpoint
 

@@ -33,16 +33,13 @@ from edgeformer.modeling import load as load_checkpoint
 from edgeformer.modeling.data import stdlib_topics
 from edgeformer.modeling.eager import eager_runner
 from edgeformer.modeling.train import TrainConfig, train_checkpoint
+from edgeformer.pipeline.demo_plan import PLAN
 from edgeformer.runtime.bench import bench_model
 
 from .output import ms, table
 
 # arch -> (preset, full training, --quick training). Sized so that the whole demo stays within five
 # minutes on two idle cores (benchmarks/demo_time.py) while the held-out metrics stay meaningful.
-PLAN = {
-    "encoder": ("small", TrainConfig(epochs=3, lr=2e-3), TrainConfig(epochs=2, lr=2e-3)),
-    "decoder": ("tiny", TrainConfig(epochs=4, lr=3e-3, steps_per_epoch=80), TrainConfig(epochs=1, lr=3e-3, steps_per_epoch=20)),
-}
 DISTILL = (TrainConfig(epochs=2, lr=2e-3), TrainConfig(epochs=1, steps_per_epoch=12))  # full, --quick
 # The student attends to the 32 tokens on either side of each token (computed block by block, also
 # in its exported graph), the usual way a full-attention model is made to read long inputs.

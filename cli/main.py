@@ -170,50 +170,34 @@ def smooth_alpha_option(value: str):
 def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, smooth_alpha, block_size, asymmetric,
              accuracy_level, budget_metric, compare, plot, overwrite, json_out):
     """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
-    from edgeformer.quantize import RecipeOptions, quantize_bundle, read_eval_file
-    from edgeformer.quantize.report import check_plot_path, compare_recipes, plot_tradeoff
+    from edgeformer.pipeline import quantize as pipeline
+    from edgeformer.quantize import GenerationFidelity, RecipeOptions
+    from edgeformer.quantize.report import check_plot_path, plot_tradeoff
+
+    from .quantize_report import COMPARE_COLUMNS, compare_rows, generation_summary, written_line
 
     if plot and not compare:
         raise EdgeformerError("--plot draws the --compare table; give --compare too")
     if plot:
         check_plot_path(plot)
-    from .media_eval import eval_set_for
-    from .quantize_data import bundle_kind, generation_sets, generation_summary, is_generation
-
-    kind = bundle_kind(bundle)
-    if is_generation(kind) and compare:
-        raise EdgeformerError("--compare covers single-graph bundles; quantize a generation bundle one recipe at a time")
-    if is_generation(kind):
-        data, calib_data = generation_sets(kind, eval_data, calib_data)
-    else:
-        data = eval_set_for(bundle, eval_data) or (read_eval_file(eval_data) if eval_data else None)
     opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration,
                         accuracy_level=int(accuracy_level))
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     if compare:
-        results = compare_recipes(bundle, data, opt, calib_data, smooth_alpha, progress=say)
-        rows = [[r.recipe, f"{r.size_ratio:.1%}", ms(r.float_ms), ms(r.quant_ms), f"{r.float_ms / r.quant_ms:.2f}x",
-                 r.fidelity.metric, f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}",
-                 f"{r.fidelity.mean_cosine:.5f}", f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
+        results = pipeline.compare(bundle, eval_data, calib_data, opt, smooth_alpha, progress=say)
         if json_out != "-":
-            table(f"quantization recipes for {bundle} (batch 1, same run per recipe)",
-                  ["recipe", "size", "float32 ms", "quantized ms", "speed-up", "metric", "value", "drop", "mean cos",
-                   "min cos", "max abs"], rows)
+            table(f"quantization recipes for {bundle} (batch 1, same run per recipe)", COMPARE_COLUMNS, compare_rows(results))
         if plot:
             say(f"drew {plot_tradeoff(results, plot, f'quantization recipes for {bundle}')}")
         write_json(json_out, [r.to_json() for r in results])
         return
     if not out:
         raise EdgeformerError("give --out for the quantized bundle (or --compare to only measure)")
-    r = quantize_bundle(bundle, out, recipe, max_drop, data, opt, overwrite=overwrite, progress=say,
-                        calib_data=calib_data, smooth_alpha=smooth_alpha, metric=budget_metric)
-    f = r.fidelity
-    if is_generation(kind):
+    r = pipeline.quantize(bundle, out, recipe, max_drop, eval_data, calib_data, opt, smooth_alpha, budget_metric,
+                          overwrite=overwrite, progress=say)
+    if isinstance(r.fidelity, GenerationFidelity):
         say(generation_summary(r))
-    say(f"wrote {out}: {recipe}, {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}, drop {f.drop:.4g}), "
-        f"size {r.size_ratio:.1%} of float32, {r.float_ms / r.quant_ms:.2f}x the speed at batch 1"
-        + (f", smoothing alpha {r.smooth_alpha:g}" if r.smooth_alpha is not None else "")
-        + (f", {len(r.kept_float)} MatMuls kept in float: {', '.join(r.kept_float)}" if r.kept_float else ""))
+    say(written_line(out, recipe, r))
     write_json(json_out, r.to_json())
 
 
@@ -232,30 +216,17 @@ def parity(bundle, reference, atol, seed, json_out):
     from edgeformer import runtime
     from edgeformer.export import bundle_parity
 
-    manifest = runtime.open_bundle(bundle).manifest
-    if manifest.quantization:
-        from edgeformer.modeling import load as load_checkpoint
-        from edgeformer.modeling.eager import eager_runner, teacher_forced_logits
-        from edgeformer.quantize import budget_parity
-        from edgeformer.quantize.generation import generation_budget_parity
+    if runtime.open_bundle(bundle).manifest.quantization:
+        from edgeformer.pipeline.parity import quantized_parity
 
-        from .quantize_data import generation_sets, is_generation
+        from .quantize_report import budget_line
 
-        model = load_checkpoint(reference)
-        if is_generation(manifest.kind):
-            fid, limit, passed = generation_budget_parity(bundle, model.cfg.to_dict(), teacher_forced_logits(model),
-                                                          generation_sets(manifest.kind, None, None)[0])
-        else:
-            from .media_eval import eval_set_for
-
-            fid, limit, passed = budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)(),
-                                               eval_set_for(bundle, None))
+        fid, limit, passed = quantized_parity(bundle, reference)
         write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
-        line = f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
         if not passed:
-            raise GateFailure(f"{bundle} failed its budget: {line}")
+            raise GateFailure(f"{bundle} failed its budget: {budget_line(fid, limit)}")
         if json_out != "-":
-            click.echo(f"parity passed (quantized): {line}")
+            click.echo(f"parity passed (quantized): {budget_line(fid, limit)}")
         return
 
     from edgeformer.export import ParityFailure

@@ -1,8 +1,7 @@
-"""ViT training: the built-in image task `digits`, its augmentation, and the `edgeformer train --arch vit` job.
+"""ViT training: the augmentation of the built-in image task `digits` and the `edgeformer train --arch vit` job.
 
-`digits` is scikit-learn's copy of the UCI optical handwritten digits (1,797 real 8x8 grayscale
-scans, 10 classes, 0-16 intensity) that ships inside the scikit-learn wheel: no download. Images
-become uint8 0-255 like any picture; a fixed 80/20 split per class holds out 359 of them.
+The images themselves (scikit-learn's 8x8 scans as uint8, a fixed 80/20 split per class) come from
+edgeformer.tasks.images, which needs no PyTorch.
 
 The model is the imported ViT's (modeling/model.py, `image_size` > 0): non-overlapping patches
 linearly projected, a learned class token first, learned positions, pre-LayerNorm blocks and a
@@ -21,14 +20,14 @@ Patches of 4x4 (4 patches + the class token) beat 2x2 (16 + 1) on these tiny ima
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edgeformer.runtime.artifacts import check_output_dir
+from edgeformer.tasks.images import IMAGE_TASKS, ImageData, digits  # noqa: F401  (the data is torch-free)
 
 from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError, ModelConfig
@@ -38,35 +37,6 @@ from .loop import TrainConfig, TrainResult, fit
 from .model import Transformer
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.5  # the ViT image processor's defaults; runtime/images.py uses the same
-
-
-@dataclass
-class ImageData:
-    labels: list[str]
-    train_images: np.ndarray  # (N, C, H, W) uint8
-    train_labels: np.ndarray  # (N,) int64
-    eval_images: np.ndarray
-    eval_labels: np.ndarray
-
-
-def digits(eval_fraction: float = 0.2, seed: int = 0) -> ImageData:
-    """scikit-learn's 8x8 handwritten digits as uint8 images, split per class with a fixed seed."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise DataError("the digits task needs scikit-learn (pip install 'edgeformer[torch]')") from None
-    d = load_digits()
-    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
-    labels = d.target.astype(np.int64)
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(labels), dtype=bool)
-    for c in range(10):
-        idx = np.flatnonzero(labels == c)
-        held[rng.permutation(idx)[: round(len(idx) * eval_fraction)]] = True
-    return ImageData([str(c) for c in range(10)], images[~held], labels[~held], images[held], labels[held])
-
-
-IMAGE_TASKS = {"digits": digits}
 
 
 def pixel_values(images: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,61 +21,28 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir
 from edgeformer.runtime.bench import bench_model
-from edgeformer.runtime.bundle import (MODEL_FILE, PLAIN, TOKENIZER_FILE, Manifest, ParityRecord, QuantizationRecord,
-                                       write_manifest)
+from edgeformer.runtime.bundle import MODEL_FILE, PLAIN, TOKENIZER_FILE, ParityRecord, write_manifest
 from edgeformer.runtime.cpu import describe
-from edgeformer.runtime.errors import GateFailure
 from edgeformer.runtime.sessions import create_session
 from edgeformer.runtime.vectors import write_vectors
 
+from .budget import keep_within_budget
 from .calibration import calibration_batches, real_positions
-from .evaluate import EvalSet, Fidelity, default_eval_texts, evaluate
+from .debug import explain_budget_failure
+from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate
+from .evaluation import cosine
+from .generation import generation_inputs, quantize_generation_bundle
 from .media import ArrayEvalSet, first_row, is_media_bundle, media_latency_ms
 from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, check_recipe,
                       quantizable_matmuls)
+from .record import quantization_record, quantized_manifest
+from .result import BudgetError, QuantizeResult
 from .smooth import ALPHAS, activation_absmax, smooth_matmul_inputs
+
+__all__ = ["BudgetError", "QuantizeResult", "budget_parity", "quantize_bundle"]
 
 SENSITIVITY_TEXTS = 32  # texts used to rank nodes; the final check uses the whole evaluation set
 SMOOTHED = ("int8-dynamic", "int8-static")  # recipes that quantize activations, so gain from smoothing
-
-
-@dataclass
-class QuantizeResult:
-    path: Path | None
-    recipe: str
-    fidelity: Fidelity
-    kept_float: list[str] = field(default_factory=list)
-    size_ratio: float = 0.0
-    float_ms: float = 0.0
-    quant_ms: float = 0.0
-    max_drop: float | None = None
-    smooth_alpha: float | None = None  # the smoothing strength used; None: not smoothed
-    smoothing_trials: dict[str, float] = field(default_factory=dict)  # alpha -> calibration output cosine ("auto")
-
-    @property
-    def passed(self) -> bool:
-        return self.max_drop is None or self.fidelity.drop <= self.max_drop
-
-    def to_json(self) -> dict:
-        return {"recipe": self.recipe, "fidelity": self.fidelity.to_json(), "max_drop": self.max_drop,
-                "kept_float": self.kept_float, "smooth_alpha": self.smooth_alpha,
-                "smoothing_trials": self.smoothing_trials, "size_ratio": self.size_ratio,
-                "latency_ms": {"float32": self.float_ms, "quantized": self.quant_ms}, "passed": self.passed}
-
-
-class BudgetError(QuantizeError, GateFailure):
-    """The quantized graph misses its accuracy budget even with its most sensitive MatMuls in float (exit 1)."""
-
-    def __init__(self, result: QuantizeResult):
-        self.result = result
-        f = result.fidelity
-        super().__init__(f"the {result.recipe} bundle misses the budget: {f.metric} drop {f.drop:.4g} > {result.max_drop:g} "
-                         f"even with {len(result.kept_float)} MatMuls kept in float; nothing was written")
-
-    def report_lines(self) -> list[str]:
-        r, f = self.result, self.result.fidelity
-        return [f"{r.recipe}: {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}), drop {f.drop:.4g}; "
-                f"kept in float: {', '.join(r.kept_float) or 'none'}"]
 
 
 def _runner(path: Path) -> Callable:
@@ -84,13 +50,14 @@ def _runner(path: Path) -> Callable:
     return lambda feeds: session.run(None, dict(feeds))
 
 
-def _quantize_and_measure(recipe: str, src: Path, dst: Path, opt: RecipeOptions, ref: runtime.Model, data: EvalSet) -> Fidelity:
+def quantize_and_measure(recipe: str, src: Path, dst: Path, opt: RecipeOptions, ref: runtime.Model,
+                         data: EvaluationData) -> Fidelity:
     apply_recipe(recipe, src, dst, opt)
     return evaluate(ref, _runner(dst), data)
 
 
 def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
-                  reference_run: Callable[[dict], dict], data: EvalSet | None = None) -> tuple[Fidelity, float, bool]:
+                  reference_run: Callable[[dict], dict], data: EvaluationData | None = None) -> tuple[Fidelity, float, bool]:
     """A quantized bundle against a float32 reference (PyTorch, run by the caller) on real text.
 
     Passes when the task metric's drop is within the budget recorded at quantization, or, with no
@@ -111,21 +78,6 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
     fid = evaluate(bundle, lambda feeds: session.run(None, dict(feeds)), data or default_eval_texts(),
                    reference_run=reference_run)
     return fid, limit, fid.drop <= limit
-
-
-def rank_sensitivity(recipe: str, src: Path, work: Path, opt: RecipeOptions, ref: runtime.Model, data: EvalSet,
-                     nodes: list[str]) -> list[tuple[str, float]]:
-    """(node, drop with that node alone kept in float), most helpful first."""
-    if isinstance(data, ArrayEvalSet):  # the first batches, about SENSITIVITY_TEXTS rows
-        k = max(1, SENSITIVITY_TEXTS // max(1, len(data.targets[0])))
-        subset = ArrayEvalSet(data.batches[:k], data.targets[:k])
-    else:
-        subset = EvalSet(data.texts[:SENSITIVITY_TEXTS], data.labels[:SENSITIVITY_TEXTS] if data.labels else None)
-    scores = []
-    for node in nodes:
-        trial = dataclasses.replace(opt, exclude=opt.exclude + [node])
-        scores.append((node, _quantize_and_measure(recipe, src, work / "trial.onnx", trial, ref, subset).drop))
-    return sorted(scores, key=lambda s: s[1])
 
 
 def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, batches: list,
@@ -180,9 +132,7 @@ def output_cosine(reference: list, candidate: Callable, batches: list) -> float:
             if f.ndim < 2:
                 continue
             vec_f, vec_q = (f[real], q[real]) if real is not None and f.shape[:2] == real.shape else (f, q)
-            vec_f, vec_q = vec_f.reshape(-1, f.shape[-1]), vec_q.reshape(-1, f.shape[-1])
-            norms = np.maximum(np.linalg.norm(vec_f, axis=-1) * np.linalg.norm(vec_q, axis=-1), 1e-30)
-            scores.append((vec_f * vec_q).sum(-1) / norms)
+            scores.append(cosine(vec_f.reshape(-1, f.shape[-1]), vec_q.reshape(-1, f.shape[-1])))
     return float(np.concatenate(scores).mean())
 
 
@@ -191,7 +141,7 @@ def quantize_bundle(
     out: str | os.PathLike,
     recipe: str,
     max_drop: float | None = None,
-    data: EvalSet | None = None,
+    data: EvaluationData | None = None,
     options: RecipeOptions | None = None,
     overwrite: bool = False,
     bench_seconds: float = 1.0,
@@ -224,8 +174,6 @@ def quantize_bundle(
     if not media and ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
     if ref.manifest.kind != PLAIN:
-        from .generation import generation_inputs, quantize_generation_bundle
-
         check_recipe(recipe)
         if isinstance(smooth_alpha, (int, float)):
             raise QuantizeError(f"smoothing (alpha {smooth_alpha:g}) covers single-graph bundles; a generation bundle "
@@ -238,7 +186,7 @@ def quantize_bundle(
         raise QuantizeError(f"budget metric {metric} does not exist for a {ref.manifest.model.task} bundle; "
                             "its budget is on its own task metric (leave the metric out)")
     data = data or default_eval_texts()
-    if not data.texts:
+    if not data.rows:
         raise QuantizeError("the evaluation set is empty; expected at least one text")
     if isinstance(smooth_alpha, (int, float)) and not 0 < smooth_alpha <= 1:
         raise QuantizeError(f"smoothing alpha {smooth_alpha:g} is out of range; expected a number in (0, 1], auto or off")
@@ -259,20 +207,14 @@ def quantize_bundle(
         work = tmp / ".work"
         work.mkdir()
         src_model, alpha, trials = choose_smoothing(recipe, ref.bundle.model_path, work, opt, batches, smooth_alpha, progress)
-        fid = _quantize_and_measure(recipe, src_model, dst, opt, ref, data)
+        fid = quantize_and_measure(recipe, src_model, dst, opt, ref, data)
         progress(f"{recipe}: {fid.metric} {fid.quant_metric:.5g} (float32 {fid.float_metric:.5g}), drop {fid.drop:.4g}")
-        kept: list[str] = []
-        if max_drop is not None and fid.drop > max_drop:
-            candidates = [n for n in quantizable_matmuls(onnx.load(str(src_model))) if n not in opt.exclude]
-            progress(f"over the budget {max_drop:g}: ranking {len(candidates)} MatMuls by sensitivity")
-            ranking = rank_sensitivity(recipe, src_model, work, opt, ref, data, candidates)
-            for node, _ in ranking:
-                kept.append(node)
-                fid = _quantize_and_measure(recipe, src_model, dst, dataclasses.replace(opt, exclude=opt.exclude + kept),
-                                            ref, data)
-                progress(f"  kept {node} in float: drop {fid.drop:.4g}")
-                if fid.drop <= max_drop:
-                    break
+        with_kept = lambda kept: dataclasses.replace(opt, exclude=opt.exclude + list(kept))  # noqa: E731
+        subset = data.subset(SENSITIVITY_TEXTS)
+        fid, kept = keep_within_budget(
+            fid, max_drop, lambda: [n for n in quantizable_matmuls(onnx.load(str(src_model))) if n not in opt.exclude],
+            lambda node: quantize_and_measure(recipe, src_model, work / "trial.onnx", with_kept([node]), ref, subset).drop,
+            lambda kept: quantize_and_measure(recipe, src_model, dst, with_kept(kept), ref, data), progress)
         shutil.rmtree(work)
         result = QuantizeResult(Path(out), recipe, fid, list(opt.exclude) + kept, max_drop=max_drop, smooth_alpha=alpha,
                                 smoothing_trials=trials)
@@ -280,33 +222,22 @@ def quantize_bundle(
         if not result.passed:
             result.path = None
             failure = BudgetError(result)
-            from .debug import explain_budget_failure  # the node that adds the most error, and its module
-
             failure.diagnosis = explain_budget_failure(dst, src, batches)
             raise failure
         if ref.bundle.tokenizer_path is not None:
             shutil.copyfile(ref.bundle.tokenizer_path, tmp / TOKENIZER_FILE)
         m = ref.manifest
-        manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
-                            attention=m.attention, tools=m.tools)
-        manifest.quantization = QuantizationRecord(
-            recipe=recipe, block_size=opt.block_size if recipe == "int4" else None,
-            symmetric=opt.symmetric if recipe == "int4" else None, kept_float=result.kept_float,
-            smooth_alpha=alpha, source_bundle=Path(src).name, accuracy_level=opt.accuracy_level if recipe == "int4" else None,
-            # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
-            reduce_range=opt.reduce_range if recipe in SMOOTHED else None,
-            weight_type=opt.weight_type if recipe in SMOOTHED else None,
-            per_channel=opt.per_channel if recipe in SMOOTHED else None,
-            calibration=({"method": opt.calibration if recipe == "int8-static" else None,
-                          "rows": sum(len(next(iter(b.values()))) for b in batches),
-                          "data": Path(calib_data).name if calib_data else "built-in"} if batches else None),
-        )
+        calibration = ({"method": opt.calibration if recipe == "int8-static" else None,
+                        "rows": sum(len(next(iter(b.values()))) for b in batches),
+                        "data": Path(calib_data).name if calib_data else "built-in"} if batches else None)
+        manifest = quantized_manifest(m, quantization_record(recipe, opt, result.kept_float, Path(src).name, alpha,
+                                                             calibration))
         manifest.parity = ParityRecord(passed=True, kind="budget", max_drop=max_drop, fidelity=fid.to_json(),
-                                       eval_texts=len(data.texts))
+                                       eval_texts=data.rows)
         write_manifest(tmp, manifest)
         seq = min(128, m.axes.get("seq", {}).get("max", 128))
         if media:  # batch 1: the first evaluation input
-            row = first_row(data.batches[0])
+            row = first_row(data.feeds[0])
             result.float_ms = media_latency_ms(ref, row, bench_seconds)
             result.quant_ms = media_latency_ms(runtime.load(tmp), row, bench_seconds)
             seq = int(row["lengths"][0]) if "lengths" in row else None

@@ -15,8 +15,9 @@ import numpy as np
 
 from edgeformer.runtime.artifacts import load_arrays
 from edgeformer.runtime.model import Model
+from edgeformer.tasks.text import python_paragraphs
 
-from .evaluate import python_paragraphs, read_eval_file
+from .evaluate import read_eval_file
 from .recipes import QuantizeError
 
 Feeds = Mapping[str, np.ndarray]

@@ -4,60 +4,77 @@ The task metric and its drop depend on what the model does:
 - embedding encoders: mean cosine similarity of sentence embeddings to float32; drop = 1 - mean cosine;
 - classifiers: accuracy on labelled texts (or agreement with float32 without labels); drop in points;
 - causal language models: perplexity; drop = relative increase (0.02 = 2% higher perplexity).
+
+`evaluate` runs any evaluation set (texts here, arrays in media.py) through the one loop of
+evaluation.py: the set gives its batches and its metric.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from edgeformer.runtime.artifacts import read_text_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
-from edgeformer.runtime.postprocess import softmax
 from edgeformer.runtime.text import mean_pool
+from edgeformer.tasks.text import python_paragraphs
+
+from .evaluation import Batch, FeedsRunner, Fidelity, Metric, Outputs, OutputAgreement, measure, token_nll
 
 Runner = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
+
+__all__ = ["EvalSet", "EvaluationData", "Fidelity", "default_eval_texts", "evaluate", "read_eval_file"]
+
+
+class EvaluationData(Protocol):
+    """What `evaluate` and the quantizer need of an evaluation set (EvalSet, media.ArrayEvalSet)."""
+
+    @property
+    def rows(self) -> int: ...
+
+    def subset(self, rows: int) -> "EvaluationData": ...
+
+    def batches(self, model: Model) -> list[Batch]: ...
+
+    def metric(self, model: Model) -> Metric[Batch]: ...
 
 
 @dataclass
 class EvalSet:
     texts: list[str]
     labels: list[str] | None = None
+    batch_size: int = 16
 
+    @property
+    def rows(self) -> int:
+        return len(self.texts)
 
-@dataclass
-class Fidelity:
-    metric: str  # what float_metric and quant_metric measure
-    float_metric: float
-    quant_metric: float
-    drop: float
-    mean_cosine: float  # of pooled embeddings (encoders) or per-token logits (decoders)
-    min_cosine: float
-    max_abs: float
+    def subset(self, rows: int) -> "EvalSet":
+        return EvalSet(self.texts[:rows], self.labels[:rows] if self.labels else None, self.batch_size)
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def batches(self, model: Model) -> list[Batch]:
+        """The texts through the bundle's tokenizer, padded per batch and cut at the model's maximum length."""
+        names = [s.name for s in model.inputs]
+        max_len = model.manifest.axes.get("seq", {}).get("max") or 512
+        out = []
+        for start in range(0, len(self.texts), self.batch_size):
+            enc = model.tokenizer.encode_batch(self.texts[start : start + self.batch_size], max_len, truncation=True)
+            feeds = enc.feeds(names, model.manifest.config.get("global_tokens"))
+            out.append(Batch(feeds, real=enc.attention_mask.astype(bool), encoding=enc))
+        return out
 
-
-def python_paragraphs(which: int = 0) -> list[str]:
-    """English paragraphs from Python's language reference (pydoc_data.topics), which ships with Python.
-
-    One per topic: the `which`-th paragraph of 40 to 600 characters that is not a code example.
-    """
-    from pydoc_data.topics import topics
-
-    texts = []
-    for key in sorted(topics):
-        paras = [" ".join(p.split()) for p in topics[key].split("\n\n")]
-        paras = [p for p in paras if 40 <= len(p) <= 600 and not p.startswith((">>>", "..."))]
-        if len(paras) > which:
-            texts.append(paras[which])
-    return texts
+    def metric(self, model: Model) -> Metric[Batch]:
+        task = model.manifest.model.task
+        if task == "causal-lm":
+            return Perplexity()
+        if task == "classification":
+            return Accuracy(model.manifest.model.labels or [], self.labels)
+        return EmbeddingCosine()
 
 
 def default_eval_texts(n: int = 128) -> EvalSet:
@@ -87,71 +104,81 @@ def read_eval_file(path: str | Path, kind: str = "evaluation") -> EvalSet:
     return EvalSet([str(r["text"]) for r in rows], labels)
 
 
-def evaluate(reference: Model, candidate: Runner, data: EvalSet, batch_size: int = 16,
+def evaluate(reference: Model, candidate: Runner, data: EvaluationData,
              reference_run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]] | None = None) -> Fidelity:
-    """Compare `candidate` (feeds -> outputs in manifest order) with the float32 bundle `reference`.
+    """Compare `candidate` (feeds -> outputs in manifest order) with the float32 bundle `reference` on `data`.
 
     `reference_run` replaces the bundle as the source of float32 outputs (PyTorch, for `edgeformer
     parity` on a quantized bundle); `reference` still gives the manifest and the tokenizer.
     """
-    if getattr(data, "batches", None) is not None:  # images and audio: task metrics on arrays (quantize/media.py)
-        from .media import evaluate_arrays
+    return measure(data.batches(reference), FeedsRunner(reference_run or reference),
+                   FeedsRunner(candidate, [s.name for s in reference.outputs]), data.metric(reference))
 
-        return evaluate_arrays(reference, candidate, data, reference_run)
-    reference_run = reference_run or reference
-    task = reference.manifest.model.task
-    names = [s.name for s in reference.inputs]
-    outputs = [s.name for s in reference.outputs]
-    max_len = reference.manifest.axes.get("seq", {}).get("max") or 512
-    tok = reference.tokenizer
-    cos, max_abs = [], 0.0
-    preds_f, preds_q, nll_f, nll_q, count = [], [], 0.0, 0.0, 0
-    for start in range(0, len(data.texts), batch_size):
-        batch = tok.encode_batch(data.texts[start : start + batch_size], max_len, truncation=True)
-        feeds = batch.feeds(names, reference.manifest.config.get("global_tokens"))
-        ref = {k: np.asarray(v) for k, v in reference_run(feeds).items()}
-        got = dict(zip(outputs, candidate(feeds)))
-        real = batch.attention_mask.astype(bool)
-        if task == "causal-lm":
-            f, q = ref["logits"], got["logits"].astype(np.float32)
-            max_abs = max(max_abs, float(np.abs(f - q)[real].max()))
-            cos += list(_cosine(f[real], q[real]))
-            nll_f += _next_token_nll(f, batch.input_ids, real)
-            nll_q += _next_token_nll(q, batch.input_ids, real)
-            count += int(real[:, 1:].sum())
-            continue
-        h_f, h_q = ref["last_hidden_state"], got["last_hidden_state"].astype(np.float32)
-        max_abs = max(max_abs, float(np.abs(h_f - h_q)[real].max()))
-        cos += list(_cosine(mean_pool(h_f, batch, True), mean_pool(h_q, batch, True)))
-        if task == "classification":
-            preds_f += list(ref["logits"].argmax(-1))
-            preds_q += list(np.asarray(got["logits"]).argmax(-1))
-    cos_arr = np.asarray(cos)
-    if task == "causal-lm":
-        if count == 0:
+
+class EmbeddingCosine:
+    """Encoders: mean cosine similarity of mean-pooled sentence embeddings; drop = 1 - mean cosine."""
+
+    def __init__(self):
+        self.agreement = OutputAgreement()
+
+    def add(self, batch: Batch, reference: Outputs, candidate: Outputs) -> None:
+        h_f, h_q = reference["last_hidden_state"], candidate["last_hidden_state"].astype(np.float32)
+        self.agreement.add(h_f[batch.real], h_q[batch.real],
+                           (mean_pool(h_f, batch.encoding, True), mean_pool(h_q, batch.encoding, True)))
+
+    def result(self) -> Fidelity:
+        mean = self.agreement.mean
+        return Fidelity("embedding cosine", 1.0, mean, 1.0 - mean, mean, self.agreement.min, self.agreement.max_abs)
+
+
+class Accuracy(EmbeddingCosine):
+    """Classifiers: accuracy on labelled texts, or agreement with float32 without labels; drop in points."""
+
+    def __init__(self, label_names: list[str], labels: list[str] | None):
+        super().__init__()
+        self.label_names, self.labels = label_names, labels
+        self.preds_f: list[int] = []
+        self.preds_q: list[int] = []
+
+    def add(self, batch: Batch, reference: Outputs, candidate: Outputs) -> None:
+        super().add(batch, reference, candidate)
+        self.preds_f += list(reference["logits"].argmax(-1))
+        self.preds_q += list(candidate["logits"].argmax(-1))
+
+    def result(self) -> Fidelity:
+        a = self.agreement
+        if self.labels is not None:
+            truth = [self.label_names.index(lbl) if lbl in self.label_names else -1 for lbl in self.labels]
+            acc_f = float(np.mean(np.asarray(self.preds_f) == truth))
+            acc_q = float(np.mean(np.asarray(self.preds_q) == truth))
+            return Fidelity("accuracy", acc_f, acc_q, acc_f - acc_q, a.mean, a.min, a.max_abs)
+        agree = float(np.mean(np.asarray(self.preds_f) == np.asarray(self.preds_q)))
+        return Fidelity("agreement with float32", 1.0, agree, 1.0 - agree, a.mean, a.min, a.max_abs)
+
+
+class Perplexity:
+    """Causal language models: perplexity of the texts; drop = relative increase."""
+
+    def __init__(self):
+        self.agreement = OutputAgreement()
+        self.nll_f = self.nll_q = 0.0
+        self.count = 0
+
+    def add(self, batch: Batch, reference: Outputs, candidate: Outputs) -> None:
+        f, q, real, ids = reference["logits"], candidate["logits"].astype(np.float32), batch.real, batch.encoding.input_ids
+        self.agreement.add(f[real], q[real])
+        self.nll_f += next_token_nll(f, ids, real)
+        self.nll_q += next_token_nll(q, ids, real)
+        self.count += int(real[:, 1:].sum())
+
+    def result(self) -> Fidelity:
+        if self.count == 0:
             raise EdgeformerError("the evaluation texts are too short to measure perplexity; expected texts of 2+ tokens")
-        ppl_f, ppl_q = float(np.exp(nll_f / count)), float(np.exp(nll_q / count))
-        return Fidelity("perplexity", ppl_f, ppl_q, ppl_q / ppl_f - 1.0, float(cos_arr.mean()), float(cos_arr.min()), max_abs)
-    if task == "classification":
-        label_names = reference.manifest.model.labels or []
-        if data.labels is not None:
-            truth = [label_names.index(lbl) if lbl in label_names else -1 for lbl in data.labels]
-            acc_f = float(np.mean(np.asarray(preds_f) == truth))
-            acc_q = float(np.mean(np.asarray(preds_q) == truth))
-            return Fidelity("accuracy", acc_f, acc_q, acc_f - acc_q, float(cos_arr.mean()), float(cos_arr.min()), max_abs)
-        agree = float(np.mean(np.asarray(preds_f) == np.asarray(preds_q)))
-        return Fidelity("agreement with float32", 1.0, agree, 1.0 - agree, float(cos_arr.mean()), float(cos_arr.min()), max_abs)
-    mean = float(cos_arr.mean())
-    return Fidelity("embedding cosine", 1.0, mean, 1.0 - mean, mean, float(cos_arr.min()), max_abs)
+        ppl_f, ppl_q = float(np.exp(self.nll_f / self.count)), float(np.exp(self.nll_q / self.count))
+        a = self.agreement
+        return Fidelity("perplexity", ppl_f, ppl_q, ppl_q / ppl_f - 1.0, a.mean, a.min, a.max_abs)
 
 
-def _next_token_nll(logits: np.ndarray, ids: np.ndarray, real: np.ndarray) -> float:
+def next_token_nll(logits: np.ndarray, ids: np.ndarray, real: np.ndarray) -> float:
     """Summed negative log-likelihood of each real token given the ones before it."""
-    logp = np.log(softmax(logits[:, :-1].astype(np.float64)) + 1e-30)
-    picked = np.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
-    return -float(picked[real[:, 1:]].sum())
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30)
+    return token_nll(logits[:, :-1], ids[:, 1:], real[:, 1:])

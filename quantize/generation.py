@@ -33,17 +33,21 @@ import onnx
 
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
-from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, Manifest, ParityRecord, QuantizationRecord, write_manifest
+from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, ParityRecord, QuantizationRecord, write_manifest
 from edgeformer.runtime.vectors import write_vectors
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.generate import empty_cache
-from edgeformer.runtime.inputs import next_positions
 
+from .budget import keep_within_budget
+from .calibration import default_calibration_texts
+from .evaluate import EvalSet
 from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check_data, default_generation_data,
-                              evaluate_generation, read_generation_data, teacher_forced_batches)
+                              GenerationFidelity, evaluate_generation, read_generation_data, teacher_forced_batches)
 from .lm_head import fold_transposed_weights, tied_heads
 from .tied_int4 import share_tied_tables
 from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
+from .record import quantization_record, quantized_manifest
+from .result import BudgetError, QuantizeResult
 
 SENSITIVITY_ROWS = 16  # texts (or pairs) that rank nodes; the final check uses the whole evaluation set
 TOKEN_EMBEDDING = {"int8-dynamic": "int8", "int8-static": "int8", "int4": "int4", "fp16": "float32"}
@@ -203,28 +207,16 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
                 onnx.save(graph, str(dst / g.file))
     if not (dst / TOKENIZER_FILE).exists():
         shutil.copyfile(ref.bundle.tokenizer_path, dst / TOKENIZER_FILE)
-    m = ref.manifest
-    manifest = Manifest(inputs=m.inputs, outputs=m.outputs, axes=m.axes, opset=m.opset, model=m.model,
-                        attention=m.attention, tools=m.tools, kind=m.kind)
-    manifest.quantization = QuantizationRecord(recipe=recipe)
-    write_manifest(dst, manifest)
+    write_manifest(dst, quantized_manifest(ref.manifest, QuantizationRecord(recipe=recipe)))
     return runtime.load(dst, verify=False)
 
 
-def rank_sensitivity(ref: runtime.Model, recipe: str, prepared: list[PreparedGraph], opt: RecipeOptions,
-                     calib, data: GenerationData, metric: str, work: Path) -> list[tuple[str, str, float]]:
-    """(graph file, node, budget metric drop with that node alone kept in float), most helpful first."""
-    subset, scores = data.subset(SENSITIVITY_ROWS), []
-    trial = work / "trial"
-    trial.mkdir(exist_ok=True)
-    for g in prepared:
-        for node in g.matmuls:
-            if node in g.exclude:
-                continue
-            cand = write_candidate(ref, recipe, prepared, opt, {g.file: [node]}, calib, trial)
-            fid = evaluate_generation(ref, cand, subset, metric, greedy=False)
-            scores.append((g.file, node, fid.drop))
-    return sorted(scores, key=lambda s: s[2])
+def by_file(nodes: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(graph file, node) pairs -> graph file -> nodes."""
+    out: dict[str, list[str]] = {}
+    for file, node in nodes:
+        out.setdefault(file, []).append(node)
+    return out
 
 
 def decode_speed(model: runtime.Model, prompt: list[int], new_tokens: int, seconds: float) -> dict:
@@ -248,9 +240,6 @@ def check_metric(model: runtime.Model, metric: str) -> str:
 
 def generation_inputs(ref: runtime.Model, recipe: str, data, calib) -> tuple[GenerationData | None, GenerationData | None]:
     """The evaluation and calibration sets as GenerationData, from EvalSets, files or the built-in texts."""
-    from .calibration import default_calibration_texts
-    from .evaluate import EvalSet
-
     def convert(value):
         if value is None or isinstance(value, GenerationData):
             return value
@@ -269,8 +258,6 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
                                progress: Callable[[str], None], calib: GenerationData | None = None,
                                metric: str = "perplexity", bench_seconds: float = 1.0):
     """Quantize every graph of the generation bundle `ref` (loaded from `src`) into `out`; see the module doc."""
-    from .bundle import BudgetError, QuantizeResult
-
     check_cache_graph(ref)
     metric = check_metric(ref, metric)
     data = data or default_generation_data(ref)
@@ -281,19 +268,23 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
     with tempfile.TemporaryDirectory(prefix="edgeformer-quantize-") as work, atomic_directory(out, overwrite) as tmp:
         work = Path(work)
         prepared = prepare_graphs(ref, work, recipe)
-        kept: dict[str, list[str]] = {}
-        cand = write_candidate(ref, recipe, prepared, opt, kept, calib_feeds, tmp)
-        fid = evaluate_generation(ref, cand, data, metric, greedy=False)
+        candidate = lambda nodes, where: write_candidate(ref, recipe, prepared, opt, by_file(nodes), calib_feeds, where)  # noqa: E731
+        cand = None
+
+        def measure_kept(nodes: list[tuple[str, str]]) -> GenerationFidelity:
+            nonlocal cand  # the last candidate measured is the one the bundle ships
+            cand = candidate(nodes, tmp)
+            return evaluate_generation(ref, cand, data, metric, greedy=False)
+
+        trial, subset = work / "trial", data.subset(SENSITIVITY_ROWS)
+        trial.mkdir()
+        fid = measure_kept([])
         progress(f"{recipe}: {fid.metric} {fid.quant_metric:.5g} (float32 {fid.float_metric:.5g}), drop {fid.drop:.4g}")
-        if max_drop is not None and fid.drop > max_drop:
-            progress(f"over the budget {max_drop:g}: ranking {sum(len(g.matmuls) for g in prepared)} MatMuls by sensitivity")
-            for file, node, _ in rank_sensitivity(ref, recipe, prepared, opt, calib_feeds, data, metric, work):
-                kept.setdefault(file, []).append(node)
-                cand = write_candidate(ref, recipe, prepared, opt, kept, calib_feeds, tmp)
-                fid = evaluate_generation(ref, cand, data, metric, greedy=False)
-                progress(f"  kept {file}:{node} in float: drop {fid.drop:.4g}")
-                if fid.drop <= max_drop:
-                    break
+        fid, kept_nodes = keep_within_budget(
+            fid, max_drop, lambda: [(g.file, n) for g in prepared for n in g.matmuls if n not in g.exclude],
+            lambda node: evaluate_generation(ref, candidate([node], trial), subset, metric, greedy=False).drop,
+            measure_kept, progress, name=lambda node: f"{node[0]}:{node[1]}")
+        kept = by_file(kept_nodes)
         fid = evaluate_generation(ref, cand, data, metric, greedy=True)
         kept_names = [f"{g.file}:{n}" for g in prepared for n in g.exclude + kept.get(g.file, [])
                       if n in g.matmuls]
@@ -307,16 +298,14 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
         speed_f, speed_q = (decode_speed(m, prompt, 16, bench_seconds) for m in (ref, cand))
         result.float_ms, result.quant_ms = speed_f["per_token_ms"], speed_q["per_token_ms"]
         manifest = cand.manifest
-        manifest.quantization = QuantizationRecord(
-            recipe=recipe, block_size=opt.block_size if recipe == "int4" else None,
-            symmetric=opt.symmetric if recipe == "int4" else None, kept_float=kept_names, source_bundle=Path(src).name,
-            accuracy_level=opt.accuracy_level if recipe == "int4" else None, coverage=coverage(prepared, recipe, kept),
+        manifest.quantization = quantization_record(
+            recipe, opt, kept_names, Path(src).name, coverage=coverage(prepared, recipe, kept),
             calibration=({"rows": sum(len(b["input_ids"]) for b in calib_feeds[manifest.graph]), "method": opt.calibration,
-                          "data": "given"} if calib_feeds else None),
-            measured={"size_ratio": result.size_ratio, "batch": 1, "prompt_tokens": len(prompt), "new_tokens": 16,
-                      "float32": speed_f, "quantized": speed_q, "cpu": describe()})
+                          "data": "given"} if calib_feeds else None))
+        manifest.quantization.measured = {"size_ratio": result.size_ratio, "batch": 1, "prompt_tokens": len(prompt),
+                                          "new_tokens": 16, "float32": speed_f, "quantized": speed_q, "cpu": describe()}
         manifest.parity = ParityRecord(passed=True, kind="budget", max_drop=max_drop, fidelity=fid.to_json(),
-                                       eval_texts=len(data.texts or data.pairs))
+                                       eval_texts=data.rows)
         write_vectors(tmp, cand)  # recorded on the graphs written last: the ones the bundle ships
         write_manifest(tmp, manifest)
     return result

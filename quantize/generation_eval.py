@@ -27,9 +27,9 @@ from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.generate import empty_cache
 from edgeformer.runtime.inputs import next_positions, right_pad
 from edgeformer.runtime.model import Model
-from edgeformer.runtime.postprocess import softmax
 
 from .evaluate import default_eval_texts
+from .evaluation import Outputs, OutputAgreement, measure, token_nll
 from .recipes import QuantizeError
 
 PERPLEXITY, EXACT_MATCH = "perplexity", "exact match"
@@ -46,6 +46,10 @@ class GenerationData:
     prompts: int = PROMPTS
     prompt_tokens: int = PROMPT_TOKENS
     greedy_tokens: int = GREEDY_TOKENS
+
+    @property
+    def rows(self) -> int:
+        return len(self.texts or self.pairs)
 
     def subset(self, n: int) -> "GenerationData":
         return GenerationData(self.texts[:n], self.pairs[:n], min(self.prompts, n), self.prompt_tokens, self.greedy_tokens)
@@ -167,10 +171,29 @@ def bundle_logits(model: Model) -> Logits:
     return run
 
 
-def _nll(logits: np.ndarray, targets: np.ndarray, real: np.ndarray) -> float:
-    logp = np.log(softmax(logits.astype(np.float64)) + 1e-30)
-    picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    return -float(picked[real].sum())
+class TeacherForcedMetric:
+    """Next-token agreement and perplexity of teacher-forced logits; the budget metric is the perplexity increase."""
+
+    def __init__(self):
+        self.agreement = OutputAgreement()
+        self.agree = self.count = 0
+        self.nll_f = self.nll_q = 0.0
+
+    def add(self, batch: TeacherForced, reference: Outputs, candidate: Outputs) -> None:
+        f, q, real = reference["logits"], candidate["logits"], batch.real
+        self.agree += int((f.argmax(-1) == q.argmax(-1))[real].sum())
+        self.count += int(real.sum())
+        self.nll_f += token_nll(f, batch.targets, real)
+        self.nll_q += token_nll(q, batch.targets, real)
+        self.agreement.add(f[real].astype(np.float64), q[real].astype(np.float64))
+
+    def result(self) -> GenerationFidelity:
+        if self.count == 0:
+            raise EdgeformerError("the evaluation texts are too short to measure perplexity; expected texts of 2+ tokens")
+        ppl_f, ppl_q = float(np.exp(self.nll_f / self.count)), float(np.exp(self.nll_q / self.count))
+        a = self.agreement
+        return GenerationFidelity(PERPLEXITY, ppl_f, ppl_q, ppl_q / ppl_f - 1.0, self.agree / self.count, ppl_f, ppl_q,
+                                  ppl_q / ppl_f - 1.0, mean_cosine=a.mean, min_cosine=a.min, max_abs=a.max_abs)
 
 
 def greedy_tokens(model: Model, prompts: list, n: int) -> list[list[int]]:
@@ -209,24 +232,8 @@ def evaluate_generation(reference: Model, candidate: Model, data: GenerationData
     """
     check_data(reference, data)
     ref_run, cand_run = reference_logits or bundle_logits(reference), bundle_logits(candidate)
-    agree, count, nll_f, nll_q, cos, max_abs = 0, 0, 0.0, 0.0, [], 0.0
-    for batch in teacher_forced_batches(reference, data):
-        f, q = ref_run(batch), cand_run(batch)
-        real = batch.real
-        agree += int((f.argmax(-1) == q.argmax(-1))[real].sum())
-        count += int(real.sum())
-        nll_f += _nll(f, batch.targets, real)
-        nll_q += _nll(q, batch.targets, real)
-        a, b = f[real].astype(np.float64), q[real].astype(np.float64)
-        cos.append((a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-30))
-        max_abs = max(max_abs, float(np.abs(a - b).max()) if a.size else 0.0)
-    if count == 0:
-        raise EdgeformerError("the evaluation texts are too short to measure perplexity; expected texts of 2+ tokens")
-    ppl_f, ppl_q = float(np.exp(nll_f / count)), float(np.exp(nll_q / count))
-    cos_all = np.concatenate(cos)
-    fid = GenerationFidelity(PERPLEXITY, ppl_f, ppl_q, ppl_q / ppl_f - 1.0, agree / count, ppl_f, ppl_q,
-                             ppl_q / ppl_f - 1.0, mean_cosine=float(cos_all.mean()), min_cosine=float(cos_all.min()),
-                             max_abs=max_abs)
+    fid = measure(teacher_forced_batches(reference, data), lambda b: {"logits": ref_run(b)},
+                  lambda b: {"logits": cand_run(b)}, TeacherForcedMetric())
     seq2seq = reference.manifest.kind == SEQ2SEQ
     if greedy or metric == EXACT_MATCH:
         prompts = greedy_prompts(reference, data)

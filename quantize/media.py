@@ -11,24 +11,24 @@ smoothing and int8-static observe.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from edgeformer.runtime.bench import time_block
-from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.bundle import Bundle
+from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text
 
-from .evaluate import Fidelity, _cosine
+from .evaluation import Batch, Fidelity, Metric, Outputs, OutputAgreement
 
 MEDIA_TASKS = ("classification", "speech-recognition")
 
 
 @dataclass
 class ArrayEvalSet:
-    batches: list[dict[str, np.ndarray]]  # model feeds
+    feeds: list[dict[str, np.ndarray]]  # model inputs, batch by batch
     targets: list[list[str]]  # per batch, per row: the label name or reference text
     calibration: list[dict[str, np.ndarray]] = field(default_factory=list)
 
@@ -36,8 +36,21 @@ class ArrayEvalSet:
     def rows(self) -> int:
         return sum(len(t) for t in self.targets)
 
-    texts = property(lambda self: [t for batch in self.targets for t in batch])  # the quantizer's emptiness check
-    labels = None
+    def subset(self, rows: int) -> "ArrayEvalSet":
+        """The first batches, about `rows` rows (at least one batch)."""
+        k = max(1, rows // max(1, len(self.targets[0])))
+        return ArrayEvalSet(self.feeds[:k], self.targets[:k], self.calibration)
+
+    def batches(self, model: Model) -> list[Batch]:
+        return [Batch(dict(feeds), targets=list(t)) for feeds, t in zip(self.feeds, self.targets)]
+
+    def metric(self, model: Model) -> Metric[Batch]:
+        task = model.manifest.model.task
+        if task == "speech-recognition":
+            return CharacterErrorRate(model.manifest.config.get("alphabet") or "")
+        if task == "classification":
+            return ImageAccuracy(model.manifest.model.labels or [])
+        raise EdgeformerError(f"array evaluation covers {', '.join(MEDIA_TASKS)}; this bundle's task is {task}")
 
 
 def is_media_bundle(model: Model | Bundle) -> bool:
@@ -46,42 +59,52 @@ def is_media_bundle(model: Model | Bundle) -> bool:
     return bool(cfg.get("image_size")) or model.manifest.model.task == "speech-recognition"
 
 
-def evaluate_arrays(reference: Model, candidate: Callable[[Mapping[str, np.ndarray]], list[np.ndarray]],
-                    data: ArrayEvalSet,
-                    reference_run: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]] | None = None) -> Fidelity:
-    """The quantized `candidate` (feeds -> outputs in manifest order) against float32 on `data`'s task metric."""
-    task = reference.manifest.model.task
-    if task not in MEDIA_TASKS:
-        raise EdgeformerError(f"array evaluation covers {', '.join(MEDIA_TASKS)}; this bundle's task is {task}")
-    reference_run = reference_run or reference
-    outputs = [s.name for s in reference.outputs]
-    alphabet = reference.manifest.config.get("alphabet") or ""
-    names = reference.manifest.model.labels or []
-    pred_f, pred_q, truth, cos, max_abs = [], [], [], [], 0.0
-    for feeds, targets in zip(data.batches, data.targets):
-        ref = {k: np.asarray(v) for k, v in reference_run(feeds).items()}
-        got = dict(zip(outputs, candidate(feeds)))
-        f, q = ref["logits"].astype(np.float32), np.asarray(got["logits"], np.float32)
-        truth += list(targets)
-        if task == "speech-recognition":
-            n = ref["logit_lengths"]
-            valid = np.arange(f.shape[1])[None, :] < n[:, None]
-            f_valid, q_valid = f[valid], q[valid]
-            pred_f += [ids_to_text(i, alphabet) for i in ctc_greedy(f, n)]
-            pred_q += [ids_to_text(i, alphabet) for i in ctc_greedy(q, np.asarray(got["logit_lengths"]))]
-        else:
-            f_valid, q_valid = f, q
-            pred_f += [names[k] for k in f.argmax(-1)]
-            pred_q += [names[k] for k in q.argmax(-1)]
-        max_abs = max(max_abs, float(np.abs(f_valid - q_valid).max()))
-        cos += list(_cosine(f_valid, q_valid))
-    c = np.asarray(cos)
-    if task == "speech-recognition":
-        cer_f, cer_q = character_error_rate(pred_f, truth), character_error_rate(pred_q, truth)
-        return Fidelity("CER", cer_f, cer_q, cer_q - cer_f, float(c.mean()), float(c.min()), max_abs)
-    acc_f = float(np.mean([p == t for p, t in zip(pred_f, truth)]))
-    acc_q = float(np.mean([p == t for p, t in zip(pred_q, truth)]))
-    return Fidelity("accuracy", acc_f, acc_q, acc_f - acc_q, float(c.mean()), float(c.min()), max_abs)
+class ImageAccuracy:
+    """Image classifiers: accuracy against the label names; drop in points."""
+
+    def __init__(self, label_names: list[str]):
+        self.label_names = label_names
+        self.agreement = OutputAgreement()
+        self.pred_f: list[str] = []
+        self.pred_q: list[str] = []
+        self.truth: list[str] = []
+
+    def add(self, batch: Batch, reference: Outputs, candidate: Outputs) -> None:
+        f, q = reference["logits"].astype(np.float32), np.asarray(candidate["logits"], np.float32)
+        self.truth += batch.targets
+        self.agreement.add(*self.score(f, q, reference, candidate))
+
+    def score(self, f: np.ndarray, q: np.ndarray, reference: Outputs, candidate: Outputs) -> tuple[np.ndarray, np.ndarray]:
+        """Record each row's prediction; returns the logits that count."""
+        self.pred_f += [self.label_names[k] for k in f.argmax(-1)]
+        self.pred_q += [self.label_names[k] for k in q.argmax(-1)]
+        return f, q
+
+    def result(self) -> Fidelity:
+        a = self.agreement
+        acc_f = float(np.mean([p == t for p, t in zip(self.pred_f, self.truth)]))
+        acc_q = float(np.mean([p == t for p, t in zip(self.pred_q, self.truth)]))
+        return Fidelity("accuracy", acc_f, acc_q, acc_f - acc_q, a.mean, a.min, a.max_abs)
+
+
+class CharacterErrorRate(ImageAccuracy):
+    """Speech recognisers: CER of greedy CTC transcripts; drop = quantized CER - float32 CER."""
+
+    def __init__(self, alphabet: str):
+        super().__init__([])
+        self.alphabet = alphabet
+
+    def score(self, f: np.ndarray, q: np.ndarray, reference: Outputs, candidate: Outputs) -> tuple[np.ndarray, np.ndarray]:
+        n = reference["logit_lengths"]
+        valid = np.arange(f.shape[1])[None, :] < n[:, None]
+        self.pred_f += [ids_to_text(i, self.alphabet) for i in ctc_greedy(f, n)]
+        self.pred_q += [ids_to_text(i, self.alphabet) for i in ctc_greedy(q, np.asarray(candidate["logit_lengths"]))]
+        return f[valid], q[valid]
+
+    def result(self) -> Fidelity:
+        a = self.agreement
+        cer_f, cer_q = character_error_rate(self.pred_f, self.truth), character_error_rate(self.pred_q, self.truth)
+        return Fidelity("CER", cer_f, cer_q, cer_q - cer_f, a.mean, a.min, a.max_abs)
 
 
 def media_latency_ms(model: Model, feeds: Mapping[str, np.ndarray], seconds: float) -> float:

@@ -9,13 +9,13 @@ from typing import Callable
 
 from edgeformer.runtime.artifacts import check_picture_path, save_figure
 
-from .bundle import QuantizeResult, quantize_bundle
-from .evaluate import EvalSet
+from .bundle import quantize_bundle
+from .evaluate import EvaluationData
+from .result import QuantizeResult
 from .recipes import RECIPES, RecipeOptions
 
 
-
-def compare_recipes(bundle: str | os.PathLike, data: EvalSet | None = None, options: RecipeOptions | None = None,
+def compare_recipes(bundle: str | os.PathLike, data: EvaluationData | None = None, options: RecipeOptions | None = None,
                     calib_data: str | os.PathLike | None = None, smooth_alpha: float | str | None = "auto",
                     bench_seconds: float = 1.0, progress: Callable[[str], None] = lambda msg: None) -> list[QuantizeResult]:
     """Quantize `bundle` with every recipe (nothing is kept); each row's latencies come from one run."""

@@ -12,15 +12,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # folder -> names its modules must never import (at any depth: module level or inside functions)
+ABOVE_ALL = ["edgeformer.pipeline", "edgeformer.cli"]  # the joins between stages, and the CLI over them
 FORBIDDEN = {
     "runtime": ["torch", "onnx", "onnxscript", "onnx_ir", "safetensors", "edgeformer.modeling", "edgeformer.export",
-                "edgeformer.quantize", "edgeformer.cli"],
-    "modeling": ["edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
-    "export": ["edgeformer.quantize", "edgeformer.cli"],
-    "deploy": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
-    "quantize": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.cli"],
+                "edgeformer.quantize", "edgeformer.tasks", *ABOVE_ALL],
+    # the built-in data that training, quantization and the CLI share: numpy, the runtime, scikit-learn's data files
+    "tasks": ["torch", "onnx", "onnxscript", "onnx_ir", "safetensors", "edgeformer.modeling", "edgeformer.export",
+              "edgeformer.quantize", "edgeformer.deploy", "edgeformer.debug", *ABOVE_ALL],
+    "modeling": ["edgeformer.export", "edgeformer.quantize", *ABOVE_ALL],
+    "export": ["edgeformer.quantize", *ABOVE_ALL],
+    "deploy": ["torch", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", *ABOVE_ALL],
+    "quantize": ["torch", "edgeformer.modeling", "edgeformer.export", *ABOVE_ALL],
     # the torch-free core of `edgeformer debug`: quantize calls it, so it must not need torch
-    "debug": ["torch", "safetensors", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", "edgeformer.cli"],
+    "debug": ["torch", "safetensors", "edgeformer.modeling", "edgeformer.export", "edgeformer.quantize", *ABOVE_ALL],
+    "pipeline": ["edgeformer.cli"],
+    # benchmarks call the library as a user's script would, never the CLI's internals
+    "benchmarks": ["edgeformer.cli"],
 }
 
 

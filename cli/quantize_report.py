@@ -1,0 +1,40 @@
+"""How `edgeformer quantize` and `edgeformer parity` print a quantized bundle's figures."""
+
+from __future__ import annotations
+
+from .output import ms
+
+COMPARE_COLUMNS = ["recipe", "size", "float32 ms", "quantized ms", "speed-up", "metric", "value", "drop", "mean cos",
+                   "min cos", "max abs"]
+
+
+def compare_rows(results) -> list[list[str]]:
+    """One row per recipe of `edgeformer quantize --compare`."""
+    return [[r.recipe, f"{r.size_ratio:.1%}", ms(r.float_ms), ms(r.quant_ms), f"{r.float_ms / r.quant_ms:.2f}x",
+             r.fidelity.metric, f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}",
+             f"{r.fidelity.mean_cosine:.5f}", f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
+
+
+def generation_summary(r) -> str:
+    """The figures users of a quantized generation bundle see, in one line."""
+    f = r.fidelity
+    line = (f"  teacher-forced next-token agreement {f.next_token_agreement:.3f}, perplexity {f.quant_perplexity:.4g} "
+            f"(float32 {f.float_perplexity:.4g}, {f.perplexity_increase:+.2%})")
+    if f.greedy_agreement is not None:
+        line += f", greedy agreement {f.greedy_agreement:.3f} ({f.greedy_identical:.0%} of prompts identical)"
+    if f.quant_exact_match is not None:
+        line += f", exact match {f.quant_exact_match:.3f} (float32 {f.float_exact_match:.3f})"
+    return line
+
+
+def written_line(out: str, recipe: str, r) -> str:
+    """What a written quantized bundle measured, in one line."""
+    f = r.fidelity
+    return (f"wrote {out}: {recipe}, {f.metric} {f.quant_metric:.5g} (float32 {f.float_metric:.5g}, drop {f.drop:.4g}), "
+            f"size {r.size_ratio:.1%} of float32, {r.float_ms / r.quant_ms:.2f}x the speed at batch 1"
+            + (f", smoothing alpha {r.smooth_alpha:g}" if r.smooth_alpha is not None else "")
+            + (f", {len(r.kept_float)} MatMuls kept in float: {', '.join(r.kept_float)}" if r.kept_float else ""))
+
+
+def budget_line(fid, limit: float) -> str:
+    return f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"

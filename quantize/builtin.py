@@ -1,0 +1,109 @@
+"""The built-in evaluation and calibration sets, chosen by what the bundle's manifest says it is; no PyTorch.
+
+- image bundles of the digits task's geometry (8x8, one channel, labels 0-9): the task's 359
+  held-out images; calibration on 64 training images;
+- speech bundles over the digits alphabet: 200 held-out audio-digits utterances; calibration on
+  utterances from another seed;
+- seq2seq bundles: the reverse task's held-out pairs (what `edgeformer train --arch seq2seq` trains
+  on), calibrating int8-static on pairs from its training split;
+- cached decoders and single-graph text bundles: the quantizer's built-in English text
+  (evaluate.default_eval_texts), unless the user gives texts.
+The data itself comes from edgeformer.tasks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from edgeformer.runtime.bundle import PLAIN, SEQ2SEQ, Bundle, open_bundle
+from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.images import image_pixel_values
+from edgeformer.runtime.speech import pad_waveforms
+from edgeformer.tasks.images import digits
+from edgeformer.tasks.speech import held_out, utterances
+from edgeformer.tasks.text import reverse_words
+
+from .evaluate import EvaluationData, read_eval_file
+from .generation_eval import GenerationData, read_generation_data
+from .media import ArrayEvalSet, is_media_bundle
+
+EVAL_UTTERANCES = 200
+CALIBRATION_SEED = 7
+BUILTIN_EVAL_PAIRS, BUILTIN_CALIB_PAIRS = 100, 64
+
+
+def digits_eval_set(model: Bundle) -> ArrayEvalSet:
+    """The digits task's held-out images as pixel_values, 64 a batch; 64 training images to calibrate on."""
+    d = digits()
+    pixels = image_pixel_values(model, d.eval_images, layout="CHW")
+    batches = [{"pixel_values": pixels[i : i + 64]} for i in range(0, len(pixels), 64)]
+    targets = [[str(y) for y in d.eval_labels[i : i + 64]] for i in range(0, len(pixels), 64)]
+    calib = image_pixel_values(model, d.train_images[:64], layout="CHW")
+    return ArrayEvalSet(batches, targets, [{"pixel_values": calib[i : i + 8]} for i in range(0, 64, 8)])
+
+
+def audio_digits_eval_set() -> ArrayEvalSet:
+    """Held-out audio-digits utterances, 16 a batch; 32 utterances of another seed, of one shape, to calibrate on."""
+    utts = held_out(EVAL_UTTERANCES)
+    batches, targets = [], []
+    for i in range(0, len(utts), 16):
+        waves, lengths = pad_waveforms([u.waveform for u in utts[i : i + 16]])
+        batches.append({"waveforms": waves, "lengths": lengths})
+        targets.append([u.text for u in utts[i : i + 16]])
+    waves, lengths = pad_waveforms([u.waveform for u in utterances(32, CALIBRATION_SEED)])  # one shape for all
+    calib = [{"waveforms": waves[i : i + 8], "lengths": lengths[i : i + 8]} for i in range(0, 32, 8)]
+    return ArrayEvalSet(batches, targets, calib)
+
+
+def media_eval_set(model: Bundle) -> ArrayEvalSet:
+    """The built-in task's held-out arrays for an image or speech bundle (its manifest says which)."""
+    cfg = model.manifest.config
+    if cfg.get("image_size") == 8 and cfg.get("num_channels") == 1 and model.manifest.model.labels == [str(i) for i in range(10)]:
+        return digits_eval_set(model)
+    if model.manifest.model.task == "speech-recognition" and cfg.get("alphabet") == "0123456789":
+        return audio_digits_eval_set()
+    raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and "
+                          "audio-digits speech); measure it with edgeformer.quantize.quantize_bundle(..., data=ArrayEvalSet(...))")
+
+
+def generation_sets(kind: str, eval_data: str | os.PathLike | None, calib_data: str | os.PathLike | None
+                    ) -> tuple[GenerationData | None, GenerationData | None]:
+    """(evaluation set, calibration set) of a generation bundle of `kind`: the user's files, else the built-in ones."""
+    data = read_generation_data(eval_data) if eval_data else None
+    calib = read_generation_data(calib_data, "calibration") if calib_data else None
+    if kind == SEQ2SEQ and (data is None or calib is None):
+        task = reverse_words()
+        data = data or GenerationData(pairs=task.eval[:BUILTIN_EVAL_PAIRS])
+        calib = calib or GenerationData(pairs=task.train[:BUILTIN_CALIB_PAIRS])
+    return data, calib
+
+
+def bundle_kind(path: str | os.PathLike) -> str | None:
+    """The bundle's kind, or None where it cannot be read (quantize_bundle then says why, in one line)."""
+    try:
+        return open_bundle(path, verify=False).manifest.kind
+    except EdgeformerError:
+        return None
+
+
+def is_generation(kind: str | None) -> bool:
+    return kind is not None and kind != PLAIN
+
+
+def evaluation_sets(path: str | os.PathLike, eval_data: str | os.PathLike | None = None,
+                    calib_data: str | os.PathLike | None = None
+                    ) -> tuple[EvaluationData | GenerationData | None, str | os.PathLike | GenerationData | None]:
+    """What `edgeformer quantize` and `edgeformer parity` measure the bundle at `path` on, and calibrate it on.
+
+    Returns (evaluation set, calibration): None for the quantizer's own default; the calibration is a
+    file path for single-graph bundles (quantize_bundle reads it) and GenerationData for generation bundles.
+    """
+    kind = bundle_kind(path)
+    if is_generation(kind):
+        return generation_sets(kind, eval_data, calib_data)
+    bundle = open_bundle(path)  # the manifest says which task (or why it cannot be read); quantize_bundle opens sessions
+    if is_media_bundle(bundle):
+        if eval_data:
+            raise EdgeformerError("--eval-data holds texts; image and speech bundles are measured on their built-in task")
+        return media_eval_set(bundle), calib_data
+    return (read_eval_file(eval_data) if eval_data else None), calib_data
