@@ -3,7 +3,7 @@
 from .bundle import ExportResult, bundle_parity, export_bundle
 from .onnx import ExportError
 from .parity import ParityFailure, ParityReport, check_parity
-from .specs import export_onnx
+from .kinds import export_onnx
 
 __all__ = ["ExportError", "ExportResult", "ParityFailure", "ParityReport", "bundle_parity", "check_parity",
            "export_bundle", "export_onnx"]

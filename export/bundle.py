@@ -1,4 +1,4 @@
-"""`edgeformer export`: the one export pipeline, for every bundle kind (export.specs).
+"""`edgeformer export`: the one export pipeline, for every bundle kind (export.kinds).
 
     checkpoint ─► spec of its kind ─► trace + passes + save each graph ─► onnx.checker and the
     attention count ─► tokenizer ─► manifest ─► runtime.load ─► the kind's parity gate ─► test
@@ -20,18 +20,16 @@ from edgeformer import runtime
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.config import ModelConfig
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
-from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
+from edgeformer.runtime.bundle import (CACHED_DECODER, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
 from edgeformer.runtime.vectors import write_vectors
 
-from .cache_parity import check_cache_parity
 from .checks import check_graph
+from .kinds import kind_for
 from .long_input import check_subquadratic
 from .onnx import ATTENTION_OPSETS, save, trace
-from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport, check_parity
-from .seq2seq import check_seq2seq_parity
-from .speech import check_speech_parity
-from .specs import ExportSpec, check_attention_mode, spec_for
+from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport
+from .specs import ExportSpec, check_attention_mode
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
 
@@ -58,18 +56,7 @@ def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
 
 def gate(model, bundle: runtime.Model, cases=None, atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
     """The parity check of the bundle's kind: PyTorch `model` against the loaded `bundle`."""
-    kind = bundle.manifest.kind
-    if kind == SEQ2SEQ:
-        return check_seq2seq_parity(model, bundle.graph("encoder"), bundle, cases, atol, seed)
-    if kind == CACHED_DECODER:
-        return check_cache_parity(model, bundle, cases, atol, seed)
-    if model.cfg.arch == "conformer":
-        return check_speech_parity(model, bundle, cases, atol, seed)
-    if model.cfg.attention_kind == "lsh":
-        from .lsh_parity import check_lsh_parity
-
-        return check_lsh_parity(model, bundle, cases, atol, seed)
-    return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases, atol, seed)
+    return kind_for(model.cfg, bundle.manifest.kind == CACHED_DECODER).gate(model, bundle, cases, atol, seed)
 
 
 def export_bundle(
@@ -97,7 +84,8 @@ def export_bundle(
     model = checkpoint.load(ckpt).eval()
     ckpt = Path(ckpt)
     tokenizer = checkpoint.load_tokenizer(ckpt)
-    spec = spec_for(model, kv_cache, tokenizer)
+    kind = kind_for(model.cfg, kv_cache)
+    spec = kind.spec(model, tokenizer)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = model.cfg
         record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(),
@@ -109,14 +97,14 @@ def export_bundle(
             tokenizer.save(tmp / TOKENIZER_FILE)
         write_manifest(tmp, manifest)
         loaded = runtime.load(tmp)
-        report = gate(model, loaded, cases, atol, GATE_SEED)
+        report = kind.gate(model, loaded, cases, atol, GATE_SEED)
         manifest.parity = report.to_json()
         if report.passed:  # the answers this bundle gives, for any runtime to check itself against
             write_vectors(tmp, loaded)
         write_manifest(tmp, manifest)
         if not report.passed:
             failure = ParityFailure(report, f"export of {ckpt}")
-            if spec.kind not in (CACHED_DECODER, SEQ2SEQ) and cfg.arch != "conformer":  # name the first node that diverges, and its module
+            if kind.diagnosable:  # name the first node that diverges, and its module
                 from .debug import explain_parity_failure
 
                 failure.diagnosis = explain_parity_failure(tmp, model, atol)

@@ -1,4 +1,4 @@
-"""One spec per bundle kind: the graphs to export, their axis tables, the cache record, the parity check.
+"""The specs of the text bundle kinds: the graphs to export, their axis tables, the cache record.
 
     plain            model.onnx: the model's outputs for its inputs (input_ids, attention_mask, ... or pixel_values)
     cached-decoder   model.onnx: one graph for the prompt and each generated token, with past and
@@ -6,15 +6,13 @@
     seq2seq          encoder.onnx: source -> cross.{i}.key/.value (B, H, S, hd), computed once per input;
                      model.onnx: the cached decoder, reading the cross-attention keys/values every step
 
-A new kind is one function here that returns an `ExportSpec`, and one entry in KINDS.
+Each kind is registered, with its parity gate, in export/kinds.py; a new kind is a function that
+returns an `ExportSpec` (here or in a module of its own, as export/speech.py), a gate, and one entry there.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -23,7 +21,7 @@ from edgeformer.modeling.model import LayerCache, Transformer
 from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
 from edgeformer.runtime.inputs import GLOBAL_MASK
 
-from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport, save, trace
+from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport
 
 ENCODER_FILE = "encoder.onnx"
 
@@ -188,31 +186,6 @@ def seq2seq_spec(model, tokenizer=None) -> ExportSpec:
     return ExportSpec(SEQ2SEQ, [decoder, encoder], cache)
 
 
-KINDS: dict[str, Callable[..., ExportSpec]] = {PLAIN: plain_spec, CACHED_DECODER: cached_spec, SEQ2SEQ: seq2seq_spec}
-
-
-def spec_for(model, kv_cache: bool = False, tokenizer=None) -> ExportSpec:
-    """The spec of the bundle kind `model` exports as: seq2seq always, a cached decoder with `kv_cache`."""
-    if model.cfg.arch == "seq2seq":
-        return seq2seq_spec(model, tokenizer)
-    if model.cfg.arch == "conformer":  # raw audio in (export/speech.py)
-        from .speech import speech_spec
-
-        return speech_spec(model, tokenizer)
-    return cached_spec(model, tokenizer) if kv_cache else plain_spec(model, tokenizer)
-
-
 def check_attention_mode(attention: str) -> None:
     if attention not in ATTENTION_OPSETS:
         raise ExportError(f"unknown attention mode {attention!r}; expected one of: {', '.join(ATTENTION_OPSETS)}")
-
-
-def trace_onnx(model: Transformer, attention: str = "fused", kv_cache: bool = False):
-    """The dynamo exporter's graph of `model` (its main graph), before edgeformer's passes."""
-    check_attention_mode(attention)
-    return trace(spec_for(model.eval(), kv_cache).graphs[0], attention)
-
-
-def export_onnx(model: Transformer, path: str | os.PathLike, attention: str = "fused", kv_cache: bool = False) -> Path:
-    """Write `model`'s main graph to `path` as ONNX, with the inputs of its bundle kind."""
-    return save(trace_onnx(model, attention, kv_cache), path, attention)

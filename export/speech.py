@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from edgeformer.modeling.audio import min_samples
-from edgeformer.runtime.bundle import MODEL_FILE, TensorSpec
+from edgeformer.runtime.bundle import MODEL_FILE, PLAIN, TensorSpec
 
 from .onnx import Axis, GraphExport
 from .parity import FLOAT32_ATOL, CaseParity, OutputParity, ParityReport, compare
+from .specs import ExportSpec
 
 SHORTEST_FRAMES = 7  # the fewest feature frames that leave one frame after 4x subsampling
 
@@ -39,9 +40,7 @@ def sample_limits(cfg) -> tuple[int, int]:
     return min_samples(SHORTEST_FRAMES), min_samples(cfg.max_len)
 
 
-def speech_spec(model, tokenizer=None):
-    from .specs import ExportSpec, PLAIN
-
+def speech_spec(model, tokenizer=None) -> ExportSpec:
     cfg = model.cfg
     lo, hi = sample_limits(cfg)
     inputs = [TensorSpec("waveforms", "float32", ("batch", "samples")),

@@ -77,7 +77,7 @@ def test_failed_parity_writes_no_bundle(tmp_path, encoder_ckpt):
 
 def test_manifest_records_provenance(encoder_bundle):
     data = json.loads((encoder_bundle.path / "manifest.json").read_text())
-    assert set(data["files"]) == {"model.onnx", "tokenizer.json"}
+    assert set(data["files"]) == {"model.onnx", "tokenizer.json", "vectors.json"}
     assert data["parity"]["passed"] and data["parity"]["atol"] == FLOAT32_ATOL
     assert {"torch", "onnx", "onnxruntime"} <= set(data["tools"])
     assert data["model"]["config"]["n_layers"] == 2 and data["model"]["task"] == "classification"

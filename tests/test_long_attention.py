@@ -379,7 +379,7 @@ def test_lsh_gate_compares_under_the_bundles_hash_and_counts_disagreements(tmp_p
 def test_full_attention_disguised_as_local_is_refused(tmp_path):
     from edgeformer.export.long_input import check_subquadratic
     from edgeformer.export.onnx import ExportError
-    from edgeformer.export.specs import export_onnx
+    from edgeformer.export.kinds import export_onnx
 
     export_onnx(Transformer(ModelConfig(**SMALL)).eval(), tmp_path / "m.onnx")  # full attention: seq x seq scores
     with pytest.raises(ExportError, match="scores seq x seq"):

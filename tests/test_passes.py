@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgeformer.export.checks import op_counts
-from edgeformer.export.specs import trace_onnx
+from edgeformer.export.kinds import trace_onnx
 from edgeformer.export.passes import attention_to_3d
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.runtime.inputs import example_inputs

@@ -51,7 +51,7 @@ def test_two_graphs_fused_attention_and_parity(seq2seq_bundle):
     assert {"cross.0.key", "cross.1.value", "past_key_values.0.key", "encoder_attention_mask"} <= \
         {i.name for i in decoder.graph.input}
     manifest = json.loads((result.path / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.onnx", "encoder.onnx"}
+    assert set(manifest["files"]) == {"model.onnx", "encoder.onnx", "vectors.json"}
     cache = manifest["model"]["cache"]
     assert cache["encoder"] == "encoder.onnx" and cache["cross"][0] == "cross.0.key" and cache["start_id"] == 0
     assert manifest["attention"]["count"] == 4 and manifest["attention"]["encoder"]["count"] == 2

@@ -1,0 +1,82 @@
+"""Every kind of bundle edgeformer exports, in one table: which models it takes, its spec, its parity gate.
+
+    kind            takes                                    spec                   parity gate
+    seq2seq         arch seq2seq                             specs.seq2seq_spec     seq2seq.check_seq2seq_parity
+    speech          arch conformer (raw audio in)            speech.speech_spec     speech.check_speech_parity
+    cached-decoder  a model exported with a key/value cache  specs.cached_spec      cache_parity.check_cache_parity
+    lsh             attention_kind lsh (hashed buckets)      specs.plain_spec       lsh_parity.check_lsh_parity
+    plain           any other: text encoders/decoders, ViT   specs.plain_spec       parity.check_parity
+
+The first entry that takes a model is its kind. A new kind is a spec function, a gate, and one
+entry in KINDS. Every gate is called as gate(model, bundle, cases, atol, seed) and returns a
+ParityReport; the manifest records the spec's bundle kind (runtime.bundle.KINDS), which several of
+these share (speech and lsh bundles are `plain` to the runtime).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.runtime.model import Model
+
+from .cache_parity import check_cache_parity
+from .lsh_parity import check_lsh_parity
+from .onnx import save, trace
+from .parity import FLOAT32_ATOL, ParityReport, check_parity
+from .seq2seq import check_seq2seq_parity
+from .specs import ExportSpec, cached_spec, check_attention_mode, plain_spec, seq2seq_spec
+from .speech import check_speech_parity, speech_spec
+
+Gate = Callable[[torch.nn.Module, Model, list | None, float, int], ParityReport]
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    name: str
+    takes: Callable[[ModelConfig, bool], bool]  # (config, kv_cache requested) -> is this the model's kind
+    spec: Callable[..., ExportSpec]  # (model, tokenizer) -> the graphs to export
+    gate: Gate
+    diagnosable: bool = False  # export.debug can name the node where a failed gate first diverged
+
+
+def plain_gate(model, bundle: Model, cases=None, atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
+    return check_parity(model, bundle, bundle.manifest.inputs, bundle.manifest.outputs, cases, atol, seed)
+
+
+def seq2seq_gate(model, bundle: Model, cases=None, atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
+    return check_seq2seq_parity(model, bundle.graph("encoder"), bundle, cases, atol, seed)
+
+
+KINDS: list[ExportKind] = [
+    ExportKind("seq2seq", lambda cfg, kv_cache: cfg.arch == "seq2seq", seq2seq_spec, seq2seq_gate),
+    ExportKind("speech", lambda cfg, kv_cache: cfg.arch == "conformer", speech_spec, check_speech_parity),
+    ExportKind("cached-decoder", lambda cfg, kv_cache: kv_cache, cached_spec, check_cache_parity),  # refuses non-decoders
+    ExportKind("lsh", lambda cfg, kv_cache: cfg.attention_kind == "lsh", plain_spec, check_lsh_parity, diagnosable=True),
+    ExportKind("plain", lambda cfg, kv_cache: True, plain_spec, plain_gate, diagnosable=True),
+]
+
+
+def kind_for(cfg: ModelConfig, kv_cache: bool = False) -> ExportKind:
+    return next(kind for kind in KINDS if kind.takes(cfg, kv_cache))
+
+
+def spec_for(model, kv_cache: bool = False, tokenizer=None) -> ExportSpec:
+    """The spec of the bundle kind `model` exports as: seq2seq always, a cached decoder with `kv_cache`."""
+    return kind_for(model.cfg, kv_cache).spec(model, tokenizer)
+
+
+def trace_onnx(model, attention: str = "fused", kv_cache: bool = False):
+    """The dynamo exporter's graph of `model` (its main graph), before edgeformer's passes."""
+    check_attention_mode(attention)
+    return trace(spec_for(model.eval(), kv_cache).graphs[0], attention)
+
+
+def export_onnx(model, path: str | os.PathLike, attention: str = "fused", kv_cache: bool = False) -> Path:
+    """Write `model`'s main graph to `path` as ONNX, with the inputs of its bundle kind."""
+    return save(trace_onnx(model, attention, kv_cache), path, attention)
