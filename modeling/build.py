@@ -46,7 +46,14 @@ def build_model(cfg: ModelConfig, meta: bool = False) -> nn.Module:
 def materialize(model: nn.Module) -> nn.Module:
     """Give a model built with `meta=True` uninitialised CPU storage for its weights (tied weights
     stay tied) and compute its derived, unsaved buffers again; the caller copies the weights in."""
-    model.to_empty(device="cpu")
+    places: dict[int, list[tuple[nn.Module, str]]] = {}  # each parameter's owners: more than one where tied
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            places.setdefault(id(p), []).append((m, name))
+    model.to_empty(device="cpu")  # gives every owner a storage of its own
+    for (first, first_name), *others in places.values():
+        for m, name in others:
+            setattr(m, name, getattr(first, first_name))
     emptied = {id(b) for m in model.modules() for name, b in m.named_buffers(recurse=False)
                if name in m._non_persistent_buffers_set}
     for m in list(model.modules()):

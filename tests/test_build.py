@@ -101,6 +101,11 @@ def test_materialize_refuses_a_derived_buffer_it_cannot_compute_again():
         materialize(model)
 
 
+def test_materialize_keeps_tied_weights_tied():
+    model = materialize(build_model(config("decoder-tied"), meta=True))
+    assert model.lm_head.weight is model.embed.tok.weight and model.lm_head.weight.device.type == "cpu"
+
+
 def test_a_meta_build_allocates_nothing():
     model = build_model(ModelConfig.from_preset("base", arch="decoder"), meta=True)
     assert {t.device.type for t in model.parameters()} == {"meta"}
