@@ -27,6 +27,7 @@ export { SplitMix64 } from './sampling.js';
 // The files a deploy folder puts beside edgeformer.js: this package's modules, and the
 // dependencies' files under the names `load` falls back to (see web/files.json for their sources).
 export const ORT_FILE = 'ort.wasm.min.mjs';
+export const ORT_WASM_FILE = 'ort-wasm-simd-threaded.wasm';
 export const TOKENIZERS_FILE = 'tokenizers.min.mjs';
 
 const LOAD_OPTIONS = ['threads', 'ort', 'tokenizers', 'verify', 'maxBatch', 'onWarning', 'graphOptimizationLevel'];
@@ -46,6 +47,7 @@ async function importFirst(names, what) {
 }
 
 const sibling = (file) => new URL(`./${file}`, import.meta.url).href;
+const now = () => globalThis.performance?.now() ?? Date.now();
 
 export async function resolveOrt(given) {
   const mod = given ?? await importFirst(['onnxruntime-web', sibling(ORT_FILE)], 'onnxruntime-web');
@@ -90,9 +92,28 @@ function configureThreads(ort, threads, cores, notes) {
   return want;
 }
 
+// A deploy folder lists onnxruntime-web's 14.8 MB binary among its files, so `load` has already fetched
+// and hashed it: hand those very bytes to onnxruntime-web instead of letting it fetch them again. Only
+// for the folder's own onnxruntime-web (the module beside edgeformer.js, at the version the folder
+// records), whose glue code matches that binary, and only before onnxruntime-web has started.
+async function shareWasmBinary(ort, source, manifest, files) {
+  const bytes = files[ORT_WASM_FILE];
+  const wasm = ort.env.wasm;
+  if (!bytes || configureThreads.started || wasm.wasmBinary || wasm.wasmPaths || source.onDisk
+      || !(ORT_FILE in manifest.files) || source.base !== sibling('')) return false;
+  if (manifest.deploy?.web?.versions?.['onnxruntime-web'] !== ort.env.versions?.web) return false;
+  try {
+    if (await resolveOrt(await import(sibling(ORT_FILE))) !== ort) return false;
+  } catch {
+    return false;
+  }
+  wasm.wasmBinary = bytes;
+  return true;
+}
+
 export class Model {
-  constructor({ location, manifest, sessions, tokenizer, vectors, ort, notes, maxBatch, threads, onWarning }) {
-    Object.assign(this, { location, manifest, sessions, vectors, ort, notes, maxBatch, threads });
+  constructor({ location, manifest, sessions, tokenizer, vectors, ort, notes, maxBatch, threads, onWarning, timings }) {
+    Object.assign(this, { location, manifest, sessions, vectors, ort, notes, maxBatch, threads, timings });
     this.textTokenizer = tokenizer;
     this.hasTokenizer = tokenizer !== null;
     this.onWarning = onWarning;
@@ -120,13 +141,15 @@ export class Model {
   }
 
   // Feed {dtype, dims, data} tensors (or ort.Tensors) to a graph without checks; returns the named
-  // outputs as {dtype, dims, data} (data stays onnxruntime-web's, no copy).
-  async runSession(graph, feeds, outputNames) {
+  // outputs as {dtype, dims, data} (data stays onnxruntime-web's, no copy), or with `raw` as the
+  // ort.Tensors themselves (for feeding them back, as a key/value cache does).
+  async runSession(graph, feeds, outputNames, { raw = false } = {}) {
     const ortFeeds = {};
     for (const [name, t] of Object.entries(feeds)) {
       ortFeeds[name] = t instanceof this.ort.Tensor ? t : new this.ort.Tensor(t.dtype, t.data, t.dims);
     }
     const out = await this.sessions[graph].run(ortFeeds, outputNames);
+    if (raw) return out;
     return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { dtype: t.type, dims: [...t.dims], data: t.data }]));
   }
 
@@ -194,14 +217,22 @@ export async function load(location, options = {}) {
     throw new BundleError(`${source.base} is a ${manifest.deploy?.target ?? 'device'} deployment (${manifest.graph}); `
       + 'edgeformer.js runs ONNX bundles and web deployments');
   }
+  const t0 = now();
   const files = await readFiles(source, manifest, checkHashes);
   const ort = await resolveOrt(options.ort);
+  const wasmShared = await shareWasmBinary(ort, source, manifest, files);
   const notes = [];
   const usedThreads = configureThreads(ort, threads, await machineCores(), notes);
+  const t1 = now();
   const sessions = {};
-  for (const graph of manifest.graphs) {
-    sessions[graph.name] = await openSession(ort, source, graph, files[graph.file], graphOptimizationLevel);
+  try {
+    for (const graph of manifest.graphs) {
+      sessions[graph.name] = await openSession(ort, source, graph, files[graph.file], graphOptimizationLevel);
+    }
+  } finally {
+    if (wasmShared) ort.env.wasm.wasmBinary = undefined; // compiled by now: let the bytes go
   }
+  const t2 = now();
   let tokenizer = null;
   if (TOKENIZER_FILE in manifest.files) {
     const { Tokenizer } = await resolveTokenizers(options.tokenizers);
@@ -209,8 +240,11 @@ export async function load(location, options = {}) {
   }
   const vectors = VECTORS_FILE in manifest.files ? parseJsonBytes(source, VECTORS_FILE, files[VECTORS_FILE], 'bundle') : null;
   const rows = maxBatch ?? manifest.axes.batch?.max ?? Infinity;
+  // Where the load's time went, in ms: reading and hashing the files, opening the sessions (the first
+  // load also compiles onnxruntime-web's WASM), reading the tokenizer and the vectors.
+  const timings = { filesMs: t1 - t0, sessionsMs: t2 - t1, tokenizerMs: now() - t2, wasmFetchedOnce: wasmShared };
   return new Model({ location: source.base.replace(/\/$/, ''), manifest, sessions, tokenizer, vectors, ort, notes,
-    maxBatch: Math.min(rows, manifest.axes.batch?.max ?? Infinity), threads: usedThreads, onWarning });
+    maxBatch: Math.min(rows, manifest.axes.batch?.max ?? Infinity), threads: usedThreads, onWarning, timings });
 }
 
 async function openSession(ort, source, graph, bytes, level) {

@@ -47,9 +47,11 @@ class CachedDecoder {
       [name, tensor('float32', [B, this.cache.heads, 0, this.cache.head_dim])]));
   }
 
+  // One run of the graph; the present keys/values stay onnxruntime-web tensors and go back in as the
+  // next past as they are (no copy, no re-wrapping).
   async step(ids, positions) {
     const out = await this.model.runSession('model', { input_ids: ids, attention_mask: this.mask, position_ids: positions,
-      ...this.past }, ['logits', ...this.cache.present]);
+      ...this.past }, ['logits', ...this.cache.present], { raw: true });
     this.past = Object.fromEntries(this.cache.past.map((name, i) => [name, out[this.cache.present[i]]]));
     return lastLogits(out.logits);
   }
@@ -57,19 +59,24 @@ class CachedDecoder {
   async start(prompts) {
     const [ids, mask] = leftPad(prompts, this.padId);
     this.mask = mask;
+    this.lengths = prompts.map((p) => p.length); // real tokens per row so far
     this.past = this.emptyPast(prompts.length);
     return this.step(ids, nextPositions(mask, ids.dims[1]));
   }
 
+  // One token per row: the mask grows by a column of ones and each row's position is its count of
+  // real tokens so far (what nextPositions computes from the mask, kept as a count instead).
   async advance(tokens) {
     const [B, P] = this.mask.dims;
     const mask = tensor('int64', [B, P + 1]);
+    const positions = tensor('int64', [B, 1]);
     for (let b = 0; b < B; b++) {
       mask.data.set(this.mask.data.subarray(b * P, (b + 1) * P), b * (P + 1));
       mask.data[b * (P + 1) + P] = 1n;
+      positions.data[b] = BigInt(this.lengths[b]++);
     }
     this.mask = mask;
-    return this.step(tensor('int64', [B, 1], BigInt64Array.from(tokens, BigInt)), nextPositions(mask, 1));
+    return this.step(tensor('int64', [B, 1], BigInt64Array.from(tokens, BigInt)), positions);
   }
 }
 
@@ -82,7 +89,7 @@ class Seq2SeqDecoder extends CachedDecoder {
 
   async decode(tokens) {
     const out = await this.model.runSession('model', { input_ids: tokens, encoder_attention_mask: this.mask,
-      ...this.past, ...this.cross }, ['logits', ...this.cache.present]);
+      ...this.past, ...this.cross }, ['logits', ...this.cache.present], { raw: true });
     this.past = Object.fromEntries(this.cache.past.map((name, i) => [name, out[this.cache.present[i]]]));
     return lastLogits(out.logits);
   }
@@ -90,7 +97,8 @@ class Seq2SeqDecoder extends CachedDecoder {
   async start(prompts) {
     const [ids, mask] = rightPad(prompts, this.padId);
     this.mask = mask;
-    this.cross = await this.model.runSession('encoder', { input_ids: ids, attention_mask: mask }, this.cache.cross);
+    this.cross = await this.model.runSession('encoder', { input_ids: ids, attention_mask: mask }, this.cache.cross,
+      { raw: true });
     this.past = this.emptyPast(prompts.length);
     const B = prompts.length;
     return this.decode(tensor('int64', [B, 1], new BigInt64Array(B).fill(BigInt(this.cache.start_id))));
