@@ -32,22 +32,22 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgeformer.runtime.artifacts import check_output_dir, sha256_file
+from edgeformer.runtime.artifacts import check_output_dir
 
 from . import checkpoint
-from .checkpoint import TRAINING_FILE, save
+from .checkpoint import TRAINING_FILE
 from .config import ConfigError, ModelConfig
 from .data import (TASKS, ClassificationData, CorpusData, DataError, TextData, load_data_file, load_task, load_texts,
                    padded_batches)
 from .distributed import current as distributed_context
 from .distill_losses import StudentStep, distillation_losses, pooled
+from .distill_output import DISTILLATION_FILE, epoch_writer, teacher_record  # noqa: F401  (DISTILLATION_FILE: re-exported)
 from .loop import Echo, TrainConfig, TrainResult, fit
 from .model import Transformer
 from .student import (METRICS, can_init_from_teacher, check_compatible, init_from_teacher, resolve_layer_map,
                       student_config)
 from .tasks import task_for
 
-DISTILLATION_FILE = "distillation.json"
 EMBEDDING_LOSSES = ("cosine", "mse")
 INITS = ("auto", "teacher", "random")
 
@@ -265,35 +265,12 @@ def distill_checkpoint(
     torch.manual_seed(tc.seed)
     model = Transformer(cfg)
     init_layers = init_from_teacher(model, teacher) if dc.init != "random" and not reason else None
-    teacher_record = {"path": str(teacher_path.resolve()), "sha256": sha256_file(teacher_path / checkpoint.WEIGHTS_FILE),
-                      "config": teacher.cfg.to_dict(), "parameters": teacher.num_parameters()}
-    ddp = distributed_context()
-    first = [True]
-
-    def write(result: DistillResult) -> None:
-        if ddp.is_main:
-            recipe = {**asdict(dc), "layer_map": [list(p) for p in pairs], "init_layers": init_layers,
-                      "init_note": reason if dc.init != "random" and reason else None}
-            meta = {"task": task_name, "distilled_from": teacher_record["path"], "train_config": asdict(tc),
-                    "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters()}
-            record = {"teacher": teacher_record, "recipe": recipe, "train_config": asdict(tc), "task": task_name,
-                      "result": result.to_json(), "world_size": ddp.world_size}
-            save(_cpu_copy(model), out, tokenizer=tok, records={TRAINING_FILE: meta, DISTILLATION_FILE: record},
-                 overwrite=overwrite or not first[0])
-        first[0] = False
-        ddp.barrier()
-
+    recipe = {**asdict(dc), "layer_map": [list(p) for p in pairs], "init_layers": init_layers,
+              "init_note": reason if dc.init != "random" and reason else None}
+    write = epoch_writer(out, model, teacher_record(teacher_path, teacher), recipe, task_name, tc, overwrite, tok)
     result = distill(teacher, model, data, tok, dc, tc, progress=progress, on_epoch=write)
     result.init_layers, result.data = init_layers, task_name
     return result
-
-
-def _cpu_copy(model: Transformer) -> Transformer:
-    if next(model.parameters()).device.type == "cpu":
-        return model
-    copy = Transformer(model.cfg)
-    copy.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
-    return copy
 
 
 def _recorded_task(path: Path) -> str | None:

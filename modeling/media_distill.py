@@ -5,8 +5,8 @@ al. 2015) and the task's own targets: class labels for the ViT, CTC on the trans
 Conformer, where the KL is taken per frame over the frames both models keep (they share the front
 end and the 4x subsampling, so frame t of one is frame t of the other). The teacher sees the
 clean input, the student the augmented one (image augmentation; SpecAugment on the shared
-features). Same loop (modeling/loop.py), same checkpoint after every epoch, and the same
-distillation.json record as text distillation.
+features). The same soft-target loss (distill_losses.py), loop (loop.py), checkpoint after every
+epoch and distillation.json record (distill_output.py) as text distillation.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeformer.runtime.artifacts import check_output_dir, sha256_file
+from edgeformer.runtime.artifacts import check_output_dir
 
 from . import checkpoint
 from .audio import spec_augment
-from .checkpoint import TRAINING_FILE, save
 from .config import ConfigError
-from .distill import DISTILLATION_FILE, DistillConfig, DistillResult
+from .distill import DistillConfig, DistillResult
+from .distill_losses import soft_loss
+from .distill_output import epoch_writer, teacher_record
 from .loop import TrainConfig, fit
 from .model import Transformer
 
@@ -36,12 +37,6 @@ class MediaDistillResult(DistillResult):
         if self.metric == "cer":
             return (1.0 - self.student_metric) / max(1e-9, 1.0 - self.teacher_metric)
         return self.student_metric / max(1e-9, self.teacher_metric)
-
-
-def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    """KL(teacher || student) of the rows of (N, V) logits at temperature T, times T², averaged over rows."""
-    return F.kl_div(F.log_softmax(student_logits / T, -1), F.log_softmax(teacher_logits / T, -1), reduction="batchmean",
-                    log_target=True) * T * T
 
 
 def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
@@ -57,7 +52,7 @@ def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainCon
         with torch.no_grad():
             t = teacher(pixel_values=x)["logits"]
         s = runner(pixel_values=x)["logits"]
-        soft, hard = soft_kl(s, t, dc.temperature), F.cross_entropy(s, y)
+        soft, hard = soft_loss(s, t, dc.temperature), F.cross_entropy(s, y)
         return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
 
     return "digits", "eval_accuracy", student, task, step
@@ -78,7 +73,7 @@ def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc
             t = teacher.encode(features, frames)["logits"]
         out = runner.encode(spec_augment(features, frames, None), frames)
         valid = torch.arange(t.shape[1])[None, :] < out["logit_lengths"][:, None]  # (B, T')
-        soft = soft_kl(out["logits"][valid], t[valid], dc.temperature)
+        soft = soft_loss(out["logits"][valid], t[valid], dc.temperature)
         hard = ctc_loss(out, targets, target_lengths)
         return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
 
@@ -100,22 +95,15 @@ def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: 
     else:
         raise ConfigError(f"teacher {teacher_path} is neither a ViT nor a Conformer")
     teacher_metric = task.evaluate(teacher)[metric]
-    teacher_record = {"path": str(teacher_path.resolve()), "sha256": sha256_file(teacher_path / checkpoint.WEIGHTS_FILE),
-                      "config": teacher.cfg.to_dict(), "parameters": teacher.num_parameters()}
     result = MediaDistillResult(task_name, metric.removeprefix("eval_"), teacher_metric, float("nan"), data=task_name)
+    write = epoch_writer(out, student, teacher_record(teacher_path, teacher), asdict(dc), task_name, tc, overwrite)
 
-    def write(run, echo=None) -> None:
+    def after_epoch(run, echo=None) -> None:
         if echo is not None:
             echo(f"epoch {run.history[-1]['epoch']}: student {metric} {run.history[-1][metric]:.4g} (teacher {teacher_metric:.4g})")
         result.history, result.seconds, result.student_metric = run.history, run.seconds, run.history[-1][metric]
-        record = {"teacher": teacher_record, "recipe": asdict(dc), "train_config": asdict(tc), "task": task_name,
-                  "result": result.to_json()}
-        meta = {"task": task_name, "distilled_from": teacher_record["path"], "train_config": asdict(tc),
-                "history": run.history, "seconds": round(run.seconds, 1), "parameters": student.num_parameters()}
-        training = student.training
-        save(student.eval(), out, records={TRAINING_FILE: meta, DISTILLATION_FILE: record}, overwrite=True)
-        student.train(training)
+        write(result)
 
-    fit(student, step, task.batches, task.steps, tc, evaluate=lambda: task.evaluate(student), on_epoch=write,
+    fit(student, step, task.batches, task.steps, tc, evaluate=lambda: task.evaluate(student), on_epoch=after_epoch,
         progress=progress, label="distilling")
     return result
