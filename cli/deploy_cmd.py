@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .output import table, write_json
@@ -70,5 +72,6 @@ def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, pr
             table(title, columns, rows)
         for c in result.deployment.checks:
             click.echo(c.line())
-    say(f"wrote {target} deployment {out}: {result.deployment.graph} (see {out}/README.md)")
+    folder = Path(out)
+    say(f"wrote {target} deployment {folder}: {result.deployment.graph} (see {folder / 'README.md'})")
     write_json(json_out, result.to_json())
