@@ -71,17 +71,13 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
         dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps_per_epoch=steps_per_epoch)
         result = distill_media_checkpoint(teacher, student, out, dc, tc, layers, overwrite, progress=json_out != "-")
-        say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
-        say(f"wrote checkpoint {out} ({result.seconds:.1f} s): {result.metric} {result.student_metric:.4g}, "
-            f"teacher {result.teacher_metric:.4g}, retention {result.retention:.3f}")
-        write_json(json_out, {"checkpoint": out, "result": result.to_json()})
-        return
-    dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
-                       hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,
-                       layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
-    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
-    result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
-                                progress=json_out != "-", overrides=long_input)
+    else:
+        dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
+                           hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,
+                           layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
+        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
+        result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
+                                    progress=json_out != "-", overrides=long_input)
     if not current().is_main:
         return
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
@@ -93,6 +89,6 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
         summary["report"] = distill_report(teacher, out, result, bundles, seconds=bench_seconds)
         if json_out != "-":
             columns, rows = report_rows(summary["report"])
-            table(f"distillation report: {teacher} -> {out} (float32, {summary['report']['seq']} tokens, same run)",
+            table(f"distillation report: {teacher} -> {out} (float32, {summary['report']['input']}, same run)",
                   columns, rows)
     write_json(json_out, summary)

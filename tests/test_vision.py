@@ -132,6 +132,7 @@ def test_distill_a_smaller_vit_and_bad_options(vit, tmp_path):
                "--steps-per-epoch", "5", "--out", tmp_path / "student", "--json", tmp_path / "d.json")
     result = json.loads((tmp_path / "d.json").read_text())["result"]
     assert result["metric"] == "accuracy" and 0.0 <= result["student_metric"] <= 1.0 and "retention" in proc.stdout
+    assert "distillation report" in proc.stdout and "images, same run" in proc.stdout  # the report text students get
     record = json.loads((tmp_path / "student" / "distillation.json").read_text())
     assert record["teacher"]["parameters"] > json.loads((tmp_path / "student" / "training.json").read_text())["parameters"]
     assert_bad_input(cli("distill", "--teacher", d / "ckpt", "--student", "tiny", "--hidden-loss", "--out",
