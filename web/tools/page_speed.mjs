@@ -4,13 +4,14 @@
 //   node web/tools/page_speed.mjs PLAN.json OUT.json
 //
 // PLAN: {chromium, url, threads: [1, 2], loads: 2, runs: 20, run: {name: tensor} | null,
-//        generate: {prompt, options, repeats} | null}
+//        generate: {prompt, options, repeats} | null, settle_ms: 0}
 // Each thread count opens the page `loads` times (a fresh page each, same browser, no HTTP cache: the
 // folder is served with Cache-Control: no-store), then on the last page times `model.run(run)` (median
 // of `runs` after one first call, reported apart) and `model.generate` `repeats` times (the first
-// apart: it includes the first run of each new shape). OUT: {browser, pages: [{threads, loads:
-// [{ms, filesMs, sessionsMs, tokenizerMs, wasmFetches}], run: {first_ms, median_ms}, generate:
-// [{ms, tokens, stepMs}]}]}. Chromium is Debian's, launched as web/scripts/browser_check.mjs does.
+// apart: it includes the first run of each new shape); with settle_ms, both again once that long has
+// passed since the first call. OUT: {browser, pages: [{threads, loads: [{ms, filesMs, sessionsMs,
+// tokenizerMs, wasmFetches}], run: {first_ms, median_ms}, generate: [{ms, tokens, stepMs, ...}],
+// settled_run: {median_ms}, settled_generate: [...]}]}. Chromium is Debian's, launched as web/scripts/browser_check.mjs does.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,32 +31,51 @@ async function pageLoad() {
   return { ms: loadMs, ...model.timings, wasmFetches, wasm };
 }
 
-async function pageCalls({ run, runs, generate }) {
+// Times the task twice: right after load, and again once `settleMs` have passed since the first call
+// (calls keep running meanwhile): the browser first runs the WASM from a quickly compiled baseline and
+// recompiles the hot functions optimized in the background, which on few cores takes seconds.
+async function pageCalls({ run, runs, generate, settleMs }) {
   const { model } = await window.edgeformerPage.ready;
   const ARRAYS = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array };
   const fromJson = (t) => ({ dtype: t.dtype, dims: t.shape,
     data: t.dtype === 'int64' ? BigInt64Array.from(t.data, (v) => BigInt(v)) : new ARRAYS[t.dtype](t.data) });
-  const out = {};
-  if (run) {
-    const feeds = Object.fromEntries(Object.entries(run).map(([k, v]) => [k, fromJson(v)]));
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const feeds = run && Object.fromEntries(Object.entries(run).map(([k, v]) => [k, fromJson(v)]));
+  const timeRuns = async () => {
     const ms = [];
-    for (let i = 0; i <= runs; i++) {
+    for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
       await model.run(feeds);
       ms.push(performance.now() - t0);
     }
-    const first = ms.shift();
-    out.run = { first_ms: first, median_ms: ms.sort((a, b) => a - b)[ms.length >> 1] };
-  }
-  if (generate) {
-    out.generate = [];
+    return ms;
+  };
+  const timeGenerations = async () => {
+    const out = [];
     for (let i = 0; i < (generate.repeats ?? 3); i++) {
       const t0 = performance.now();
       const g = await model.generate(generate.prompt, generate.options);
       const ms = performance.now() - t0;
-      out.generate.push({ ms, tokens: g.tokenIds.reduce((n, row) => n + row.length, 0), stepMs: g.perTokenMs,
-        promptMs: g.promptMs, stepsSumMs: g.promptMs + g.tokenMs.reduce((a, b) => a + b, 0), maxStepMs: Math.max(...g.tokenMs), tokenIds: g.tokenIds });
+      out.push({ ms, tokens: g.tokenIds.reduce((n, row) => n + row.length, 0), stepMs: g.perTokenMs,
+        promptMs: g.promptMs, stepsSumMs: g.promptMs + g.tokenMs.reduce((a, b) => a + b, 0),
+        maxStepMs: Math.max(...g.tokenMs), tokenIds: g.tokenIds });
     }
+    return out;
+  };
+  const start = performance.now();
+  const out = {};
+  if (run) {
+    const ms = await timeRuns();
+    out.run = { first_ms: ms[0], median_ms: median(ms.slice(1)) };
+  }
+  if (generate) out.generate = await timeGenerations();
+  if (settleMs) {
+    while (performance.now() - start < settleMs) {
+      if (run) await model.run(feeds);
+      if (generate) await model.generate(generate.prompt, generate.options);
+    }
+    if (run) out.settled_run = { median_ms: median(await timeRuns()) };
+    if (generate) out.settled_generate = await timeGenerations();
   }
   return out;
 }
@@ -89,7 +109,7 @@ async function main([planPath, outPath]) {
         entry.problems.push(...problems);
       }
       Object.assign(entry, await page.evaluate(pageCalls, { run: plan.run ?? null, runs: plan.runs ?? 20,
-        generate: plan.generate ?? null }));
+        generate: plan.generate ?? null, settleMs: plan.settle_ms ?? 0 }));
       await page.close();
       result.pages.push(entry);
     }
