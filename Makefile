@@ -39,6 +39,9 @@ web-setup:
 		[ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then \
 		(cd web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund) || \
 		echo "warning: npm ci failed in web/; the browser tests will skip"; fi
+	@if command -v node >/dev/null && [ "$$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then \
+		echo "warning: Node.js $$(node --version) is older than playwright-core needs (20; Debian 12's nodejs is 18):" \
+		"the browser tests will skip and deploy --target web needs --no-check"; fi
 
 # The demo's bundles (or small random ones without demo-out/) deployed with --target arm64 --check:
 # run on emulated aarch64 (qemu user mode) and compared with x86. Installs qemu-user-static and

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +49,21 @@ def node_path() -> str | None:
 def npm_version(package: str) -> str | None:
     meta = WEB_DIR / "node_modules" / package / "package.json"
     return json.loads(meta.read_text())["version"] if meta.is_file() else None
+
+
+def node_too_old() -> str | None:
+    """Why this Node.js cannot run playwright-core (its `engines` floor: Debian 12's nodejs 18 is below the
+    pinned version's 20, and playwright-core then exits at import), or None."""
+    node, meta = node_path(), WEB_DIR / "node_modules" / "playwright-core" / "package.json"
+    if node is None or not meta.is_file():
+        return None
+    floor = re.search(r">=\s*(\d+)", json.loads(meta.read_text()).get("engines", {}).get("node", ""))
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    major = re.match(r"v(\d+)", version)
+    if floor and major and int(major.group(1)) < int(floor.group(1)):
+        return (f"playwright-core {npm_version('playwright-core')} needs Node.js {floor.group(1)} or newer, "
+                f"and {node} is {version}")
+    return None
 
 
 def shipped_files() -> dict[str, str]:
@@ -107,6 +124,10 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     if npm_version("playwright-core") is None:
         raise DeployError(f"the web check drives Chromium with playwright-core, which is not installed; {SETUP_HINT}, "
                           "or pass --no-check to write the folder unchecked")
+    too_old = node_too_old()
+    if too_old:
+        raise DeployError(f"the web check cannot drive Chromium: {too_old}; install a newer Node.js (EDGEFORMER_NODE "
+                          "names another) or pass --no-check to write the folder unchecked")
 
 
 def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,

@@ -42,7 +42,7 @@ def browser_setup() -> str | None:
                               env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
         if proc.returncode != 0:
             return f"npm ci failed in web/: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-    return None
+    return web.node_too_old()
 
 
 SETUP = browser_setup()
@@ -220,6 +220,21 @@ def test_no_chromium_is_one_line_and_writes_nothing(tmp_path, encoder_bundle, mo
     monkeypatch.setenv("EDGEFORMER_CHROMIUM", str(tmp_path / "no-chromium"))
     proc = cli("deploy", encoder_bundle.path, "--target", "web", "--out", tmp_path / "web", ok=False)
     assert_bad_input(proc, "no-chromium is not there; install Debian's chromium")
+    assert not (tmp_path / "web").exists()
+
+
+def test_no_node_or_an_old_one_is_one_line_and_writes_nothing(tmp_path, encoder_bundle, monkeypatch):
+    if web.npm_version("playwright-core") is None or not os.access(web.chromium_path(), os.X_OK):
+        pytest.skip(f"web/node_modules or Chromium is missing: {SETUP}")
+    monkeypatch.setenv("EDGEFORMER_NODE", str(tmp_path / "no-node"))
+    proc = cli("deploy", encoder_bundle.path, "--target", "web", "--out", tmp_path / "web", ok=False)
+    assert_bad_input(proc, "the web check drives Chromium from Node.js, which is not installed")
+    old = tmp_path / "node18"  # Debian 12's nodejs: below playwright-core's engines floor
+    old.write_text("#!/bin/sh\necho v18.19.0\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("EDGEFORMER_NODE", str(old))
+    proc = cli("deploy", encoder_bundle.path, "--target", "web", "--out", tmp_path / "web", ok=False)
+    assert_bad_input(proc, f"needs Node.js 20 or newer, and {old} is v18.19.0")
     assert not (tmp_path / "web").exists()
 
 
