@@ -69,7 +69,11 @@ class FolderServer:
     def __init__(self, folder: Path, host: str, port: int, quiet: bool = True):
         handler = functools.partial(type("Handler", (IsolatedHandler,), {"quiet": quiet}), directory=str(folder))
         self.folder = folder
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as e:  # the port is taken, the address is not this machine's, ...
+            raise ServeError(f"cannot listen on {host} port {port}: {e.strerror or e}; pass another --host or "
+                             "--port (--port 0 picks a free one)") from None
         self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread: threading.Thread | None = None

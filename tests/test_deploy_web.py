@@ -273,6 +273,10 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
         assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url + "w.wasm") as r:
             assert r.headers["Content-Type"] == "application/wasm" and r.headers["Cross-Origin-Embedder-Policy"]
+        # A port already taken is one line naming it, not a traceback.
+        taken = url.rstrip("/").rsplit(":", 1)[1]
+        assert_bad_input(cli("serve", tmp_path, "--port", taken, ok=False),
+                         f"cannot listen on 127.0.0.1 port {taken}: Address already in use")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
