@@ -1,0 +1,61 @@
+// The error family edgeformer.js throws, as the Python runtime's runtime/errors.py: every message
+// says on one line what was wrong and what was expected.
+
+export class EdgeformerError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'EdgeformerError';
+  }
+}
+
+// A bundle folder that is missing, incomplete, tampered with or of an unknown format.
+export class BundleError extends EdgeformerError {
+  constructor(message) {
+    super(message);
+    this.name = 'BundleError';
+  }
+}
+
+// Inputs that do not match what the bundle's manifest declares.
+export class InputError extends EdgeformerError {
+  constructor(message) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
+
+// Python's repr of a value in a message: strings quoted, lists bracketed, booleans capitalised.
+export function repr(value) {
+  if (typeof value === 'string') return `'${value}'`;
+  if (value === null || value === undefined) return 'None';
+  if (value === true) return 'True';
+  if (value === false) return 'False';
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return `[${value.map(repr).join(', ')}]`;
+  if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) < 1e16 ? String(value) : pyFloat(value);
+  return typeof value === 'object' ? `<${value.constructor?.name ?? 'object'}>` : String(value);
+}
+
+// A float as Python's str() writes it (1.0, 0.5, 1e-07, inf, nan).
+export function pyFloat(x) {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (Number.isInteger(x) && Math.abs(x) < 1e16) return `${x}.0`;
+  const s = String(x);
+  return s.replace(/e([+-])(\d)$/, 'e$10$2');
+}
+
+// A number as Python's f"{x:g}" (f"{x:.3g}" with digits 3) writes it: significant digits, no trailing zeros.
+export function pyG(x, digits = 6) {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? 'nan' : x > 0 ? 'inf' : '-inf';
+  if (x === 0) return '0';
+  const exp = Math.floor(Math.log10(Math.abs(x)));
+  if (exp < -4 || exp >= digits) {
+    const [m, e] = x.toExponential(digits - 1).split('e');
+    const mant = m.includes('.') ? m.replace(/0+$/, '').replace(/\.$/, '') : m;
+    const n = Number(e);
+    return `${mant}e${n < 0 ? '-' : '+'}${String(Math.abs(n)).padStart(2, '0')}`;
+  }
+  const s = x.toPrecision(digits);
+  return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
+}
