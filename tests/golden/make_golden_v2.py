@@ -18,7 +18,11 @@ never run this script; tests/test_formats.py reads what it wrote.
 The web folder keeps every file but onnxruntime-web's WASM binary (ort-wasm-simd-threaded.wasm,
 about 15 MB, an npm file the folder copies as it is): its manifest still lists it, and the test checks
 every other file against the manifest. Each .npz holds recorded inputs and outputs (numpy arrays only,
-never pickle). The models are random (seeded), as small as the formats allow.
+never pickle). The models are random (seeded), as small as the formats allow; the speech bundle is the
+largest (2.5 MB of the 5.4 MB): every speech graph holds the front end's fixed float64 DFT basis (1.6 MB),
+and its vectors.json the padded waveforms it was asked about.
+
+Made at commit 6559190 (made.json) by
 
     .venv/bin/python tests/golden/make_golden_v2.py tests/golden/v2
 
@@ -26,7 +30,8 @@ run from a snapshot of one commit, so that no uncommitted edit of a work tree ta
 folders as the edgeformer package, web/node_modules from the work tree's `npm ci`):
 
     git archive COMMIT | tar -x -C SNAP && mkdir SNAP/pkg/edgeformer && touch SNAP/pkg/edgeformer/__init__.py
-    for d in runtime modeling export quantize deploy debug pipeline tasks cli; do ln -s SNAP/$d SNAP/pkg/edgeformer/$d; done
+    for d in runtime modeling export quantize deploy debug pipeline tasks cli; do
+        ln -s SNAP/$d SNAP/pkg/edgeformer/$d; done
     ln -s $PWD/web/node_modules SNAP/web/node_modules
     PYTHONPATH=SNAP/pkg .venv/bin/python SNAP/tests/golden/make_golden_v2.py tests/golden/v2 COMMIT
 
