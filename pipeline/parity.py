@@ -12,7 +12,7 @@ import os
 from edgeformer.modeling import load as load_checkpoint
 from edgeformer.modeling.eager import eager_runner, teacher_forced_logits
 from edgeformer.quantize import Fidelity, GenerationFidelity, budget_parity
-from edgeformer.quantize.builtin import evaluation_sets, is_generation
+from edgeformer.quantize.kinds import evaluation_sets, quantize_kind
 from edgeformer.quantize.generation import generation_budget_parity
 from edgeformer.runtime.bundle import open_bundle
 
@@ -23,6 +23,6 @@ def quantized_parity(bundle: str | os.PathLike, reference: str | os.PathLike
     manifest = open_bundle(bundle).manifest
     model = load_checkpoint(reference)
     data, _ = evaluation_sets(bundle)
-    if is_generation(manifest.kind):
+    if quantize_kind(manifest).generation:
         return generation_budget_parity(bundle, model.cfg.to_dict(), teacher_forced_logits(model), data)
     return budget_parity(bundle, model.cfg.to_dict(), lambda feeds: eager_runner(model, feeds)(), data)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from edgeformer.runtime.bundle import PLAIN, SEQ2SEQ, Bundle, open_bundle
+from edgeformer.runtime.bundle import SEQ2SEQ, Bundle
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.images import image_pixel_values
 from edgeformer.runtime.speech import pad_waveforms
@@ -25,7 +25,7 @@ from edgeformer.tasks.text import reverse_words
 
 from .evaluate import EvaluationData, read_eval_file
 from .generation_eval import GenerationData, read_generation_data
-from .media import ArrayEvalSet, is_media_bundle
+from .media import ArrayEvalSet
 
 EVAL_UTTERANCES = 200
 CALIBRATION_SEED = 7
@@ -78,32 +78,20 @@ def generation_sets(kind: str, eval_data: str | os.PathLike | None, calib_data: 
     return data, calib
 
 
-def bundle_kind(path: str | os.PathLike) -> str | None:
-    """The bundle's kind, or None where it cannot be read (quantize_bundle then says why, in one line)."""
-    try:
-        return open_bundle(path, verify=False).manifest.kind
-    except EdgeformerError:
-        return None
-
-
-def is_generation(kind: str | None) -> bool:
-    return kind is not None and kind != PLAIN
-
-
-def evaluation_sets(path: str | os.PathLike, eval_data: str | os.PathLike | None = None,
-                    calib_data: str | os.PathLike | None = None
-                    ) -> tuple[EvaluationData | GenerationData | None, str | os.PathLike | GenerationData | None]:
-    """What `edgeformer quantize` and `edgeformer parity` measure the bundle at `path` on, and calibrate it on.
-
-    Returns (evaluation set, calibration): None for the quantizer's own default; the calibration is a
-    file path for single-graph bundles (quantize_bundle reads it) and GenerationData for generation bundles.
-    """
-    kind = bundle_kind(path)
-    if is_generation(kind):
-        return generation_sets(kind, eval_data, calib_data)
-    bundle = open_bundle(path)  # the manifest says which task (or why it cannot be read); quantize_bundle opens sessions
-    if is_media_bundle(bundle):
-        if eval_data:
-            raise EdgeformerError("--eval-data holds texts; image and speech bundles are measured on their built-in task")
-        return media_eval_set(bundle), calib_data
+def text_sets(model: Bundle, eval_data: str | os.PathLike | None, calib_data: str | os.PathLike | None
+              ) -> tuple[EvaluationData | None, str | os.PathLike | None]:
+    """A text bundle: the user's texts, else the quantizer's built-in English text (None); calibration as given."""
     return (read_eval_file(eval_data) if eval_data else None), calib_data
+
+
+def array_sets(model: Bundle, eval_data: str | os.PathLike | None, calib_data: str | os.PathLike | None
+               ) -> tuple[ArrayEvalSet, str | os.PathLike | None]:
+    """An image or speech bundle: its built-in task's held-out arrays (texts do not fit it)."""
+    if eval_data:
+        raise EdgeformerError("--eval-data holds texts; image and speech bundles are measured on their built-in task")
+    return media_eval_set(model), calib_data
+
+
+def generation_bundle_sets(model: Bundle, eval_data: str | os.PathLike | None, calib_data: str | os.PathLike | None
+                           ) -> tuple[GenerationData | None, GenerationData | None]:
+    return generation_sets(model.manifest.kind, eval_data, calib_data)

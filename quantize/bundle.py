@@ -21,8 +21,9 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir
 from edgeformer.runtime.bench import bench_model
-from edgeformer.runtime.bundle import MODEL_FILE, PLAIN, TOKENIZER_FILE, ParityRecord, write_manifest
+from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, ParityRecord, write_manifest
 from edgeformer.runtime.cpu import describe
+from edgeformer.runtime.kinds import reads_arrays
 from edgeformer.runtime.sessions import create_session
 from edgeformer.runtime.vectors import write_vectors
 
@@ -32,7 +33,8 @@ from .debug import explain_budget_failure
 from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate
 from .evaluation import cosine
 from .generation import generation_inputs, quantize_generation_bundle
-from .media import ArrayEvalSet, first_row, is_media_bundle, media_latency_ms
+from .kinds import quantize_kind
+from .media import ArrayEvalSet, first_row, media_latency_ms
 from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, check_recipe,
                       quantizable_matmuls)
 from .record import quantization_record, quantized_manifest
@@ -74,8 +76,7 @@ def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
     if limit is None:
         drop = (recorded.fidelity or {}).get("drop", 0.0) if recorded is not None else 0.0
         limit = max(drop * 1.1, 1e-6)
-    session = bundle.session
-    fid = evaluate(bundle, lambda feeds: session.run(None, dict(feeds)), data or default_eval_texts(),
+    fid = evaluate(bundle, lambda feeds: bundle.run(None, dict(feeds)), data or default_eval_texts(),
                    reference_run=reference_run)
     return fid, limit, fid.drop <= limit
 
@@ -167,13 +168,13 @@ def quantize_bundle(
     if ref.manifest.quantization:
         raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.recipe}); "
                             "quantize the float32 bundle instead")
-    media = is_media_bundle(ref)  # images and audio: measured on arrays of their task (quantize/media.py)
+    media = reads_arrays(ref.manifest)  # images and audio: measured on arrays of their task (quantize/media.py)
     if media and not isinstance(data, ArrayEvalSet):
         raise QuantizeError(f"{src} reads {'images' if ref.manifest.config.get('image_size') else 'audio'}; "
                             "give its evaluation set as arrays (quantize.media.ArrayEvalSet)")
     if not media and ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
-    if ref.manifest.kind != PLAIN:
+    if quantize_kind(ref.manifest).generation:
         check_recipe(recipe)
         if isinstance(smooth_alpha, (int, float)):
             raise QuantizeError(f"smoothing (alpha {smooth_alpha:g}) covers single-graph bundles; a generation bundle "

@@ -16,7 +16,6 @@ from typing import Mapping
 import numpy as np
 
 from edgeformer.runtime.bench import time_block
-from edgeformer.runtime.bundle import Bundle
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text
@@ -51,12 +50,6 @@ class ArrayEvalSet:
         if task == "classification":
             return ImageAccuracy(model.manifest.model.labels or [])
         raise EdgeformerError(f"array evaluation covers {', '.join(MEDIA_TASKS)}; this bundle's task is {task}")
-
-
-def is_media_bundle(model: Model | Bundle) -> bool:
-    """Image classifiers and speech recognisers: bundles evaluated on arrays, not text."""
-    cfg = model.manifest.config
-    return bool(cfg.get("image_size")) or model.manifest.model.task == "speech-recognition"
 
 
 class ImageAccuracy:
@@ -109,8 +102,8 @@ class CharacterErrorRate(ImageAccuracy):
 
 def media_latency_ms(model: Model, feeds: Mapping[str, np.ndarray], seconds: float) -> float:
     """Median milliseconds of one call on `feeds` (batch 1 of the evaluation data)."""
-    session = model.session
-    return float(np.median(time_block(lambda: session.run(None, dict(feeds)), 2, 5, 2000, seconds)))
+    run, feeds = model.run, dict(feeds)
+    return float(np.median(time_block(lambda: run(None, feeds), 2, 5, 2000, seconds)))
 
 
 def first_row(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@
 
 from .bundle import Bundle, Manifest, TensorSpec, open_bundle
 from .errors import BundleError, EdgeformerError, InputError
+from .facade import BundleModel
 from .model import Model, load
 
-__all__ = ["Bundle", "BundleError", "EdgeformerError", "InputError", "Manifest", "Model", "TensorSpec", "load", "open_bundle"]
+__all__ = ["Bundle", "BundleError", "BundleModel", "EdgeformerError", "InputError", "Manifest", "Model", "TensorSpec", "load", "open_bundle"]

@@ -12,7 +12,8 @@ A deployment folder (`edgeformer deploy`) is a bundle whose manifest names anoth
 its device (`graph`: model.ort for phones, model.engine for TensorRT, a Triton repository's
 model.onnx) and records the target and what was checked (`deploy`).
 
-The manifest records the kind of bundle (`KINDS`), the model config, every input and output (name,
+The manifest records the kind of bundle (`KINDS`; runtime/kinds.py refines it by what the bundle
+reads, `Manifest.modality`, derived from the fields below), the model config, every input and output (name,
 dtype, symbolic shape, value bounds), the named axes and their limits, the opset, the attention
 fusion, the quantization recipe, the parity results the bundle passed, the versions of the tools
 that made it, and a sha256 for every other file. `open_bundle` refuses a bundle whose files do
@@ -50,6 +51,7 @@ SIGNATURE_FILE = "signature.json"  # runtime/signing.py: written after the manif
 
 PLAIN, CACHED_DECODER, SEQ2SEQ = "plain", "cached-decoder", "seq2seq"
 KINDS = (PLAIN, CACHED_DECODER, SEQ2SEQ)
+TEXT, IMAGE, AUDIO, IDS = "text", "image", "audio", "ids"  # what a bundle reads (`Manifest.modality`)
 
 
 _RECORDS = {"model": ModelRecord, "attention": AttentionRecord, "quantization": QuantizationRecord,
@@ -108,6 +110,16 @@ class Manifest:
     @property
     def cache(self) -> CacheRecord | None:
         return self.model.cache
+
+    @property
+    def modality(self) -> str:
+        """What the bundle reads: AUDIO (a speech recogniser's waveforms), IMAGE (a ViT's pixels), TEXT
+        (it carries a tokenizer) or IDS (token ids). Derived from what every format version holds."""
+        if self.model.task == "speech-recognition":
+            return AUDIO
+        if self.config.get("image_size"):
+            return IMAGE
+        return TEXT if TOKENIZER_FILE in self.files else IDS
 
     @property
     def graphs(self) -> list[GraphSpec]:

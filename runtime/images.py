@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .bundle import IMAGE
 from .errors import EdgeformerError, InputError
 from .postprocess import softmax
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .facade import BundleModel
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.5
 LAYOUTS = ("HWC", "CHW")
@@ -32,10 +33,10 @@ class ImageClassification:
     label_names: list[str]
 
 
-def image_geometry(model: "Model") -> tuple[int, int]:
+def image_geometry(model: "BundleModel") -> tuple[int, int]:
     """(side, channels) of the images the bundle reads; refuses a bundle that reads no images."""
     cfg = model.manifest.config
-    if not cfg.get("image_size") or model.manifest.model.task != "classification":
+    if model.manifest.modality != IMAGE or model.manifest.model.task != "classification":
         raise EdgeformerError(f"bundle {model.bundle.path} is not an image classifier (its task: {model.manifest.model.task})")
     return int(cfg["image_size"]), int(cfg["num_channels"])
 
@@ -96,7 +97,7 @@ def resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
 
 
-def image_pixel_values(model: "Model", images, layout: str = "HWC", resize: bool = False) -> np.ndarray:
+def image_pixel_values(model: "BundleModel", images, layout: str = "HWC", resize: bool = False) -> np.ndarray:
     """Images -> the (N, C, S, S) float32 pixel_values the bundle reads."""
     if layout not in LAYOUTS:
         raise InputError(f"layout {layout!r}; expected one of: {', '.join(LAYOUTS)}")
@@ -113,7 +114,7 @@ def image_pixel_values(model: "Model", images, layout: str = "HWC", resize: bool
     return np.stack(out).astype(np.float32)
 
 
-def classify_images(model: "Model", images, layout: str = "HWC", resize: bool = False,
+def classify_images(model: "BundleModel", images, layout: str = "HWC", resize: bool = False,
                     batch_size: int = 64) -> ImageClassification:
     """Labels and probabilities for `images` (see the module docstring for what is accepted)."""
     pixels = image_pixel_values(model, images, layout, resize)

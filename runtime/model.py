@@ -8,7 +8,6 @@ A `Model` owns those graphs; each is callable with a dict of arrays and validate
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -17,6 +16,7 @@ import onnxruntime as ort
 
 from .bundle import Bundle, GraphSpec, Manifest, open_bundle
 from .errors import EdgeformerError, InputError
+from .facade import TaskCalls
 from .inputs import DEFAULT_FILL, validate_inputs  # noqa: F401  (DEFAULT_FILL: re-exported)
 from .limits import Limits, call_sizes, check_threads, limits_for
 from .manifest_checks import check_graph_agrees
@@ -52,7 +52,7 @@ class Graph:
         return {spec.name: value for spec, value in zip(self.spec.outputs, values)}
 
 
-class Model:
+class Model(TaskCalls):
     """A loaded bundle. Call it with a dict of numpy arrays; it returns a dict of numpy arrays.
 
     One Model serves many threads: calling it, `embed`, `classify`, `generate` and `stream` from
@@ -61,7 +61,8 @@ class Model:
     random generator), and ONNX Runtime's `InferenceSession.run` is safe to call concurrently.
 
     `graphs` holds every graph of the bundle by name ("model", and "encoder" for seq2seq);
-    `session` is the main graph's ONNX Runtime session.
+    `session` is the main graph's ONNX Runtime session. The task calls (`embed`, `classify`,
+    `classify_images`, `transcribe`, `generate`, `stream`) come from runtime.facade.TaskCalls.
     """
 
     def __init__(self, bundle: Bundle, graphs: Mapping[str, Graph], notes: list[str]):
@@ -71,8 +72,6 @@ class Model:
         self.notes = notes
         self.inputs = bundle.manifest.inputs
         self.outputs = bundle.manifest.outputs
-        self._tokenizer = None
-        self._tokenizer_lock = threading.Lock()
 
     @property
     def manifest(self) -> Manifest:
@@ -85,55 +84,6 @@ class Model:
         return self.graphs[name]
 
     @property
-    def tokenizer(self):
-        """The bundle's TextTokenizer (needs the optional `tokenizers` package), loaded on first use."""
-        with self._tokenizer_lock:  # one tokenizer per model, however many threads ask first
-            if self._tokenizer is None:
-                from .text import tokenizer_of
-
-                self._tokenizer = tokenizer_of(self)
-            return self._tokenizer
-
-    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True,
-              **unknown: Any) -> np.ndarray:
-        """(N, d) L2-normalised mean-pooled sentence embeddings of `texts` (see runtime.text)."""
-        from .text import embed, refuse_unknown
-
-        refuse_unknown("embed", unknown, ("texts", "batch_size", "normalize", "truncation"))
-        return embed(self, texts, batch_size, normalize, truncation)
-
-    def classify(self, texts: Sequence[str], batch_size: int = 32, truncation: bool = True, **unknown: Any):
-        """Labels and probabilities for `texts` (a runtime.text.Classification)."""
-        from .text import classify, refuse_unknown
-
-        refuse_unknown("classify", unknown, ("texts", "batch_size", "truncation"))
-        return classify(self, texts, batch_size, truncation)
-
-    def classify_images(self, images, layout: str = "HWC", resize: bool = False, batch_size: int = 64):
-        """Labels and probabilities for uint8 or [0, 1] float images, HWC or CHW (see runtime.images)."""
-        from .images import classify_images
-
-        return classify_images(self, images, layout, resize, batch_size)
-
-    def transcribe(self, waveforms, sample_rate: int = 16000, batch_size: int = 16) -> list[str]:
-        """Texts for mono float32 waveforms by greedy CTC, with a speech bundle (see runtime.speech)."""
-        from .speech import transcribe
-
-        return transcribe(self, waveforms, sample_rate, batch_size)
-
-    def generate(self, prompt, **settings):
-        """Generate tokens (and text) with a decoder bundle exported with --kv-cache (see runtime.generate)."""
-        from .generate import generate
-
-        return generate(self, prompt, **settings)
-
-    def stream(self, prompt, **settings):
-        """Like `generate`, as an iterator of steps that yields each token as it comes (see runtime.generate)."""
-        from .generate import stream
-
-        return stream(self, prompt, **settings)
-
-    @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
@@ -141,6 +91,10 @@ class Model:
         feeds = self.validate(_named_inputs(inputs, named))
         values = self.session.run(None, feeds)
         return {spec.name: value for spec, value in zip(self.outputs, values)}
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The main graph on `feeds` as they are (no checks): for timing, and for comparing graphs."""
+        return self.session.run(output_names, feeds if isinstance(feeds, dict) else dict(feeds))
 
     def validate(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Check names, dtypes, ranks, axis sizes, value bounds and the call's size against the

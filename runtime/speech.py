@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .bundle import AUDIO
 from .errors import EdgeformerError, InputError
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .facade import BundleModel
 
 SAMPLE_RATE = 16000
 BLANK = 0
@@ -60,9 +61,9 @@ def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -
     return edits / max(1, sum(len(r) for r in references))
 
 
-def speech_limits(model: "Model") -> tuple[int, int, str]:
+def speech_limits(model: "BundleModel") -> tuple[int, int, str]:
     """(fewest samples, most samples, alphabet) of a speech bundle; refuses any other bundle."""
-    if model.manifest.model.task != "speech-recognition":
+    if model.manifest.modality != AUDIO:
         raise EdgeformerError(f"bundle {model.bundle.path} is not a speech recogniser (its task: {model.manifest.model.task})")
     spec = {s.name: s for s in model.inputs}["lengths"]
     return int(spec.min), int(spec.max), model.manifest.config["alphabet"]
@@ -100,7 +101,7 @@ def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
-def transcribe(model: "Model", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
+def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
     """Texts for 16 kHz mono float32 `waveforms` (one 1-D array, or a sequence of them), by greedy CTC."""
     lo, hi, alphabet = speech_limits(model)
     if sample_rate != SAMPLE_RATE:

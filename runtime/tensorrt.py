@@ -21,6 +21,7 @@ and cuda-python are imported here, and the last two only when an engine is loade
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from .bundle import Bundle, Manifest
 from .errors import BundleError, EdgeformerError, InputError
+from .facade import TaskCalls
 
 ENGINE_FILE = "model.engine"
 TIMING_CACHE_FILE = "timing.cache"
@@ -185,8 +187,8 @@ def load_engine(bundle: Bundle) -> "EngineModel":
     return EngineModel(bundle, engine, trt, cudart, notes, runtime=runtime, logger=logger)
 
 
-class EngineModel:
-    """A loaded TensorRT engine with runtime.Model's call API: a dict of numpy arrays in, a dict out."""
+class EngineModel(TaskCalls):
+    """A loaded TensorRT engine, a runtime.facade.BundleModel: a dict of numpy arrays in, a dict out, and the task calls."""
 
     def __init__(self, bundle: Bundle, engine, trt, cudart, notes: list[str], runtime=None, logger=None):
         self.bundle = bundle
@@ -195,7 +197,6 @@ class EngineModel:
         self.outputs = bundle.manifest.outputs
         self._trt, self._cudart, self._runtime, self._logger, self.engine = trt, cudart, runtime, logger, engine
         self._buffers: dict[str, tuple[int, int]] = {}  # tensor name -> (device pointer, bytes)
-        self._tokenizer = None
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         ins = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -219,31 +220,9 @@ class EngineModel:
         return ["TensorRT"]
 
     @property
-    def session(self) -> "_SessionShim":
-        """An object with onnxruntime's `run(output_names, feeds)`, for code written against runtime.Model.session
-        (quantize.budget_parity, which `edgeformer parity` runs on an int8 engine folder)."""
-        return _SessionShim(self)
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from .text import tokenizer_of
-
-            self._tokenizer = tokenizer_of(self)
-        return self._tokenizer
-
-    def _max_batch(self, batch_size: int) -> int:
-        return min(batch_size, self.manifest.axes.get("batch", {}).get("max") or batch_size)
-
-    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: bool = True) -> np.ndarray:
-        from .text import embed
-
-        return embed(self, texts, self._max_batch(batch_size), normalize, truncation)
-
-    def classify(self, texts: Sequence[str], batch_size: int = 32, truncation: bool = True):
-        from .text import classify
-
-        return classify(self, texts, self._max_batch(batch_size), truncation)
+    def max_batch(self) -> int:
+        """The most rows one call takes: the batch axis of the engine's optimization profile."""
+        return int(self.manifest.axes.get("batch", {}).get("max") or sys.maxsize)
 
     def validate(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         from .inputs import validate_inputs
@@ -296,6 +275,11 @@ class EngineModel:
         del keep
         return {spec.name: results[spec.name].astype(spec.dtype, copy=False) for spec in self.outputs}
 
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The engine on `feeds`, outputs listed as `output_names` (all of the manifest's when None)."""
+        out = self(dict(feeds))
+        return [out[n] for n in (output_names or [s.name for s in self.outputs])]
+
     def close(self) -> None:
         """Free the device buffers and the stream (also done when the model is garbage-collected)."""
         buffers, self._buffers = self._buffers, {}
@@ -314,18 +298,6 @@ class EngineModel:
     def __del__(self):
         if getattr(self, "_cudart", None) is not None:
             self.close()
-
-
-class _SessionShim:
-    def __init__(self, model: EngineModel):
-        self._model = model
-
-    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any], run_options=None) -> list[np.ndarray]:
-        out = self._model(dict(feeds))
-        return [out[n] for n in (output_names or [s.name for s in self._model.outputs])]
-
-    def get_providers(self) -> list[str]:
-        return self._model.providers
 
 
 def engine_path(directory: str | os.PathLike) -> Path:

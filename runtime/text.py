@@ -13,7 +13,7 @@ from .postprocess import softmax
 from .tokenizer import Batch, TextTokenizer
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .facade import BundleModel
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Classification:
     truncated: list[int]  # indices of texts cut to the model's maximum length
 
 
-def tokenizer_of(model: "Model") -> TextTokenizer:
+def tokenizer_of(model: "BundleModel") -> TextTokenizer:
     path = model.bundle.tokenizer_path
     if path is None:
         raise EdgeformerError(f"bundle {model.bundle.path} has no tokenizer.json; give token ids instead of text")
@@ -70,7 +70,7 @@ def refuse_unknown(call: str, unknown: dict[str, Any], known: Sequence[str]) -> 
         raise InputError(f"{call}() got unknown argument {next(iter(unknown))!r}; it takes: {', '.join(known)}")
 
 
-def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: bool):
+def batches(model: "BundleModel", texts: Sequence[str], batch_size: int, truncation: bool):
     """Yield (Batch, outputs) for `texts` in chunks; warn once about any truncated text."""
     texts = check_texts(texts)
     tok = model.tokenizer
@@ -80,7 +80,7 @@ def batches(model: "Model", texts: Sequence[str], batch_size: int, truncation: b
     # A fixed-shape deployment (NNAPI/CoreML) takes exactly its batch and length: pad rows and tokens to them.
     deploy = model.manifest.deploy
     fixed = (deploy.fixed_shape if deploy is not None else None) or {}
-    batch_size = fixed.get("batch", min(batch_size, getattr(model, "max_batch", batch_size)))  # within the row limit
+    batch_size = fixed.get("batch", min(batch_size, model.max_batch))  # within the row limit
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         rows = len(chunk)
@@ -105,7 +105,7 @@ def mean_pool(hidden: np.ndarray, batch: Batch, normalize: bool) -> np.ndarray:
     return pooled
 
 
-def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
+def embed(model: "BundleModel", texts: Sequence[str], batch_size: int = 32, normalize: bool = True,
           truncation: bool = True) -> np.ndarray:
     """(N, d) sentence embeddings: the mean of the last hidden states over real tokens, L2-normalised
     (the sentence-transformers convention)."""
@@ -116,7 +116,7 @@ def embed(model: "Model", texts: Sequence[str], batch_size: int = 32, normalize:
                            for b, out in batches(model, texts, batch_size, truncation)])
 
 
-def classify(model: "Model", texts: Sequence[str], batch_size: int = 32, truncation: bool = True) -> Classification:
+def classify(model: "BundleModel", texts: Sequence[str], batch_size: int = 32, truncation: bool = True) -> Classification:
     if model.manifest.model.task != "classification":
         raise EdgeformerError(f"classify needs a classification bundle; this one is {model.manifest.model.task!r}")
     batch_size = check_settings(batch_size, truncation=truncation)

@@ -7,6 +7,7 @@
     image classifier         classify_images: a deterministic uint8 batch
     speech (Conformer)       transcribe: tones and noise clips; run: padded waveforms
 
+Each kind's task cases and run inputs are its entry in runtime/kinds.py (built in runtime/examples.py).
 Inputs are drawn from fixed seeds: recording the same bundle twice writes the same file.
 Tolerances (`atol`) are relative to each case's largest expected value (see `tolerance`).
 """
@@ -18,13 +19,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bundle import CACHED_DECODER, PLAIN, SEQ2SEQ
 from .errors import EdgeformerError
-from .inputs import GLOBAL_MASK, MASK, axis_sizes, example_inputs, global_slots
+from .kinds import kind_of
 
 FORMAT = "edgeformer.vectors"
 FORMAT_VERSION = 1
-SEED = 0
 # The largest |this runtime - another| allowed, times max(1, the case's largest |expected value|):
 # float32: NEON vs AVX kernels measured 1.5e-8 to 7.8e-7 (deploy/arm64.py), onnxruntime-web's WASM
 #   vs native about 1.5e-6: 1e-5 passes rounding and fails a wrong pooling, mask or normalisation.
@@ -39,14 +38,6 @@ QUANT_TOL = 5e-3
 INT4_TOL = 2e-2
 MAX_VALUES = 65536  # an output larger than this (a big vocabulary's logits) is left out of a run case,
 MAX_CASE_VALUES = 131072  # and outputs past this many values in all (a deep model's cache), in graph order
-TEXTS = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Crème brûlée, naïve façade, São Paulo, Zürich",
-    "边缘设备上的小型变换器 と 日本語のテキスト",
-    "Launch 🚀 on the edge 🌍👩‍💻 today!",
-    "def add(a, b):\n    return a + b  # [CLS] <pad>",
-]
-LONG_TEXT = " ".join(f"sentence {i} runs on small devices near the data." for i in range(400))
 PROMPT_SETS = [["The quick brown fox", "Edge devices"], ["A small model", "The lazy dog sleeps near the data"],
                ["Numbers from the same kernels", "Run it"]]  # tried in order (generation_cases)
 GREEDY_TOKENS = 32
@@ -124,7 +115,7 @@ def record_vectors(model) -> dict:
     """The header and every case of `model`'s kind, answered by this runtime."""
     base = tolerance(model.manifest)
     cases = [answer(model, name, kind, args, base) for name, kind, args in case_args(model)]
-    if model.manifest.kind in (CACHED_DECODER, SEQ2SEQ):
+    if kind_of(model.manifest).generates:
         cases += generation_cases(model, base)
     return {**recorded_by(model), "cases": cases}
 
@@ -192,22 +183,10 @@ def largest(value) -> float:
 
 
 def case_args(model) -> list[tuple[str, str, dict]]:
-    """(name, call, args) of every case for the bundle's kind and task."""
-    m = model.manifest
-    task, names = m.model.task, {s.name for s in m.inputs}
-    cases = []
-    if m.config.get("image_size") and task == "classification":
-        cases.append(("images", "classify_images", {"images": test_images(model), "layout": "HWC"}))
-    elif task == "speech-recognition":
-        cases.append(("tones", "transcribe", {"waveforms": test_clips(model), "sample_rate": 16000}))
-    elif m.kind == PLAIN and model.bundle.tokenizer_path is not None and "input_ids" in names and task != "causal-lm":
-        texts = TEXTS + [LONG_TEXT]
-        if "last_hidden_state" in {s.name for s in m.outputs}:
-            cases.append(("texts", "embed", {"texts": texts, "normalize": True}))
-        if task == "classification":
-            cases.append(("texts", "classify", {"texts": texts}))
-    cases += [(f"padded-{i}", "run", {"inputs": inputs}) for i, inputs in enumerate(run_inputs(model))]
-    return cases
+    """(name, call, args) of every case: the task cases of the bundle's kind, then its padded run inputs."""
+    kind = kind_of(model.manifest)
+    cases = kind.task_cases(model)
+    return cases + [(f"padded-{i}", "run", {"inputs": inputs}) for i, inputs in enumerate(kind.run_inputs(model))]
 
 
 def stable_steps(model, args: dict, expect: dict, base: float) -> list[int]:
@@ -253,35 +232,6 @@ def fed_tokens(model, texts, truncate: bool) -> list[list[int]]:
     return [row[:n].tolist() for row, n in zip(batch.input_ids, batch.attention_mask.sum(axis=1))]
 
 
-def run_inputs(model) -> list[dict[str, np.ndarray]]:
-    """Two padded batches (3 rows, then 2, at two lengths) of valid random inputs for the main graph."""
-    m = model.manifest
-    rng = np.random.default_rng(SEED)
-    if m.model.task == "speech-recognition":
-        lo, hi = speech_bounds(model)
-        return [padded_audio(rng, lengths) for lengths in ([min(hi, lo + 5000), lo, min(hi, lo + 2345)],
-                                                          [min(hi, lo + 3001), min(hi, lo + 7)])]
-    out = []
-    for batch, seq in ((3, 12), (2, 5)):
-        sizes = axis_sizes(m, batch, seq)
-        if "past" in sizes:  # a cached decoder's prompt step (or a seq2seq decoder's first): an empty past
-            sizes["past"] = max(0, int(m.axes["past"].get("min", 0)))
-            if "total" in sizes:
-                sizes["total"] = sizes["past"] + sizes["seq"]
-        feeds = example_inputs(m.inputs, sizes, rng, padded=True, global_tokens=global_slots(m))
-        for spec in m.inputs:  # a second mask (a seq2seq decoder's source mask): right-padded too, never empty
-            if spec.name.endswith(MASK) and spec.name not in (MASK, GLOBAL_MASK):
-                feeds[spec.name] = right_padded_mask(feeds[spec.name].shape, rng, spec.dtype)
-        out.append(feeds)
-    return out
-
-
-def right_padded_mask(shape: tuple[int, int], rng: np.random.Generator, dtype) -> np.ndarray:
-    lengths = np.full(shape[0], shape[1])
-    lengths[1:] = rng.integers(1, shape[1] + 1, size=shape[0] - 1)
-    return (np.arange(shape[1])[None, :] < lengths[:, None]).astype(dtype)
-
-
 def id_prompts(model, offset: int = 0) -> list[list[int]]:
     """Two prompts of token ids (5 and 2 tokens) that are neither padding nor a stop token; `offset`
     gives another pair."""
@@ -304,46 +254,3 @@ def new_tokens(model, prompt) -> int:
     return min(GREEDY_TOKENS, room)
 
 
-def test_images(model) -> np.ndarray:
-    """(3, S, S, C) uint8: a diagonal gradient, a checkerboard, and stripes with a bright square."""
-    side, channels = int(model.manifest.config["image_size"]), int(model.manifest.config["num_channels"])
-    y, x = np.mgrid[0:side, 0:side]
-    gradient = (x + y) * 255 // max(1, 2 * side - 2)
-    checker = ((x // max(1, side // 4) + y // max(1, side // 4)) % 2) * 255
-    stripes = np.where(x % 3 == 0, 200, 30)
-    stripes[side // 4: side // 2, side // 4: side // 2] = 255
-    images = []
-    for k, base in enumerate((gradient, checker, stripes)):
-        planes = [np.roll(base, c * (k + 1), axis=1) for c in range(channels)]  # channels differ a little
-        images.append(np.stack(planes, axis=-1))
-    return np.stack(images).astype(np.uint8)
-
-
-def speech_bounds(model) -> tuple[int, int]:
-    spec = {s.name: s for s in model.manifest.inputs}["lengths"]
-    return int(spec.min), int(spec.max)
-
-
-def tone_clip(n: int, freqs: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
-    """Tones that follow each other in time, with a little noise: float32 at 16 kHz."""
-    t = np.arange(n) / 16000.0
-    part = np.minimum(np.arange(n) * len(freqs) // max(1, n), len(freqs) - 1)
-    wave = 0.3 * np.sin(2 * np.pi * np.asarray(freqs)[part] * t) + 0.02 * rng.standard_normal(n)
-    return wave.astype(np.float32)
-
-
-def test_clips(model) -> list[np.ndarray]:
-    """Two clips of different lengths (about 0.6 s and 0.3 s, within the model's limits)."""
-    lo, hi = speech_bounds(model)
-    rng = np.random.default_rng(SEED)
-    return [tone_clip(min(hi, max(lo, 9600)), (440.0, 660.0, 880.0), rng),
-            tone_clip(min(hi, max(lo, 4800)), (300.0, 1200.0), rng)]
-
-
-def padded_audio(rng: np.random.Generator, lengths: list[int]) -> dict[str, np.ndarray]:
-    """Tone clips right-padded with zeros into (B, N) waveforms, and their lengths."""
-    clips = [tone_clip(n, (float(rng.uniform(200, 3000)),), rng) for n in lengths]
-    waves = np.zeros((len(clips), max(lengths)), dtype=np.float32)
-    for i, c in enumerate(clips):
-        waves[i, : len(c)] = c
-    return {"waveforms": waves, "lengths": np.array(lengths, dtype=np.int64)}

@@ -99,7 +99,7 @@ def test_task_library_imports_no_torch_and_matches_modeling():
 
 
 def test_builtin_media_sets_hold_the_held_out_rows(media_bundles):
-    from edgeformer.quantize.builtin import evaluation_sets
+    from edgeformer.quantize.kinds import evaluation_sets
 
     image_set, _ = evaluation_sets(media_bundles[0])
     speech_set, _ = evaluation_sets(media_bundles[1])

@@ -1,0 +1,83 @@
+"""Every kind of bundle the runtime knows, in one table: which manifests it takes, the task calls it
+answers, and the inputs its test vectors are built from (runtime/examples.py).
+
+    kind            takes                                  reads        task calls (besides the graph call)
+    seq2seq         manifest kind seq2seq                  text or ids  generate, stream
+    cached-decoder  manifest kind cached-decoder           text or ids  generate, stream
+    speech          modality audio (a Conformer)           audio        transcribe
+    image           modality image (a ViT)                 image        classify_images
+    lsh             attention_kind lsh (hashed buckets)    text or ids  embed, classify
+    plain           any other text encoder or decoder      text or ids  embed, classify
+
+The first kind that takes a manifest is the bundle's (`kind_of`). The manifest's own `kind` field
+(runtime.bundle.KINDS) is the format's coarser view: speech, image and lsh bundles are `plain` there.
+The layers above key their own tables by these names (export/kinds.py: spec and parity gate;
+quantize/kinds.py: pipeline and evaluation; deploy/kinds.py: what each target refuses), so a new
+kind is one `register` here and one entry in each of theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .bundle import AUDIO, CACHED_DECODER, IMAGE, SEQ2SEQ, Manifest
+from .errors import EdgeformerError
+from .examples import audio_inputs, image_cases, no_cases, speech_cases, text_cases, token_inputs
+
+Cases = Callable[[Any], list[tuple[str, str, dict]]]  # model -> (name, call, args) of its task cases
+RunInputs = Callable[[Any], list[dict[str, np.ndarray]]]  # model -> padded example feeds of its main graph
+
+
+@dataclass(frozen=True)
+class BundleKind:
+    name: str
+    takes: Callable[[Manifest], bool]
+    calls: tuple[str, ...]  # the task calls (runtime.facade.TaskCalls) a bundle of this kind may answer
+    task_cases: Cases  # the task calls recorded in vectors.json
+    run_inputs: RunInputs  # the inputs of its `run` cases
+    generates: bool = False  # vectors.json also records greedy and sampled generation
+
+
+TEXT_CALLS, GENERATION_CALLS = ("embed", "classify"), ("generate", "stream")
+
+KINDS: list[BundleKind] = [
+    BundleKind("seq2seq", lambda m: m.kind == SEQ2SEQ, GENERATION_CALLS, no_cases, token_inputs, generates=True),
+    BundleKind("cached-decoder", lambda m: m.kind == CACHED_DECODER, GENERATION_CALLS, no_cases, token_inputs,
+               generates=True),
+    BundleKind("speech", lambda m: m.modality == AUDIO, ("transcribe",), speech_cases, audio_inputs),
+    BundleKind("image", lambda m: m.modality == IMAGE, ("classify_images",), image_cases, token_inputs),
+    BundleKind("lsh", lambda m: m.config.get("attention_kind") == "lsh", TEXT_CALLS, text_cases, token_inputs),
+    BundleKind("plain", lambda m: True, TEXT_CALLS, text_cases, token_inputs),
+]
+
+
+def kind_of(manifest: Manifest) -> BundleKind:
+    """The first registered kind that takes `manifest` (plain takes every one)."""
+    return next(kind for kind in KINDS if kind.takes(manifest))
+
+
+def kind_named(name: str) -> BundleKind:
+    for kind in KINDS:
+        if kind.name == name:
+            return kind
+    raise EdgeformerError(f"no bundle kind {name!r}; the runtime knows: {', '.join(k.name for k in KINDS)}")
+
+
+def register(kind: BundleKind) -> BundleKind:
+    """Add `kind`, tried before every kind registered so far but the catch-all plain."""
+    if any(k.name == kind.name for k in KINDS):
+        raise EdgeformerError(f"bundle kind {kind.name!r} is registered already")
+    KINDS.insert(len(KINDS) - 1, kind)
+    return kind
+
+
+def unregister(name: str) -> None:
+    KINDS.remove(kind_named(name))
+
+
+def reads_arrays(manifest: Manifest) -> bool:
+    """Image classifiers and speech recognisers: bundles fed arrays of their modality, measured on arrays, not text."""
+    return manifest.modality in (IMAGE, AUDIO)
