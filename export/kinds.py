@@ -4,13 +4,16 @@
     seq2seq         arch seq2seq                             specs.seq2seq_spec     seq2seq.check_seq2seq_parity
     speech          arch conformer (raw audio in)            speech.speech_spec     speech.check_speech_parity
     cached-decoder  a model exported with a key/value cache  specs.cached_spec      cache_parity.check_cache_parity
+    image           image_size > 0 (a ViT: pixels in)        specs.plain_spec       parity.check_parity
     lsh             attention_kind lsh (hashed buckets)      specs.plain_spec       lsh_parity.check_lsh_parity
-    plain           any other: text encoders/decoders, ViT   specs.plain_spec       parity.check_parity
+    plain           any other: text encoders and decoders    specs.plain_spec       parity.check_parity
 
-The first entry that takes a model is its kind. A new kind is a spec function, a gate, and one
-entry in KINDS. Every gate is called as gate(model, bundle, cases, atol, seed) and returns a
-ParityReport; the manifest records the spec's bundle kind (runtime.bundle.KINDS), which several of
-these share (speech and lsh bundles are `plain` to the runtime).
+The first entry that takes a model is its kind. The names are the runtime's (runtime/kinds.py),
+where the same kind says what its bundles answer; quantize/kinds.py and deploy/kinds.py key their
+rules by them too. A new kind is a spec function, a gate, and one entry in KINDS (`register`).
+Every gate is called as gate(model, bundle, cases, atol, seed) and returns a ParityReport; the
+manifest records the spec's format kind (runtime.bundle.KINDS), which several of these share
+(speech, image and lsh bundles are `plain` in the format).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from edgeformer.runtime.model import Model
 
 from .cache_parity import check_cache_parity
 from .lsh_parity import check_lsh_parity
-from .onnx import save, trace
+from .onnx import ExportError, save, trace
 from .parity import FLOAT32_ATOL, ParityReport, check_parity
 from .seq2seq import check_seq2seq_parity
 from .specs import ExportSpec, cached_spec, check_attention_mode, plain_spec, seq2seq_spec
@@ -57,9 +60,18 @@ KINDS: list[ExportKind] = [
     ExportKind("seq2seq", lambda cfg, kv_cache: cfg.arch == "seq2seq", seq2seq_spec, seq2seq_gate),
     ExportKind("speech", lambda cfg, kv_cache: cfg.arch == "conformer", speech_spec, check_speech_parity),
     ExportKind("cached-decoder", lambda cfg, kv_cache: kv_cache, cached_spec, check_cache_parity),  # refuses non-decoders
+    ExportKind("image", lambda cfg, kv_cache: bool(cfg.image_size), plain_spec, plain_gate, diagnosable=True),
     ExportKind("lsh", lambda cfg, kv_cache: cfg.attention_kind == "lsh", plain_spec, check_lsh_parity, diagnosable=True),
     ExportKind("plain", lambda cfg, kv_cache: True, plain_spec, plain_gate, diagnosable=True),
 ]
+
+
+def register(kind: ExportKind) -> ExportKind:
+    """Add `kind`, tried before every kind registered so far but the catch-all plain."""
+    if any(k.name == kind.name for k in KINDS):
+        raise ExportError(f"export kind {kind.name!r} is registered already")
+    KINDS.insert(len(KINDS) - 1, kind)
+    return kind
 
 
 def kind_for(cfg: ModelConfig, kv_cache: bool = False) -> ExportKind:

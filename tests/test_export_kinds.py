@@ -16,7 +16,7 @@ CASES = [  # (config overrides on TINY, kv_cache, registry entry)
     (dict(), False, "plain"),
     (dict(arch="decoder", positional="learned"), False, "plain"),
     (dict(arch="decoder", positional="learned"), True, "cached-decoder"),
-    (dict(vocab_size=1, image_size=8, patch_size=4, num_channels=1, positional="learned", max_len=5, num_labels=2), False, "plain"),
+    (dict(vocab_size=1, image_size=8, patch_size=4, num_channels=1, positional="learned", max_len=5, num_labels=2), False, "image"),
     (dict(arch="seq2seq"), False, "seq2seq"),
     (dict(arch="seq2seq"), True, "seq2seq"),
     (dict(arch="decoder", attention_kind="lsh", window=8, lsh_buckets=4), False, "lsh"),
