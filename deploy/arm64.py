@@ -29,6 +29,7 @@ from edgeformer.runtime.sessions import create_session
 
 from . import emulator
 from .folder import Check, Deployment, DeployError, DeployOptions, write_folder_vectors
+from .kinds import refuse_kind
 
 GRAPH = "model.onnx"
 # The cores the check emulates: one with the dot-product extension and one without.
@@ -84,6 +85,7 @@ print(json.dumps({"machine": platform.machine(), "python": platform.python_versi
 
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
+    refuse_kind(bundle, target, manifest)  # deploy/kinds.py
     if opt.check and emulator.qemu_path() is None:
         raise DeployError(f"--check runs the bundle on emulated aarch64 and needs {emulator.QEMU}, which is not "
                           f"installed; {emulator.INSTALL_HINT}")

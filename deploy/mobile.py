@@ -30,6 +30,7 @@ from edgeformer.runtime.quiet import quiet
 from edgeformer.runtime.sessions import SessionError, create_session
 
 from .folder import Check, Deployment, DeployError, DeployOptions
+from .kinds import refuse_kind
 from .ort_tables import MIN_ORT as PACKED_TABLES_MIN_ORT
 
 ORT_FILE = "model.ort"
@@ -49,6 +50,7 @@ PROVIDERS = {
 
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
+    refuse_kind(bundle, target, manifest)  # deploy/kinds.py
     try:
         import onnx
     except ImportError:

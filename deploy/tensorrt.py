@@ -30,6 +30,7 @@ from edgeformer.runtime.tensorrt import (ENGINE_FILE, TIMING_CACHE_FILE, TensorR
                                          gpu_info, import_cudart, import_tensorrt)
 
 from .folder import Check, Deployment, DeployError, DeployOptions
+from .kinds import refuse_kind
 from .tensorrt_plan import (ATTENTION_MIN_TRT, TOLERANCES, axis_profile, check_cases, compare_outputs, fmt_shape,
                             folder_readme, passes, precision_plan, profile_from_axes, refuse_bundle, refuse_trt_version)
 # re-exported: the planning names callers have imported from this module
@@ -66,6 +67,7 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     Order: what is wrong with the bundle or the options first (true on any machine), then the machine
     (not a Jetson for `jetson`), then the tools (TensorRT, its version, the CUDA binding, a GPU).
     """
+    refuse_kind(bundle, target, manifest)  # deploy/kinds.py: generation bundles
     fused = refuse_bundle(bundle, target, manifest, opt)
     if target == "jetson" and not is_jetson():
         raise DeployError("--target jetson builds the engine on the board itself (engines are specific to a GPU and a "

@@ -23,7 +23,7 @@ Decisions, and why:
   STRONGLY_TYPED network, no INT8 flag and no calibrator. Float layers between the Q/DQ pairs run in the
   graph's type (float32). A float bundle, or an int8-dynamic/int4 one (MatMulInteger, MatMulNBits), is
   refused; an int8-static bundle is refused for fp16/fp32 (deploy its float32 source instead).
-- Key/value-cache decoders and seq2seq bundles are refused: generation (runtime.generate) keeps the
+- Key/value-cache decoders and seq2seq bundles are refused (deploy/kinds.py): generation (runtime.generate) keeps the
   cache in onnxruntime's buffers between steps and runs a seq2seq encoder as a second graph; an engine
   would need profiles for past/total, a second engine and a device-side generation loop. Encoders,
   classifiers, plain decoders (no cache) and ViTs deploy.
@@ -50,7 +50,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edgeformer.runtime.bundle import CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, Bundle, Manifest
+from edgeformer.runtime.bundle import TOKENIZER_FILE, Bundle, Manifest
 from edgeformer.runtime.tensorrt import ENGINE_FILE, TIMING_CACHE_FILE, version_tuple
 
 from .folder import DeployError, DeployOptions
@@ -180,11 +180,6 @@ def graph_facts(path: Path) -> dict[str, Any]:
 def refuse_bundle(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> bool:
     """The refusals that hold on any machine (the bundle and the options); return whether it has fused Attention."""
     name = bundle.path.name
-    if manifest.kind in (SEQ2SEQ, CACHED_DECODER):
-        kind = "a seq2seq" if manifest.kind == SEQ2SEQ else "a key/value-cache decoder"
-        raise DeployError(f"{name} is {kind} bundle; TensorRT deployments cover encoders, classifiers, ViTs and decoders "
-                          "without a cache (generation keeps its cache in onnxruntime's buffers): deploy it with "
-                          "--target arm64 or run it with onnxruntime")
     precision_plan(manifest, opt.precision)
     facts = graph_facts(bundle.model_path)
     if facts["contrib_ops"]:

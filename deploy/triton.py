@@ -35,6 +35,7 @@ from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 from edgeformer.runtime.sessions import create_session
 
 from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions
+from .kinds import refuse_kind
 
 CONFIG_FILE = "config.pbtxt"
 VERSION = "1"
@@ -137,6 +138,7 @@ def max_batch_size(manifest: Manifest, opt: DeployOptions) -> int:
 
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
+    refuse_kind(bundle, target, manifest)  # deploy/kinds.py
     if len([f for f in bundle.manifest.files if f.endswith(".onnx")]) > 1:
         raise DeployError(f"{bundle.path} has several graphs (a seq2seq bundle); the triton target takes one-graph "
                           "bundles (an encoder-decoder would need a Triton ensemble and the sequence batcher)")

@@ -29,6 +29,7 @@ from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Man
 from edgeformer.runtime.vectors import VECTORS_FILE
 
 from .folder import Check, Deployment, DeployError, DeployOptions
+from .kinds import refuse_kind
 
 WEB_DIR = Path(os.environ.get("EDGEFORMER_WEB_DIR") or Path(__file__).resolve().parent.parent / "web")
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package; never a browser a tool downloads
@@ -88,11 +89,7 @@ def npm_package(rel: str) -> str | None:
 
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
-    cfg = manifest.config
-    if cfg.get("attention_kind") == "lsh":
-        raise DeployError(f"{bundle.path} uses LSH attention: its bucket decisions (an ArgMax over rotated keys) can flip "
-                          "between the browser's WASM kernels and Python's, and the browser cannot be given Python's "
-                          "decisions, so no output check can hold; deploy a full, local or longformer attention bundle")
+    refuse_kind(bundle, target, manifest)  # what the bundle's kind cannot do in a browser (deploy/kinds.py)
     if opt.fixed_shape:
         raise DeployError("--fixed-shape is for android/ios; the web target keeps the bundle's dynamic shapes")
     extra = [f for f in bundle.manifest.files if f not in (MANIFEST_FILE, TOKENIZER_FILE, VECTORS_FILE)

@@ -26,7 +26,9 @@ import numpy as np
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from .folder import Check, DeployError
+from .kinds import deploy_kind
 from .serve import serve_folder
+from .web_tasks import GENERATE_TOKENS, SAMPLED, tensor_json, vector_texts
 
 ATOL = 1e-5
 # int8 graphs (and fp16): relative to max(1, |Python's output|). The float arithmetic around the int8
@@ -39,16 +41,7 @@ ATOL = 1e-5
 QUANT_TOL = 3e-2
 # Random inputs of model.run: one full row, and a padded batch.
 SHAPES = ((1, 8, False), (3, 17, True))
-GENERATE_TOKENS = 32
-PROMPT, PROMPT_IDS = "The for statement", [[5, 17, 42, 8], [9, 3]]
-SAMPLED = {"temperature": 0.8, "top_k": 20, "top_p": 0.95, "seed": 7}
-TEXTS = ["The quick brown fox jumps over the lazy dog.", "Crème brûlée à la carte, naïve façade.",
-         "東京は日本の首都です。", "edge 🚀 devices 🤖", "def f(x):\n    return x ** 2  # square", ""]
 DRIVER_SECONDS = 600
-
-
-def tensor_json(a: np.ndarray) -> dict[str, Any]:
-    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
 
 
 def as_array(t: dict[str, Any]) -> np.ndarray:
@@ -61,23 +54,6 @@ def max_abs(a: np.ndarray, b: np.ndarray) -> float:
         return float("inf")
     d = np.abs(a - b)
     return float(np.where(np.isnan(d), np.inf, d).max()) if d.size else 0.0
-
-
-def camel(options: dict[str, Any]) -> dict[str, Any]:
-    return {k.split("_")[0] + "".join(w.title() for w in k.split("_")[1:]): v for k, v in options.items()}
-
-
-def vector_texts(work: Path) -> list[str]:
-    """The texts of the folder's vectors (docs/vectors.md), else a few of our own."""
-    path = work / "vectors.json"
-    texts: list[str] = []
-    if path.is_file():
-        for case in json.loads(path.read_text()).get("cases", []):
-            args = case.get("args", {})
-            texts += [t for t in args.get("texts", []) if isinstance(t, str)]
-            if isinstance(args.get("prompt"), str):
-                texts.append(args["prompt"])
-    return list(dict.fromkeys(texts)) or TEXTS
 
 
 def plan_cases(work: Path, model, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -94,44 +70,14 @@ def plan_cases(work: Path, model, seed: int) -> tuple[dict[str, Any], dict[str, 
         cases.setdefault("graphs", {})[spec.name] = [{k: tensor_json(v) for k, v in f.items()} for f in more]
         expect.setdefault("graphs", {})[spec.name] = [model.graph(spec.name)(f) for f in more]
     expect["python_ms"] = python_ms(model, feeds[0])
-    task, text = m.model.task, model.bundle.tokenizer_path is not None
-    if text:
+    if model.bundle.tokenizer_path is not None:
         texts = vector_texts(work)
         cases["tokens"] = texts
         expect["tokens"] = [model.tokenizer.encode(t) for t in texts]
-    if m.kind in ("cached-decoder", "seq2seq"):
-        prompt = PROMPT if text else PROMPT_IDS
-        settings = [{"max_new_tokens": GENERATE_TOKENS}, {"max_new_tokens": GENERATE_TOKENS, **SAMPLED}]
-        cases["generate"] = [{"prompt": prompt, "options": camel(s)} for s in settings]
-        expect["generate"] = [model.generate(prompt, **s).token_ids for s in settings]
-    elif task == "speech-recognition":
-        from edgeformer.runtime.speech import speech_limits
-
-        lo, hi, _ = speech_limits(model)
-        waves = [clip(n, i) for i, n in enumerate(sorted({max(lo, min(hi, n)) for n in (8000, 12800)}))]
-        cases["transcribe"] = {"waveforms": [w.tolist() for w in waves], "sample_rate": 16000}
-        expect["transcribe"] = model.transcribe(waves, 16000)
-    elif task == "classification" and m.config.get("image_size"):
-        side, channels = int(m.config["image_size"]), int(m.config["num_channels"])
-        images = rng.integers(0, 256, (3, side, side, channels), dtype=np.uint8)
-        cases["images"] = {"images": tensor_json(images), "layout": "HWC"}
-        r = model.classify_images(images, layout="HWC")
-        expect["images"] = (r.labels, r.probabilities)
-    elif text and task == "classification":
-        cases["classify"] = [t for t in vector_texts(work) if t] or TEXTS[:-1]
-        r = model.classify(cases["classify"])
-        expect["classify"] = (r.labels, r.probabilities)
-    elif text and "last_hidden_state" in {s.name for s in m.outputs}:
-        cases["embed"] = [t for t in vector_texts(work) if t] or TEXTS[:-1]
-        expect["embed"] = model.embed(cases["embed"])
+    task_cases, task_expect = deploy_kind(m).web_cases(work, model, rng)  # the kind's task calls (deploy/kinds.py)
+    cases.update(task_cases)
+    expect.update(task_expect)
     return cases, expect
-
-
-def clip(n: int, seed: int) -> np.ndarray:
-    """n samples at 16 kHz: two tones and a little noise (deterministic)."""
-    t = np.arange(n) / 16000
-    noise = np.random.default_rng(seed).standard_normal(n)
-    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) + 0.01 * noise).astype(np.float32)
 
 
 def python_ms(model, feeds: dict[str, np.ndarray], runs: int = 5) -> float:
@@ -339,13 +285,7 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
 
 def screenshot_steps(manifest, texts: list[str] | None = None) -> list[dict[str, Any]]:
     """What to do on the demo page before a screenshot: run the task once (texts or a generation)."""
-    if manifest.kind in ("cached-decoder", "seq2seq"):
-        return [{"click": "#generate-run"}, {"wait": "#generate-speed:not(:empty)"}]
-    if manifest.model.task == "classification" and not manifest.config.get("image_size") or \
-            any(s.name == "last_hidden_state" for s in manifest.outputs):
-        fill = [{"fill": ["#texts", "\n".join(texts)]}] if texts else []
-        return fill + [{"click": "#text-run"}, {"wait": "#text-out table"}]
-    return []
+    return deploy_kind(manifest).web_screenshot(manifest, texts)
 
 
 def page_screenshot(folder: Path, png: Path, chromium: str, node: str, web_dir: Path,

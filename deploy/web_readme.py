@@ -7,27 +7,12 @@ from typing import Any
 from edgeformer.runtime.bundle import Manifest
 
 from .folder import Check
+from .kinds import deploy_kind
 
 
 def usage(manifest: Manifest) -> str:
     """A few lines of JavaScript for the bundle's task."""
-    task, kind = manifest.model.task, manifest.kind
-    if kind in ("cached-decoder", "seq2seq"):
-        return ("for await (const step of model.stream('The for statement', { maxNewTokens: 32 })) {\n"
-                "  output.textContent += step.texts[0];   // token by token\n}\n"
-                "const { tokenIds, texts } = await model.generate('The for statement', { maxNewTokens: 32, temperature: 0.8, seed: 7 });")
-    if task == "speech-recognition":
-        return ("// 16 kHz mono Float32Array samples (an OfflineAudioContext at 16000 Hz decodes and resamples a file)\n"
-                "const [text] = await model.transcribe([samples], 16000);")
-    if task == "classification" and manifest.config.get("image_size"):
-        return ("// uint8 pixels (N, H, W, C) as {dtype: 'uint8', dims, data}, or ImageData from a canvas\n"
-                "const { labels, probabilities } = await model.classifyImages([ctx.getImageData(0, 0, w, h)]);")
-    if task == "classification":
-        return "const { labels, probabilities } = await model.classify(['a text to label', 'another one']);"
-    if any(s.name == "last_hidden_state" for s in manifest.outputs):
-        return "const embeddings = await model.embed(['a sentence', 'another sentence']);  // L2-normalised rows"
-    return ("const outputs = await model.run({ input_ids: { dtype: 'int64', dims: [1, 4], "
-            "data: BigInt64Array.from([5n, 17n, 42n, 8n]) } });")
+    return deploy_kind(manifest).web_usage(manifest)  # deploy/kinds.py
 
 
 def web_readme(manifest: Manifest, record: dict[str, Any], checks: list[Check]) -> str:
