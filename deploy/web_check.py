@@ -191,7 +191,9 @@ def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str
 
 
 def tokens_check(pages: list[dict[str, Any]], texts: list[str], expected: list[list[int]]) -> Check:
-    err = failed_answer(pages, "tokens")
+    err = failed_answer(pages, "tokens") or next(
+        (f"at {p['threads']} threads the page gave {len(p['answers']['tokens'])} id lists for {len(expected)} texts"
+         for p in pages if len(p["answers"]["tokens"]) != len(expected)), None)
     diff = [] if err else [i for p in pages for i, (got, want) in enumerate(zip(p["answers"]["tokens"], expected))
                            if list(got) != list(want)]
     detail = err or (f"{len(texts)} texts give Python's ids" if not diff else
@@ -241,6 +243,21 @@ def tolerance(manifest) -> tuple[float, bool]:
     return ATOL, False
 
 
+def missing_answers(answers: dict[str, Any], expect: dict[str, Any], threads: int) -> str | None:
+    """What the page left out of its `run` answers (a case, or an output of one), so nothing unanswered passes."""
+    sets = [("run", answers.get("run"), expect["run"])]
+    sets += [(f"run {name}", (answers.get("graphs") or {}).get(name), refs) for name, refs in expect.get("graphs", {}).items()]
+    for call, got, refs in sets:
+        if not isinstance(got, list) or len(got) != len(refs):
+            return f"{call} at {threads_text(threads)}: the page gave {len(got) if isinstance(got, list) else 'no'} " \
+                   f"answers for {len(refs)} input sets"
+        for i, (g, ref) in enumerate(zip(got, refs)):
+            lost = [k for k in ref if k not in g]
+            if lost:
+                return f"{call} at {threads_text(threads)}: input set {i} has no {lost[0]!r} output"
+    return None
+
+
 def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str, Any], manifest) -> Check:
     """Float outputs within tolerance of Python at every thread count; labels identical."""
     tol, relative = tolerance(manifest)
@@ -252,6 +269,10 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
             if key in cases and isinstance(a.get(key), dict) and "error" in a[key]:
                 problems.append(f"{key} at {n} threads: {a[key]['error']}")
         if problems:
+            continue
+        missing = missing_answers(a, expect, n)
+        if missing:
+            problems.append(missing)
             continue
         runs = list(zip(a["run"], expect["run"]))
         for name, refs in expect.get("graphs", {}).items():
@@ -270,6 +291,8 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
             d, limit = max_abs(got, ref), tol * scale
             if n not in worst or d / limit > worst[n][0] / worst[n][1]:
                 worst[n] = (d, limit, scale)
+    if not problems and len(worst) < len(pages or [None]):
+        problems.append("no float outputs were compared")
     passed = not problems and all(d <= limit for d, limit, _ in worst.values())
     calls = ["run"] + [f"run {name}" for name in cases.get("graphs", {})]
     calls += [k for k in ("embed", "classify", "images") if k in cases]

@@ -280,3 +280,21 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_answers_the_page_left_out_fail_the_output_and_tokenizer_checks(encoder_bundle):
+    from edgeformer.deploy.web_check import outputs_check, tokens_check
+
+    manifest = runtime.load(encoder_bundle.path).manifest
+    hidden = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    answer = {"last_hidden_state": {"dims": [1, 2, 3], "data": hidden.ravel().tolist()}}
+    expect = {"run": [{"last_hidden_state": hidden}, {"last_hidden_state": hidden}]}
+    page = lambda run: [{"threads": 1, "answers": {"run": run}}]  # noqa: E731
+    assert outputs_check(page([answer, answer]), {"run": []}, expect, manifest).passed
+    short = outputs_check(page([answer]), {"run": []}, expect, manifest)
+    assert not short.passed and "gave 1 answers for 2 input sets" in short.detail
+    lost = outputs_check(page([answer, {}]), {"run": []}, expect, manifest)
+    assert not lost.passed and "no 'last_hidden_state' output" in lost.detail
+    ids = [[2, 5, 3], [2, 3]]
+    assert tokens_check([{"threads": 1, "answers": {"tokens": ids}}], ["a", "b"], ids).passed
+    assert not tokens_check([{"threads": 1, "answers": {"tokens": ids[:1]}}], ["a", "b"], ids).passed
