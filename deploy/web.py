@@ -135,6 +135,8 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     from .web_readme import web_readme
 
     graphs = copy_graphs(bundle, manifest, work)
+    if any(g.get("matmulnbits_accuracy_level") for g in graphs.values()):
+        manifest.quantization.accuracy_level = 0  # the folder's graphs multiply float32 activations (see above)
     shipped = copy_runtime(work)
     write_page(work, manifest, opt.threads)
     # The folder loads as a bundle from here on: the Python runtime records the vectors on the graph it

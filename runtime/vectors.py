@@ -275,6 +275,9 @@ def verify_case(model, case: dict) -> CaseResult:
     expect = case["expect"]
     if case["call"] == "generate" and case.get("stable_steps") is not None:
         expect, answer, result.detail = stable_part(expect, answer, case["stable_steps"])
+        if not any(expect["token_ids"]) and not expect["texts"]:
+            result.passed, result.detail = True, "nothing checked: every row met a near tie at its first step"
+            return result
     compare(expect, answer, diffs, same, "")
     result.max_abs = max((d for d, _ in diffs), default=None)
     if same:

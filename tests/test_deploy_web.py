@@ -129,6 +129,14 @@ def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance
     assert level["to"] == 0 and level["from"] == {"4": level["from"]["4"]} and level["from"]["4"] > 0
     assert "accuracy_level` 0" in (result.path / "README.md").read_text()
     assert verify_vectors(runtime.load(result.path)).passed  # recorded on the graph the folder ships
+    # The folder's graph computes in float32, so its vectors hold every runtime to float32's tolerance and
+    # to the generated tokens (the bundle's own int4 vectors, at accuracy_level 4, allow CPU-class drift).
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["quantization"]["accuracy_level"] == 0
+    cases = json.loads((result.path / "vectors.json").read_text())["cases"]
+    generated = [c for c in cases if c["call"] == "generate"]
+    assert generated and all(sum(c["stable_steps"]) > 0 for c in generated)
+    assert all(c["atol"] <= 1e-5 * max(1.0, 1e3) for c in cases)
 
 
 @needs_browser

@@ -335,6 +335,14 @@ def test_generation_is_held_to_its_stable_steps(cached_decoder, tmp_path):
     sampled = next(c for c in verify_vectors(runtime.load(b)).cases if c.name == "sampled")
     assert not sampled.passed and sampled.tokens_agree is False
 
+    def all_ties(d):
+        case = next(c for c in d["cases"] if c["name"] == "sampled")
+        case["stable_steps"] = [0] * len(case["stable_steps"])
+
+    edit_vectors(b, all_ties)  # no step had a margin: the report says nothing was checked, not that tokens agree
+    sampled = next(c for c in verify_vectors(runtime.load(b)).cases if c.name == "sampled")
+    assert sampled.tokens_agree is None and sampled.detail.startswith("nothing checked")
+
 
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(format_version=9), "written by a newer edgeformer"),

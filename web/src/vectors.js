@@ -135,7 +135,12 @@ async function verifyCase(model, c) {
     return { ...result, detail: e.message };
   }
   let expect = decodeTree(c.expect);
-  if (c.call === 'generate' && Array.isArray(c.stable_steps)) [expect, answer, result.detail] = stablePart(expect, answer, c.stable_steps);
+  if (c.call === 'generate' && Array.isArray(c.stable_steps)) {
+    [expect, answer, result.detail] = stablePart(expect, answer, c.stable_steps);
+    if (!expect.token_ids.some((r) => r.length) && !(expect.texts ?? []).length) {
+      return { ...result, passed: true, detail: 'nothing checked: every row met a near tie at its first step' };
+    }
+  }
   const diffs = [], same = [];
   compare(expect, answer, diffs, same, '');
   if (diffs.length) result.maxAbsError = Math.max(...diffs.map(([d]) => d));
