@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgeformer.runtime.bundle import Bundle, Manifest
-from edgeformer.runtime.kinds import kind_of
+from edgeformer.runtime.kinds import LayerTable
 
 from .folder import DeployError
 from .web_tasks import (generation_cases, generation_screenshot, generation_usage, image_cases, image_usage,
@@ -49,7 +49,7 @@ def _trt(what: str) -> dict[str, str]:
     return {"tensorrt": why, "jetson": why}
 
 
-KINDS: dict[str, DeployKind] = {k.name: k for k in [
+KINDS = LayerTable([
     DeployKind("seq2seq", generation_cases, generation_usage, generation_screenshot, _trt("a seq2seq")),
     DeployKind("cached-decoder", generation_cases, generation_usage, generation_screenshot,
                _trt("a key/value-cache decoder")),
@@ -57,22 +57,11 @@ KINDS: dict[str, DeployKind] = {k.name: k for k in [
     DeployKind("image", image_cases, image_usage),
     DeployKind("lsh", text_cases, text_usage, refuses={"web": WEB_LSH}),
     DeployKind("plain", text_cases, text_usage),
-]}
+], "deployment rules", "deploys", DeployError)
 
 
-def register(kind: DeployKind) -> DeployKind:
-    if kind.name in KINDS:
-        raise DeployError(f"bundle kind {kind.name!r} has deployment rules already")
-    KINDS[kind.name] = kind
-    return kind
-
-
-def deploy_kind(manifest: Manifest) -> DeployKind:
-    """The deployment rules of the manifest's bundle kind."""
-    name = kind_of(manifest).name
-    if name not in KINDS:
-        raise DeployError(f"bundle kind {name!r} has no deployment rules; edgeformer deploys: {', '.join(KINDS)}")
-    return KINDS[name]
+register = KINDS.register
+deploy_kind = KINDS.of  # the deployment rules of the manifest's bundle kind
 
 
 def refuse_kind(bundle: Bundle, target: str, manifest: Manifest) -> None:

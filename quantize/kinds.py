@@ -21,7 +21,7 @@ from typing import Callable
 
 from edgeformer.runtime.bundle import Bundle, Manifest, open_bundle
 from edgeformer.runtime.errors import EdgeformerError
-from edgeformer.runtime.kinds import kind_of
+from edgeformer.runtime.kinds import LayerTable
 
 from .builtin import array_sets, generation_bundle_sets, text_sets
 from .evaluate import EvaluationData
@@ -37,29 +37,18 @@ class QuantizeKind:
     sets: Sets  # (bundle, --eval-data, --calib-data) -> (evaluation set, calibration), None: the quantizer's default
 
 
-KINDS: dict[str, QuantizeKind] = {k.name: k for k in [
+KINDS = LayerTable([
     QuantizeKind("seq2seq", True, generation_bundle_sets),
     QuantizeKind("cached-decoder", True, generation_bundle_sets),
     QuantizeKind("speech", False, array_sets),
     QuantizeKind("image", False, array_sets),
     QuantizeKind("lsh", False, text_sets),
     QuantizeKind("plain", False, text_sets),
-]}
+], "a quantization", "quantizes")
 
 
-def register(kind: QuantizeKind) -> QuantizeKind:
-    if kind.name in KINDS:
-        raise EdgeformerError(f"bundle kind {kind.name!r} has a quantization already")
-    KINDS[kind.name] = kind
-    return kind
-
-
-def quantize_kind(manifest: Manifest) -> QuantizeKind:
-    """The quantization of the manifest's bundle kind."""
-    name = kind_of(manifest).name
-    if name not in KINDS:
-        raise EdgeformerError(f"bundle kind {name!r} has no quantization; edgeformer quantizes: {', '.join(KINDS)}")
-    return KINDS[name]
+register = KINDS.register
+quantize_kind = KINDS.of  # the quantization of the manifest's bundle kind
 
 
 def readable_manifest(path: str | os.PathLike) -> Manifest | None:

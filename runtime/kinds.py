@@ -78,6 +78,28 @@ def unregister(name: str) -> None:
     KINDS.remove(kind_named(name))
 
 
+class LayerTable(dict):
+    """A higher layer's part for each bundle kind (quantize: pipeline and evaluation sets; deploy: what each
+    target refuses), keyed by the names `kind_of` gives: one way to register a part and to find a bundle's."""
+
+    def __init__(self, parts, what: str, verb: str, error: type[EdgeformerError] = EdgeformerError):
+        super().__init__((part.name, part) for part in parts)
+        self.what, self.verb, self.error = what, verb, error  # "deployment rules", "deploys", DeployError
+
+    def register(self, part):
+        if part.name in self:
+            raise self.error(f"bundle kind {part.name!r} has {self.what} already")
+        self[part.name] = part
+        return part
+
+    def of(self, manifest: Manifest):
+        """The part of the manifest's bundle kind."""
+        name = kind_of(manifest).name
+        if name not in self:
+            raise self.error(f"bundle kind {name!r} has no {self.what}; edgeformer {self.verb}: {', '.join(self)}")
+        return self[name]
+
+
 def reads_arrays(manifest: Manifest) -> bool:
     """Image classifiers and speech recognisers: bundles fed arrays of their modality, measured on arrays, not text."""
     return manifest.modality in (IMAGE, AUDIO)
