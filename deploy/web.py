@@ -142,7 +142,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     # The folder loads as a bundle from here on: the Python runtime records the vectors on the graph it
     # ships, and the page (which checks every file against the manifest) can open it for the checks.
     write_manifest(work, Manifest.from_json(json.loads(json.dumps(manifest.to_json()))))
-    model = runtime.load(work)
+    model = runtime.load(work, verify=False)  # its files were hashed into that manifest a moment ago
     record_vectors(work, model)
     write_manifest(work, Manifest.from_json(json.loads(json.dumps(manifest.to_json()))))
     versions = {"onnxruntime-web": npm_version("onnxruntime-web"), "tokenizers": npm_version("@huggingface/tokenizers")}
