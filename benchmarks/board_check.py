@@ -59,8 +59,8 @@ def small_bundles(where: Path, say=print) -> dict[str, Path]:
 
     from edgeformer.export import export_bundle
     from edgeformer.modeling import ModelConfig, Transformer, save
-    from edgeformer.modeling.data import stdlib_topics
-    from edgeformer.modeling.tokenizer import train_tokenizer
+    from edgeformer.modeling.training.data import stdlib_topics
+    from edgeformer.modeling.training.tokenizer import train_tokenizer
 
     out = {"encoder": where / "small-encoder", "decoder": where / "small-decoder"}
     if all(_stamp_ok(p, "small-random-v1") for p in out.values()):

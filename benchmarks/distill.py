@@ -28,9 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from edgeformer.runtime.cpu import load_average  # noqa: E402
 from edgeformer.export.distill_report import distill_report  # noqa: E402
 from edgeformer.modeling import load  # noqa: E402
-from edgeformer.modeling.distill import DistillConfig, distill_checkpoint  # noqa: E402
+from edgeformer.modeling.distillation import DistillConfig, distill_checkpoint  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
-from edgeformer.modeling.train import TrainConfig, train_checkpoint  # noqa: E402
+from edgeformer.modeling.training.train import TrainConfig, train_checkpoint  # noqa: E402
 from edgeformer.pipeline.distill_table import report_rows  # noqa: E402
 
 

@@ -33,15 +33,15 @@ def bundle_mb(path: Path) -> float:
 
 def held_out_paragraphs(n: int = 96) -> list[str]:
     """Paragraphs of the demo decoder's held-out text (pydoc-lm's last 10%), 80 to 600 characters."""
-    from edgeformer.modeling.data import pydoc_corpus
+    from edgeformer.modeling.training.data import pydoc_corpus
 
     paras = [" ".join(p.split()) for p in pydoc_corpus().eval.split("\n\n")]
     return [p for p in paras if 80 <= len(p) <= 600][:n]
 
 
 def text_tokenizer():
-    from edgeformer.modeling.data import pydoc_corpus
-    from edgeformer.modeling.tokenizer import train_tokenizer
+    from edgeformer.modeling.training.data import pydoc_corpus
+    from edgeformer.modeling.training.tokenizer import train_tokenizer
 
     return train_tokenizer(pydoc_corpus().train.split("\n\n"), vocab_size=4096)
 
@@ -91,7 +91,7 @@ def fidelity(tmp: Path, quick: bool) -> dict:
     """The demo's decoder, trained as the demo trains it, each recipe measured on held-out text."""
     from edgeformer.pipeline.demo_plan import PLAN
     from edgeformer.export import export_bundle
-    from edgeformer.modeling.train import train_checkpoint
+    from edgeformer.modeling.training.train import train_checkpoint
 
     preset, full, short = PLAN["decoder"]
     trained = train_checkpoint(tmp / "demo-decoder-ckpt", "decoder", preset, tc=short if quick else full, progress=False)

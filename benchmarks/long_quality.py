@@ -45,7 +45,7 @@ def module_files(name: str) -> list[Path]:
 
 
 def stdlib_source_task():
-    from edgeformer.modeling.data import STDLIB_AREAS, split_classification
+    from edgeformer.modeling.training.data import STDLIB_AREAS, split_classification
 
     labels, rows, seen = list(STDLIB_AREAS), [], set()
     for label, modules in STDLIB_AREAS.items():
@@ -73,9 +73,9 @@ def main() -> None:
     import torch
 
     from edgeformer.modeling import ModelConfig
-    from edgeformer.modeling.tokenizer import train_tokenizer
-    from edgeformer.modeling.train import TrainConfig, train
-    from edgeformer.modeling.model import Transformer
+    from edgeformer.modeling.training.tokenizer import train_tokenizer
+    from edgeformer.modeling.training.train import TrainConfig, train
+    from edgeformer.modeling.models.transformer import Transformer
     from edgeformer.runtime.cpu import cpu_model, load_average
 
     data = stdlib_source_task()

@@ -1,7 +1,7 @@
 """Training memory of reversible blocks against plain ones, as the model gets deeper.
 
 A plain block keeps its activations for the backward pass, so a training step's memory grows with
-depth; a reversible block (modeling/reversible.py) keeps only the stack's last output and
+depth; a reversible block (modeling/models/reversible.py) keeps only the stack's last output and
 recomputes the rest backwards. Each (depth, kind) runs one warm-up and one measured training step
 (forward, backward, optimizer step) of an encoder in a fresh process; the figure is the rise of the
 process's high-water resident set during the measured step (reset through /proc/self/clear_refs

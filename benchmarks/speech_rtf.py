@@ -28,7 +28,7 @@ def bundle_mb(path: str) -> float:
 
 
 def main() -> None:
-    from edgeformer.modeling.speech_data import held_out
+    from edgeformer.tasks.speech import held_out
 
     ap = argparse.ArgumentParser()
     ap.add_argument("float32")

@@ -30,9 +30,9 @@ import click
 from edgeformer import runtime
 from edgeformer.export import export_bundle
 from edgeformer.modeling import load as load_checkpoint
-from edgeformer.modeling.data import stdlib_topics
+from edgeformer.modeling.training.data import stdlib_topics
 from edgeformer.modeling.eager import eager_runner
-from edgeformer.modeling.train import TrainConfig, train_checkpoint
+from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
 from edgeformer.pipeline.demo_plan import PLAN
 from edgeformer.runtime.bench import bench_model
 
@@ -211,7 +211,7 @@ def generate_example(ckpt: Path, bundle_dir: Path, max_new_tokens: int) -> dict:
 
 def quantized_generation_example(out: Path, quick: bool) -> dict:
     """The cached decoder quantized to int4, measured on held-out text, continuing the demo's prompt."""
-    from edgeformer.modeling.data import pydoc_corpus
+    from edgeformer.modeling.training.data import pydoc_corpus
     from edgeformer.quantize import quantize_bundle
     from edgeformer.quantize.generation_eval import GenerationData
 
@@ -233,7 +233,7 @@ def quantized_generation_example(out: Path, quick: bool) -> dict:
 def distill_example(out: Path, quick: bool) -> dict:
     """Distill the demo's encoder into a student with half its layers; export both and compare."""
     from edgeformer.export.distill_report import distill_report
-    from edgeformer.modeling.distill import distill_checkpoint
+    from edgeformer.modeling.distillation import distill_checkpoint
 
     from .distill_cmd import report_rows
 

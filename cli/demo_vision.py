@@ -10,14 +10,14 @@ import numpy as np
 
 from edgeformer import runtime
 from edgeformer.export import export_bundle
-from edgeformer.modeling.train import TrainConfig, train_checkpoint
+from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
 
 # Full and --quick training: 20 epochs of the tiny preset take about 10 s on two idle cores.
 VISION = (TrainConfig(epochs=20, lr=3e-3), TrainConfig(epochs=1, lr=3e-3))
 
 
 def vision_example(out: Path, quick: bool) -> dict:
-    from edgeformer.modeling.vision import digits
+    from edgeformer.modeling.training.vision import digits
 
     trained = train_checkpoint(out / "vit-ckpt", "vit", "tiny", "digits", tc=VISION[quick], overwrite=True, progress=False)
     exported = export_bundle(out / "vit-ckpt", out / "vit-bundle", overwrite=True)

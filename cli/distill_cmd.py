@@ -14,14 +14,6 @@ from .options import Aliased, json_option, long_input_options, out_options, trai
 from .output import table, write_json
 
 
-def media_teacher(path) -> bool:
-    """A ViT or Conformer teacher: distilled on its own built-in task, from logits and task targets."""
-    from edgeformer.modeling.checkpoint import read_config
-
-    cfg = read_config(path)
-    return cfg.arch == "conformer" or bool(cfg.image_size)
-
-
 @click.command()
 @click.option("--teacher", required=True, type=click.Path(), help="Teacher checkpoint directory.")
 @click.option("--student", required=True, help="Student size: a preset (tiny, small, base) in the teacher's style, or a config .json.")
@@ -56,28 +48,16 @@ def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, 
             embedding_loss, init, seed, report, bundles, bench_seconds, overwrite, json_out):
     """Distill TEACHER into a smaller student; report size, speed and what it keeps. Runs under torchrun too."""
     from edgeformer.export.distill_report import distill_report
-    from edgeformer.modeling.distill import DistillConfig, distill_checkpoint, parse_layer_map
-    from edgeformer.modeling.distributed import current
-    from edgeformer.modeling.loop import TrainConfig
+    from edgeformer.modeling.distillation import DistillConfig, distill_checkpoint, parse_layer_map
+    from edgeformer.modeling.training.distributed import current
+    from edgeformer.modeling.training.loop import TrainConfig
 
-    if media_teacher(teacher):  # a ViT or Conformer: logits and task targets (modeling/media_distill.py)
-        from edgeformer.modeling.media_distill import distill_media_checkpoint
-        from edgeformer.runtime.errors import EdgeformerError
-
-        if hidden_loss or attention_loss or layer_map or data_file or task:
-            raise EdgeformerError("a ViT or Conformer teacher distils on its built-in task from logits and targets; "
-                                  "--task, --data, --hidden-loss, --attention-loss and --layer-map do not apply")
-
-        dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight)
-        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, steps_per_epoch=steps_per_epoch)
-        result = distill_media_checkpoint(teacher, student, out, dc, tc, layers, overwrite, progress=json_out != "-")
-    else:
-        dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
-                           hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,
-                           layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
-        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
-        result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
-                                    progress=json_out != "-", overrides=long_input)
+    dc = DistillConfig(temperature=temperature, soft_weight=soft_weight, hard_weight=hard_weight, hidden=hidden_loss,
+                       hidden_weight=hidden_weight, attention=attention_loss, attention_weight=attention_weight,
+                       layer_map=parse_layer_map(layer_map) if layer_map else None, embedding_loss=embedding_loss, init=init)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed, steps_per_epoch=steps_per_epoch)
+    result = distill_checkpoint(teacher, student, out, task, data_file, dc, tc, layers, overwrite=overwrite,
+                                progress=json_out != "-", overrides=long_input)
     if not current().is_main:
         return
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo

@@ -86,13 +86,13 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, l
           overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
     from edgeformer.modeling.config import ModelConfig
-    from edgeformer.modeling.train import TrainConfig, train_checkpoint
+    from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
 
     ModelConfig.from_preset(preset)  # an unknown preset fails before any data is read
     tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
     overrides = {**long_input, **({"norm": norm} if norm else {})}
     result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
-    from edgeformer.modeling.distributed import current
+    from edgeformer.modeling.training.distributed import current
 
     if not current().is_main:  # under torchrun, rank 0 speaks for the job
         return

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.modeling.models.transformer import LayerCache, Transformer
 from edgeformer.runtime.inputs import left_pad, next_positions
 
 from .specs import cache_names

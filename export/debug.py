@@ -27,7 +27,7 @@ from edgeformer.debug.scopes import metadata_notes
 from edgeformer.debug.search import finding_for, layer_curve, locate, walk, worst_jump
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.config import ModelConfig
-from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.modeling.models.transformer import LayerCache, Transformer
 from edgeformer.runtime.bundle import open_bundle
 from edgeformer.runtime.inputs import example_inputs
 

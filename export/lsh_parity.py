@@ -26,8 +26,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from edgeformer.modeling.lsh import FORCED_BUCKETS, LSHAttention
-from edgeformer.modeling.model import Transformer
+from edgeformer.modeling.models.lsh import FORCED_BUCKETS, LSHAttention
+from edgeformer.modeling.models.transformer import Transformer
 from edgeformer.runtime.bundle import MODEL_FILE
 from edgeformer.runtime.inputs import example_inputs
 from edgeformer.runtime.model import Model

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from edgeformer.modeling.model import Transformer
+from edgeformer.modeling.models.transformer import Transformer
 from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 from edgeformer.runtime.inputs import MASK, example_inputs

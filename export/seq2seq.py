@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgeformer.modeling.seq2seq import Seq2SeqTransformer
+from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
 from edgeformer.runtime.inputs import right_pad
 
 from .parity import FLOAT32_ATOL, CaseParity, ParityReport, compare

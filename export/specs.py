@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edgeformer.modeling.attention import attention_nodes_per_layer
-from edgeformer.modeling.model import LayerCache, Transformer
+from edgeformer.modeling.models.attention import attention_nodes_per_layer
+from edgeformer.modeling.models.transformer import LayerCache, Transformer
 from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
 from edgeformer.runtime.inputs import GLOBAL_MASK
 

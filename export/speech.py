@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from edgeformer.modeling.audio import min_samples
+from edgeformer.modeling.models.audio import min_samples
 from edgeformer.runtime.bundle import MODEL_FILE, PLAIN, TensorSpec
 
 from .onnx import Axis, GraphExport

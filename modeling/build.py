@@ -1,8 +1,8 @@
 """Which module each architecture builds, and building it: the one place that maps `arch` to a class.
 
-    encoder, decoder   Transformer (modeling/model.py; a ViT is an encoder with image_size > 0)
-    seq2seq            Seq2SeqTransformer (modeling/seq2seq.py)
-    conformer          Conformer (modeling/conformer.py)
+    encoder, decoder   Transformer (modeling/models/transformer.py; a ViT is an encoder with image_size > 0)
+    seq2seq            Seq2SeqTransformer (modeling/models/seq2seq.py)
+    conformer          Conformer (modeling/models/conformer.py)
 
 A new architecture is one class and one entry in ARCHITECTURES.
 
@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .conformer import Conformer
-from .config import ModelConfig
-from .model import Transformer
-from .seq2seq import Seq2SeqTransformer
+from edgeformer.modeling.models.conformer import Conformer
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "encoder": Transformer,

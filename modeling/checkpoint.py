@@ -32,9 +32,9 @@ from edgeformer.runtime.artifacts import atomic_directory, check_format_version,
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .build import build_model, materialize
-from .config import ConfigError, ModelConfig
-from .model import Transformer
+from edgeformer.modeling.build import build_model, materialize
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.models.transformer import Transformer
 
 FORMAT = "edgeformer.checkpoint"
 FORMAT_VERSION = 2

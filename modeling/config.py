@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config_limits import ConfigError, check_fields  # noqa: F401  (ConfigError: re-exported)
-from .presets import PRESETS
+from edgeformer.modeling.config_limits import ConfigError, check_fields  # noqa: F401  (ConfigError: re-exported)
+from edgeformer.modeling.presets import PRESETS
 
 ARCHS = ("encoder", "decoder", "seq2seq", "conformer")
 CHOICES = {
@@ -66,7 +66,7 @@ class ModelConfig:
     image_size: int = 0
     patch_size: int = 16
     num_channels: int = 3
-    # Long inputs (modeling/attention.py): which attention every block uses, and its settings.
+    # Long inputs (modeling/models/attention.py): which attention every block uses, and its settings.
     attention_kind: str = "full"  # full | local | longformer | linformer | lsh
     window: int = 64  # local/longformer: keys within this distance (causal: before); lsh: chunk length
     global_tokens: int = 1  # longformer: the first N positions attend to and are attended by all
@@ -74,7 +74,7 @@ class ModelConfig:
     lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
     lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
     reversible: bool = False  # reversible residual blocks: activations recomputed in the backward pass
-    # Speech (arch conformer, modeling/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
+    # Speech (arch conformer, modeling/models/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
     # a depthwise convolution of conv_kernel frames per block, CTC over `alphabet` (id 0 is the blank).
     n_mels: int = 80
     conv_kernel: int = 15

@@ -7,7 +7,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from .model import Transformer
+from edgeformer.modeling.models.transformer import Transformer
 
 
 def eager_runner(model: Transformer, feeds: Mapping[str, np.ndarray]) -> Callable[[], dict[str, torch.Tensor]]:

@@ -20,9 +20,9 @@ from edgeformer.runtime.artifacts import check_output_dir, read_json_object, sha
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .checkpoint import SOURCE_FILE, load_state, save
-from .config import ModelConfig
-from .model import Transformer
+from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.transformer import Transformer
 
 CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
                 "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeformer.modeling.train import TrainConfig
+from edgeformer.modeling.training.train import TrainConfig
 
 # arch -> (preset, full training, --quick training)
 PLAN = {

@@ -5,7 +5,7 @@ channels: what image files decode to) or CHW (PyTorch's order), as the caller st
 one-channel model also takes 2-D (H, W) images. Every image is checked (layout, channels, value
 range, size) and refused in one line when it does not fit; images of another size are resized
 (bilinear) only when the caller asks. Pixels become pixel_values = (pixels - 0.5) / 0.5, the ViT
-image processor's normalisation that training uses too (modeling/vision.py).
+image processor's normalisation that training uses too (modeling/training/vision.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 
 from edgeformer import runtime
 from edgeformer.modeling import ModelConfig, Transformer, save
-from edgeformer.modeling.tokenizer import train_tokenizer
+from edgeformer.modeling.training.tokenizer import train_tokenizer
 
 TINY = dict(vocab_size=300, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=64, dropout=0.0)
 

@@ -9,10 +9,10 @@ import torch.nn as nn
 from edgeformer.modeling import ModelConfig, load, save
 from edgeformer.modeling.build import ARCHITECTURES, build_model, materialize
 from edgeformer.modeling.config import ARCHS
-from edgeformer.modeling.conformer import Conformer
-from edgeformer.modeling.model import Transformer
-from edgeformer.modeling.seq2seq import Seq2SeqTransformer
-from edgeformer.modeling.speech import conformer_config
+from edgeformer.modeling.models.conformer import Conformer
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
+from edgeformer.modeling.training.speech import conformer_config
 
 from .conftest import TINY
 

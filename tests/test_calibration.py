@@ -15,7 +15,7 @@ import torch
 from edgeformer import runtime
 from edgeformer.export import export_bundle
 from edgeformer.modeling import ModelConfig, Transformer, save
-from edgeformer.modeling.tokenizer import train_tokenizer
+from edgeformer.modeling.training.tokenizer import train_tokenizer
 from edgeformer.quantize import (CALIBRATION_METHODS, QuantizeError, calibration_batches, compare_recipes,
                                  default_calibration_texts, default_eval_texts, quantize_bundle)
 from edgeformer.quantize.smooth import activation_absmax, smooth_matmul_inputs, weight_matmuls

@@ -143,10 +143,10 @@ def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance
 def test_vit_and_conformer_folders(tmp_path):
     from edgeformer.export import export_bundle
     from edgeformer.modeling.checkpoint import save
-    from edgeformer.modeling.conformer import Conformer
-    from edgeformer.modeling.model import Transformer
-    from edgeformer.modeling.speech import conformer_config
-    from edgeformer.modeling.vision import digits, vit_config
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.models.transformer import Transformer
+    from edgeformer.modeling.training.speech import conformer_config
+    from edgeformer.modeling.training.vision import digits, vit_config
 
     torch.manual_seed(0)
     save(Transformer(vit_config("tiny", digits(), n_layers=2)).eval(), tmp_path / "vit-ckpt")
@@ -175,7 +175,7 @@ def test_vit_and_conformer_folders(tmp_path):
 def test_seq2seq_folder_runs_both_graphs_and_generates_python_tokens(tmp_path):
     from edgeformer.export import export_bundle
     from edgeformer.modeling import ModelConfig, save
-    from edgeformer.modeling.seq2seq import Seq2SeqTransformer
+    from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
 
     from .conftest import TINY
 

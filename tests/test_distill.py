@@ -12,12 +12,13 @@ import torch.nn.functional as F
 
 from edgeformer.modeling import ModelConfig, Transformer, load
 from edgeformer.modeling.checkpoint import load_tokenizer
-from edgeformer.modeling.data import CorpusData, load_task
-from edgeformer.modeling.distill import DISTILLATION_FILE, DistillConfig, TextData, distill, distill_checkpoint, embedding_cosines
-from edgeformer.modeling.distill_losses import soft_loss
-from edgeformer.modeling.student import student_config
-from edgeformer.modeling.model import attention_keep_mask
-from edgeformer.modeling.train import TrainConfig, train, train_checkpoint
+from edgeformer.modeling.training.data import CorpusData, load_task
+from edgeformer.modeling.distillation import distill_checkpoint
+from edgeformer.modeling.distillation.text import DISTILLATION_FILE, DistillConfig, TextData, distill, embedding_cosines
+from edgeformer.modeling.distillation.losses import soft_loss
+from edgeformer.modeling.distillation.student import student_config
+from edgeformer.modeling.models.transformer import attention_keep_mask
+from edgeformer.modeling.training.train import TrainConfig, train, train_checkpoint
 from edgeformer.runtime.artifacts import sha256_file
 
 from .conftest import TINY

@@ -7,8 +7,8 @@ import torch
 from edgeformer.export.distill_report import REPORT_BATCHES, distill_report
 from edgeformer.modeling import ModelConfig, save
 from edgeformer.modeling.build import build_model
-from edgeformer.modeling.media_distill import MediaDistillResult
-from edgeformer.modeling.speech import conformer_config
+from edgeformer.modeling.distillation.media import MediaDistillResult
+from edgeformer.modeling.training.speech import conformer_config
 
 VIT = dict(arch="encoder", vocab_size=1, image_size=8, patch_size=4, num_channels=1, positional="learned", max_len=5,
            pooling="cls", num_labels=10, d_model=32, n_heads=4, d_ff=64, dropout=0.0)

@@ -23,7 +23,7 @@ ATOL = 1e-5
 
 TRAIN_JOB = """
 import sys
-from edgeformer.modeling.train import TrainConfig, train_checkpoint
+from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
 train_checkpoint(sys.argv[1], "encoder", "tiny", data_file=sys.argv[2], vocab_size=300, overwrite=True, progress=False,
                  tc=TrainConfig(epochs=2, batch_size=13, lr=3e-3, seed=5), overrides={"dropout": 0.0, "n_layers": 1})
 """

@@ -11,7 +11,7 @@ from edgeformer.export.cache_parity import check_cache_parity
 from edgeformer.export.checks import op_counts
 from edgeformer.export.parity import FLOAT32_ATOL
 from edgeformer.modeling import load
-from edgeformer.modeling.model import attention_keep_mask, cached_keep_mask
+from edgeformer.modeling.models.transformer import attention_keep_mask, cached_keep_mask
 
 from .conftest import make_checkpoint
 

@@ -7,7 +7,7 @@ from edgeformer.export.kinds import KINDS, kind_for
 from edgeformer.export.specs import ExportError
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.modeling.build import build_model
-from edgeformer.modeling.speech import conformer_config
+from edgeformer.modeling.training.speech import conformer_config
 from edgeformer.runtime.bundle import CACHED_DECODER, PLAIN, SEQ2SEQ
 
 from .conftest import TINY

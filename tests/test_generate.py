@@ -10,7 +10,7 @@ import torch
 
 from edgeformer import runtime
 from edgeformer.modeling import load
-from edgeformer.modeling.model import positions_from_mask
+from edgeformer.modeling.models.transformer import positions_from_mask
 from edgeformer.runtime import InputError
 from edgeformer.runtime.inputs import left_pad
 from edgeformer.runtime.sampling import filter_logits, penalize_repeats

@@ -18,7 +18,7 @@ from edgeformer.export import kinds as export_kinds
 from edgeformer.export.onnx import Axis, GraphExport
 from edgeformer.export.parity import ParityReport, case_parity
 from edgeformer.export.specs import ExportSpec, ids_spec, mask_spec
-from edgeformer.modeling.attention import attention_nodes_per_layer
+from edgeformer.modeling.models.attention import attention_nodes_per_layer
 from edgeformer.quantize import kinds as quantize_kinds
 from edgeformer.quantize.evaluate import EvalSet
 from edgeformer.quantize.evaluation import Fidelity, OutputAgreement

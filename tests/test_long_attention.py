@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from edgeformer.modeling import ModelConfig, Transformer
-from edgeformer.modeling.attention import LinformerAttention, LocalAttention, LongformerAttention, global_keep
+from edgeformer.modeling.models.attention import LinformerAttention, LocalAttention, LongformerAttention, global_keep
 from edgeformer.modeling.config import ConfigError
-from edgeformer.modeling.lsh import SELF_PENALTY, LSHAttention
-from edgeformer.modeling.model import SelfAttention
-from edgeformer.modeling.reversible import reversible_forward
+from edgeformer.modeling.models.lsh import SELF_PENALTY, LSHAttention
+from edgeformer.modeling.models.transformer import SelfAttention
+from edgeformer.modeling.models.reversible import reversible_forward
 from edgeformer.runtime.errors import EdgeformerError
 
 from .conftest import make_checkpoint
@@ -108,7 +108,7 @@ def test_local_blocks_equal_banded_full_attention(causal):
 def test_cached_local_blocks_equal_the_banded_cache_mask():
     """Generation's local attention: new tokens in blocks over the cache, left-padded rows included,
     against full attention over past + new keys with the causal window as a mask."""
-    from edgeformer.modeling.model import LayerCache, cached_keep_mask
+    from edgeformer.modeling.models.transformer import LayerCache, cached_keep_mask
 
     torch.manual_seed(4)
     cfg = ModelConfig(**SMALL, arch="decoder", attention_kind="local", window=8)
@@ -222,7 +222,7 @@ def test_rotary_positions_continue_from_the_cache(kind):
 
 
 def test_rotary_scores_depend_on_relative_position_only():
-    from edgeformer.modeling.rotary import Rotary, apply_rotary
+    from edgeformer.modeling.models.rotary import Rotary, apply_rotary
 
     rot = Rotary(64, 16)
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)

@@ -7,7 +7,7 @@ import torch
 from edgeformer.modeling import PRESETS, ModelConfig, Transformer, load, save
 from edgeformer.modeling.checkpoint import CheckpointError
 from edgeformer.modeling.config import ConfigError
-from edgeformer.modeling.model import attention_keep_mask, sinusoidal_table
+from edgeformer.modeling.models.transformer import attention_keep_mask, sinusoidal_table
 
 from .conftest import TINY, make_checkpoint
 
@@ -25,7 +25,7 @@ def test_sinusoidal_table_follows_the_paper():
 def test_position_tables_are_the_float64_values_rounded_once():
     """Long tables in float32 arithmetic drift by 1e-4 at the far positions, and by a different amount
     depending on which vectorized kernel ran: every process must build exactly the same table."""
-    from edgeformer.modeling.rotary import rotary_tables
+    from edgeformer.modeling.models.rotary import rotary_tables
 
     n, d = 4096, 64
     angle = np.arange(n, dtype=np.float64)[:, None] / 10000.0 ** (np.arange(0, d, 2) / d)  # (n, d/2)

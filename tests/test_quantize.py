@@ -18,7 +18,7 @@ from edgeformer.export import export_bundle  # noqa: E402
 from edgeformer.modeling import ModelConfig, Transformer, load, save  # noqa: E402
 from edgeformer.modeling.eager import eager_runner  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
-from edgeformer.modeling.tokenizer import train_tokenizer  # noqa: E402
+from edgeformer.modeling.training.tokenizer import train_tokenizer  # noqa: E402
 from edgeformer.quantize import (BudgetError, budget_parity, EvalSet, QuantizeError, RecipeOptions, default_eval_texts,  # noqa: E402
                                  quantize_bundle, read_eval_file)
 from edgeformer.quantize.recipes import quantizable_matmuls  # noqa: E402

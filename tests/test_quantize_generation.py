@@ -13,9 +13,9 @@ import torch
 from edgeformer import runtime
 from edgeformer.export import export_bundle
 from edgeformer.modeling import ModelConfig, load, save
-from edgeformer.modeling.data import reverse_words
+from edgeformer.modeling.training.data import reverse_words
 from edgeformer.modeling.eager import teacher_forced_logits
-from edgeformer.modeling.seq2seq import Seq2SeqTransformer
+from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
 from edgeformer.quantize import BudgetError, QuantizeError, quantize_bundle
 from edgeformer.quantize.evaluate import default_eval_texts
 from edgeformer.quantize.generation import generation_budget_parity

@@ -40,10 +40,10 @@ def quantize_without_torch(*args) -> subprocess.CompletedProcess:
 def media_bundles(tmp_path_factory):
     """(image bundle, speech bundle): a random 1-layer ViT of the digits task and a random Conformer over digits."""
     from edgeformer.export import export_bundle
-    from edgeformer.modeling.conformer import Conformer
-    from edgeformer.modeling.model import Transformer
-    from edgeformer.modeling.speech import conformer_config
-    from edgeformer.modeling.vision import vit_config
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.models.transformer import Transformer
+    from edgeformer.modeling.training.speech import conformer_config
+    from edgeformer.modeling.training.vision import vit_config
     from edgeformer.tasks.images import digits
 
     d = tmp_path_factory.mktemp("media")
@@ -87,11 +87,11 @@ def test_task_library_imports_no_torch_and_matches_modeling():
     code = ("import sys, edgeformer.tasks, edgeformer.quantize.builtin, edgeformer.pipeline.quantize; "
             "assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-    from edgeformer.modeling import data, speech_data, vision
+    from edgeformer.modeling.training import data, speech as speech_training, vision
     from edgeformer.tasks import images, speech, text
 
     assert data.reverse_words is text.reverse_words and vision.digits is images.digits
-    assert speech_data.held_out is speech.held_out
+    assert speech_training.held_out is speech.held_out
     # the English paragraphs: evaluation takes each topic's first, calibration its second, never the same text
     first, second = text.python_paragraphs(0), text.python_paragraphs(1)
     assert len(first) >= 64 and not set(first) & set(second)

@@ -12,9 +12,9 @@ from edgeformer.export import export_bundle
 from edgeformer.export.checks import op_counts
 from edgeformer.export.parity import FLOAT32_ATOL
 from edgeformer.modeling import ModelConfig, load, save
-from edgeformer.modeling.data import reverse_words
-from edgeformer.modeling.seq2seq import Seq2SeqTransformer
-from edgeformer.modeling.train import TrainConfig, train_checkpoint
+from edgeformer.modeling.training.data import reverse_words
+from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
+from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
 from edgeformer.runtime.inputs import right_pad
 
 from .conftest import TINY

@@ -11,11 +11,11 @@ import torch
 
 from edgeformer import runtime
 from edgeformer.export.checks import op_counts
-from edgeformer.modeling.audio import LogMel, frame_count, reference_log_mel
+from edgeformer.modeling.models.audio import LogMel, frame_count, reference_log_mel
 from edgeformer.modeling.checkpoint import save
-from edgeformer.modeling.conformer import Conformer
-from edgeformer.modeling.speech import SpeechTask, batch_of, conformer_config
-from edgeformer.modeling.speech_data import held_out, synthesize
+from edgeformer.modeling.models.conformer import Conformer
+from edgeformer.modeling.training.speech import SpeechTask, batch_of, conformer_config
+from edgeformer.tasks.speech import held_out, synthesize
 from edgeformer.runtime.errors import InputError
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, write_wav
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from edgeformer.modeling import ModelConfig, Transformer
-from edgeformer.modeling.data import ClassificationData, load_task
-from edgeformer.modeling.tokenizer import train_tokenizer
-from edgeformer.modeling.train import TrainConfig, lr_lambda, train, train_checkpoint
+from edgeformer.modeling.training.data import ClassificationData, load_task
+from edgeformer.modeling.training.tokenizer import train_tokenizer
+from edgeformer.modeling.training.train import TrainConfig, lr_lambda, train, train_checkpoint
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 def test_any_module_trains_through_the_loop():
     """A model family that is not a text transformer: its own batches (any number of tensors), step and evaluation."""
-    from edgeformer.modeling.loop import fit
+    from edgeformer.modeling.training.loop import fit
 
     torch.manual_seed(0)
     w = torch.randn(4, 1)
@@ -90,8 +90,8 @@ def test_any_module_trains_through_the_loop():
 
 def test_tasks_pick_by_data_and_refuse_another_architecture():
     from edgeformer.modeling.config import ConfigError
-    from edgeformer.modeling.data import CorpusData
-    from edgeformer.modeling.tasks import ClassificationTask, task_for
+    from edgeformer.modeling.training.data import CorpusData
+    from edgeformer.modeling.training.tasks import ClassificationTask, task_for
 
     data = ClassificationData(["a", "b"], [("one two", 0), ("three", 1)] * 4, [("two", 1)])
     tok = train_tokenizer(data.texts, 100)
@@ -105,7 +105,7 @@ def test_tasks_pick_by_data_and_refuse_another_architecture():
 
 
 def test_batching_helpers():
-    from edgeformer.modeling.data import padded_batches, similar_length_chunks
+    from edgeformer.modeling.training.data import padded_batches, similar_length_chunks
 
     ids = [[5, 6, 7], [8], [9, 10]]
     (x, m, y), = list(padded_batches(ids, [0, 1, 2], 3, 0, None))

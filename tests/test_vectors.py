@@ -189,9 +189,9 @@ def test_seq2seq_vit_conformer_and_local_bundles_carry_vectors(tmp_path):
     from edgeformer.export import export_bundle
     from edgeformer.modeling import ModelConfig
     from edgeformer.modeling.checkpoint import save
-    from edgeformer.modeling.conformer import Conformer
-    from edgeformer.modeling.seq2seq import Seq2SeqTransformer
-    from edgeformer.modeling.speech import conformer_config
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
+    from edgeformer.modeling.training.speech import conformer_config
 
     from .conftest import TINY
 

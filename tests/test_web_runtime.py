@@ -71,7 +71,7 @@ def max_abs(js, py) -> float:
 def seq2seq(tmp_path_factory):
     from edgeformer.export import export_bundle
     from edgeformer.modeling import ModelConfig, save
-    from edgeformer.modeling.seq2seq import Seq2SeqTransformer
+    from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
 
     root = tmp_path_factory.mktemp("web_s2s")
     torch.manual_seed(5)
@@ -98,8 +98,8 @@ def vit(tmp_path_factory):
 def conformer(tmp_path_factory):
     from edgeformer.export import export_bundle
     from edgeformer.modeling.checkpoint import save
-    from edgeformer.modeling.conformer import Conformer
-    from edgeformer.modeling.speech import conformer_config
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.training.speech import conformer_config
 
     root = tmp_path_factory.mktemp("web_speech")
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
 The images themselves (scikit-learn's 8x8 scans as uint8, a fixed 80/20 split per class) come from
 edgeformer.tasks.images, which needs no PyTorch.
 
-The model is the imported ViT's (modeling/model.py, `image_size` > 0): non-overlapping patches
+The model is the imported ViT's (modeling/models/transformer.py, `image_size` > 0): non-overlapping patches
 linearly projected, a learned class token first, learned positions, pre-LayerNorm blocks and a
 classifier on the class token. Pixels reach it as the ViT image processor gives them:
 pixel_values = (pixels / 255 - 0.5) / 0.5 (runtime/images.py does the same without PyTorch).
@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.tasks.images import IMAGE_TASKS, ImageData, digits  # noqa: F401  (the data is torch-free)
 
-from .checkpoint import TRAINING_FILE, save
-from .config import ConfigError, ModelConfig
-from .data import DataError
-from .distributed import current as distributed_context
-from .loop import TrainConfig, TrainResult, fit
-from .model import Transformer
+from edgeformer.modeling.checkpoint import TRAINING_FILE, save
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.training.data import DataError
+from edgeformer.modeling.training.distributed import current as distributed_context
+from edgeformer.modeling.training.loop import TrainConfig, TrainResult, fit
+from edgeformer.modeling.models.transformer import Transformer
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.5  # the ViT image processor's defaults; runtime/images.py uses the same
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ConfigError, ModelConfig
-from .model import Block, Embeddings, FeedForward, LayerCache, SelfAttention, Transformer, attention_keep_mask, cached_keep_mask
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.models.transformer import Block, Embeddings, FeedForward, LayerCache, SelfAttention, Transformer, attention_keep_mask, cached_keep_mask
 
 
 class CrossAttention(nn.Module):

@@ -1,7 +1,7 @@
 """The Conformer (Gulati et al. 2020): a speech recogniser from raw 16 kHz audio to CTC logits.
 
     waveforms (B, N), lengths (B,)
-      ─► LogMel (modeling/audio.py): (B, T, 80) log-mel features, in the graph
+      ─► LogMel (modeling/models/audio.py): (B, T, 80) log-mel features, in the graph
       ─► ConvSubsampling: two 3x3 convolutions of stride 2 (4x fewer frames) + Linear: (B, T/4, C)
       ─► ConformerBlock x L:  x + ½ FFN(x) ─► x + MHSA(x) ─► x + Conv(x) ─► x + ½ FFN(x) ─► LayerNorm
       ─► Linear to the CTC vocabulary (id 0 is the blank): logits (B, T/4, V), logit_lengths (B,)
@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .audio import LogMel
-from .config import ModelConfig
-from .rotary import apply_rotary
+from edgeformer.modeling.models.audio import LogMel
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.rotary import apply_rotary
 
 
 def subsampled_length(frames: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import ConfigError, ModelConfig
-from .data import ClassificationData, CorpusData, PairData, TextData, padded_batches, similar_length_chunks
-from .loop import TrainConfig
-from .seq2seq_task import Seq2SeqTask
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.training.data import ClassificationData, CorpusData, PairData, TextData, padded_batches, similar_length_chunks
+from edgeformer.modeling.training.loop import TrainConfig
+from edgeformer.modeling.training.seq2seq_task import Seq2SeqTask
 
 
 class ClassificationTask:

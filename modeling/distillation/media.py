@@ -5,8 +5,8 @@ al. 2015) and the task's own targets: class labels for the ViT, CTC on the trans
 Conformer, where the KL is taken per frame over the frames both models keep (they share the front
 end and the 4x subsampling, so frame t of one is frame t of the other). The teacher sees the
 clean input, the student the augmented one (image augmentation; SpecAugment on the shared
-features). The same soft-target loss (distill_losses.py), loop (loop.py), checkpoint after every
-epoch and distillation.json record (distill_output.py) as text distillation.
+features). The same soft-target loss (losses.py), loop (training/loop.py), checkpoint after every
+epoch and distillation.json record (output.py) as text distillation.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import torch.nn.functional as F
 
 from edgeformer.runtime.artifacts import check_output_dir
 
-from . import checkpoint
-from .audio import spec_augment
-from .config import ConfigError
-from .distill import DistillConfig, DistillResult
-from .distill_losses import soft_loss
-from .distill_output import epoch_writer, teacher_record
-from .loop import TrainConfig, fit
-from .model import Transformer
+from edgeformer.modeling import checkpoint
+from edgeformer.modeling.models.audio import spec_augment
+from edgeformer.modeling.config import ConfigError
+from edgeformer.modeling.distillation.text import DistillConfig, DistillResult
+from edgeformer.modeling.distillation.losses import soft_loss
+from edgeformer.modeling.distillation.output import epoch_writer, teacher_record
+from edgeformer.modeling.training.loop import TrainConfig, fit
+from edgeformer.modeling.models.transformer import Transformer
 
 
 class MediaDistillResult(DistillResult):
@@ -40,7 +40,7 @@ class MediaDistillResult(DistillResult):
 
 
 def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
-    from .vision import ImageClassificationTask, digits, vit_config
+    from edgeformer.modeling.training.vision import ImageClassificationTask, digits, vit_config
 
     data = digits()
     cfg = vit_config(preset, data, teacher.cfg.patch_size, **({"n_layers": layers} if layers else {}))
@@ -59,8 +59,8 @@ def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainCon
 
 
 def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
-    from .conformer import Conformer
-    from .speech import SpeechTask, conformer_config, ctc_loss
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.training.speech import SpeechTask, conformer_config, ctc_loss
 
     cfg = conformer_config(preset, teacher.cfg.alphabet, **({"n_layers": layers} if layers else {}))
     torch.manual_seed(tc.seed)

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .config import ConfigError
+from edgeformer.modeling.config import ConfigError
 
 
 @dataclass(frozen=True)

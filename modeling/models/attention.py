@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .rotary import apply_rotary
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.rotary import apply_rotary
 
 
 class HeadsAttention(nn.Module):

@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ConfigError, ModelConfig
-from .attention import HeadsAttention, global_keep
-from .rotary import Rotary
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.models.attention import HeadsAttention, global_keep
+from edgeformer.modeling.models.rotary import Rotary
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
@@ -109,8 +109,8 @@ def build_attention(cfg: ModelConfig) -> nn.Module:
     (the long-input kinds build only the blocks of mask they need)."""
     if cfg.attention_kind == "full":
         return SelfAttention(cfg)
-    from .attention import LinformerAttention, LocalAttention, LongformerAttention
-    from .lsh import LSHAttention
+    from edgeformer.modeling.models.attention import LinformerAttention, LocalAttention, LongformerAttention
+    from edgeformer.modeling.models.lsh import LSHAttention
 
     kinds = {"local": LocalAttention, "longformer": LongformerAttention, "linformer": LinformerAttention, "lsh": LSHAttention}
     return kinds[cfg.attention_kind](cfg)
@@ -308,7 +308,7 @@ class Transformer(nn.Module):
             attention_mask = torch.ones(B, S, dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -T:]
-        if self.cfg.attention_kind == "local":  # blocks of new tokens over their window (modeling/attention.py)
+        if self.cfg.attention_kind == "local":  # blocks of new tokens over their window (modeling/models/attention.py)
             keep = attention_mask.bool()  # (B, S)
         else:
             keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
@@ -332,7 +332,7 @@ class Transformer(nn.Module):
 
     def run_blocks(self, x: torch.Tensor, keep, cache: list[LayerCache] | None, rope) -> torch.Tensor:
         if self.cfg.reversible:
-            from .reversible import reversible_forward
+            from edgeformer.modeling.models.reversible import reversible_forward
 
             return reversible_forward(self.blocks, x, keep, cache, rope)
         for i, block in enumerate(self.blocks):

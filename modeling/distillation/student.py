@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import config_from_json
-from .config import ConfigError, ModelConfig
-from .model import Transformer
-from .presets import PRESETS
+from edgeformer.modeling.checkpoint import config_from_json
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.modeling.presets import PRESETS
 
 # task -> (metric, higher is better): the tasks distillation covers
 METRICS = {"classification": ("accuracy", True), "causal-lm": ("perplexity", False), "embedding": ("cosine to teacher", True)}

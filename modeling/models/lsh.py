@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import HeadsAttention, pad_seq
-from .config import ConfigError, ModelConfig
+from edgeformer.modeling.models.attention import HeadsAttention, pad_seq
+from edgeformer.modeling.config import ConfigError, ModelConfig
 
 # Per layer, bucket ids to use instead of the layer's own, and a tally of where its own differ
 # (export.lsh_parity). A context variable, so a model shared with other threads hashes as usual there.

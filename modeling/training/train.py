@@ -18,15 +18,15 @@ import torch
 from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .build import build_model
-from .checkpoint import TRAINING_FILE, save
-from .config import ConfigError, ModelConfig
-from .data import DEFAULT_TASK, ClassificationData, load_data_file, load_task
-from .distributed import current as distributed_context
-from .loop import TrainConfig, TrainResult, fit, lr_lambda
-from .model import Transformer
-from .tasks import task_for
-from .tokenizer import train_tokenizer
+from edgeformer.modeling.build import build_model
+from edgeformer.modeling.checkpoint import TRAINING_FILE, save
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.training.data import DEFAULT_TASK, ClassificationData, load_data_file, load_task
+from edgeformer.modeling.training.distributed import current as distributed_context
+from edgeformer.modeling.training.loop import TrainConfig, TrainResult, fit, lr_lambda
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.modeling.training.tasks import task_for
+from edgeformer.modeling.training.tokenizer import train_tokenizer
 
 __all__ = ["TrainConfig", "TrainResult", "lr_lambda", "prepare", "train", "train_checkpoint"]
 
@@ -34,7 +34,7 @@ __all__ = ["TrainConfig", "TrainResult", "lr_lambda", "prepare", "train", "train
 def train(model: Transformer, data, tok: TextTokenizer, tc: TrainConfig, progress: bool = True) -> TrainResult:
     """Train `model` in place on `data`; evaluate on its held-out part after every epoch.
 
-    Under torchrun the model runs under DistributedDataParallel (modeling/distributed.py): each
+    Under torchrun the model runs under DistributedDataParallel (modeling/training/distributed.py): each
     rank computes on its rows of the same global batch.
     """
     torch.manual_seed(tc.seed)
@@ -66,8 +66,8 @@ def train_checkpoint(
 ) -> TrainResult:
     """The `edgeformer train` job: build data, tokenizer and model, train, write the checkpoint."""
     if arch in ("vit", "conformer"):  # images and audio: no tokenizer, their own tasks
-        from .speech import train_conformer_checkpoint
-        from .vision import train_vit_checkpoint
+        from edgeformer.modeling.training.speech import train_conformer_checkpoint
+        from edgeformer.modeling.training.vision import train_vit_checkpoint
 
         job = train_vit_checkpoint if arch == "vit" else train_conformer_checkpoint
         return job(out, preset, task, data_file, tc, overrides, overwrite, progress)

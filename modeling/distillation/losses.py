@@ -1,5 +1,5 @@
 """The distillation losses. Each is a mean over examples, so that the sharded batches of
-DistributedDataParallel add up to the single-process update exactly (modeling/distributed.py).
+DistributedDataParallel add up to the single-process update exactly (modeling/training/distributed.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import Transformer, attention_keep_mask
+from edgeformer.modeling.models.transformer import Transformer, attention_keep_mask
 
 
 def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from edgeformer.runtime.tokenizer import TextTokenizer
 
-from .config import ConfigError, ModelConfig
-from .data import PairData
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.training.data import PairData
 
 IGNORE = -100  # target positions that are padding
 

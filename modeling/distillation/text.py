@@ -12,13 +12,13 @@ Losses, each switchable, summed with their weights (`DistillConfig`):
 - sentence embeddings (models without a head): cosine or MSE between the pooled, L2-normalised
   embeddings of student and teacher, which needs no labels.
 Every loss is a mean over examples, so the sharded batches of DistributedDataParallel add up to
-the single-process update exactly (modeling/distributed.py).
+the single-process update exactly (modeling/training/distributed.py).
 
 A student whose shapes match the teacher's starts from teacher blocks spread evenly from the first
 to the last: every other one at half the depth (DistilBERT).
 
-The losses are in distill_losses.py, the student's config, checks and start in student.py; the
-epochs run through the training loop (loop.py), the batches come from the tasks (tasks.py).
+The losses are in losses.py, the student's config, checks and start in student.py; the
+epochs run through the training loop (training/loop.py), the batches come from the tasks (training/tasks.py).
 """
 
 from __future__ import annotations
@@ -34,19 +34,19 @@ import torch.nn as nn
 
 from edgeformer.runtime.artifacts import check_output_dir
 
-from . import checkpoint
-from .checkpoint import TRAINING_FILE
-from .config import ConfigError, ModelConfig
-from .data import (TASKS, ClassificationData, CorpusData, DataError, TextData, load_data_file, load_task, load_texts,
+from edgeformer.modeling import checkpoint
+from edgeformer.modeling.checkpoint import TRAINING_FILE
+from edgeformer.modeling.config import ConfigError, ModelConfig
+from edgeformer.modeling.training.data import (TASKS, ClassificationData, CorpusData, DataError, TextData, load_data_file, load_task, load_texts,
                    padded_batches)
-from .distributed import current as distributed_context
-from .distill_losses import StudentStep, distillation_losses, pooled
-from .distill_output import DISTILLATION_FILE, epoch_writer, teacher_record  # noqa: F401  (DISTILLATION_FILE: re-exported)
-from .loop import Echo, TrainConfig, TrainResult, fit
-from .model import Transformer
-from .student import (METRICS, can_init_from_teacher, check_compatible, init_from_teacher, resolve_layer_map,
+from edgeformer.modeling.training.distributed import current as distributed_context
+from edgeformer.modeling.distillation.losses import StudentStep, distillation_losses, pooled
+from edgeformer.modeling.distillation.output import DISTILLATION_FILE, epoch_writer, teacher_record  # noqa: F401  (DISTILLATION_FILE: re-exported)
+from edgeformer.modeling.training.loop import Echo, TrainConfig, TrainResult, fit
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.modeling.distillation.student import (METRICS, can_init_from_teacher, check_compatible, init_from_teacher, resolve_layer_map,
                       student_config)
-from .tasks import task_for
+from edgeformer.modeling.training.tasks import task_for
 
 EMBEDDING_LOSSES = ("cosine", "mse")
 INITS = ("auto", "teacher", "random")
@@ -229,7 +229,7 @@ def prepare_data(teacher: ModelConfig, task: str | None, data_file: str | os.Pat
     return data, name
 
 
-def distill_checkpoint(
+def distill_text_checkpoint(
     teacher_path: str | os.PathLike,
     student: str | os.PathLike | ModelConfig | dict,
     out: str | os.PathLike,
@@ -242,7 +242,7 @@ def distill_checkpoint(
     progress: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> DistillResult:
-    """The `edgeformer distill` job: every check first, then distillation, a checkpoint after every epoch.
+    """`edgeformer distill` for a text teacher: every check first, then distillation, a checkpoint after every epoch.
 
     `overrides` are student config fields set on top of the student's size (e.g. attention_kind="local").
 

@@ -12,9 +12,9 @@ import torch.nn as nn
 
 from edgeformer.runtime.artifacts import sha256_file
 
-from .build import build_model, materialize
-from .checkpoint import TRAINING_FILE, WEIGHTS_FILE, save
-from .distributed import current as distributed_context
+from edgeformer.modeling.build import build_model, materialize
+from edgeformer.modeling.checkpoint import TRAINING_FILE, WEIGHTS_FILE, save
+from edgeformer.modeling.training.distributed import current as distributed_context
 
 DISTILLATION_FILE = "distillation.json"
 

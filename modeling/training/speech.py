@@ -1,4 +1,4 @@
-"""Conformer training: CTC on the built-in `audio-digits` task (modeling/speech_data.py), `edgeformer train --arch conformer`.
+"""Conformer training: CTC on the built-in `audio-digits` task (edgeformer.tasks.speech), `edgeformer train --arch conformer`.
 
 Every batch is fresh synthesised audio; features come from the model's own front end (the one in
 the exported graph), then SpecAugment masks them (training only). The held-out character error
@@ -18,14 +18,14 @@ import torch.nn.functional as F
 from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text, pad_waveforms
 
-from .audio import spec_augment
-from .checkpoint import TRAINING_FILE, save
-from .config import ModelConfig
-from .conformer import Conformer
-from .data import DataError
-from .distributed import current as distributed_context
-from .loop import TrainConfig, TrainResult, echo_metrics, fit
-from .speech_data import ALPHABET, MAX_SECONDS, SAMPLE_RATE, Utterance, held_out, synthesize
+from edgeformer.modeling.models.audio import spec_augment
+from edgeformer.modeling.checkpoint import TRAINING_FILE, save
+from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.conformer import Conformer
+from edgeformer.modeling.training.data import DataError
+from edgeformer.modeling.training.distributed import current as distributed_context
+from edgeformer.modeling.training.loop import TrainConfig, TrainResult, echo_metrics, fit
+from edgeformer.tasks.speech import ALPHABET, MAX_SECONDS, SAMPLE_RATE, Utterance, held_out, synthesize
 
 # Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
 CONFORMER_PRESETS: dict[str, dict] = {

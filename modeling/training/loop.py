@@ -5,7 +5,7 @@ gradient clipping, the optimizer and schedule steps, the progress bar, and an ev
 every epoch. A job describes only what is its own: the module to train, the batches, a step that
 computes the losses, the evaluation, and what to do after each epoch (print, write a checkpoint).
 
-Under torchrun (modeling/distributed.py) every process draws the same global batch and computes on
+Under torchrun (modeling/training/distributed.py) every process draws the same global batch and computes on
 its share of the rows; each rank's mean loss is weighted by its share, so DistributedDataParallel's
 averaged gradients are the single-process update on the whole batch.
 """
@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .distributed import current as distributed_context
+from edgeformer.modeling.training.distributed import current as distributed_context
 
 # (runner, *rows of the batch) -> {"loss": what to minimise, **other parts to log}; runner is the
 # trained module, under DistributedDataParallel when distributed
