@@ -32,10 +32,9 @@ def read_json_object(directory: str | os.PathLike, name: str, error: type[Edgefo
     recover(directory)  # a replacement killed half-way is finished before the artifact is read
     if not directory.is_dir():
         raise error(f"{kind} {directory} does not exist; expected a directory made by '{made_by}'")
-    path = directory / name
+    path = confined_path(directory, name, error)  # first: a link out of the folder or a loop is named as such
     if not path.is_file():
         raise error(f"{directory} has no {name}; expected a {kind} made by '{made_by}'")
-    confined_path(directory, name, error)
     if path.stat().st_size > MAX_JSON_BYTES:
         raise error(f"{path} is {path.stat().st_size} bytes; a {kind}'s {name} is at most {MAX_JSON_BYTES}")
     try:
@@ -65,8 +64,12 @@ def confined_path(directory: str | os.PathLike, name: Any, error: type[Edgeforme
     rel = Path(name)
     if rel.is_absolute() or ".." in rel.parts:
         raise error(f"{directory} names the file {name!r}, which leaves the folder; expected a relative path inside it")
-    root = directory.resolve()
-    target = (directory / rel).resolve()
+    try:
+        root = directory.resolve()
+        target = (directory / rel).resolve()
+    except (RuntimeError, OSError):  # Python raises RuntimeError("Symlink loop ...") for a link that names itself
+        raise error(f"{directory / rel} is a symlink loop (links that lead back to themselves); expected a file inside "
+                    "the folder") from None
     if not target.is_relative_to(root):
         raise error(f"{directory / rel} is a link to {target}, outside {root}; an artifact's files must be inside its folder")
     return directory / rel

@@ -153,7 +153,7 @@ def validate_inputs(manifest: Manifest, inputs: Mapping[str, Any], specs: Sequen
                 raise InputError(f"missing input {spec.name!r}; this model takes: {', '.join(expected)}")
             arrays[spec.name] = default
             continue
-        arrays[spec.name] = _convert(spec, inputs[spec.name])
+        arrays[spec.name] = _convert(spec, inputs[spec.name], model_invariant(manifest, spec.name))
     sizes = _check_axes(manifest, specs, arrays)
     if GLOBAL_MASK in arrays:
         _check_global_count(manifest, arrays[GLOBAL_MASK], arrays.get(MASK))
@@ -201,9 +201,32 @@ def _check_axes(manifest: Manifest, specs: Sequence[TensorSpec], arrays: dict[st
     return sizes
 
 
-def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
-    """`value` as a contiguous array of the spec's dtype; its bounds and finiteness are checked on
-    the values as given, before the cast (a uint64 id of 2**63 + 5 must not turn negative first)."""
+def model_invariant(manifest: Manifest, name: str) -> tuple[int, int, str] | None:
+    """(lowest, highest, what is expected) of the values the model itself can take for the input `name`,
+    whatever the manifest's bounds say (a manifest is data, and a loosened one must not let a mask
+    of 5 scale attention or an id index past the embedding table): a mask is 0 or 1, ids are
+    below the vocabulary the config names, positions below the context."""
+    config = manifest.model.config
+    if name.endswith("attention_mask"):
+        return 0, 1, "0 (padding) or 1 (a token) in a mask, whatever the manifest allows"
+    tables = {"input_ids": ("vocab_size", "token ids"), "decoder_input_ids": ("vocab_size", "token ids"),
+              "token_type_ids": ("type_vocab_size", "segment ids"), "position_ids": ("max_len", "positions")}
+    if name not in tables:
+        return None
+    key, what = tables[name]
+    size = config.get(key)
+    cache = manifest.model.cache
+    if key == "max_len" and cache is not None:
+        size = max(size or 0, cache.max_len or 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        return None
+    return 0, size - 1, f"{what} in [0, {size - 1}] ({key} is {size}), whatever the manifest allows"
+
+
+def _convert(spec: TensorSpec, value: Any, invariant: tuple[int, int, str] | None = None) -> np.ndarray:
+    """`value` as a contiguous array of the spec's dtype; its bounds (the manifest's, and the model's
+    `invariant`) and finiteness are checked on the values as given, before the cast (a uint64 id of
+    2**63 + 5 must not turn negative first)."""
     if isinstance(value, (str, bytes, set, frozenset, dict)) or value is None or hasattr(value, "__next__"):
         raise InputError(f"{spec.name} is a {type(value).__name__}; expected an array (or nested lists) of numbers")
     try:
@@ -223,6 +246,8 @@ def _convert(spec: TensorSpec, value: Any) -> np.ndarray:
     if arr.dtype.kind not in ok_kinds:
         raise InputError(f"{spec.name} has dtype {arr.dtype}; expected {want} (or another {_kind_name(want)} type)")
     _check_bounds(spec, arr)
+    if invariant is not None:
+        _check_invariant(spec.name, arr, *invariant)
     if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
         idx = np.unravel_index(int(np.argmin(np.isfinite(arr))), arr.shape)
         raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected finite numbers")
@@ -245,6 +270,17 @@ def _check_bounds(spec: TensorSpec, arr: np.ndarray) -> None:
     if spec.max is not None and arr.max() > spec.max:
         idx = np.unravel_index(int(np.argmax(arr)), arr.shape)
         raise InputError(f"{spec.name} has value {arr[idx]} at {[int(i) for i in idx]}; expected values in {_range(spec)}")
+
+
+def _check_invariant(name: str, arr: np.ndarray, lo: int, hi: int, what: str) -> None:
+    if arr.size == 0:
+        return
+    outside = (arr < lo) | (arr > hi)
+    if lo == 0 and hi == 1:  # a mask: 0.5 is inside the range and still no mask value
+        outside = (arr != 0) & (arr != 1)
+    if outside.any():
+        idx = np.unravel_index(int(np.argmax(outside)), arr.shape)
+        raise InputError(f"{name} has value {arr[idx]} at {[int(i) for i in idx]}; expected {what}")
 
 
 def _range(spec: TensorSpec) -> str:

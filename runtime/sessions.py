@@ -11,13 +11,14 @@ the graph as written computes.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import onnxruntime as ort
 
 from .bundle import Manifest
-from .errors import EdgeformerError
+from .errors import BundleError, EdgeformerError
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -57,11 +58,84 @@ class SessionSettings:
 
 
 class SessionError(EdgeformerError):
-    """onnxruntime could not open a graph; `reason` is its first line, for callers that word the refusal."""
+    """onnxruntime could not open a graph; `reason` says why in one line (`load_failure_reason`), for
+    callers that word the refusal."""
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
+
+
+class BundleGraphError(SessionError, BundleError):
+    """A bundle's graph that onnxruntime cannot open, though its bytes match the manifest's hash."""
+
+
+# onnxruntime's refusal reads "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:DETAIL",
+# DETAIL often led by the C++ source line and function that noticed ("model.cc:256 onnxruntime::Model::Model(...)").
+_ORT_STATUS = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*(\w+)\s*:\s*")
+_LOAD_FROM = re.compile(r"^Load model(?: from .*?)? failed:\s*")
+_SOURCE_LINE = re.compile(r"(?:[\w.+-]*/)*[\w.+-]+\.(?:cc|cpp|h|hpp):\d+\s+")
+_SIGNATURE = re.compile(r"^[\w:<>,*&~ ]*?[\w>]\(")  # a C++ function signature up to its "("
+_REWORDED = [  # onnxruntime's wording of a common failure -> what it means for the graph file
+    (re.compile(r"Protobuf parsing failed"), lambda m: "its bytes do not parse as an ONNX graph (truncated, corrupted, or "
+                                                      "not an ONNX file)"),
+    (re.compile(r"No graph was found in the protobuf"), lambda m: "it holds no ONNX graph (an empty or foreign file)"),
+    (re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)"),
+     lambda m: f"the graph has ONNX IR version {m[1]}; this onnxruntime reads up to {m[2]}"),
+    (re.compile(r"Opset (\d+) is under development.*?domain (\S+) is till opset (\d+)"),
+     lambda m: f"the graph uses opset {m[1]} of {m[2]}; this onnxruntime supports up to opset {m[3]}"),
+    (re.compile(r"Initializer '([^']*)': raw_data size \((\d+) bytes\) does not match expected size from shape and data "
+                r"type \((\d+) bytes\)"),
+     lambda m: f"the weight {m[1]!r} holds {m[2]} bytes where its shape and type need {m[3]}"),
+    (re.compile(r"In Node, \(\"([^\"]*)\", ([\w.]+),.*?, Error No Op registered for (\S+) with domain_version of (\d+)"),
+     lambda m: f"the graph is invalid: node {m[1]!r} is of type {m[3]}, which opset {m[4]} does not have"),
+    (re.compile(r"In Node, \(\"([^\"]*)\", ([\w.]+),.*?, Error (.*)"),
+     lambda m: f"the graph is invalid: node {m[1]!r} ({m[2]}): {_clause(m[3])}"),
+    (re.compile(r"^(?:This is an invalid model\.|Invalid model\.)\s*(.*)"), lambda m: f"the graph is invalid: {_clause(m[1])}"),
+]
+MAX_REASON = 240
+
+
+def load_failure_reason(text: str) -> str:
+    """onnxruntime's refusal to open a graph, in one line of edgeformer's words: its status code, the
+    path it echoes and its C++ source locations and function signatures dropped, a common failure
+    reworded, and what is left cut at a word boundary."""
+    detail = " ".join(str(text).split())
+    detail = _LOAD_FROM.sub("", _ORT_STATUS.sub("", detail))
+    while (loc := _SOURCE_LINE.search(detail)) is not None:
+        rest = detail[loc.end():]
+        sig = _SIGNATURE.match(rest)
+        if sig is not None:
+            rest = _after_parentheses(rest, sig.end() - 1)
+        elif re.match(r"^[A-Za-z_]\w*\s+\S", rest):  # a bare function name before the message
+            rest = rest.split(None, 1)[1]
+        detail = detail[: loc.start()] + rest
+    for pattern, words in _REWORDED:
+        m = pattern.search(detail)
+        if m is not None:
+            detail = words(m)
+            break
+    detail = detail.strip() or "no reason given"
+    if len(detail) > MAX_REASON:
+        detail = detail[:MAX_REASON].rsplit(" ", 1)[0] + " ..."
+    return detail
+
+
+def _clause(sentence: str) -> str:
+    """A sentence as a clause that continues ours: lower-case start, no closing period."""
+    sentence = sentence.strip().rstrip(".")
+    return sentence[:1].lower() + sentence[1:]
+
+
+def _after_parentheses(text: str, start: int) -> str:
+    """`text` after the parenthesised group that opens at `start` (and a trailing " const")."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            rest = text[i + 1:].lstrip()
+            return rest[len("const"):].lstrip() if rest.startswith("const ") else rest
+    return text
 
 
 def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -148,9 +222,9 @@ def create_session(
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = load_failure_reason(str(e)) if str(e).strip() else type(e).__name__
         where = "the graph" if isinstance(model_path, bytes) else model_path
-        raise SessionError(f"onnxruntime cannot load {where}: {first}", first) from None
+        raise SessionError(f"onnxruntime cannot load {where}: {reason}", reason) from None
     actual = session.get_providers()
     lost = [p for p in chosen if p not in actual]
     if lost:
@@ -159,10 +233,15 @@ def create_session(
 
 
 def open_session(model_path: str | os.PathLike, settings: SessionSettings) -> tuple[ort.InferenceSession, list[str]]:
-    """`create_session` with one bundle's settings."""
-    return create_session(model_path, settings.providers, spin=settings.spin, threads=settings.threads,
-                          provider_options=settings.provider_options,
-                          disabled_optimizers=settings.disabled_optimizers, config=settings.config)
+    """`create_session` with one bundle's settings; a graph that does not open is a corrupt bundle (BundleGraphError)."""
+    try:
+        return create_session(model_path, settings.providers, spin=settings.spin, threads=settings.threads,
+                              provider_options=settings.provider_options,
+                              disabled_optimizers=settings.disabled_optimizers, config=settings.config)
+    except SessionError as e:
+        raise BundleGraphError(f"{model_path} is not a graph onnxruntime {ort.__version__} can open: {e.reason}; "
+                               "the bundle is corrupt (or its hashes were rewritten over a changed file)",
+                               e.reason) from None
 
 
 def expose_tensors(model: Any, tensors: Sequence[str]) -> Any:
