@@ -12,24 +12,39 @@ that the manifest does not list is refused when a key is given (it could only be
 read by something the manifest does not describe).
 
 Keys are PEM files: the private key PKCS#8 (written readable by its owner only), the public key
-SubjectPublicKeyInfo. The cryptography is the `cryptography` package (`pip install edgeformer[sign]`);
+SubjectPublicKeyInfo. A key argument is a key object, PEM bytes, or a `str`: PEM key text when it
+starts (after blanks) with the PEM header "-----BEGIN", else the path of a PEM file (as is an
+os.PathLike). The cryptography is the `cryptography` package (`pip install edgeformer[sign]`);
 nothing here implements a primitive.
+
+Every refusal is one line in edgeformer's words: a path or a field's value that holds a newline is
+shown quoted, and neither `cryptography`'s nor Python's own messages are passed on. signature.json
+is checked field by field before the signature is: an object of exactly the six fields above,
+`format_version` one this edgeformer reads, `digest` and `key` 64 lowercase hex digits, `signature`
+base64 of 64 bytes; `key` must be the given key's id and `digest` the bundle's.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from .artifacts import check_format_version
 from .bundle import SIGNATURE_FILE
 from .errors import BundleError, EdgeformerError
 
 FORMAT, FORMAT_VERSION = "edgeformer.signature", 1
 DOMAIN = b"edgeformer.bundle-signature.1\n"
+FIELDS = ("format", "format_version", "algorithm", "digest", "key", "signature")
+PEM_HEADER = "-----BEGIN"
+MAX_KEY_BYTES = MAX_SIGNATURE_BYTES = 1 << 16  # a key or signature.json is under 1 KB
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class SignatureError(BundleError):
@@ -62,49 +77,129 @@ def key_id(public_key) -> str:
 def keygen(private_path: str | os.PathLike) -> tuple[Path, Path]:
     """Write a new Ed25519 key pair: `private_path` (owner-only) and `private_path`.pub; never overwrites."""
     _, serialization, Ed25519PrivateKey, _ = _crypto()
+    if not isinstance(private_path, (str, os.PathLike)):
+        raise EdgeformerError(f"key file name {shown(private_path)}; expected a path for the new private key")
     private_path = Path(private_path)
     public_path = private_path.with_name(private_path.name + ".pub")
     for p in (private_path, public_path):
-        if p.exists():
-            raise EdgeformerError(f"{p} already exists; choose another key file name")
-    if not private_path.parent.is_dir():
-        raise EdgeformerError(f"cannot write {private_path}: directory {private_path.parent} does not exist")
+        if _exists(p):
+            raise EdgeformerError(f"{shown(p)} already exists; choose another key file name")
+    if not _is_dir(private_path.parent):
+        raise EdgeformerError(f"cannot write {shown(private_path)}: directory {shown(private_path.parent)} does not exist")
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(private_pem)
-    public_path.write_bytes(public_pem)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(private_pem)
+        public_path.write_bytes(public_pem)
+    except (OSError, ValueError) as e:
+        raise EdgeformerError(f"cannot write {shown(private_path)}: {_os_reason(e)}") from None
     return private_path, public_path
 
 
+def shown(value: Any) -> str:
+    """A path or value as it goes into a one-line message: as is when printable, else quoted with escapes."""
+    text = str(value)
+    if text.isprintable() and text.strip() == text and text:
+        return text if len(text) <= 200 else text[:197] + "..."
+    text = repr(text)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists() or p.is_symlink()
+    except (OSError, ValueError):  # a name the file system cannot hold (NUL, too long)
+        return False
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _os_reason(e: BaseException) -> str:
+    return (e.strerror or type(e).__name__).lower() if isinstance(e, OSError) else "not a valid file name"
+
+
 def read_key(source: Any, private: bool):
+    """The Ed25519 key `source` names (see the module docstring for what a str means), or one
+    EdgeformerError line saying what the source holds instead."""
     _, serialization, Ed25519PrivateKey, Ed25519PublicKey = _crypto()
     kind = Ed25519PrivateKey if private else Ed25519PublicKey
     if isinstance(source, kind):
         return source
     what = "private" if private else "public"
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise EdgeformerError(f"{what} key file {path} does not exist")
-        data, where = path.read_bytes()[: 1 << 16], str(path)
-    elif isinstance(source, bytes):
-        data, where = source, f"the {what} key bytes"
+    if isinstance(source, str) and source.lstrip().startswith(PEM_HEADER):
+        data, where = source.encode("utf-8", "replace"), f"the {what} key text"
+    elif isinstance(source, (str, os.PathLike)):
+        data, where = _key_file(source, what), f"{what} key file {shown(source)}"
+    elif isinstance(source, (bytes, bytearray)):
+        data, where = bytes(source), f"the {what} key bytes"
     else:
-        raise EdgeformerError(f"{what} key of type {type(source).__name__}; expected a PEM file path, PEM bytes or an "
-                              f"Ed25519{'Private' if private else 'Public'}Key")
+        raise EdgeformerError(f"{what} key of type {type(source).__name__}; expected a PEM file path, PEM text or bytes, "
+                              f"or an Ed25519{'Private' if private else 'Public'}Key")
+    _check_pem_label(data, where, private)
     try:
         key = (serialization.load_pem_private_key(data, password=None) if private
                else serialization.load_pem_public_key(data))
-    except (ValueError, TypeError) as e:
-        raise EdgeformerError(f"{where} is not a PEM {what} key ({str(e).splitlines()[0][:60]}); "
-                              "expected one written by 'edgeformer keygen'") from None
+    except Exception:  # cryptography's parsers raise several types; their text is theirs, not ours
+        raise EdgeformerError(f"{where} holds a PEM {what} key block that does not decode (corrupt base64 or key "
+                              "data); expected one written by 'edgeformer keygen'") from None
     if not isinstance(key, kind):
-        raise EdgeformerError(f"{where} is a {type(key).__name__.lstrip('_')}; expected an Ed25519 {what} key")
+        raise EdgeformerError(f"{where} holds {_algorithm(key)} {what} key; expected an Ed25519 {what} key as written by "
+                              "'edgeformer keygen'")
     return key
+
+
+def _algorithm(key: Any) -> str:
+    """'an RSA', 'an elliptic-curve (EC)', ...: the kind of a key that is not Ed25519."""
+    name = type(key).__name__.lstrip("_")
+    for marker, words in (("RSA", "an RSA"), ("EllipticCurve", "an elliptic-curve (EC)"), ("EC", "an elliptic-curve (EC)"),
+                          ("Ed448", "an Ed448"), ("DSA", "a DSA"), ("X25519", "an X25519"), ("X448", "an X448")):
+        if name.startswith(marker):
+            return words
+    return f"a {name}"
+
+
+def _key_file(source: str | os.PathLike, what: str) -> bytes:
+    path = Path(source)
+    try:
+        if not path.is_file():
+            raise EdgeformerError(f"{what} key file {shown(source)} does not exist"
+                                  + (" (it is a directory)" if path.is_dir() else ""))
+        if path.stat().st_size > MAX_KEY_BYTES:
+            raise EdgeformerError(f"{what} key file {shown(source)} is {path.stat().st_size} bytes; a PEM key is under 1 KB")
+        return path.read_bytes()
+    except (OSError, ValueError) as e:
+        raise EdgeformerError(f"cannot read {what} key file {shown(source)}: {_os_reason(e)}") from None
+
+
+def _check_pem_label(data: bytes, where: str, private: bool) -> None:
+    """Refuse, by its PEM header, a file that holds no key or the other half of the pair."""
+    labels = re.findall(rb"-----BEGIN ([A-Z0-9 ]{1,40})-----", data)
+    want = b"PRIVATE KEY" if private else b"PUBLIC KEY"
+    what = "private" if private else "public"
+    if not labels:
+        raise EdgeformerError(f"{where} is not a PEM {what} key (no '-----BEGIN {want.decode()}-----' line); expected "
+                              "one written by 'edgeformer keygen'")
+    label = labels[0]
+    if label == want:
+        return
+    if label == b"ENCRYPTED PRIVATE KEY":
+        raise EdgeformerError(f"{where} is encrypted with a password; expected an unencrypted key as written by "
+                              "'edgeformer keygen'")
+    if private and label == b"PUBLIC KEY":
+        raise EdgeformerError(f"{where} holds a public key; expected the private key (the file without .pub)")
+    if not private and label.endswith(b"PRIVATE KEY"):
+        raise EdgeformerError(f"{where} holds a private key; expected the public key (the .pub file)")
+    raise EdgeformerError(f"{where} holds a PEM '{label.decode()}' block; expected an Ed25519 '{want.decode()}' block "
+                          "as written by 'edgeformer keygen'")
 
 
 def unlisted_files(directory: Path, listed) -> list[str]:
@@ -144,21 +239,68 @@ def verify_signature(directory: str | os.PathLike, manifest_files, public_key: A
     if not path.is_file() or path.is_symlink():
         raise SignatureError(f"{directory} is not signed (no {SIGNATURE_FILE}) and a public key was given; "
                              "sign it with 'edgeformer sign' or load it without public_key")
-    try:
-        record = json.loads(path.read_bytes()[: 1 << 16])
-        signature = base64.b64decode(record["signature"], validate=True)
-        if record.get("format") != FORMAT or record.get("algorithm") != "ed25519":
-            raise ValueError("not an edgeformer ed25519 signature")
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise SignatureError(f"{path} is malformed ({str(e).splitlines()[0][:60]}); the signature cannot be checked") from None
+    record = read_signature(path)
     extra = unlisted_files(directory, manifest_files)
     if extra:
         raise SignatureError(f"{directory} holds {extra[0]}, which its signed manifest does not list; refused")
+    given = key_id(key)
+    if record["key"] != given:
+        raise SignatureError(f"{directory}: the signature does not verify with the given public key (it was signed by "
+                             f"another key: {SIGNATURE_FILE} names key {record['key'][:16]}..., the given key is "
+                             f"{given[:16]}...)")
+    digest = bundle_digest(directory)
     try:
-        key.verify(signature, bundle_digest(directory))
+        key.verify(base64.b64decode(record["signature"], validate=True), digest)
     except InvalidSignature:
-        signer = record.get("key", "")
-        other = " (it was signed by another key)" if isinstance(signer, str) and signer != key_id(key) else ""
-        raise SignatureError(f"{directory}: the signature does not verify with the given public key{other}; the "
+        raise SignatureError(f"{directory}: the signature does not verify with the given public key; the "
                              "manifest or a file was changed after signing, or the key is not the signer's") from None
-    return key_id(key)
+    if record["digest"] != digest.hex():
+        raise SignatureError(f"{path} records digest {record['digest'][:16]}..., but the bundle's is {digest.hex()[:16]}...; "
+                             "the signature file was edited after signing")
+    return given
+
+
+def read_signature(path: Path) -> dict[str, Any]:
+    """signature.json's record, every field checked (see the module docstring), or one SignatureError line."""
+    def bad(problem: str) -> SignatureError:
+        return SignatureError(f"{path} is malformed: {problem}; the signature cannot be checked")
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_SIGNATURE_BYTES:
+            raise bad(f"it is {size} bytes (a signature is under 1 KB)")
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise bad("it is not JSON text") from None
+    if not isinstance(record, dict):
+        raise bad(f"it holds a JSON {_json_kind(record)}; expected an object with the fields {', '.join(FIELDS)}")
+    unknown = sorted(set(record) - set(FIELDS))
+    missing = [f for f in FIELDS if f not in record]
+    if unknown or missing:
+        raise bad(f"unknown field {shown(unknown[0])}" if unknown else f"no {missing[0]} field")
+    if record["format"] != FORMAT:
+        raise bad(f"format is {_value(record['format'])}; expected '{FORMAT}'")
+    check_format_version(path, record["format_version"], FORMAT_VERSION, (FORMAT_VERSION,), SignatureError)
+    if record["algorithm"] != "ed25519":
+        raise bad(f"algorithm is {_value(record['algorithm'])}; expected 'ed25519'")
+    for field in ("digest", "key"):
+        if not isinstance(record[field], str) or not HEX64.fullmatch(record[field]):
+            raise bad(f"{field} is {_value(record[field])}; expected 64 lowercase hex digits (a sha256)")
+    signature = record["signature"]
+    try:
+        raw = base64.b64decode(signature, validate=True) if isinstance(signature, str) and signature.isascii() else None
+    except (binascii.Error, ValueError):
+        raw = None
+    if raw is None or len(raw) != 64:
+        raise bad(f"signature is {_value(signature)}; expected the base64 text of a 64-byte Ed25519 signature")
+    return record
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(v), "number")
+
+
+def _value(v: Any) -> str:
+    """A JSON value as it goes into a one-line message: its repr, cut to 40 characters."""
+    text = "null" if v is None else repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -31,7 +31,7 @@ def one_line(error: BaseException) -> str:
     return text
 
 
-def refused(call, error: type[BaseException] = EdgeformerError, match: str = "") -> str:
+def refused(call, error: type[BaseException] = EdgeformerError, match: str | None = None) -> str:
     with pytest.raises(error, match=match) as caught:
         call()
     return one_line(caught.value)
@@ -169,3 +169,127 @@ def test_a_graph_of_a_future_opset_is_refused_in_our_words(tmp_path):
     onnx.save(m, path)
     text = refused(lambda: create_session(path), SessionError, "the graph uses opset 99 of ai.onnx; this onnxruntime")
     assert "under development" not in text
+
+
+# ---------------------------------------------------------------------------------------------- signing
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    pytest.importorskip("cryptography")
+    from edgeformer.runtime.signing import keygen
+
+    root = tmp_path_factory.mktemp("keys")
+    return keygen(root / "key"), keygen(root / "other")
+
+
+@pytest.fixture
+def signed(plain_copy, keys):
+    from edgeformer.runtime.signing import sign_bundle
+
+    sign_bundle(plain_copy, keys[0][0])
+    return plain_copy
+
+
+def test_a_str_key_is_pem_text_when_it_starts_with_the_pem_header_else_a_path(signed, keys):
+    public = keys[0][1]
+    runtime.load(signed, public_key=public.read_text())  # PEM text
+    runtime.load(signed, public_key="\n  " + public.read_text())  # blanks before the header
+    runtime.load(signed, public_key=str(public))  # a path
+    text = refused(lambda: runtime.load(signed, public_key="a\nb.pub"), EdgeformerError,
+                   r"public key file 'a\\nb.pub' does not exist")
+    assert "a\nb" not in text
+    garbled = "-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n"
+    refused(lambda: runtime.load(signed, public_key=garbled), EdgeformerError,
+            "the public key text holds a PEM public key block that does not decode")
+    refused(lambda: runtime.load(signed, public_key=keys[0][0].read_text()), EdgeformerError,
+            "the public key text holds a private key; expected the public key")
+
+
+def key_files(tmp_path, keys):
+    """(file contents, what the refusal says) for key files that hold no usable Ed25519 public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_public = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return [
+        (b"not a key", "is not a PEM public key (no '-----BEGIN PUBLIC KEY-----' line)"),
+        (b"", "is not a PEM public key"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "block that does not decode"),
+        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "holds a PEM 'CERTIFICATE' block"),
+        (keys[0][0].read_bytes(), "holds a private key; expected the public key (the .pub file)"),
+        (ec_public, "holds an elliptic-curve (EC) public key; expected an Ed25519 public key"),
+        (b"\xff\xfe" * 100, "is not a PEM public key"),
+    ]
+
+
+def test_key_file_errors_are_one_line_in_our_words(tmp_path, signed, keys):
+    for i, (content, words) in enumerate(key_files(tmp_path, keys)):
+        path = tmp_path / f"key{i}.pem"
+        path.write_bytes(content)
+        text = refused(lambda: runtime.load(signed, public_key=path), EdgeformerError)
+        assert words in text and "cryptography" not in text and "Details" not in text, text
+    refused(lambda: runtime.load(signed, public_key=tmp_path), EdgeformerError, r"does not exist \(it is a directory\)")
+    refused(lambda: runtime.load(signed, public_key="x\0y"), EdgeformerError)
+    cli_refuses(["run", signed, "--ids", "1 2 3", "--public-key", tmp_path / "key0.pem"], "is not a PEM public key")
+
+
+def test_a_private_key_that_is_encrypted_or_public_is_refused_when_signing(tmp_path, plain_copy, keys):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgeformer.runtime.signing import keygen, sign_bundle
+
+    encrypted = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                           serialization.BestAvailableEncryption(b"pw"))
+    refused(lambda: sign_bundle(plain_copy, encrypted), EdgeformerError, "is encrypted with a password")
+    refused(lambda: sign_bundle(plain_copy, keys[0][1]), EdgeformerError, "holds a public key; expected the private key")
+    refused(lambda: keygen(tmp_path / "no\nsuch" / "k"), EdgeformerError, r"directory 'no\\nsuch' does not exist|"
+                                                                             r"directory '.*no\\nsuch' does not exist")
+    assert not (plain_copy / "signature.json").exists()
+
+
+def rewrite_signature(b: Path, change) -> None:
+    path = b / "signature.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(change(record)))
+
+
+MALFORMED_SIGNATURES = [
+    ("a list", lambda r: [r], "holds a JSON array; expected an object with the fields format, format_version"),
+    ("null", lambda r: None, "holds a JSON null"),
+    ("a string", lambda r: "signature", "holds a JSON string"),
+    ("signature a number", lambda r: {**r, "signature": 5}, "signature is 5; expected the base64 text of a 64-byte"),
+    ("signature a list", lambda r: {**r, "signature": ["a"]}, "signature is ['a']; expected the base64 text"),
+    ("signature short", lambda r: {**r, "signature": "AAAA"}, "signature is 'AAAA'; expected the base64 text"),
+    ("key null", lambda r: {**r, "key": None}, "key is null; expected 64 lowercase hex digits"),
+    ("key a number", lambda r: {**r, "key": 7}, "key is 7; expected 64 lowercase hex digits"),
+    ("digest zeros", lambda r: {**r, "digest": "0" * 64}, "records digest 0000000000000000..., but the bundle's is"),
+    ("digest null", lambda r: {**r, "digest": None}, "digest is null; expected 64 lowercase hex digits"),
+    ("format_version 99", lambda r: {**r, "format_version": 99}, "written by a newer edgeformer (format version 99)"),
+    ("format_version text", lambda r: {**r, "format_version": "1"}, "has format_version '1'; this edgeformer reads"),
+    ("format_version true", lambda r: {**r, "format_version": True}, "has format_version True"),
+    ("format", lambda r: {**r, "format": {"a": 1}}, "format is {'a': 1}; expected 'edgeformer.signature'"),
+    ("algorithm", lambda r: {**r, "algorithm": "rsa"}, "algorithm is 'rsa'; expected 'ed25519'"),
+    ("unknown field", lambda r: {**r, "note": "x"}, "unknown field note"),
+    ("missing field", lambda r: {k: v for k, v in r.items() if k != "key"}, "no key field"),
+    ("another signer", lambda r: {**r, "key": "ab" * 32}, "it was signed by another key"),
+]
+
+
+@pytest.mark.parametrize("name, change, words", MALFORMED_SIGNATURES, ids=[c[0] for c in MALFORMED_SIGNATURES])
+def test_a_malformed_signature_file_is_refused_in_one_line(signed, keys, name, change, words):
+    from edgeformer.runtime.signing import SignatureError
+
+    rewrite_signature(signed, change)
+    text = refused(lambda: runtime.load(signed, public_key=keys[0][1]), SignatureError)
+    assert words in text, text
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{", b"{" * 5000, b"", b"[" * 100_000 + b"]" * 100_000, b" " * 70_000])
+def test_signature_files_that_are_not_json_objects_are_refused(signed, keys, content):
+    from edgeformer.runtime.signing import SignatureError
+
+    (signed / "signature.json").write_bytes(content)
+    refused(lambda: runtime.load(signed, public_key=keys[0][1]), SignatureError, "signature.json is malformed")

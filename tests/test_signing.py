@@ -85,7 +85,7 @@ def test_keys_are_checked(tmp_path, signed, keys):
 
     (tmp_path / "junk.pem").write_text("not a key")
     for bad, message in ((tmp_path / "junk.pem", "is not a PEM public key"), (tmp_path / "none.pem", "does not exist"),
-                         (12, "public key of type int"), (keys[0][0], "is not a PEM public key")):
+                         (12, "public key of type int"), (keys[0][0], "holds a private key; expected the public key")):
         with pytest.raises(EdgeformerError, match=message):
             runtime.load(signed, public_key=bad)
     with pytest.raises(EdgeformerError, match="already exists"):
