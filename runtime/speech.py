@@ -1,25 +1,26 @@
-"""Speech into a Conformer bundle, without PyTorch: `Model.transcribe`, greedy CTC decoding, error rates, WAV files.
+"""Speech into a Conformer bundle, without PyTorch: `Model.transcribe`, greedy CTC decoding, error rates.
 
 A speech bundle takes raw 16 kHz mono float32 waveforms, right-padded into (batch, samples), and
 their lengths in samples; the log-mel features are computed inside the graph. It returns CTC
 logits (batch, frames, vocabulary) and the number of valid frames per row. Id 0 is the CTC blank;
 id i > 0 is the manifest's alphabet[i - 1].
 
-Every recording is checked first and refused in one line: a sample rate other than the model's,
-more than one channel, integer samples, NaN or infinite samples, fewer samples than the model's
-shortest input or more than its longest.
+`transcribe` takes one 1-D array or a list or tuple of them; generators and other one-shot iterators
+are refused, as for texts. Every recording is checked first and refused in one line: a sample rate
+other than the model's, more than one channel, integer samples, NaN or infinite samples, samples
+outside [-1, 1], fewer samples than the model's shortest input or more than its longest. WAV files
+are read by runtime/wav.py (`read_wav`, re-exported here).
 """
 
 from __future__ import annotations
 
-import wave
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .bundle import AUDIO
 from .errors import EdgeformerError, InputError
+from .wav import read_wav, write_wav  # noqa: F401  (re-exported: the CLI and tests read and write WAV files here)
 
 if TYPE_CHECKING:
     from .facade import BundleModel
@@ -71,7 +72,13 @@ def speech_limits(model: "BundleModel") -> tuple[int, int, str]:
 
 def check_waveform(w, i: int, lo: int, hi: int) -> np.ndarray:
     """One recording -> float32 (N,), or a one-line InputError saying what is wrong with it."""
-    w = np.asarray(w)
+    if isinstance(w, (str, bytes, dict, set)) or w is None or hasattr(w, "__next__"):
+        raise InputError(f"waveform {i} is of type {type(w).__name__}; expected a 1-D array of float samples in [-1, 1]")
+    try:
+        w = np.asarray(w)
+    except (ValueError, TypeError, OverflowError):  # ragged nested lists, objects numpy cannot hold
+        raise InputError(f"waveform {i} has rows of different lengths or values numpy cannot hold; expected a 1-D "
+                         "array of float samples in [-1, 1]") from None
     if w.ndim != 1:
         raise InputError(f"waveform {i} has shape {w.shape}; expected mono audio, one 1-D array of samples per "
                          "recording (mix multi-channel audio down first; pass a list for several recordings)")
@@ -83,6 +90,10 @@ def check_waveform(w, i: int, lo: int, hi: int) -> np.ndarray:
     if not np.isfinite(w).all():
         bad = int(np.flatnonzero(~np.isfinite(w))[0])
         raise InputError(f"waveform {i} has a NaN or infinite sample at index {bad}; expected finite samples in [-1, 1]")
+    peak = int(np.argmax(np.abs(w)))
+    if abs(float(w[peak])) > 1.0:
+        raise InputError(f"waveform {i} has sample {float(w[peak]):.6g} at index {peak}; expected samples in [-1, 1] "
+                         "(scale integer PCM first: int16 by 1/32768)")
     if w.size < lo:
         raise InputError(f"waveform {i} has {w.size} samples ({w.size / SAMPLE_RATE * 1000:.0f} ms); "
                          f"this model needs at least {lo} ({lo / SAMPLE_RATE * 1000:.0f} ms)")
@@ -104,10 +115,18 @@ def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
     """Texts for 16 kHz mono float32 `waveforms` (one 1-D array, or a sequence of them), by greedy CTC."""
     lo, hi, alphabet = speech_limits(model)
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise InputError(f"sample_rate of type {type(sample_rate).__name__}; expected {SAMPLE_RATE} (Hz)")
     if sample_rate != SAMPLE_RATE:
         raise InputError(f"sample rate {sample_rate} Hz; this model reads {SAMPLE_RATE} Hz audio (resample first)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
     if isinstance(waveforms, np.ndarray):  # one recording (a batch is a list: recordings differ in length)
         waveforms = [waveforms]
+    if not isinstance(waveforms, (list, tuple)):
+        one_shot = " (read once: pass a list)" if hasattr(waveforms, "__next__") else ""
+        raise InputError(f"waveforms of type {type(waveforms).__name__}{one_shot}; expected one 1-D array of samples "
+                         "or a list of them")
     waves = [check_waveform(w, i, lo, hi) for i, w in enumerate(waveforms)]
     if not waves:
         raise InputError("no waveforms given; expected at least one recording")
@@ -117,40 +136,3 @@ def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, 
         out = model({"waveforms": batch, "lengths": lengths})
         texts += [ids_to_text(ids, alphabet) for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
     return texts
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """A PCM WAV file (8, 16, 24 or 32-bit integer) as float32 samples in [-1, 1] and its sample rate.
-
-    Mono files give (N,); files of several channels give (N, channels), which `transcribe` refuses.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeformerError(f"audio file {path} does not exist")
-    try:
-        with wave.open(str(path), "rb") as f:
-            channels, width, rate, n = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-            raw = f.readframes(n)
-    except (wave.Error, EOFError) as e:
-        raise EdgeformerError(f"cannot read {path} as a PCM WAV file: {e}") from None
-    if width == 1:
-        samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        samples = ((b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8).astype(np.float32) / 2**23
-    elif width in (2, 4):
-        samples = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(2 ** (8 * width - 1))
-    else:
-        raise EdgeformerError(f"{path} has {8 * width}-bit samples; expected 8, 16, 24 or 32-bit PCM")
-    return (samples if channels == 1 else samples.reshape(-1, channels)), rate
-
-
-def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
-    """Mono float samples in [-1, 1] as a 16-bit PCM WAV file."""
-    pcm = np.clip(np.round(np.asarray(samples, np.float64) * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sample_rate)
-        f.writeframes(pcm.tobytes())
-    return Path(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from edgeformer.runtime.artifacts import sha256_file
 
 GOLDEN = Path(__file__).parent / "golden" / "v1"
 RAW_LIBRARY_TEXT = ("[ONNXRuntimeError]", "INVALID_PROTOBUF", "INVALID_GRAPH", "onnxruntime::", ".cc:", "Traceback",
-                    "Symlink loop", "cryptography.io", "list indices", "object is not", "DecompressionBomb")
+                    "Symlink loop", "cryptography.io", "list indices", "object is not", "DecompressionBomb",
+                    "cannot identify image file", "image file is truncated", "wave.Error", "buffer size")
 
 
 def one_line(error: BaseException) -> str:
@@ -293,3 +295,259 @@ def test_signature_files_that_are_not_json_objects_are_refused(signed, keys, con
 
     (signed / "signature.json").write_bytes(content)
     refused(lambda: runtime.load(signed, public_key=keys[0][1]), SignatureError, "signature.json is malformed")
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+@pytest.fixture(scope="module")
+def vit_bundle(tmp_path_factory):
+    """A random tiny one-channel ViT for 8x8 images, exported."""
+    import torch
+
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling import ModelConfig, save
+    from edgeformer.modeling.build import build_model
+
+    d = tmp_path_factory.mktemp("vit")
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict(dict(arch="encoder", vocab_size=1, image_size=8, patch_size=4, num_channels=1,
+                                     positional="learned", max_len=5, pooling="cls", num_labels=3, labels=["a", "b", "c"],
+                                     d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0))
+    save(build_model(cfg).eval(), d / "ckpt")
+    export_bundle(d / "ckpt", d / "bundle")
+    return d / "bundle"
+
+
+def png(width: int, height: int, rows: int | None = None) -> bytes:
+    """A 1-bit grayscale PNG of zeros, its IDAT holding `rows` rows (all of them by default): a
+    20000 x 20000 image is 48 KB on disk."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    pack = zlib.compressobj(9)
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte, then the packed bits
+    idat = b"".join(pack.compress(row) for _ in range(height if rows is None else rows)) + pack.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_png_is_refused_before_decoding(tmp_path, vit_bundle):
+    import warnings
+
+    from edgeformer.runtime.images import read_image_file
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png(20000, 20000))
+    assert bomb.stat().st_size < 60_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even Pillow's DecompressionBombWarning on stderr
+        text = refused(lambda: read_image_file(bomb), EdgeformerError, "bomb.png has more than 134,217,728 pixels")
+        big = tmp_path / "big.png"  # past edgeformer's bound, under Pillow's: the header's size is named
+        big.write_bytes(png(12000, 12000, rows=10))
+        text = refused(lambda: read_image_file(big), EdgeformerError,
+                       r"image file .*big.png is 12000x12000 \(HxW\), 144,000,000 pixels; edgeformer reads images of at "
+                       r"most 134,217,728 pixels \(downscale it first\)")
+    for flags in ([], ["--resize"]):
+        cli_refuses(["run", vit_bundle, "--image", bomb, *flags], "pixels")
+
+
+def test_a_huge_array_is_refused_before_it_is_resized(vit_bundle):
+    import time
+
+    model = runtime.load(vit_bundle)
+    start = time.perf_counter()
+    refused(lambda: model.classify_images([np.zeros((30000, 30000), np.uint8)], resize=True), InputError,
+            r"image 0 is 30000x30000 \(HxW\), 900,000,000 pixels")
+    assert time.perf_counter() - start < 2.0
+    large = np.random.default_rng(0).integers(0, 256, (3000, 2000), dtype=np.uint8)
+    start = time.perf_counter()
+    assert len(model.classify_images([large], resize=True).labels) == 1
+    assert time.perf_counter() - start < 2.0  # rows and columns are gathered first: no full-size float copy
+
+
+def test_resizing_gathers_before_converting_and_keeps_the_bilinear_result():
+    from edgeformer.runtime.images import resize_bilinear
+
+    image = np.random.default_rng(1).integers(0, 256, (1, 37, 53), dtype=np.uint8)
+    reference = resize_bilinear(image.astype(np.float32) / 255.0, 8)
+    np.testing.assert_allclose(resize_bilinear(image, 8), reference, atol=1e-6)
+    assert resize_bilinear(image, 8).dtype == np.float32
+
+
+@pytest.mark.parametrize("images, words", [
+    (None, "images of type NoneType; expected an image array"),
+    (5, "images of type int"),
+    ("digit.png", "images of type str"),
+    ((np.zeros((8, 8), np.uint8) for _ in range(2)), "images of type generator (read once: pass a list)"),
+    (iter([np.zeros((8, 8), np.uint8)]), "(read once: pass a list)"),
+    ({"a": np.zeros((8, 8), np.uint8)}, "images of type dict"),
+    ([None], "image 0 is of type NoneType; expected an array of pixels"),
+    ([np.zeros((8, 8), np.uint8), "x"], "image 1 is of type str"),
+    ([np.zeros((0, 8), np.uint8)], "image 0 is 0x8 (HxW): it has no pixels"),
+])
+def test_classify_images_refuses_what_is_not_images_in_one_line(vit_bundle, images, words):
+    model = runtime.load(vit_bundle)
+    text = refused(lambda: model.classify_images(images), InputError)
+    assert words in text, text
+
+
+def test_grayscale_stacks_are_a_batch_for_a_one_channel_model(vit_bundle):
+    model = runtime.load(vit_bundle)
+    images = np.random.default_rng(2).integers(0, 256, (5, 8, 8), dtype=np.uint8)  # (N, H, W), like sklearn's digits
+    one_by_one = model.classify_images(list(images))
+    for layout in ("HWC", "CHW"):
+        stacked = model.classify_images(images, layout=layout)
+        np.testing.assert_allclose(stacked.probabilities, one_by_one.probabilities, atol=1e-6)
+    np.testing.assert_allclose(model.classify_images(images[:, :, :, None]).probabilities, one_by_one.probabilities,
+                               atol=1e-6)
+    for n in (1, 3, 4):  # as many images as an image has channels: still a stack of images of the model's size
+        np.testing.assert_allclose(model.classify_images(images[:n]).probabilities, one_by_one.probabilities[:n], atol=1e-6)
+    big = np.kron(images, np.ones((1, 2, 2), np.uint8))  # (5, 16, 16): a stack to resize
+    assert len(model.classify_images(big, resize=True).labels) == 5
+    refused(lambda: model.classify_images(np.zeros((8, 8, 3), np.uint8)), InputError, "has 3 channels in HWC layout")
+    refused(lambda: model.classify_images(images, batch_size=0), InputError, "batch_size=0; expected a positive integer")
+
+
+def test_image_files_that_do_not_decode_are_refused_in_our_words(tmp_path, vit_bundle):
+    from PIL import Image
+
+    from edgeformer.runtime.images import read_image_file
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
+    jpeg, gif = tmp_path / "good.jpg", tmp_path / "good.gif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(jpeg)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(gif)
+    cases = {
+        "text.png": (b"not a png", "not a format Pillow reads"),
+        "truncated.png": (good.read_bytes()[:40], "cannot read"),
+        "truncated.jpg": (jpeg.read_bytes()[:200], "cannot read"),
+        "header.gif": (gif.read_bytes()[:13], "cannot read"),
+        "empty.png": (b"", "not a format Pillow reads"),
+    }
+    for name, (content, words) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        text = refused(lambda: read_image_file(tmp_path / name), EdgeformerError)
+        assert words in text and name in text, text
+        assert "cannot identify image file" not in text and "image file is truncated" not in text, text
+    refused(lambda: read_image_file(tmp_path), EdgeformerError, "is a directory")
+    cli_refuses(["run", vit_bundle, "--image", tmp_path / "truncated.png"], "cannot read")
+
+
+# ---------------------------------------------------------------------------------------------- audio
+
+
+@pytest.fixture(scope="module")
+def speech_bundle(tmp_path_factory):
+    """A random tiny Conformer, exported."""
+    import torch
+
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling import save
+    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.training.speech import conformer_config
+
+    d = tmp_path_factory.mktemp("speech")
+    torch.manual_seed(0)
+    save(Conformer(conformer_config("tiny", d_model=32, n_heads=4, n_layers=1, d_ff=64)).eval(), d / "ckpt")
+    export_bundle(d / "ckpt", d / "bundle")
+    return d / "bundle"
+
+
+def wav_bytes(data: bytes, channels: int = 1, rate: int = 16000, bits: int = 16, tag: int = 1,
+              claimed: int | None = None) -> bytes:
+    """A RIFF/WAVE file of a fmt chunk and a data chunk whose length field says `claimed` (default: the truth)."""
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, bits)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", len(data) if claimed is None else claimed) + data)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def tone(n: int = 16000) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    return np.round(samples * 32767).astype("<i2").tobytes()
+
+
+WAV_FILES = [
+    ("odd.wav", wav_bytes(pcm16(tone()) + b"\0"), "its data chunk holds 32,001 bytes, not a whole number of 2-byte frames"),
+    ("claims.wav", wav_bytes(pcm16(tone()), claimed=0xFFFFFFF0),
+     "its header claims 4,294,967,280 bytes of samples but only 32,000 follow"),
+    ("empty.wav", b"", "it is empty (0 bytes)"),
+    ("short.wav", b"RIFF....", "it is 8 bytes, shorter than a RIFF/WAVE header"),
+    ("text.wav", b"hello, this is not audio", "expected a RIFF/WAVE header"),
+    ("nodata.wav", wav_bytes(b"")[:-8], "it has no data chunk"),
+    ("silent.wav", wav_bytes(b""), "its data chunk holds no samples"),
+    ("mulaw.wav", wav_bytes(b"\0" * 100, bits=8, tag=7), "its samples are mu-law (format 0x0007)"),
+    ("12bit.wav", wav_bytes(b"\0" * 100, bits=12), "it has 12-bit integer PCM samples; expected 8, 16, 24, 32-bit"),
+    ("nochannels.wav", wav_bytes(b"\0" * 100, channels=0), "it declares 0 channels"),
+]
+
+
+@pytest.mark.parametrize("name, content, words", WAV_FILES, ids=[c[0] for c in WAV_FILES])
+def test_wav_files_that_are_not_readable_are_refused_with_the_reason(tmp_path, name, content, words):
+    import tracemalloc
+
+    from edgeformer.runtime.speech import read_wav
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    tracemalloc.start()
+    try:
+        text = refused(lambda: read_wav(path), EdgeformerError, f"cannot read .*{name} as a WAV file: ")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert words in text, text
+    assert peak < 1 << 20  # nothing of the size a header claims was allocated
+
+
+def test_the_cli_refuses_bad_wav_files_in_one_line(tmp_path, speech_bundle):
+    for name, content, words in WAV_FILES[:3]:
+        (tmp_path / name).write_bytes(content)
+        cli_refuses(["run", speech_bundle, "--audio", tmp_path / name], words)
+    loud = tmp_path / "loud.wav"
+    loud.write_bytes(wav_bytes(np.full(16000, 1e30, "<f4").tobytes(), bits=32, tag=3))  # a float WAV
+    cli_refuses(["run", speech_bundle, "--audio", loud], "expected samples in [-1, 1]")
+
+
+def test_float_and_extensible_wav_files_are_read(tmp_path):
+    from edgeformer.runtime.speech import read_wav
+
+    samples = tone(1000)
+    (tmp_path / "f.wav").write_bytes(wav_bytes(samples.astype("<f4").tobytes(), bits=32, tag=3))
+    got, rate = read_wav(tmp_path / "f.wav")
+    assert rate == 16000 and np.array_equal(got, samples)
+    (tmp_path / "i.wav").write_bytes(wav_bytes(pcm16(samples)))
+    got, _ = read_wav(tmp_path / "i.wav")
+    np.testing.assert_allclose(got, samples, atol=1 / 32767)
+
+
+@pytest.mark.parametrize("waveforms, words", [
+    (None, "waveforms of type NoneType; expected one 1-D array of samples or a list of them"),
+    (5, "waveforms of type int"),
+    ((tone() for _ in range(2)), "waveforms of type generator (read once: pass a list)"),
+    ("a.wav", "waveforms of type str"),
+    ([None], "waveform 0 is of type NoneType"),
+    ([np.full(16000, 1e30, np.float32)], "waveform 0 has sample 1e+30 at index 0; expected samples in [-1, 1]"),
+    ([np.concatenate([tone(), [-1.5]]).astype(np.float32)], "has sample -1.5 at index 16000"),
+    ([tone(), np.full(16000, 2.0, np.float64)], "waveform 1 has sample 2 at index 0"),
+])
+def test_transcribe_refuses_what_is_not_audio_in_one_line(speech_bundle, waveforms, words):
+    model = runtime.load(speech_bundle)
+    text = refused(lambda: model.transcribe(waveforms), InputError)
+    assert words in text, text
+
+
+def test_transcribe_takes_full_scale_audio_and_refuses_bad_settings(speech_bundle):
+    model = runtime.load(speech_bundle)
+    full = np.sign(tone()).astype(np.float32)  # exactly -1 and 1: inside the range
+    assert len(model.transcribe([full, tone()])) == 2
+    refused(lambda: model.transcribe(tone(), batch_size=0), InputError, "batch_size=0; expected a positive integer")
+    refused(lambda: model.transcribe(tone(), sample_rate=None), InputError, "sample_rate of type NoneType")
