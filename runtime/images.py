@@ -54,6 +54,8 @@ def as_image_list(images, layout: str = "HWC", channels: int = 0, side: int = 0)
     refused in one line."""
     if isinstance(images, np.ndarray):
         if images.ndim == 4 or is_gray_stack(images, layout, channels, side):
+            if len(images) == 0:
+                raise InputError(f"images have shape {images.shape}: no images given; expected at least one")
             return list(images)
         if images.ndim in (2, 3):
             return [images]

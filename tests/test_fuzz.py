@@ -178,3 +178,195 @@ def test_fuzz_cli(data):
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
     if result.exit_code == 2:
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+# ------------------------------------------------------------------ media files, media arrays and signing inputs
+# The only acceptable failure is one EdgeformerError line in edgeformer's words: no library's own text.
+RAW_LIBRARY_TEXT = ("[ONNXRuntimeError]", "onnxruntime::", "Traceback", "cannot identify image file",
+                    "image file is truncated", "DecompressionBomb", "cryptography.io", "Could not deserialize",
+                    "list indices", "object is not", "buffer size", "wave.Error", "Symlink loop")
+MEDIA_FUZZ = settings(max_examples=int(30 * SCALE), deadline=None, derandomize=not RANDOM,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def answers_or_refuses_in_our_words(call):
+    """`answers_or_refuses`, and a refusal must not carry a library's raw text."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            return call()
+        except EdgeformerError as e:
+            text = str(e)
+            assert text and "\n" not in text and not any(raw in text for raw in RAW_LIBRARY_TEXT), repr(e)
+            return None
+
+
+def _image_bytes(kind: str, seed: int, size: tuple[int, int], mode: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert(mode if kind != "JPEG" or mode != "P" else "RGB").save(out, kind)
+    return out.getvalue()
+
+
+def _mutate(data: bytes, cuts: list[tuple[int, int]], truncate: int | None) -> bytes:
+    """Bytes overwritten at (offset, value) pairs, then optionally cut short."""
+    buf = bytearray(data)
+    for offset, value in cuts:
+        if buf:
+            buf[offset % len(buf)] = value
+    return bytes(buf[:truncate] if truncate is not None else buf)
+
+
+image_files = st.builds(
+    _mutate,
+    st.builds(_image_bytes, st.sampled_from(["PNG", "JPEG", "GIF", "BMP"]), st.integers(0, 3),
+              st.tuples(st.integers(1, 12), st.integers(1, 12)), st.sampled_from(["L", "RGB", "P", "1"])),
+    st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), max_size=4),
+    st.one_of(st.none(), st.integers(0, 300)),
+)
+
+
+@MEDIA_FUZZ
+@given(data=image_files, header_size=st.one_of(st.none(), st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))))
+def test_fuzz_image_files(tmp_path_factory, data, header_size):
+    import struct
+    import zlib
+
+    from edgeformer.runtime.images import files_to_images
+
+    if header_size is not None and data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 33:
+        ihdr = data[12:16] + struct.pack(">II", *header_size) + data[24:29]  # the size a crafted header claims
+        data = data[:8] + data[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + data[33:]
+    path = tmp_path_factory.mktemp("img") / "image.bin"
+    path.write_bytes(data)
+    for channels in (1, 3):
+        images = answers_or_refuses_in_our_words(lambda: files_to_images([str(path)], channels))
+        if images is not None:
+            assert images[0].dtype == np.uint8 and images[0].ndim == (2 if channels == 1 else 3)
+
+
+def _wav(tag, channels, rate, bits, block_align, payload, claimed, extra_chunk, truncate) -> bytes:
+    import struct
+
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * max(block_align, 1) % 2**32, block_align, bits)
+    data_length = len(payload) if claimed is None else claimed
+    body = b"WAVE" + extra_chunk + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data_length)
+    whole = b"RIFF" + struct.pack("<I", len(body) + len(payload)) + body + payload
+    return whole[:truncate] if truncate is not None else whole
+
+
+wav_files = st.builds(
+    _wav,
+    st.sampled_from([1, 3, 0xFFFE, 2, 7, 0]), st.sampled_from([0, 1, 2, 65]), st.sampled_from([0, 8000, 16000, 2**32 - 1]),
+    st.sampled_from([0, 8, 12, 16, 24, 32, 64]), st.integers(0, 9), st.binary(max_size=64),
+    st.one_of(st.none(), st.sampled_from([0, 1, 3, 63, 0xFFFFFFF0, 2**32 - 1])),
+    st.sampled_from([b"", b"LIST\x04\x00\x00\x00abcd", b"junk\xff\xff\xff\x7f", b"odd \x01\x00\x00\x00x\x00"]),
+    st.one_of(st.none(), st.integers(0, 80)),
+)
+
+
+@MEDIA_FUZZ
+@given(data=wav_files)
+def test_fuzz_wav_files(tmp_path_factory, data):
+    from edgeformer.runtime.speech import check_waveform, read_wav
+
+    path = tmp_path_factory.mktemp("wav") / "audio.wav"
+    path.write_bytes(data)
+    read = answers_or_refuses_in_our_words(lambda: read_wav(path))
+    if read is not None:
+        samples, rate = read
+        assert samples.dtype == np.float32 and samples.ndim in (1, 2) and rate >= 1
+        answers_or_refuses_in_our_words(lambda: check_waveform(samples, 0, 1, 10**6))
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    from .media_bundles import speech_bundle, vit_bundle
+
+    root = tmp_path_factory.mktemp("media")
+    return runtime.load(vit_bundle(root)), runtime.load(speech_bundle(root))
+
+
+image_arrays = st.one_of(
+    garbage,
+    st.builds(cast_array, st.lists(st.integers(0, 20), min_size=0, max_size=5).map(tuple),
+              st.sampled_from(["uint8", "float32", "float64", "int16", "bool"]),
+              st.sampled_from([0, 1, 0.5, 255, 256, -1, np.nan, np.inf])),
+    st.sampled_from([np.broadcast_to(np.uint8(0), (20000, 20000)), np.broadcast_to(np.float32(0.5), (3, 9000, 9000, 1))]),
+)
+
+
+@MEDIA_FUZZ
+@given(images=st.one_of(image_arrays, st.lists(image_arrays, max_size=3)),
+       layout=st.one_of(st.sampled_from(["HWC", "CHW"]), garbage), resize=st.booleans(),
+       batch_size=st.one_of(st.just(64), garbage))
+def test_fuzz_classify_images(media, images, layout, resize, batch_size):
+    vit, _ = media
+    result = answers_or_refuses_in_our_words(lambda: vit.classify_images(images, layout, resize, batch_size))
+    if result is not None:
+        assert np.allclose(result.probabilities.sum(-1), 1, atol=1e-5) and len(result.labels) == len(result.probabilities)
+
+
+waveform_arrays = st.one_of(
+    garbage,
+    st.builds(cast_array, st.lists(st.integers(0, 3000), min_size=0, max_size=2).map(tuple),
+              st.sampled_from(["float32", "float64", "float16", "int16", "complex64"]),
+              st.sampled_from([0, 0.5, -1, 1.0000001, 1e30, -1e30, np.nan, np.inf])),
+)
+
+
+@MEDIA_FUZZ
+@given(waveforms=st.one_of(waveform_arrays, st.lists(waveform_arrays, max_size=3)),
+       sample_rate=st.one_of(st.just(16000), garbage), batch_size=st.one_of(st.just(16), garbage))
+def test_fuzz_transcribe(media, waveforms, sample_rate, batch_size):
+    _, asr = media
+    texts = answers_or_refuses_in_our_words(lambda: asr.transcribe(waveforms, sample_rate, batch_size))
+    if texts is not None:
+        assert all(isinstance(t, str) for t in texts)
+
+
+@pytest.fixture(scope="module")
+def signed_bundle(tmp_path_factory):
+    pytest.importorskip("cryptography")
+    from edgeformer.runtime.signing import keygen, sign_bundle
+
+    root = tmp_path_factory.mktemp("signed")
+    private, public = keygen(root / "key")
+    bundle = Path(shutil.copytree(GOLDEN / "plain", root / "b"))
+    sign_bundle(bundle, private)
+    return bundle, public
+
+
+PEM = "-----BEGIN PUBLIC KEY-----\n"
+SIGNATURE_FIELDS = ["format", "format_version", "algorithm", "digest", "key", "signature", "extra"]
+
+
+@MEDIA_FUZZ
+@given(data=st.data())
+def test_fuzz_signing_inputs(tmp_path_factory, signed_bundle, data):
+    bundle, public = signed_bundle
+    b = Path(shutil.copytree(bundle, tmp_path_factory.mktemp("s") / "b"))
+    pem = public.read_text()
+    key = data.draw(st.one_of(
+        st.just(str(public)), st.just(pem), st.just(pem.encode()), garbage,
+        st.text(max_size=40).map(lambda t: PEM + t), st.text(max_size=40),
+        st.builds(lambda cuts, cut: _mutate(pem.encode(), cuts, cut),
+                  st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3),
+                  st.one_of(st.none(), st.integers(0, 120))),
+    ))
+    if data.draw(st.booleans()):
+        record = json.loads((b / "signature.json").read_text())
+        for _ in range(data.draw(st.integers(1, 2))):
+            field = data.draw(st.sampled_from(SIGNATURE_FIELDS))
+            record[field] = data.draw(garbage.filter(_jsonable))
+        whole = data.draw(st.sampled_from(["record", "list", "null", "bytes"]))
+        text = {"record": json.dumps(record), "list": json.dumps([record]), "null": "null",
+                "bytes": None}[whole]
+        (b / "signature.json").write_bytes(text.encode() if text is not None else data.draw(st.binary(max_size=40)))
+    model = answers_or_refuses_in_our_words(lambda: runtime.load(b, public_key=key))
+    if model is not None:
+        assert model({"input_ids": np.ones((1, 3), dtype=np.int64)})["logits"].shape == (1, 3)

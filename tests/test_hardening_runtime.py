@@ -302,21 +302,10 @@ def test_signature_files_that_are_not_json_objects_are_refused(signed, keys, con
 
 @pytest.fixture(scope="module")
 def vit_bundle(tmp_path_factory):
-    """A random tiny one-channel ViT for 8x8 images, exported."""
-    import torch
+    """A random tiny one-channel ViT for 8x8 images, exported (tests/media_bundles.py)."""
+    from .media_bundles import vit_bundle
 
-    from edgeformer.export import export_bundle
-    from edgeformer.modeling import ModelConfig, save
-    from edgeformer.modeling.build import build_model
-
-    d = tmp_path_factory.mktemp("vit")
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_dict(dict(arch="encoder", vocab_size=1, image_size=8, patch_size=4, num_channels=1,
-                                     positional="learned", max_len=5, pooling="cls", num_labels=3, labels=["a", "b", "c"],
-                                     d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0))
-    save(build_model(cfg).eval(), d / "ckpt")
-    export_bundle(d / "ckpt", d / "bundle")
-    return d / "bundle"
+    return vit_bundle(tmp_path_factory.mktemp("media"))
 
 
 def png(width: int, height: int, rows: int | None = None) -> bytes:
@@ -387,6 +376,8 @@ def test_resizing_gathers_before_converting_and_keeps_the_bilinear_result():
     ([None], "image 0 is of type NoneType; expected an array of pixels"),
     ([np.zeros((8, 8), np.uint8), "x"], "image 1 is of type str"),
     ([np.zeros((0, 8), np.uint8)], "image 0 is 0x8 (HxW): it has no pixels"),
+    (np.zeros((0, 8, 8), np.uint8), "images have shape (0, 8, 8): no images given"),
+    (np.zeros((0, 8, 8, 1), np.uint8), "images have shape (0, 8, 8, 1): no images given"),
 ])
 def test_classify_images_refuses_what_is_not_images_in_one_line(vit_bundle, images, words):
     model = runtime.load(vit_bundle)
@@ -442,19 +433,10 @@ def test_image_files_that_do_not_decode_are_refused_in_our_words(tmp_path, vit_b
 
 @pytest.fixture(scope="module")
 def speech_bundle(tmp_path_factory):
-    """A random tiny Conformer, exported."""
-    import torch
+    """A random tiny Conformer, exported (tests/media_bundles.py)."""
+    from .media_bundles import speech_bundle
 
-    from edgeformer.export import export_bundle
-    from edgeformer.modeling import save
-    from edgeformer.modeling.models.conformer import Conformer
-    from edgeformer.modeling.training.speech import conformer_config
-
-    d = tmp_path_factory.mktemp("speech")
-    torch.manual_seed(0)
-    save(Conformer(conformer_config("tiny", d_model=32, n_heads=4, n_layers=1, d_ff=64)).eval(), d / "ckpt")
-    export_bundle(d / "ckpt", d / "bundle")
-    return d / "bundle"
+    return speech_bundle(tmp_path_factory.mktemp("media"))
 
 
 def wav_bytes(data: bytes, channels: int = 1, rate: int = 16000, bits: int = 16, tag: int = 1,
