@@ -13,9 +13,8 @@ import click
 
 from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
+from .options import FiniteFloat, json_option, plot_option, seed_option
 from .output import table, write_json
-
-JSON_HELP = "Also write the result as JSON to FILE ('-' for stdout)."
 
 
 class DivergenceFound(GateFailure):
@@ -51,23 +50,21 @@ def print_report(report, title: str) -> None:
 @click.argument("bundle", type=click.Path())
 @click.option("--reference", required=True, type=click.Path(),
               help="The checkpoint the bundle was exported from (PyTorch), or the float32 bundle a quantized one was made from.")
-@click.option("--atol", type=click.FloatRange(min=0, min_open=True),
+@click.option("--atol", type=FiniteFloat(min=0, min_open=True),
               help="Float32 budget: max abs error of any tensor (default: the bundle's parity tolerance, 1e-4).")
-@click.option("--rel", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--rel", default=0.1, show_default=True, type=FiniteFloat(min=0, min_open=True),
               help="Quantized budget: a node's relative error ||q - f|| / ||f|| above this ...")
-@click.option("--jump", default=4.0, show_default=True, type=click.FloatRange(min=1),
+@click.option("--jump", default=4.0, show_default=True, type=FiniteFloat(min=1),
               help="... and this many times its inputs' relative error.")
 @click.option("--text", "texts", multiple=True,
               help="Against a float32 bundle: a text to run (repeatable; default: 16 built-in paragraphs).")
-@click.option("--seed", default=0, show_default=True, help="Against a checkpoint: seed of the random inputs.")
-@click.option("--json", "json_out", metavar="FILE", help=JSON_HELP)
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the error curve to FILE (.png, .svg, .pdf; needs matplotlib).")
+@seed_option("the random inputs (against a checkpoint)")
+@json_option
+@plot_option("Draw the error curve to FILE")
 def debug(bundle, reference, atol, rel, jump, texts, seed, json_out, plot):
     """Find the first node where BUNDLE leaves its reference, and the PyTorch module it came from."""
-    from edgeformer.debug import check_plot_path, plot_error_curve
+    from edgeformer.debug import plot_error_curve
 
-    if plot:
-        check_plot_path(plot)
     ref = Path(reference)
     if (ref / "manifest.json").is_file():
         from edgeformer.quantize.debug import debug_quantized

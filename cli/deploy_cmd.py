@@ -6,10 +6,16 @@ from pathlib import Path
 
 import click
 
+from .options import json_option, out_options, seed_option
 from .output import table, write_json
 
 TARGET_HELP = ("android, ios: ONNX Runtime format; arm64: checked on aarch64; tensorrt, jetson: a TensorRT engine; "
                "triton: a Triton model repository; web: a static folder for the browser, checked in Chromium.")
+
+# The targets named here are deploy.targets.fixed_shape_targets() (tests/test_hardening_cli.py holds them equal).
+FIXED_SHAPE_HELP = ("Fixed axis sizes, e.g. batch=1,seq=128 (each axis once, within the bundle's limits). android, ios: "
+                    "a graph with static shapes for NNAPI/CoreML; tensorrt, jetson: an engine profiled for that one shape; "
+                    "triton: config.pbtxt dims of that shape. Refused by arm64 and web.")
 
 
 def _profile(ctx, param, values):
@@ -32,8 +38,8 @@ def _profile(ctx, param, values):
 @click.command()
 @click.argument("bundle", type=click.Path())
 @click.option("--target", required=True, help=TARGET_HELP)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Deployment folder to write.")
-@click.option("--fixed-shape", metavar="AXIS=N,...", help="android/ios: static shapes for NNAPI/CoreML, e.g. batch=1,seq=128.")
+@out_options("Deployment folder")
+@click.option("--fixed-shape", metavar="AXIS=N,...", help=FIXED_SHAPE_HELP)
 @click.option("--check/--no-check", default=None,
               help="arm64: run the parity check on emulated aarch64 (needs qemu-aarch64-static; default off). "
               "web: check in headless Chromium before writing (default on; --no-check writes an unchecked folder).")
@@ -52,9 +58,8 @@ def _profile(ctx, param, values):
               help="triton: where the instances run.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="web: the threads the page runs the model on (default: the browser's cores); checked at 1, 2 and this.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed of the checks' random inputs.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--json", "json_out", metavar="FILE", help="Also write the result as JSON to FILE ('-' for stdout).")
+@seed_option("the checks' random inputs")
+@json_option
 def deploy(bundle, target, out, fixed_shape, check, emulator_root, precision, profile, timing_cache, trt_attention, name,
            max_batch, instances, device, threads, seed, overwrite, json_out):
     """Write BUNDLE as a folder for one kind of device, checked as far as this machine allows."""

@@ -2,11 +2,16 @@
 
     --out DIR / --overwrite       the artifact a verb writes, and whether it may replace one
     --json FILE                   the result as JSON to FILE, '-' for stdout
+    --plot FILE                   a picture of the result (.png, .svg, .pdf)
     --providers/--spin/--threads/--max-batch  how ONNX Runtime runs a bundle
     --seed N                      every random draw of a verb (default 0, so runs repeat)
     --batch-size/--seq-len        the shape of what is timed or trained on
     --truncate/--no-truncate      cut an input to the model's context instead of refusing it
     --attention-kind/--window/... the model's attention for long inputs, positions and max length (train, distill)
+
+Every float option is a FiniteFloat (NaN and infinities refused, bounds checked) and every file a
+verb writes is checked before its work starts (output_file): a gate never runs with NaN as its
+budget, and a bad --json or --plot never costs a run.
 
 Old spellings (bench's --batch, --seq, --seconds; run's --no-truncation) stay as hidden aliases
 for one release: they work, and help shows only the new name.
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -35,27 +42,133 @@ class Aliased(click.Option):
             self.opts, self.secondary_opts = names, negatives
 
 
-def out_options(what: str, required: bool = True):
-    def decorate(f):
-        f = click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")(f)
-        return click.option("--out", required=required, type=click.Path(file_okay=False), help=f"{what} to write.")(f)
-    return decorate
+class FiniteFloat(click.FloatRange):
+    """A float option that is a finite number within optional bounds, or one of `words` (passed on as given).
+
+    click's FLOAT takes 'nan' and 'inf', and FloatRange lets NaN through (every comparison with NaN
+    is false): a budget of NaN would switch its gate off, and an infinite one means no gate at all."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, min_open: bool = False,
+                 max_open: bool = False, words: tuple[str, ...] = ()):
+        super().__init__(min, max, min_open, max_open)
+        self.words = tuple(words)
+
+    def _describe_range(self) -> str:
+        return super()._describe_range() if self.min is not None or self.max is not None else "finite"
+
+    def get_metavar(self, param, ctx):
+        return f"[{'|'.join(self.words)}|FLOAT]" if self.words else super().get_metavar(param, ctx)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip() in self.words:
+            return value.strip()
+        expected = f"{', '.join(self.words)} or a number {self._describe_range()}" if self.words \
+            else f"a number {self._describe_range()}"
+        try:
+            if isinstance(value, str) and not value.isascii():  # float() reads '٣' as 3.0
+                raise ValueError(value)
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number; expected {expected}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number; expected {expected}", param, ctx)
+        return super().convert(number, param, ctx)
 
 
-def _writable_json(ctx, param, value):
-    """--json FILE is checked before the verb's work: its folder must exist and FILE must not be a folder."""
-    if value is None or value == "-":
-        return value
+def finite_floats(command: click.Command) -> None:
+    """Make every float option under `command` a FiniteFloat with the bounds it declared (a verb declared
+    with click's FLOAT or FloatRange gets the same refusals as the rest)."""
+    for param in command.params:
+        t = param.type
+        if isinstance(t, click.types.FloatParamType) and not isinstance(t, FiniteFloat):
+            bounds = (t.min, t.max, t.min_open, t.max_open) if isinstance(t, click.FloatRange) else ()
+            param.type = FiniteFloat(*bounds)
+    for sub in getattr(command, "commands", {}).values():
+        finite_floats(sub)
+
+
+def _probe_write(folder: Path) -> str | None:
+    """Why no file can be created in `folder` (a read-only or kernel file system, no permission), or None.
+    Creating one is the only test that holds for root, for whom access() says yes to /proc."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edgeformer-write-check.", dir=folder)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def check_output_file(value: str) -> None:
+    """Refuse a file a verb would write, before its work: a folder, a missing or unwritable folder."""
     path = Path(value)
+    if not value.strip():
+        raise click.BadParameter("an empty name; expected a file name")
     if path.is_dir():
-        raise click.BadParameter(f"{value} is a directory; expected a file name (or '-' for stdout)")
+        raise click.BadParameter(f"{value} is a directory; expected a file name")
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null, /dev/stdout): written as it is
+        return
     if not path.parent.is_dir():
         raise click.BadParameter(f"cannot write {value}: directory {path.parent} does not exist")
+    why = _probe_write(path.parent)
+    if why:
+        raise click.BadParameter(f"cannot write {value}: no file can be created in {path.parent} ({why})")
+
+
+def check_output_dir_parent(value: str) -> None:
+    """Refuse an output folder whose nearest existing parent cannot hold it, before the work."""
+    if not value.strip():
+        raise click.BadParameter("an empty name; expected a directory path")
+    parent = Path(value).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"cannot write {value}: {parent} is not a directory")
+    why = _probe_write(parent)
+    if why:
+        raise click.BadParameter(f"cannot write {value}: nothing can be created in {parent} ({why})")
+
+
+def output_file(dash: bool = False):
+    """Callback of an option that names a file to write ('-' for stdout where `dash`)."""
+    def check(ctx, param, value):
+        if value is None or (dash and value == "-"):
+            return value
+        check_output_file(value)
+        return value
+    return check
+
+
+def output_dir(ctx, param, value):
+    if value is not None:
+        check_output_dir_parent(value)
     return value
 
 
+def out_options(what: str, required: bool = True):
+    def decorate(f):
+        f = click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")(f)
+        return click.option("--out", required=required, type=click.Path(file_okay=False), callback=output_dir,
+                            help=f"{what} to write.")(f)
+    return decorate
+
+
 def json_option(f):
-    return click.option("--json", "json_out", metavar="FILE", callback=_writable_json, help=JSON_HELP)(f)
+    return click.option("--json", "json_out", metavar="FILE", callback=output_file(dash=True), help=JSON_HELP)(f)
+
+
+def _picture(ctx, param, value):
+    if value is None:
+        return value
+    check_output_file(value)
+    from edgeformer.runtime.artifacts import check_picture_path
+
+    check_picture_path(value)  # the suffix, and matplotlib
+    return value
+
+
+def plot_option(what: str):
+    return click.option("--plot", metavar="FILE", callback=_picture, help=f"{what} (.png, .svg, .pdf; needs matplotlib).")
 
 
 def runtime_options(f):
@@ -79,21 +192,14 @@ def seed_option(what: str, default: int = 0):
     return click.option("--seed", default=default, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
 
 
-def _finite(ctx, param, value):
-    """FloatRange lets NaN through (every comparison with NaN is false), and inf trains a NaN model."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number")
-    return value
-
-
 def training_options(epochs: int):
     """--epochs/--batch-size/--lr/--seq-len/--seed, the same for train and distill."""
     def decorate(f):
         f = seed_option("initialisation, data order and dropout")(f)
         f = click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2),
                          help="Longest training sequence.")(f)
-        f = click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
-                         callback=_finite, help="Peak learning rate.")(f)
+        f = click.option("--lr", default=1e-3, show_default=True, type=FiniteFloat(min=0, min_open=True),
+                         help="Peak learning rate.")(f)
         f = click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
                          help="Global batch (over all processes under torchrun).")(f)
         return click.option("--epochs", default=epochs, show_default=True, type=click.IntRange(min=1))(f)

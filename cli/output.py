@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,8 +31,17 @@ def write_json(dest: str | None, data: Any) -> None:
     text = json.dumps(data, indent=2, default=_default)
     if dest == "-":
         sys.stdout.write(text + "\n")
-    else:
-        Path(dest).write_text(text + "\n")
+        return
+    path = Path(dest)
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null): written in place
+        path.write_text(text + "\n")
+        return
+    tmp = path.with_name(f".{path.name}.tmp")  # renamed into place: a killed run leaves no half-written JSON
+    try:
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _default(o: Any) -> Any:

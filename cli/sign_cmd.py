@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .options import json_option
+from .options import json_option, output_file
 from .output import write_json
 
 
 @click.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=click.Path(dir_okay=False), callback=output_file(),
               help="Private key file to write (PEM, owner-only); the public key goes to OUT.pub.")
 @json_option
 def keygen(out, json_out):

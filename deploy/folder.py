@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ class DeployCheckFailed(GateFailure):
 
 @dataclass
 class DeployOptions:
-    fixed_shape: dict[str, int] | None = None  # android/ios: axis -> size (static shapes for NNAPI/CoreML)
+    fixed_shape: dict[str, int] | None = None  # axis -> size: android/ios, tensorrt/jetson, triton (targets.py)
     check: bool | None = None  # arm64: run the parity check on emulated aarch64 (default off); web: in Chromium (default on)
     emulator_root: str | None = None  # arm64: where the aarch64 root and wheels are cached
     precision: str = "fp16"  # tensorrt/jetson: fp32, fp16 or int8 (int8 only from an int8-static bundle)
@@ -105,11 +106,14 @@ class DeployResult:
 def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, options: DeployOptions | None = None,
            overwrite: bool = False, progress: Callable[[str], None] = lambda m: None) -> DeployResult:
     """Build the folder for `target` from the bundle at `bundle_dir` into `out`; see the module docstring."""
-    from .targets import TARGETS
+    from .targets import TARGETS, fixed_shape_targets
 
     opt = options or DeployOptions()
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+    if opt.fixed_shape and not TARGETS[target].fixed_shape:
+        raise DeployError(f"--fixed-shape is for {', '.join(fixed_shape_targets())}; the {target} target runs the "
+                          "bundle's graph with its dynamic shapes")
     bundle = open_bundle(bundle_dir)
     if bundle.manifest.deploy:
         raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.target} deployment; "
@@ -197,10 +201,13 @@ def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifes
     for axis, size in fixed.items():
         if axis not in m.axes:
             raise DeployError(f"--fixed-shape names axis {axis!r}; this bundle's axes are: {', '.join(m.axes)}")
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise DeployError(f"--fixed-shape {axis}={size!r}; expected an integer size")
         lo, hi = m.axes[axis].get("min", 1), m.axes[axis].get("max")
         if size < lo or (hi is not None and size > hi):
             raise DeployError(f"--fixed-shape {axis}={size} is outside the bundle's {axis} range "
                               f"[{lo}, {hi if hi is not None else 'any'}]")
+    check_fixed_memory(m, fixed)
     fix = lambda spec: dataclasses.replace(spec, shape=tuple(fixed.get(d, d) if isinstance(d, str) else d for d in spec.shape))  # noqa: E731
     m.inputs = [fix(s) for s in m.inputs]
     m.outputs = [fix(s) for s in m.outputs]
@@ -209,16 +216,39 @@ def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifes
     return m
 
 
+def check_fixed_memory(manifest: Manifest, fixed: dict[str, int]) -> None:
+    """Refuse fixed sizes whose one call (the other axes at their largest) is past what this machine gives a
+    call: the deployment's checks run at exactly that shape. The batch axis has no maximum in most manifests."""
+    from edgeformer.runtime.limits import estimate_bytes, limits_for
+
+    sizes = {axis: fixed.get(axis, int(lim.get("max") or lim.get("min", 1))) for axis, lim in manifest.axes.items()}
+    budget = limits_for(manifest).budget
+    need = estimate_bytes(manifest, sizes)
+    if need > budget:
+        shape = ",".join(f"{k}={v}" for k, v in fixed.items())
+        raise DeployError(f"--fixed-shape {shape}: one call of that shape needs about {need / 2**20:.0f} MiB, over the "
+                          f"{budget / 2**20:.0f} MiB this machine gives a call (half its available memory) to check it")
+
+
+AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SIZE = re.compile(r"[0-9]{1,30}")  # ASCII digits only (str.isdigit takes '٣'); the manifest bounds the value
+
+
 def parse_fixed_shape(text: str) -> dict[str, int]:
-    """'batch=1,seq=128' -> {'batch': 1, 'seq': 128}."""
+    """'batch=1,seq=128' -> {'batch': 1, 'seq': 128}; each axis once, sizes in ASCII digits."""
+    example = "expected AXIS=SIZE pairs with positive sizes, e.g. batch=1,seq=128"
+    if not text.strip():
+        raise DeployError(f"--fixed-shape is empty; {example}")
     out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise DeployError(f"--fixed-shape {text!r}: expected AXIS=SIZE pairs with positive sizes, e.g. batch=1,seq=128")
-        out[name.strip()] = int(value)
-    if not out:
-        raise DeployError("--fixed-shape is empty; expected AXIS=SIZE pairs, e.g. batch=1,seq=128")
+    for item in text.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not item.strip():
+            raise DeployError(f"--fixed-shape {text!r} has an empty item between commas; {example}")
+        if not sep or not AXIS_NAME.fullmatch(name) or not SIZE.fullmatch(value) or int(value) < 1:
+            raise DeployError(f"--fixed-shape {text!r}: {item.strip()!r} is not AXIS=SIZE; {example}")
+        if name in out:
+            raise DeployError(f"--fixed-shape {text!r} names {name} twice; give each axis once")
+        out[name] = int(value)
     return out
 
 
