@@ -10,7 +10,7 @@ import click
 
 from edgeformer.pipeline.distill_table import report_rows
 
-from .options import Aliased, json_option, long_input_options, out_options, training_options
+from .options import Aliased, FiniteFloat, json_option, long_input_options, out_options, output_dir, training_options
 from .output import table, write_json
 
 
@@ -26,22 +26,22 @@ from .output import table, write_json
 @long_input_options
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), help="Cap on steps per epoch.")
 @click.option("--soft-temperature", "--temperature", "temperature", default=2.0, show_default=True, cls=Aliased,
-              type=click.FloatRange(min=0, min_open=True),
+              type=FiniteFloat(min=0, min_open=True),
               help="Softmax temperature of the soft targets (generate's --temperature is sampling).")
-@click.option("--soft-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the soft-target KL loss.")
-@click.option("--hard-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Weight of the label loss.")
+@click.option("--soft-weight", default=1.0, show_default=True, type=FiniteFloat(min=0), help="Weight of the soft-target KL loss.")
+@click.option("--hard-weight", default=1.0, show_default=True, type=FiniteFloat(min=0), help="Weight of the label loss.")
 @click.option("--hidden-loss/--no-hidden-loss", default=False, show_default=True, help="Hidden-state loss over --layer-map.")
-@click.option("--hidden-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--hidden-weight", default=1.0, show_default=True, type=FiniteFloat(min=0))
 @click.option("--attention-loss/--no-attention-loss", default=False, show_default=True, help="Attention-score loss (TinyBERT).")
-@click.option("--attention-weight", default=1.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--attention-weight", default=1.0, show_default=True, type=FiniteFloat(min=0))
 @click.option("--layer-map", help="STUDENT:TEACHER hidden-state pairs, 0 = embeddings, e.g. '1:2,2:4' (default: evenly spread).")
 @click.option("--embedding-loss", type=click.Choice(["cosine", "mse"]), default="cosine", show_default=True,
               help="Embedding models: loss on the normalised sentence embeddings.")
 @click.option("--init", "init", type=click.Choice(["auto", "teacher", "random"]), default="auto", show_default=True,
               help="auto: from teacher blocks spread from the first to the last, when the shapes match.")
 @click.option("--report/--no-report", default=True, show_default=True, help="Export both and print the report table.")
-@click.option("--bundles", type=click.Path(file_okay=False), help="Keep the report's bundles here (teacher/, student/).")
-@click.option("--bench-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0.1), help="Timing per bundle and batch.")
+@click.option("--bundles", type=click.Path(file_okay=False), callback=output_dir, help="Keep the report's bundles here (teacher/, student/).")
+@click.option("--bench-seconds", default=2.0, show_default=True, type=FiniteFloat(min=0.1), help="Timing per bundle and batch.")
 @json_option
 def distill(teacher, student, layers, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, steps_per_epoch, temperature,
             soft_weight, hard_weight, hidden_loss, hidden_weight, attention_loss, attention_weight, layer_map,

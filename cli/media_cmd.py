@@ -2,8 +2,9 @@
 
 Image files are read with Pillow (the optional `images` extra: PNG alone has five colour types, four
 bit depths, palettes and interlacing, which is a decoder's job); they decode to HWC uint8 and are
-converted to the model's channel count (RGB to gray by luma). WAV files are read with Python's
-`wave` module: PCM only, checked like any waveform (16 kHz, mono).
+converted to the model's channel count (RGB to gray by luma). WAV files are read by runtime/wav.py
+(integer PCM or float, every claimed length checked against the file), then checked like any
+waveform (16 kHz, mono, samples in [-1, 1]).
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ def runtime_options(f):
 
 
 def public_key_option(f):
-    return click.option("--public-key", type=click.Path(dir_okay=False),
+    # a path on the command line, always (the API also takes PEM text: runtime.signing)
+    return click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
                         help="Refuse BUNDLE unless it is signed by this key's owner ('edgeformer sign').")(f)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 
 from .folder import Check, DeployError
@@ -46,14 +47,6 @@ DRIVER_SECONDS = 600
 
 def as_array(t: dict[str, Any]) -> np.ndarray:
     return np.asarray(t["data"], dtype=np.float64).reshape(t["dims"])
-
-
-def max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    d = np.abs(a - b)
-    return float(np.where(np.isnan(d), np.inf, d).max()) if d.size else 0.0
 
 
 def plan_cases(work: Path, model, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -288,7 +281,7 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
                     problems.append(f"{key} labels at {n} threads: {a[key]['labels']} vs Python's {labels}")
         for got, ref in pairs:
             scale = max(1.0, float(np.abs(ref).max())) if relative and np.size(ref) else 1.0
-            d, limit = max_abs(got, ref), tol * scale
+            d, limit = max_abs(got, ref, nan_equal=False), tol * scale
             if n not in worst or d / limit > worst[n][0] / worst[n][1]:
                 worst[n] = (d, limit, scale)
     if not problems and len(worst) < len(pages or [None]):

@@ -91,7 +91,7 @@ def export_bundle(
         record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(),
                              {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}, spec.cache)
         manifest = write_graphs(spec, tmp, attention, record)
-        if cfg.attention_kind != "full" and attention == "fused" and spec.kind != CACHED_DECODER:
+        if cfg.attention.kind != "full" and attention == "fused" and spec.kind != CACHED_DECODER:
             check_subquadratic(onnx.load(str(tmp / spec.graphs[0].file)))  # the memory saving is in the graph
         if tokenizer is not None:
             tokenizer.save(tmp / TOKENIZER_FILE)

@@ -190,7 +190,7 @@ def debug_checkpoint(
     cached = manifest.cache is not None
     if cases is None:
         cases = default_cases(model.cfg.max_len)
-        if model.cfg.image_size:
+        if model.cfg.vision:
             cases = [(2, model.cfg.max_len)]
     feeds_list = _feeds(manifest, cases, seed)
     exposed, per_batch = torch_tensors(model, index, feeds_list, cached)

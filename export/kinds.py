@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from edgeformer.modeling.config import ModelConfig
+from edgeformer.runtime.kinds import KindOrder
 from edgeformer.runtime.model import Model
 
 from .cache_parity import check_cache_parity
@@ -56,26 +57,21 @@ def seq2seq_gate(model, bundle: Model, cases=None, atol: float = FLOAT32_ATOL, s
     return check_seq2seq_parity(model, bundle.graph("encoder"), bundle, cases, atol, seed)
 
 
-KINDS: list[ExportKind] = [
+KINDS = KindOrder([
     ExportKind("seq2seq", lambda cfg, kv_cache: cfg.arch == "seq2seq", seq2seq_spec, seq2seq_gate),
     ExportKind("speech", lambda cfg, kv_cache: cfg.arch == "conformer", speech_spec, check_speech_parity),
     ExportKind("cached-decoder", lambda cfg, kv_cache: kv_cache, cached_spec, check_cache_parity),  # refuses non-decoders
-    ExportKind("image", lambda cfg, kv_cache: bool(cfg.image_size), plain_spec, plain_gate, diagnosable=True),
-    ExportKind("lsh", lambda cfg, kv_cache: cfg.attention_kind == "lsh", plain_spec, check_lsh_parity, diagnosable=True),
+    ExportKind("image", lambda cfg, kv_cache: cfg.vision is not None, plain_spec, plain_gate, diagnosable=True),
+    ExportKind("lsh", lambda cfg, kv_cache: cfg.attention.kind == "lsh", plain_spec, check_lsh_parity, diagnosable=True),
     ExportKind("plain", lambda cfg, kv_cache: True, plain_spec, plain_gate, diagnosable=True),
-]
+], "export kind", ExportError)
 
 
-def register(kind: ExportKind) -> ExportKind:
-    """Add `kind`, tried before every kind registered so far but the catch-all plain."""
-    if any(k.name == kind.name for k in KINDS):
-        raise ExportError(f"export kind {kind.name!r} is registered already")
-    KINDS.insert(len(KINDS) - 1, kind)
-    return kind
+register = KINDS.register  # a new kind is tried before every kind registered so far but the catch-all plain
 
 
 def kind_for(cfg: ModelConfig, kv_cache: bool = False) -> ExportKind:
-    return next(kind for kind in KINDS if kind.takes(cfg, kv_cache))
+    return KINDS.first(cfg, kv_cache)
 
 
 def spec_for(model, kv_cache: bool = False, tokenizer=None) -> ExportSpec:

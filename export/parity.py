@@ -136,10 +136,10 @@ def check_parity(
     report = ParityReport(atol)
     if cases is None:
         cases = default_cases(model.cfg.max_len)
-        if model.cfg.image_size:  # images have no sequence axis: one case per batch size
+        if model.cfg.vision:  # images have no sequence axis: one case per batch size
             cases = [(b, model.cfg.max_len) for b in sorted({b for b, _ in cases})]
     for batch, seq in cases:
-        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True, global_tokens=model.cfg.global_tokens)
+        feeds = example_inputs(inputs, {"batch": batch, "seq": seq}, rng, padded=True, global_tokens=model.cfg.attention.global_tokens)
         with torch.no_grad():
             ref = model(**{name: torch.from_numpy(value) for name, value in feeds.items()})
         report.cases.append(case_parity(batch, seq, feeds, outputs, ref, run(feeds)))

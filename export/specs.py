@@ -114,9 +114,10 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     """Inputs as the model reads them; two rows and more than one token, so no axis is specialised to a constant."""
     cfg = model.cfg
     batch = Axis(1, None, torch.export.Dim("batch"))
-    if cfg.image_size:
-        inputs = [TensorSpec("pixel_values", "float32", ("batch", cfg.num_channels, cfg.image_size, cfg.image_size))]
-        kwargs = {"pixel_values": torch.randn(2, cfg.num_channels, cfg.image_size, cfg.image_size)}
+    if cfg.vision:
+        side, channels = cfg.vision.image_size, cfg.vision.num_channels
+        inputs = [TensorSpec("pixel_values", "float32", ("batch", channels, side, side))]
+        kwargs = {"pixel_values": torch.randn(2, channels, side, side)}
         axes = {"batch": batch}
     else:
         T = min(16, cfg.max_len)
@@ -125,9 +126,9 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
         if cfg.type_vocab_size:
             inputs.append(TensorSpec("token_type_ids", "int64", ("batch", "seq"), min=0, max=cfg.type_vocab_size - 1))
             kwargs["token_type_ids"] = torch.zeros(2, T, dtype=torch.long)
-        if cfg.attention_kind == "longformer":  # which tokens are global: up to global_tokens per row
+        if cfg.attention.kind == "longformer":  # which tokens are global: up to global_tokens per row
             inputs.append(mask_spec(GLOBAL_MASK, ("batch", "seq")))
-            kwargs[GLOBAL_MASK] = (torch.arange(T) < min(cfg.global_tokens, T)).long().expand(2, T).contiguous()
+            kwargs[GLOBAL_MASK] = (torch.arange(T) < min(cfg.attention.global_tokens, T)).long().expand(2, T).contiguous()
         axes = {"batch": batch, "seq": Axis(1, cfg.max_len, torch.export.Dim("seq", max=cfg.max_len))}
     graph = GraphExport(MODEL_FILE, _Outputs(model), inputs, model.output_names, axes, kwargs=kwargs,
                         attention_count=cfg.n_layers * attention_nodes_per_layer(cfg))
@@ -140,8 +141,8 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     cfg = model.cfg
     if cfg.arch != "decoder":
         raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {cfg.arch}")
-    if cfg.attention_kind not in ("full", "local"):
-        raise ExportError(f"attention_kind={cfg.attention_kind} has no key/value cache; expected full or local, "
+    if cfg.attention.kind not in ("full", "local"):
+        raise ExportError(f"attention_kind={cfg.attention.kind} has no key/value cache; expected full or local, "
                           "or an export without --kv-cache")
     B, T, P, H, hd = 2, 3, 5, cfg.n_heads, cfg.d_model // cfg.n_heads
     past, present = cache_names(cfg.n_layers)

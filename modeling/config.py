@@ -1,9 +1,17 @@
-"""ModelConfig: one plain dataclass describes every model edgeformer builds."""
+"""ModelConfig: one plain dataclass describes every model edgeformer builds.
+
+The fields every model has sit at the top; what only some models have is a part of its own:
+`attention` (which attention the blocks use and its settings; every model), `vision` (a ViT's
+image and patch sizes; None for the others) and `speech` (a Conformer's front end and alphabet;
+None for the others). `to_dict`/`from_dict` are the stored form, one flat object whose keys have
+not changed since the first checkpoint, so every config.json ever written reads the same way.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeformer.modeling.config_limits import ConfigError, check_fields  # noqa: F401  (ConfigError: re-exported)
@@ -27,15 +35,84 @@ ARCH_DEFAULTS: dict[str, dict] = {"encoder": {}, "decoder": {"positional": "lear
                                   "seq2seq": {"positional": "sinusoidal", "activation": "relu", "norm": "post"}}
 
 
+@dataclass
+class AttentionConfig:
+    """Which attention every block uses, and its settings (modeling/models/attention.py, lsh.py).
+    Stored as attention_kind, window, global_tokens, linformer_k, lsh_buckets and lsh_rounds."""
+
+    kind: str = "full"  # full | local | longformer | linformer | lsh
+    window: int = 64  # local/longformer: keys within this distance (causal: before); lsh: chunk length
+    global_tokens: int = 1  # longformer: the first N positions attend to and are attended by all
+    linformer_k: int = 64  # linformer: keys and values projected along the sequence to this many rows
+    lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
+    lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
+
+
+@dataclass
+class VisionConfig:
+    """A ViT reads pixel_values (B, C, H, W) cut into patches, with a class token first; the model's
+    max_len is then num_patches + 1. Stored as image_size, patch_size and num_channels."""
+
+    image_size: int
+    patch_size: int = 16
+    num_channels: int = 3
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass
+class SpeechConfig:
+    """A Conformer (modeling/models/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
+    a depthwise convolution of conv_kernel frames per block, CTC over `alphabet` (id 0 is the blank)."""
+
+    alphabet: str | None = None
+    n_mels: int = 80
+    conv_kernel: int = 15
+
+
+# config.json keeps one flat object (every version ever written reads the same way); each part's
+# fields are stored under these names, with these values when the model has no such part.
+STORED_PARTS: dict[str, tuple[type, dict[str, str], dict[str, Any]]] = {
+    "attention": (AttentionConfig, {"attention_kind": "kind", "window": "window", "global_tokens": "global_tokens",
+                                    "linformer_k": "linformer_k", "lsh_buckets": "lsh_buckets", "lsh_rounds": "lsh_rounds"},
+                  {}),
+    "vision": (VisionConfig, {"image_size": "image_size", "patch_size": "patch_size", "num_channels": "num_channels"},
+               {"image_size": 0, "patch_size": 16, "num_channels": 3}),
+    "speech": (SpeechConfig, {"n_mels": "n_mels", "conv_kernel": "conv_kernel", "alphabet": "alphabet"},
+               {"n_mels": 80, "conv_kernel": 15, "alphabet": None}),
+}
+# the stored keys in the order config.json has always had them
+STORED_ORDER = ("arch", "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "activation", "norm", "positional",
+                "max_len", "dropout", "layer_norm_eps", "pad_id", "type_vocab_size", "embedding_norm", "num_labels",
+                "labels", "pooling", "pooler", "tie_embeddings", "image_size", "patch_size", "num_channels",
+                "attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds", "reversible",
+                "n_mels", "conv_kernel", "alphabet")
+
+
 def check_speech_config(cfg: "ModelConfig") -> None:
-    if not cfg.alphabet or len(set(cfg.alphabet)) != len(cfg.alphabet):
-        raise ConfigError(f"alphabet={cfg.alphabet!r}; a conformer needs its CTC symbols, each once")
-    if cfg.vocab_size != len(cfg.alphabet) + 1:
-        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(cfg.alphabet) + 1}")
-    if cfg.conv_kernel % 2 == 0 or cfg.n_mels < 7:
-        raise ConfigError(f"conv_kernel={cfg.conv_kernel}, n_mels={cfg.n_mels}; expected an odd kernel and at least 7 mel bins")
-    if cfg.num_labels or cfg.image_size:
+    speech = cfg.speech
+    if not speech.alphabet or not isinstance(speech.alphabet, str) or len(set(speech.alphabet)) != len(speech.alphabet):
+        raise ConfigError(f"alphabet={speech.alphabet!r}; a conformer needs its CTC symbols, each once")
+    if cfg.vocab_size != len(speech.alphabet) + 1:
+        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(speech.alphabet) + 1}")
+    if speech.conv_kernel % 2 == 0 or speech.n_mels < 7:
+        raise ConfigError(f"conv_kernel={speech.conv_kernel}, n_mels={speech.n_mels}; expected an odd kernel and at least 7 mel bins")
+    if cfg.num_labels or cfg.vision:
         raise ConfigError("a conformer transcribes speech; num_labels and image_size do not apply")
+
+
+def check_vision_config(cfg: "ModelConfig") -> None:
+    vision = cfg.vision
+    if vision.image_size < 1:
+        raise ConfigError(f"image_size={vision.image_size}; a vision part needs image_size > 0 (a text model has none)")
+    if cfg.arch != "encoder" or cfg.positional != "learned":
+        raise ConfigError("an image model is an encoder with learned positions")
+    if vision.image_size % vision.patch_size:
+        raise ConfigError(f"image_size={vision.image_size} is not a multiple of patch_size={vision.patch_size}")
+    if cfg.max_len != vision.num_patches + 1:
+        raise ConfigError(f"max_len={cfg.max_len}; an image model needs num_patches + 1 = {vision.num_patches + 1}")
 
 
 @dataclass
@@ -61,27 +138,18 @@ class ModelConfig:
     pooling: str = "mean"
     pooler: bool = False  # a dense + tanh layer on the pooled vector before the classifier (BERT)
     tie_embeddings: bool = True
-    # Images (ViT): image_size > 0 makes the model read pixel_values (B, C, H, W) cut into patches,
-    # with a class token first; max_len must then be (image_size / patch_size)^2 + 1.
-    image_size: int = 0
-    patch_size: int = 16
-    num_channels: int = 3
-    # Long inputs (modeling/models/attention.py): which attention every block uses, and its settings.
-    attention_kind: str = "full"  # full | local | longformer | linformer | lsh
-    window: int = 64  # local/longformer: keys within this distance (causal: before); lsh: chunk length
-    global_tokens: int = 1  # longformer: the first N positions attend to and are attended by all
-    linformer_k: int = 64  # linformer: keys and values projected along the sequence to this many rows
-    lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
-    lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
     reversible: bool = False  # reversible residual blocks: activations recomputed in the backward pass
-    # Speech (arch conformer, modeling/models/conformer.py): raw 16 kHz audio -> n_mels log-mel bins in the graph,
-    # a depthwise convolution of conv_kernel frames per block, CTC over `alphabet` (id 0 is the blank).
-    n_mels: int = 80
-    conv_kernel: int = 15
-    alphabet: str | None = None
+    # The parts: attention (every model), vision (a ViT), speech (arch conformer); None where a model has none.
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    vision: VisionConfig | None = None
+    speech: SpeechConfig | None = None
 
     def __post_init__(self):
-        check_fields(self)  # types and bounds of every field first (config_limits)
+        for name, cls in (("attention", AttentionConfig), ("vision", VisionConfig), ("speech", SpeechConfig)):
+            part = getattr(self, name)
+            if not isinstance(part, cls) and not (part is None and name != "attention"):
+                raise ConfigError(f"{name}={part!r}; expected a {cls.__name__}" + ("" if name == "attention" else " or None"))
+        check_fields(self.to_dict())  # types and bounds of every stored field first (config_limits)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not supported; expected one of: {', '.join(allowed)}")
@@ -98,15 +166,13 @@ class ModelConfig:
             raise ConfigError(f"{len(self.labels)} label names for num_labels={self.num_labels}")
         if self.arch in ("decoder", "seq2seq") and self.num_labels:
             raise ConfigError(f"a {self.arch} predicts tokens; num_labels applies to encoders only")
-        if self.image_size:
-            if self.arch != "encoder" or self.positional != "learned":
-                raise ConfigError("an image model is an encoder with learned positions")
-            if self.image_size % self.patch_size:
-                raise ConfigError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
-            if self.max_len != self.num_patches + 1:
-                raise ConfigError(f"max_len={self.max_len}; an image model needs num_patches + 1 = {self.num_patches + 1}")
+        if self.vision is not None:
+            check_vision_config(self)
         check_long_input(self)
-        if self.arch == "conformer":
+        if (self.arch == "conformer") != (self.speech is not None):
+            raise ConfigError("a conformer needs its speech part (alphabet, n_mels, conv_kernel)" if self.arch == "conformer"
+                              else f"a {self.arch} has no speech part; expected arch conformer for one")
+        if self.speech is not None:
             check_speech_config(self)
 
     @property
@@ -114,14 +180,10 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 if self.image_size else 0
-
-    @property
     def input_names(self) -> list[str]:
-        if self.arch == "conformer":
+        if self.speech:
             return ["waveforms", "lengths"]
-        if self.image_size:
+        if self.vision:
             return ["pixel_values"]
         return ["input_ids", "attention_mask"] + (["token_type_ids"] if self.type_vocab_size else [])
 
@@ -140,27 +202,47 @@ class ModelConfig:
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The stored form: one flat object, each part's fields under their stored names (STORED_PARTS)."""
+        out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in STORED_PARTS}
+        for name, (_, keys, absent) in STORED_PARTS.items():
+            part = getattr(self, name)
+            out.update({key: getattr(part, attr) for key, attr in keys.items()} if part is not None else absent)
+        return {key: out[key] for key in STORED_ORDER}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        """Build from a dict; fields missing from older files take their defaults, unknown ones are refused."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        """Build from the stored form; fields missing from older files take their defaults, unknown ones are refused.
+        A model has a vision part when image_size > 0 and a speech part when it is a conformer; the other
+        parts' stored values are then those of an absent part and mean nothing."""
+        unknown = sorted(set(d) - set(STORED_ORDER))
         if unknown:
-            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; this edgeformer knows: {', '.join(sorted(known))}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise ConfigError(f"bad model config: {e}") from None
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; this edgeformer knows: {', '.join(sorted(STORED_ORDER))}")
+        check_fields({**cls().to_dict(), **d})  # every stored value is bounded, also those of an absent part
+        fields = {k: v for k, v in d.items() if not any(k in keys for _, keys, _ in STORED_PARTS.values())}
+        present = {"attention": True, "vision": bool(d.get("image_size")), "speech": d.get("arch", cls.arch) == "conformer"}
+        for name, (part_cls, keys, _) in STORED_PARTS.items():
+            if present[name]:
+                fields[name] = _build(part_cls, {attr: d[key] for key, attr in keys.items() if key in d})
+        return _build(cls, fields)
+
+    def with_fields(self, **stored: Any) -> "ModelConfig":
+        """A copy with some stored fields changed, named as in config.json (attention_kind="local", image_size=32)."""
+        return type(self).from_dict({**self.to_dict(), **stored})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "ModelConfig":
-        """The preset's sizes, the architecture's defaults (ARCH_DEFAULTS), then `overrides`."""
+        """The preset's sizes, the architecture's defaults (ARCH_DEFAULTS), then `overrides` (stored field names)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; expected one of: {', '.join(PRESETS)}")
         arch = overrides.get("arch", cls.arch)
-        return cls(**{**PRESETS[name], **ARCH_DEFAULTS.get(arch, {}), **overrides})
+        return cls.from_dict({**PRESETS[name], **ARCH_DEFAULTS.get(arch, {}), **overrides})
+
+
+def _build(cls: type, fields: dict[str, Any]) -> Any:
+    try:
+        return cls(**fields)
+    except TypeError as e:
+        raise ConfigError(f"bad model config: {e}") from None
 
 
 ATTENTION_KINDS = ("full", "local", "longformer", "linformer", "lsh")
@@ -168,27 +250,29 @@ ATTENTION_KINDS = ("full", "local", "longformer", "linformer", "lsh")
 
 def check_long_input(cfg: ModelConfig) -> None:
     """Refuse attention settings that cannot work, naming the field and the values it allows."""
-    kind = cfg.attention_kind
+    att = cfg.attention
+    kind = att.kind
     if kind not in ATTENTION_KINDS:
         raise ConfigError(f"attention_kind={kind!r} is not supported; expected one of: {', '.join(ATTENTION_KINDS)}")
     for name in ("window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds"):
-        if not isinstance(getattr(cfg, name), int) or isinstance(getattr(cfg, name), bool) or getattr(cfg, name) < 1:
-            raise ConfigError(f"{name}={getattr(cfg, name)!r}; expected a positive integer")
-    if (kind != "full" or cfg.reversible or cfg.positional == "rotary") and (cfg.arch == "seq2seq" or cfg.image_size):
+        value = getattr(att, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name}={value!r}; expected a positive integer")
+    if (kind != "full" or cfg.reversible or cfg.positional == "rotary") and (cfg.arch == "seq2seq" or cfg.vision):
         raise ConfigError(f"attention_kind={kind}, reversible and rotary positions apply to text encoders and decoders; "
                           f"expected attention_kind=full, reversible=false and positional sinusoidal or learned for this model")
     if kind in ("longformer", "linformer") and cfg.arch != "encoder":
         raise ConfigError(f"attention_kind={kind} is for encoders; expected full, local or lsh for a {cfg.arch}")
-    if kind in ("local", "longformer", "lsh") and cfg.window > cfg.max_len:
-        raise ConfigError(f"window={cfg.window} is longer than max_len={cfg.max_len}; expected 1..{cfg.max_len}")
-    if kind == "longformer" and cfg.global_tokens > cfg.max_len:
-        raise ConfigError(f"global_tokens={cfg.global_tokens} lies beyond max_len={cfg.max_len}; expected 1..{cfg.max_len}")
-    if kind == "linformer" and cfg.linformer_k > cfg.max_len:
-        raise ConfigError(f"linformer_k={cfg.linformer_k} is larger than the fixed length max_len={cfg.max_len}; "
+    if kind in ("local", "longformer", "lsh") and att.window > cfg.max_len:
+        raise ConfigError(f"window={att.window} is longer than max_len={cfg.max_len}; expected 1..{cfg.max_len}")
+    if kind == "longformer" and att.global_tokens > cfg.max_len:
+        raise ConfigError(f"global_tokens={att.global_tokens} lies beyond max_len={cfg.max_len}; expected 1..{cfg.max_len}")
+    if kind == "linformer" and att.linformer_k > cfg.max_len:
+        raise ConfigError(f"linformer_k={att.linformer_k} is larger than the fixed length max_len={cfg.max_len}; "
                           f"expected 1..{cfg.max_len}")
-    if kind == "lsh" and (cfg.lsh_buckets % 2 or cfg.max_len % cfg.window or cfg.lsh_buckets > 2 * cfg.max_len // cfg.window):
-        raise ConfigError(f"lsh_buckets={cfg.lsh_buckets} with chunks of window={cfg.window} over max_len={cfg.max_len}; "
-                          f"expected an even number of buckets up to {2 * max(1, cfg.max_len // cfg.window)} "
+    if kind == "lsh" and (att.lsh_buckets % 2 or cfg.max_len % att.window or att.lsh_buckets > 2 * cfg.max_len // att.window):
+        raise ConfigError(f"lsh_buckets={att.lsh_buckets} with chunks of window={att.window} over max_len={cfg.max_len}; "
+                          f"expected an even number of buckets up to {2 * max(1, cfg.max_len // att.window)} "
                           f"and a window that divides max_len")
     if cfg.positional == "rotary" and cfg.head_dim % 2:
         raise ConfigError(f"positional=rotary needs an even head dimension, got d_model/n_heads={cfg.head_dim}; "

@@ -31,7 +31,7 @@ INT_BOUNDS = {
     "patch_size": (1, 1 << 13),
     "num_channels": (1, 64),
 }
-BOOLS = ("embedding_norm", "pooler", "tie_embeddings")
+BOOLS = ("embedding_norm", "pooler", "tie_embeddings", "reversible")
 MAX_POSITION_TABLE = 1 << 27  # max_len x d_model floats of a sinusoidal table (512 MiB)
 MAX_PARAMETERS = 1 << 33  # 8 G parameters: 32 GiB in float32
 
@@ -40,29 +40,31 @@ class ConfigError(EdgeformerError):
     """A model config whose fields are of the wrong type or out of range, or that disagrees with its weights."""
 
 
-def check_fields(cfg: Any) -> None:
-    """Refuse, in one line, a field of the wrong type or outside its bounds (before any other check)."""
+def check_fields(stored: dict[str, Any]) -> None:
+    """Refuse, in one line, a field of the stored config (ModelConfig.to_dict) of the wrong type or outside its
+    bounds (before any other check)."""
     for name, (lo, hi) in INT_BOUNDS.items():
-        value = getattr(cfg, name, None)
+        value = stored.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ConfigError(f"{name}={_show(value)}; expected an integer in [{lo}, {hi}]")
     for name in BOOLS:
-        if not isinstance(getattr(cfg, name, None), bool):
-            raise ConfigError(f"{name}={_show(getattr(cfg, name, None))}; expected true or false")
+        if not isinstance(stored.get(name), bool):
+            raise ConfigError(f"{name}={_show(stored.get(name))}; expected true or false")
     for name, lo, hi in (("dropout", 0.0, 1.0), ("layer_norm_eps", 0.0, 1.0)):
-        value = getattr(cfg, name, None)
+        value = stored.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value < hi:
             raise ConfigError(f"{name}={_show(value)}; expected a number in [{lo:g}, {hi:g})")
-    if cfg.layer_norm_eps <= 0:
-        raise ConfigError(f"layer_norm_eps={cfg.layer_norm_eps!r}; expected a small positive number such as 1e-5")
-    if cfg.pad_id >= cfg.vocab_size:
-        raise ConfigError(f"pad_id={cfg.pad_id}; expected a token id below vocab_size {cfg.vocab_size}")
-    if cfg.labels is not None and (not isinstance(cfg.labels, list) or not all(isinstance(x, str) for x in cfg.labels)):
-        raise ConfigError(f"labels={_show(cfg.labels)}; expected a list of label names (strings) or null")
-    if cfg.max_len * cfg.d_model > MAX_POSITION_TABLE:
-        raise ConfigError(f"max_len x d_model = {cfg.max_len} x {cfg.d_model} positions; expected at most "
-                          f"{MAX_POSITION_TABLE}")
-    estimate = cfg.n_layers * (4 * cfg.d_model ** 2 + 2 * cfg.d_model * cfg.d_ff) + cfg.vocab_size * cfg.d_model
+    eps, pad_id, vocab, labels = stored["layer_norm_eps"], stored["pad_id"], stored["vocab_size"], stored["labels"]
+    if eps <= 0:
+        raise ConfigError(f"layer_norm_eps={eps!r}; expected a small positive number such as 1e-5")
+    if pad_id >= vocab:
+        raise ConfigError(f"pad_id={pad_id}; expected a token id below vocab_size {vocab}")
+    if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
+        raise ConfigError(f"labels={_show(labels)}; expected a list of label names (strings) or null")
+    d, n_layers, max_len = stored["d_model"], stored["n_layers"], stored["max_len"]
+    if max_len * d > MAX_POSITION_TABLE:
+        raise ConfigError(f"max_len x d_model = {max_len} x {d} positions; expected at most {MAX_POSITION_TABLE}")
+    estimate = n_layers * (4 * d ** 2 + 2 * d * stored["d_ff"]) + vocab * d
     if estimate > MAX_PARAMETERS:
         raise ConfigError(f"the config describes about {estimate:.3g} parameters; expected at most {MAX_PARAMETERS:.3g}")
 

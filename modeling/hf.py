@@ -21,7 +21,7 @@ from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
 from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
-from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.config import ModelConfig, VisionConfig
 from edgeformer.modeling.models.transformer import Transformer
 
 CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
@@ -174,7 +174,7 @@ def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | No
         norm="pre", positional="learned", max_len=(image // patch) ** 2 + 1, dropout=hf.get("hidden_dropout_prob", 0.0),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12), num_labels=n_labels,
         labels=_labels(hf, n_labels) if classifier else None, pooling="cls",
-        image_size=image, patch_size=patch, num_channels=hf.get("num_channels", 3),
+        vision=VisionConfig(image_size=image, patch_size=patch, num_channels=hf.get("num_channels", 3)),
     )
     if not hf.get("qkv_bias", True):
         raise ImportError_("qkv_bias=false is not supported; expected ViT's default biased query/key/value")

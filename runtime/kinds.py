@@ -43,7 +43,34 @@ class BundleKind:
 
 TEXT_CALLS, GENERATION_CALLS = ("embed", "classify"), ("generate", "stream")
 
-KINDS: list[BundleKind] = [
+class KindOrder(list):
+    """Kinds tried in order: the first whose `takes` answers yes is the input's kind. The last one takes
+    everything, so a kind registered later goes before it (and after every kind registered earlier)."""
+
+    def __init__(self, kinds, what: str, error: type[EdgeformerError] = EdgeformerError):
+        super().__init__(kinds)
+        self.what, self.error = what, error  # "export kind", ExportError
+
+    def first(self, *args):
+        return next(kind for kind in self if kind.takes(*args))
+
+    def named(self, name: str):
+        for kind in self:
+            if kind.name == name:
+                return kind
+        raise self.error(f"no {self.what} {name!r}; edgeformer knows: {', '.join(k.name for k in self)}")
+
+    def register(self, kind):
+        if any(k.name == kind.name for k in self):
+            raise self.error(f"{self.what} {kind.name!r} is registered already")
+        self.insert(len(self) - 1, kind)
+        return kind
+
+    def unregister(self, name: str) -> None:
+        self.remove(self.named(name))
+
+
+KINDS = KindOrder([
     BundleKind("seq2seq", lambda m: m.kind == SEQ2SEQ, GENERATION_CALLS, no_cases, token_inputs, generates=True),
     BundleKind("cached-decoder", lambda m: m.kind == CACHED_DECODER, GENERATION_CALLS, no_cases, token_inputs,
                generates=True),
@@ -51,31 +78,17 @@ KINDS: list[BundleKind] = [
     BundleKind("image", lambda m: m.modality == IMAGE, ("classify_images",), image_cases, token_inputs),
     BundleKind("lsh", lambda m: m.config.get("attention_kind") == "lsh", TEXT_CALLS, text_cases, token_inputs),
     BundleKind("plain", lambda m: True, TEXT_CALLS, text_cases, token_inputs),
-]
+], "bundle kind")
 
 
 def kind_of(manifest: Manifest) -> BundleKind:
     """The first registered kind that takes `manifest` (plain takes every one)."""
-    return next(kind for kind in KINDS if kind.takes(manifest))
+    return KINDS.first(manifest)
 
 
-def kind_named(name: str) -> BundleKind:
-    for kind in KINDS:
-        if kind.name == name:
-            return kind
-    raise EdgeformerError(f"no bundle kind {name!r}; the runtime knows: {', '.join(k.name for k in KINDS)}")
-
-
-def register(kind: BundleKind) -> BundleKind:
-    """Add `kind`, tried before every kind registered so far but the catch-all plain."""
-    if any(k.name == kind.name for k in KINDS):
-        raise EdgeformerError(f"bundle kind {kind.name!r} is registered already")
-    KINDS.insert(len(KINDS) - 1, kind)
-    return kind
-
-
-def unregister(name: str) -> None:
-    KINDS.remove(kind_named(name))
+kind_named = KINDS.named
+register = KINDS.register  # a new kind is tried before every kind registered so far but the catch-all plain
+unregister = KINDS.unregister
 
 
 class LayerTable(dict):

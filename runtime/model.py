@@ -144,7 +144,8 @@ def load(
     threads: ONNX Runtime's intra-op threads, 1 to the machine's cores (default: all of them).
     max_batch, memory_budget: the most rows and bytes one call may take (runtime.limits); by default
     the manifest's batch maximum and half the memory available now.
-    public_key: an Ed25519 public key (PEM file path, PEM bytes or key object); the bundle must then
+    public_key: an Ed25519 public key: a path, PEM bytes, a key object, or a str (PEM text when it starts
+    with -----BEGIN, else a path; runtime.signing); the bundle must then
     carry a signature by its private key over its manifest and files (runtime.signing), or is refused.
     """
     threads = check_threads(threads)

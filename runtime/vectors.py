@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .artifacts import check_format_version, read_json_object
+from .compare import max_abs
 from .errors import BundleError, EdgeformerError
 from .vector_cases import (CALLS, FORMAT, FORMAT_VERSION, TEXT_CALLS, call, fed_tokens,  # noqa: F401  (re-exported)
                            record_vectors, recorded_by)
@@ -331,9 +332,7 @@ def compare(expected: Any, got: Any, diffs: list, same: list, where: str) -> Non
         if g.shape != expected.shape:
             same.append((False, f"{name} shape {g.shape} vs {expected.shape}"))
         elif expected.dtype.kind == "f":
-            d = np.abs(g.astype(np.float64) - expected.astype(np.float64))
-            d = np.where(np.isnan(d), np.inf, d)
-            diffs.append((float(d.max()) if d.size else 0.0, name))
+            diffs.append((max_abs(g, expected, nan_equal=False), name))
         else:
             same.append((bool(np.array_equal(g, expected)), name))
         return

@@ -17,7 +17,7 @@ TINY = dict(vocab_size=300, d_model=32, n_heads=4, n_layers=2, d_ff=64, max_len=
 def make_checkpoint(path, seed: int = 0, tokenizer=None, **overrides):
     """A randomly initialised model saved as a checkpoint; returns (path, model)."""
     torch.manual_seed(seed)
-    model = Transformer(ModelConfig(**{**TINY, **overrides})).eval()
+    model = Transformer(ModelConfig.from_dict({**TINY, **overrides})).eval()
     save(model, path, tokenizer=tokenizer)
     return path, model
 

@@ -34,7 +34,7 @@ VARIANTS = {  # name: config overrides on TINY
 def config(name: str) -> ModelConfig:
     if name == "conformer":
         return conformer_config("tiny", d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0)
-    return ModelConfig(**{**TINY, **VARIANTS[name]})
+    return ModelConfig.from_dict({**TINY, **VARIANTS[name]})
 
 
 def outputs(model, cfg: ModelConfig, batch: int, length: int, seed: int) -> dict[str, torch.Tensor]:
@@ -46,7 +46,7 @@ def outputs(model, cfg: ModelConfig, batch: int, length: int, seed: int) -> dict
             lengths = torch.randint(2000, n + 1, (batch,), generator=g)
             lengths[0] = n
             return model(torch.randn(batch, n, generator=g) * 0.1, lengths)
-        if cfg.image_size:
+        if cfg.vision:
             return model(pixel_values=torch.randn(batch, 1, 8, 8, generator=g))
         ids = torch.randint(1, cfg.vocab_size, (batch, length), generator=g)
         mask = torch.ones(batch, length, dtype=torch.long)

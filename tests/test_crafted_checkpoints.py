@@ -91,7 +91,7 @@ def test_the_presets_are_within_bounds():
     for preset in ("tiny", "small", "base"):
         for arch in ("encoder", "decoder", "seq2seq"):
             ModelConfig.from_preset(preset, arch=arch)
-    ModelConfig(**{**TINY, "image_size": 224, "patch_size": 16, "positional": "learned", "max_len": 197})
+    ModelConfig.from_dict({**TINY, "image_size": 224, "patch_size": 16, "positional": "learned", "max_len": 197})
 
 
 def test_crafted_configs_are_refused_under_a_memory_limit(ckpt):

@@ -114,6 +114,9 @@ def test_max_abs_treats_nan_on_one_side_as_a_failure():
     assert arm64.max_abs(np.array([np.nan, 1.0]), np.array([np.nan, 1.5])) == 0.5
     assert arm64.max_abs(np.array([np.nan]), np.array([0.0])) == float("inf")
     assert arm64.max_abs(np.zeros(2), np.zeros(3)) == float("inf")
+    # against recorded expectations (test vectors, the browser check) a NaN anywhere fails
+    assert arm64.max_abs(np.array([np.nan, 1.0]), np.array([np.nan, 1.5]), nan_equal=False) == float("inf")
+    assert arm64.max_abs(np.array([2.0, 1.0]), np.array([2.0, 1.5]), nan_equal=False) == 0.5
 
 
 # --- emulated aarch64 (qemu) -----------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_seq2seq_folder_runs_both_graphs_and_generates_python_tokens(tmp_path):
     from .conftest import TINY
 
     torch.manual_seed(5)
-    cfg = ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
+    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
                          "max_len": 48})
     save(Seq2SeqTransformer(cfg).eval(), tmp_path / "ckpt")
     result = deploy(export_bundle(tmp_path / "ckpt", tmp_path / "bundle").path, "web", tmp_path / "web")

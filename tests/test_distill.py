@@ -69,7 +69,7 @@ def test_distillation_beats_training_from_scratch(topics_teacher, tmp_path):
 @pytest.mark.parametrize("arch", ["encoder", "decoder"])
 def test_capture_returns_hidden_states_and_attention_scores(arch, norm):
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**{**TINY, "arch": arch, "norm": norm})).eval()
+    model = Transformer(ModelConfig.from_dict({**TINY, "arch": arch, "norm": norm})).eval()
     x = torch.randint(0, TINY["vocab_size"], (3, 9))
     m = torch.ones_like(x)
     m[1, 6:] = 0
@@ -98,8 +98,8 @@ def test_language_model_student_moves_toward_its_teacher(tokenizer):
     """Soft targets plus hidden-state (through a learned projection, widths differ) and attention losses."""
     torch.manual_seed(0)
     vocab = tokenizer.vocab_size
-    teacher = Transformer(ModelConfig(**{**TINY, "arch": "decoder", "positional": "learned", "vocab_size": vocab})).eval()
-    student = Transformer(ModelConfig(**{**TINY, "arch": "decoder", "positional": "learned", "vocab_size": vocab,
+    teacher = Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder", "positional": "learned", "vocab_size": vocab})).eval()
+    student = Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder", "positional": "learned", "vocab_size": vocab,
                                          "d_model": 16, "d_ff": 32, "n_layers": 1, "n_heads": 2}))
     with torch.no_grad():  # a random teacher is nearly uniform; sharpen it so there is something to learn
         teacher.embed.tok.weight.mul_(40.0)
@@ -125,8 +125,8 @@ def test_language_model_student_moves_toward_its_teacher(tokenizer):
 
 def test_embedding_student_learns_the_teachers_vectors(tokenizer):
     torch.manual_seed(0)
-    teacher = Transformer(ModelConfig(**{**TINY, "vocab_size": tokenizer.vocab_size, "n_layers": 4})).eval()
-    student = Transformer(ModelConfig(**{**TINY, "vocab_size": tokenizer.vocab_size, "n_layers": 2}))
+    teacher = Transformer(ModelConfig.from_dict({**TINY, "vocab_size": tokenizer.vocab_size, "n_layers": 4})).eval()
+    student = Transformer(ModelConfig.from_dict({**TINY, "vocab_size": tokenizer.vocab_size, "n_layers": 2}))
     words = "the quick brown fox jumps over the lazy dog while edge devices run small transformers".split()
     texts = [" ".join(words[i % 7: i % 7 + 3 + i % 5]) + f" {words[i % 11]}" for i in range(200)]
     data = TextData(texts[:160], texts[160:])

@@ -13,7 +13,7 @@ from edgeformer.modeling.training.speech import conformer_config
 VIT = dict(arch="encoder", vocab_size=1, image_size=8, patch_size=4, num_channels=1, positional="learned", max_len=5,
            pooling="cls", num_labels=10, d_model=32, n_heads=4, d_ff=64, dropout=0.0)
 CONFIGS = {  # kind: (teacher config, student config, metric, how the report names the input)
-    "image": (ModelConfig(**VIT, n_layers=2), ModelConfig(**VIT, n_layers=1), "accuracy", "8x8 images"),
+    "image": (ModelConfig.from_dict(dict(**VIT, n_layers=2)), ModelConfig.from_dict(dict(**VIT, n_layers=1)), "accuracy", "8x8 images"),
     "speech": (conformer_config("tiny", d_model=32, n_heads=4, n_layers=2, d_ff=64, dropout=0.0),
                conformer_config("tiny", d_model=32, n_heads=4, n_layers=1, d_ff=64, dropout=0.0), "cer", "2.00 s of audio"),
 }

@@ -25,7 +25,7 @@ CASES = [  # (config overrides on TINY, kv_cache, registry entry)
 
 @pytest.mark.parametrize("overrides, kv_cache, name", CASES)
 def test_each_model_has_one_kind(overrides, kv_cache, name):
-    assert kind_for(ModelConfig(**{**TINY, **overrides}), kv_cache).name == name
+    assert kind_for(ModelConfig.from_dict({**TINY, **overrides}), kv_cache).name == name
 
 
 def test_speech_is_its_own_kind_with_or_without_a_cache():
@@ -35,18 +35,18 @@ def test_speech_is_its_own_kind_with_or_without_a_cache():
 
 def test_kind_names_are_unique_and_the_last_takes_every_model():
     assert len({k.name for k in KINDS}) == len(KINDS)
-    assert KINDS[-1].takes(ModelConfig(**TINY), False)
+    assert KINDS[-1].takes(ModelConfig.from_dict(TINY), False)
 
 
 @pytest.mark.parametrize("overrides, kv_cache, manifest_kind", [
     (dict(), False, PLAIN), (dict(arch="decoder", positional="learned"), True, CACHED_DECODER),
     (dict(arch="seq2seq"), False, SEQ2SEQ), (dict(arch="decoder", attention_kind="lsh", window=8, lsh_buckets=4), False, PLAIN)])
 def test_each_spec_records_the_runtime_kind(overrides, kv_cache, manifest_kind):
-    model = build_model(ModelConfig(**{**TINY, **overrides}))
+    model = build_model(ModelConfig.from_dict({**TINY, **overrides}))
     assert kind_for(model.cfg, kv_cache).spec(model.eval(), None).kind == manifest_kind
 
 
 def test_a_cache_for_an_encoder_is_refused_in_one_line():
-    model = Transformer(ModelConfig(**TINY))
+    model = Transformer(ModelConfig.from_dict(TINY))
     with pytest.raises(ExportError, match="a key/value cache is for decoders; this checkpoint is an encoder"):
         kind_for(model.cfg, True).spec(model, None)

@@ -168,7 +168,7 @@ def toy():
     quantize_kinds.register(quantize_kinds.QuantizeKind(TOY, False, toy_sets))
     deploy_kinds.register(deploy_kinds.DeployKind(TOY, lambda work, model, rng: ({}, {}), text_usage))
     yield TOY
-    export_kinds.KINDS.remove(next(k for k in export_kinds.KINDS if k.name == TOY))
+    export_kinds.KINDS.unregister(TOY)
     runtime_kinds.unregister(TOY)
     del quantize_kinds.KINDS[TOY], deploy_kinds.KINDS[TOY]
 

@@ -7,7 +7,6 @@ and int8 quantization.
 """
 
 import copy
-import dataclasses
 import json
 
 import numpy as np
@@ -42,7 +41,7 @@ def padded_mask(B: int, T: int, seed: int = 0) -> torch.Tensor:
 
 def twin(cfg: ModelConfig, module) -> SelfAttention:
     """Full attention holding `module`'s weights: the reference computes the same function with a mask."""
-    ref = SelfAttention(dataclasses.replace(cfg, attention_kind="full")).eval()
+    ref = SelfAttention(cfg.with_fields(attention_kind="full")).eval()
     ref.load_state_dict({k: v for k, v in module.state_dict().items() if k.startswith(("qkv", "proj"))})
     return ref
 
@@ -76,15 +75,15 @@ def window_reference(mask: torch.Tensor, W: int, causal: bool, n_global: int = 0
 ])
 def test_settings_that_cannot_work_are_refused(fields, message):
     with pytest.raises(ConfigError, match=None) as e:
-        ModelConfig(**{**SMALL, **fields})
+        ModelConfig.from_dict({**SMALL, **fields})
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_an_old_config_without_the_fields_is_full_attention():
-    old = {k: v for k, v in ModelConfig(**SMALL).to_dict().items()
+    old = {k: v for k, v in ModelConfig.from_dict(SMALL).to_dict().items()
            if k not in ("attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds", "reversible")}
     cfg = ModelConfig.from_dict(old)
-    assert (cfg.attention_kind, cfg.reversible, cfg.positional) == ("full", False, "sinusoidal")
+    assert (cfg.attention.kind, cfg.reversible, cfg.positional) == ("full", False, "sinusoidal")
     assert isinstance(Transformer(cfg).blocks[0].attn, SelfAttention)
 
 
@@ -94,7 +93,7 @@ def test_an_old_config_without_the_fields_is_full_attention():
 @pytest.mark.parametrize("causal", [False, True])
 def test_local_blocks_equal_banded_full_attention(causal):
     torch.manual_seed(0)
-    cfg = ModelConfig(**SMALL, arch="decoder" if causal else "encoder", attention_kind="local", window=8)
+    cfg = ModelConfig.from_dict(dict(**SMALL, arch="decoder" if causal else "encoder", attention_kind="local", window=8))
     local = LocalAttention(cfg).eval()
     ref = twin(cfg, local)
     for T in LENGTHS:
@@ -111,7 +110,7 @@ def test_cached_local_blocks_equal_the_banded_cache_mask():
     from edgeformer.modeling.models.transformer import LayerCache, cached_keep_mask
 
     torch.manual_seed(4)
-    cfg = ModelConfig(**SMALL, arch="decoder", attention_kind="local", window=8)
+    cfg = ModelConfig.from_dict(dict(**SMALL, arch="decoder", attention_kind="local", window=8))
     local = LocalAttention(cfg).eval()
     ref = twin(cfg, local)
     for past, T in [(0, 1), (0, 21), (0, 64), (13, 1), (40, 9), (5, 3), (30, 16)]:
@@ -129,7 +128,7 @@ def test_cached_local_blocks_equal_the_banded_cache_mask():
 
 def test_longformer_equals_window_plus_global_rows_and_columns():
     torch.manual_seed(1)
-    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=3)
+    cfg = ModelConfig.from_dict(dict(**SMALL, attention_kind="longformer", window=8, global_tokens=3))
     longformer = LongformerAttention(cfg).eval()
     ref = twin(cfg, longformer)
     for T in LENGTHS:
@@ -142,7 +141,7 @@ def test_longformer_equals_window_plus_global_rows_and_columns():
 def test_longformer_global_tokens_from_the_input_mask():
     """global_attention_mask picks any tokens of each row (none, fewer than global_tokens, or all of them)."""
     torch.manual_seed(2)
-    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=3)
+    cfg = ModelConfig.from_dict(dict(**SMALL, attention_kind="longformer", window=8, global_tokens=3))
     longformer = LongformerAttention(cfg).eval()
     ref = twin(cfg, longformer)
     g = torch.Generator().manual_seed(0)
@@ -161,7 +160,7 @@ def test_marks_past_the_global_slots_stay_ordinary_local_tokens():
     """A raw session can send more marks than global_tokens (the runtime refuses them): the first G are
     global and the rest attend, and are attended, as local tokens, never dropped from every key set."""
     torch.manual_seed(3)
-    cfg = ModelConfig(**SMALL, attention_kind="longformer", window=4, global_tokens=2)
+    cfg = ModelConfig.from_dict(dict(**SMALL, attention_kind="longformer", window=4, global_tokens=2))
     longformer = LongformerAttention(cfg).eval()
     x, mask = torch.randn(1, 21, 32), torch.ones(1, 21, dtype=torch.long)
     over, kept = torch.zeros(1, 21, dtype=torch.long), torch.zeros(1, 21, dtype=torch.long)
@@ -172,18 +171,18 @@ def test_marks_past_the_global_slots_stay_ordinary_local_tokens():
 
 
 def test_more_global_tokens_than_the_model_has_room_for_are_refused():
-    model = Transformer(ModelConfig(**SMALL, attention_kind="longformer", window=8, global_tokens=2)).eval()
+    model = Transformer(ModelConfig.from_dict(dict(**SMALL, attention_kind="longformer", window=8, global_tokens=2))).eval()
     ids, marked = torch.randint(1, 300, (2, 10)), torch.zeros(2, 10, dtype=torch.long)
     marked[1, :3] = 1
     with pytest.raises(ConfigError, match="global_attention_mask marks 3 tokens in row 1; this model attends globally to at most 2"):
         model(ids, global_attention_mask=marked)
     with pytest.raises(ConfigError, match="global_attention_mask is for attention_kind=longformer"):
-        Transformer(ModelConfig(**SMALL)).eval()(ids, global_attention_mask=marked)
+        Transformer(ModelConfig.from_dict(SMALL)).eval()(ids, global_attention_mask=marked)
 
 
 def test_linformer_input_is_as_if_zero_padded_to_the_fixed_length():
     torch.manual_seed(2)
-    cfg = ModelConfig(**SMALL, attention_kind="linformer", linformer_k=16)
+    cfg = ModelConfig.from_dict(dict(**SMALL, attention_kind="linformer", linformer_k=16))
     attn = LinformerAttention(cfg).eval()
     x, mask = torch.randn(2, 21, 32), padded_mask(2, 21)
     full_x = torch.cat([x, torch.randn(2, 64 - 21, 32)], dim=1)  # whatever sits in the padding is masked
@@ -196,7 +195,7 @@ def test_lsh_within_one_chunk_is_shared_qk_attention():
     """With every token in one chunk, LSH attention is full shared-QK attention (the chunk and its
     wrapped-around predecessor are the same keys twice, which leaves each softmax unchanged)."""
     torch.manual_seed(3)
-    cfg = ModelConfig(**SMALL, attention_kind="lsh", window=32, lsh_buckets=4, lsh_rounds=2)
+    cfg = ModelConfig.from_dict(dict(**SMALL, attention_kind="lsh", window=32, lsh_buckets=4, lsh_rounds=2))
     lsh = LSHAttention(cfg).eval()
     x, mask = torch.randn(2, 29, 32), padded_mask(2, 29)
     B, T, C = x.shape
@@ -212,7 +211,7 @@ def test_lsh_within_one_chunk_is_shared_qk_attention():
 @pytest.mark.parametrize("kind", ["full", "local"])
 def test_rotary_positions_continue_from_the_cache(kind):
     torch.manual_seed(4)
-    model = Transformer(ModelConfig(**SMALL, arch="decoder", positional="rotary", attention_kind=kind, window=8)).eval()
+    model = Transformer(ModelConfig.from_dict(dict(**SMALL, arch="decoder", positional="rotary", attention_kind=kind, window=8))).eval()
     ids = torch.randint(1, 300, (2, 30))
     whole = model(ids)["logits"]
     cache = model.empty_cache(2)
@@ -237,7 +236,7 @@ def test_rotary_scores_depend_on_relative_position_only():
 def test_distillation_scores_are_the_ones_forward_attends_with(kind):
     """The scores capture() records for the attention loss are the rotated q.k the block softmaxes."""
     torch.manual_seed(6)
-    model = Transformer(ModelConfig(**SMALL, positional="rotary", attention_kind=kind, window=64)).eval()
+    model = Transformer(ModelConfig.from_dict(dict(**SMALL, positional="rotary", attention_kind=kind, window=64))).eval()
     ids = torch.randint(1, 300, (2, 21))
     with model.capture(attention_scores=True) as seen:
         model(ids)
@@ -251,7 +250,7 @@ def test_distillation_scores_are_the_ones_forward_attends_with(kind):
 
 def test_reversible_recompute_gives_the_gradients_of_plain_backprop():
     torch.manual_seed(5)
-    cfg = ModelConfig(**SMALL, reversible=True, attention_kind="local", window=8)
+    cfg = ModelConfig.from_dict(dict(**SMALL, reversible=True, attention_kind="local", window=8))
     model = Transformer(cfg).eval()
     x, mask = torch.randn(2, 21, 32, requires_grad=True), padded_mask(2, 21).bool()
 
@@ -300,14 +299,14 @@ def test_export_parity_runtime_and_int8(name, tmp_path, tokenizer):
     assert result.report.passed and all(o.max_abs <= 1e-4 for o in result.report.worst.values())
     assert any(case.padded for case in result.report.cases)
     cfg = model.cfg
-    per_layer = {"longformer": 2, "lsh": cfg.lsh_rounds}.get(cfg.attention_kind, 1)
+    per_layer = {"longformer": 2, "lsh": cfg.attention.lsh_rounds}.get(cfg.attention.kind, 1)
     assert result.manifest.attention.count == cfg.n_layers * per_layer
     shapes = score_shapes(onnx.load(str(tmp_path / "bundle" / "model.onnx")))
     if not options:  # the blocks, projections and chunks are in the graph: nothing scores seq x seq
-        expected = {"local": (8, 24), "longformer": (8, 26), "linformer": ("seq", 16), "lsh": (8, 16)}[cfg.attention_kind]
+        expected = {"local": (8, 24), "longformer": (8, 26), "linformer": ("seq", 16), "lsh": (8, 16)}[cfg.attention.kind]
         assert expected in shapes and ("seq", "seq") not in shapes, shapes
     bundle = runtime.load(tmp_path / "bundle")
-    if cfg.attention_kind == "longformer":  # global tokens from the input, by default the first positions
+    if cfg.attention.kind == "longformer":  # global tokens from the input, by default the first positions
         ids = np.random.default_rng(0).integers(1, cfg.vocab_size, size=(2, 21))
         marked = np.zeros((2, 21), dtype=np.int64)
         marked[:, 0] = 1
@@ -381,7 +380,7 @@ def test_full_attention_disguised_as_local_is_refused(tmp_path):
     from edgeformer.export.onnx import ExportError
     from edgeformer.export.kinds import export_onnx
 
-    export_onnx(Transformer(ModelConfig(**SMALL)).eval(), tmp_path / "m.onnx")  # full attention: seq x seq scores
+    export_onnx(Transformer(ModelConfig.from_dict(SMALL)).eval(), tmp_path / "m.onnx")  # full attention: seq x seq scores
     with pytest.raises(ExportError, match="scores seq x seq"):
         check_subquadratic(onnx.load(str(tmp_path / "m.onnx")))
 

@@ -1,4 +1,6 @@
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import torch
 
 from edgeformer.modeling import PRESETS, ModelConfig, Transformer, load, save
 from edgeformer.modeling.checkpoint import CheckpointError
-from edgeformer.modeling.config import ConfigError
+from edgeformer.modeling.config import AttentionConfig, ConfigError, SpeechConfig, VisionConfig
 from edgeformer.modeling.models.transformer import attention_keep_mask, sinusoidal_table
 
 from .conftest import TINY, make_checkpoint
@@ -54,7 +56,7 @@ def test_presets_build(name):
 ])
 def test_bad_config_is_refused(bad, msg):
     with pytest.raises(ConfigError, match=msg):
-        ModelConfig(**{**TINY, **bad})
+        ModelConfig.from_dict({**TINY, **bad})
 
 
 def test_unknown_preset_and_unknown_field():
@@ -64,6 +66,38 @@ def test_unknown_preset_and_unknown_field():
         ModelConfig.from_dict({**TINY, "n_experts": 8})
     # An older config lacking newer fields still loads with defaults.
     assert ModelConfig.from_dict({"arch": "decoder", "vocab_size": 10}).pooling == "mean"
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("v*/*checkpoint/config.json")), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_every_written_config_reads_into_its_parts_and_is_stored_unchanged(path):
+    stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("format", "format_version")}
+    cfg = ModelConfig.from_dict(stored)
+    written = cfg.to_dict()
+    assert {k: written[k] for k in stored} == stored  # a version 1 file lacks the fields added since: their defaults
+    if path.parent.parent.name != "v1":
+        assert json.dumps(written) == json.dumps(stored)  # same keys, same order, same values
+    assert (cfg.vision is not None) == bool(stored.get("image_size")) and (cfg.speech is not None) == (cfg.arch == "conformer")
+    assert cfg.attention.kind == stored.get("attention_kind", "full")
+
+
+def test_parts_are_what_the_model_has():
+    text = ModelConfig.from_dict({**TINY, "attention_kind": "local", "window": 8})
+    assert text.attention == AttentionConfig(kind="local", window=8) and text.vision is None and text.speech is None
+    vit = ModelConfig(**{**TINY, "positional": "learned", "max_len": 5}, vision=VisionConfig(image_size=8, patch_size=4))
+    assert vit.input_names == ["pixel_values"] and vit.to_dict()["image_size"] == 8 and vit.vision.num_patches == 4
+    assert vit.with_fields(num_channels=1).vision == VisionConfig(8, 4, 1)
+    asr = ModelConfig.from_dict({**TINY, "arch": "conformer", "vocab_size": 4, "alphabet": "abc", "n_mels": 16})
+    assert asr.speech == SpeechConfig(alphabet="abc", n_mels=16) and asr.input_names == ["waveforms", "lengths"]
+    for bad, message in ((dict(attention={"kind": "local"}), "attention=.*expected a AttentionConfig"),
+                         (dict(speech=SpeechConfig("abc")), "a encoder has no speech part"),
+                         (dict(vision=VisionConfig(0)), "image_size=0; a vision part needs image_size > 0")):
+        with pytest.raises(ConfigError, match=message):
+            ModelConfig(**TINY, **bad)
+    with pytest.raises(ConfigError, match="a conformer needs its speech part"):
+        ModelConfig(**{**TINY, "arch": "conformer"})
 
 
 def test_keep_mask_never_leaves_a_row_empty():
@@ -81,7 +115,7 @@ def test_keep_mask_never_leaves_a_row_empty():
 def test_padding_does_not_change_real_positions(arch):
     """Outputs at real tokens must not depend on what sits in the padded positions."""
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**TINY, arch=arch, num_labels=0 if arch == "decoder" else 3)).eval()
+    model = Transformer(ModelConfig.from_dict(dict(**TINY, arch=arch, num_labels=0 if arch == "decoder" else 3))).eval()
     ids = torch.randint(0, TINY["vocab_size"], (2, 10))
     mask = torch.ones(2, 10, dtype=torch.long)
     mask[1, 6:] = 0
@@ -100,7 +134,7 @@ def test_padding_does_not_change_real_positions(arch):
 
 def test_decoder_is_causal():
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**TINY, arch="decoder")).eval()
+    model = Transformer(ModelConfig.from_dict(dict(**TINY, arch="decoder"))).eval()
     ids = torch.randint(0, 300, (1, 12))
     changed = ids.clone()
     changed[0, 8:] = (changed[0, 8:] + 1) % 300
@@ -110,7 +144,7 @@ def test_decoder_is_causal():
 
 
 def test_too_long_sequence_is_refused():
-    model = Transformer(ModelConfig(**TINY))
+    model = Transformer(ModelConfig.from_dict(TINY))
     with pytest.raises(ConfigError, match="at most 64"):
         model(torch.zeros(1, 65, dtype=torch.long))
 

@@ -27,7 +27,7 @@ def run(model: ir.Model, feeds):
 ])
 def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**{**TINY, **overrides})).eval()
+    model = Transformer(ModelConfig.from_dict({**TINY, **overrides})).eval()
     n_layers = model.cfg.n_layers
     before = trace_onnx(model, "fused")
     counts_before = op_counts(ir.to_proto(before))
@@ -42,7 +42,7 @@ def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
     assert attention_to_3d(after) == 0  # idempotent: nothing left to rewrite
 
     cfg = model.cfg
-    if cfg.image_size:
+    if cfg.vision:
         specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
     else:
         specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
@@ -54,7 +54,7 @@ def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
 
 def test_unmatched_attention_is_left_alone():
     torch.manual_seed(0)
-    graph = trace_onnx(Transformer(ModelConfig(**TINY)).eval(), "fused")
+    graph = trace_onnx(Transformer(ModelConfig.from_dict(TINY)).eval(), "fused")
     node = next(n for n in graph.graph if n.op_type == "Attention")
     node.attributes["q_num_heads"] = ir.AttrInt64("q_num_heads", 4)  # already 3-D: not ours to touch
     assert attention_to_3d(graph) == TINY["n_layers"] - 1
@@ -68,7 +68,7 @@ def test_attention_to_3d_rebuilds_merged_block_reshapes(overrides):
     """Local blocks reach the head split as Reshape((B, n*W, C) -> (B*n, W, H, d)), the exporter having
     merged two Reshapes: the pass must feed the node (B*n, W, C), not the (B, n*W, C) it started from."""
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**{**TINY, "max_len": 64, **overrides})).eval()
+    model = Transformer(ModelConfig.from_dict({**TINY, "max_len": 64, **overrides})).eval()
     before, after = trace_onnx(model, "fused"), trace_onnx(model, "fused")
     per_layer = 2 if overrides["attention_kind"] == "longformer" else 1
     assert attention_to_3d(after) == per_layer * model.cfg.n_layers

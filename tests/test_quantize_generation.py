@@ -41,7 +41,7 @@ LIMITS = {"int8-dynamic": (0.95, 0.75, 0.005), "int8-static": (0.95, 0.75, 0.005
 def seq2seq_text(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("qs2s")
     torch.manual_seed(5)
-    cfg = ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
+    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
                          "max_len": 48, "vocab_size": tokenizer.vocab_size})
     ckpt = save(Seq2SeqTransformer(cfg).eval(), root / "ckpt", tokenizer=tokenizer)
     return ckpt, export_bundle(ckpt, root / "bundle").path

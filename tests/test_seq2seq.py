@@ -24,7 +24,7 @@ from .conftest import TINY
 def seq2seq_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("s2s")
     torch.manual_seed(5)
-    cfg = ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
+    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
                          "max_len": 48})
     ckpt = save(Seq2SeqTransformer(cfg).eval(), root / "ckpt")
     return ckpt, export_bundle(ckpt, root / "bundle")

@@ -109,7 +109,7 @@ def test_ctc_training_step_fits_a_batch_and_greedy_decoding_scores():
     torch.manual_seed(0)
     model = Conformer(conformer_config("tiny", **TINY))
     rng = np.random.default_rng(0)
-    batch = batch_of([synthesize(rng, digits) for digits in ("12", "7")], model.cfg.alphabet)
+    batch = batch_of([synthesize(rng, digits) for digits in ("12", "7")], model.cfg.speech.alphabet)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     losses = []
@@ -140,9 +140,9 @@ def test_transcribe_batches_like_single_recordings(speech):
     texts = bundle.transcribe(waves)
     assert texts == [bundle.transcribe(w)[0] for w in waves] and all(isinstance(t, str) for t in texts)
     with torch.no_grad():
-        out = model(*batch_of(held_out(3), model.cfg.alphabet)[:2])
+        out = model(*batch_of(held_out(3), model.cfg.speech.alphabet)[:2])
     ids = ctc_greedy(out["logits"].numpy(), out["logit_lengths"].numpy())
-    assert texts == ["".join(model.cfg.alphabet[i - 1] for i in row) for row in ids]
+    assert texts == ["".join(model.cfg.speech.alphabet[i - 1] for i in row) for row in ids]
 
 
 @pytest.mark.parametrize("waveforms, kwargs, message", [

@@ -196,7 +196,7 @@ def test_seq2seq_vit_conformer_and_local_bundles_carry_vectors(tmp_path):
     from .conftest import TINY
 
     torch.manual_seed(5)
-    s2s = save(Seq2SeqTransformer(ModelConfig(**{**TINY, "arch": "seq2seq", "max_len": 40})).eval(), tmp_path / "s2s")
+    s2s = save(Seq2SeqTransformer(ModelConfig.from_dict({**TINY, "arch": "seq2seq", "max_len": 40})).eval(), tmp_path / "s2s")
     verified(export_bundle(s2s, tmp_path / "s2s-b").path, {"run", "generate"})
     vit, _ = make_checkpoint(tmp_path / "vit", vocab_size=1, image_size=8, patch_size=4, num_channels=3, positional="learned",
                              max_len=5, pooling="cls", num_labels=3, labels=["x", "y", "z"])

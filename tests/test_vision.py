@@ -72,13 +72,15 @@ def test_classify_images_uint8_hwc_float_chw_and_resize(vit):
     logits = model({"pixel_values": pixel_values(torch.from_numpy(images)).numpy()})["logits"]
     assert chw.labels == [str(k) for k in logits.argmax(-1)]
     assert np.mean(np.array(chw.labels) == data.eval_labels[:40].astype(str)) > 0.5
+    stacked = model.classify_images(images[:3, 0])  # (N, H, W): a stack of grayscale images for a 1-channel model
+    np.testing.assert_allclose(stacked.probabilities, chw.probabilities[:3], atol=1e-6)
+    assert len(model.classify_images(images[:1, 0]).labels) == 1  # (1, 8, 8) is one grayscale image, not CHW
     big = np.kron(images[:4, 0], np.ones((2, 2), dtype=np.uint8))  # 16x16, each pixel doubled
     assert len(model.classify_images(list(big), resize=True).labels) == 4
 
 
 @pytest.mark.parametrize("images, kwargs, message", [
     (np.zeros((8, 8, 3), np.uint8), {}, "has 3 channels in HWC layout"),
-    (np.zeros((1, 8, 8), np.uint8), {}, "pass layout='CHW'"),
     (np.zeros((16, 16), np.uint8), {}, "this model reads 8x8 images (pass resize=True"),
     (np.full((8, 8), 2.0, np.float32), {}, "expected float pixels in [0, 1]"),
     (np.full((8, 8), np.nan, np.float32), {}, "NaN or infinite"),

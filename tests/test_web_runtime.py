@@ -75,7 +75,7 @@ def seq2seq(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("web_s2s")
     torch.manual_seed(5)
-    cfg = ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
+    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
                          "max_len": 48})
     return export_bundle(save(Seq2SeqTransformer(cfg).eval(), root / "ckpt"), root / "bundle").path
 

@@ -26,7 +26,7 @@ __all__ = ["DistillConfig", "DistillResult", "distill_checkpoint", "parse_layer_
 
 def is_media_teacher(cfg: ModelConfig) -> bool:
     """A ViT or Conformer: distilled on its own built-in task, from logits and task targets."""
-    return cfg.arch == "conformer" or bool(cfg.image_size)
+    return cfg.arch == "conformer" or cfg.vision is not None
 
 
 def distill_checkpoint(

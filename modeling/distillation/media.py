@@ -43,7 +43,7 @@ def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainCon
     from edgeformer.modeling.training.vision import ImageClassificationTask, digits, vit_config
 
     data = digits()
-    cfg = vit_config(preset, data, teacher.cfg.patch_size, **({"n_layers": layers} if layers else {}))
+    cfg = vit_config(preset, data, teacher.cfg.vision.patch_size, **({"n_layers": layers} if layers else {}))
     torch.manual_seed(tc.seed)
     student = Transformer(cfg)
     task = ImageClassificationTask(data, tc)
@@ -62,7 +62,7 @@ def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc
     from edgeformer.modeling.models.conformer import Conformer
     from edgeformer.modeling.training.speech import SpeechTask, conformer_config, ctc_loss
 
-    cfg = conformer_config(preset, teacher.cfg.alphabet, **({"n_layers": layers} if layers else {}))
+    cfg = conformer_config(preset, teacher.cfg.speech.alphabet, **({"n_layers": layers} if layers else {}))
     torch.manual_seed(tc.seed)
     student = Conformer(cfg)
     task = SpeechTask(cfg, tc)
@@ -90,7 +90,7 @@ def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: 
     teacher = checkpoint.load(teacher_path).eval()
     if teacher.cfg.arch == "conformer":
         task_name, metric, student, task, step = _conformer_job(teacher, preset, layers, tc, dc)
-    elif teacher.cfg.image_size:
+    elif teacher.cfg.vision:
         task_name, metric, student, task, step = _vit_job(teacher, preset, layers, tc, dc)
     else:
         raise ConfigError(f"teacher {teacher_path} is neither a ViT nor a Conformer")

@@ -6,7 +6,6 @@ the teacher's task (vocabulary, labels, norm, positions, ...) comes from the tea
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -34,7 +33,7 @@ def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfi
         cfg = ModelConfig.from_dict(student)
     elif str(student) in PRESETS:
         sizes = {k: v for k, v in PRESETS[str(student)].items() if k in PRESET_SIZES}
-        cfg = dataclasses.replace(teacher, **sizes)
+        cfg = teacher.with_fields(**sizes)
     elif str(student).endswith(".json"):
         path = Path(student)
         if not path.is_file():
@@ -49,16 +48,16 @@ def student_config(teacher: ModelConfig, student: str | os.PathLike | ModelConfi
     else:
         raise ConfigError(f"unknown student {student!r}; expected a preset ({', '.join(PRESETS)}) or a config .json file")
     if layers is not None:
-        cfg = dataclasses.replace(cfg, n_layers=layers)
+        cfg = cfg.with_fields(n_layers=layers)
     if overrides:
-        cfg = dataclasses.replace(cfg, **overrides)
+        cfg = cfg.with_fields(**overrides)
     check_compatible(teacher, cfg)
     return cfg
 
 
 def check_compatible(teacher: ModelConfig, student: ModelConfig) -> None:
     """A student must read the teacher's tokens and answer the teacher's task."""
-    if teacher.image_size or student.image_size:
+    if teacher.vision or student.vision:
         raise ConfigError("distillation reads text; image models (image_size > 0) are not supported")
     if teacher.task not in METRICS:
         raise ConfigError(f"distillation covers {', '.join(METRICS)} teachers, not {teacher.task}")

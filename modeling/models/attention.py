@@ -73,7 +73,7 @@ class HeadsAttention(nn.Module):
 
 def attention_nodes_per_layer(cfg: ModelConfig) -> int:
     """The fused Attention (or unfused Softmax) nodes one block exports as: the export's node-count check."""
-    return {"longformer": 2, "lsh": cfg.lsh_rounds}.get(cfg.attention_kind, 1)
+    return {"longformer": 2, "lsh": cfg.attention.lsh_rounds}.get(cfg.attention.kind, 1)
 
 
 def pad_seq(x: torch.Tensor, before: int, after) -> torch.Tensor:
@@ -200,7 +200,7 @@ class LocalAttention(HeadsAttention):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.window, self.causal = cfg.window, cfg.causal
+        self.window, self.causal = cfg.attention.window, cfg.causal
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
         """keep: the (B, T) key mask; with `cache` (generation) the (B, P + T) mask of past and new keys."""
@@ -222,7 +222,7 @@ class LongformerAttention(HeadsAttention):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.window, self.n_global = cfg.window, cfg.global_tokens
+        self.window, self.n_global = cfg.attention.window, cfg.attention.global_tokens
 
     def forward(self, x: torch.Tensor, keep: GlobalKeep, cache=None, rope=None) -> torch.Tensor:
         q, k, v = self.heads(x, rope)  # (B, T, H, hd)
@@ -244,9 +244,9 @@ class LinformerAttention(HeadsAttention):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        std = math.sqrt(2.0 / (cfg.linformer_k + cfg.max_len))  # Xavier normal, as in the paper's code
-        self.E = nn.Parameter(torch.randn(cfg.linformer_k, cfg.max_len) * std)
-        self.F = nn.Parameter(torch.randn(cfg.linformer_k, cfg.max_len) * std)
+        std = math.sqrt(2.0 / (cfg.attention.linformer_k + cfg.max_len))  # Xavier normal, as in the paper's code
+        self.E = nn.Parameter(torch.randn(cfg.attention.linformer_k, cfg.max_len) * std)
+        self.F = nn.Parameter(torch.randn(cfg.attention.linformer_k, cfg.max_len) * std)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, cache=None, rope=None) -> torch.Tensor:
         q, k, v = self.heads(x, rope)

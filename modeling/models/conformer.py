@@ -84,7 +84,7 @@ class ConvolutionModule(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        C, k = cfg.d_model, cfg.conv_kernel
+        C, k = cfg.d_model, cfg.speech.conv_kernel
         self.norm = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.pointwise1 = nn.Conv1d(C, 2 * C, 1)
         self.depthwise = nn.Conv1d(C, C, k, padding=k // 2, groups=C)
@@ -123,7 +123,7 @@ class ConvSubsampling(nn.Module):
         super().__init__()
         C = cfg.d_model
         self.conv = nn.Sequential(nn.Conv2d(1, C, 3, stride=2), nn.ReLU(), nn.Conv2d(C, C, 3, stride=2), nn.ReLU())
-        bins = ((cfg.n_mels - 3) // 2 + 1 - 3) // 2 + 1
+        bins = ((cfg.speech.n_mels - 3) // 2 + 1 - 3) // 2 + 1
         self.out = nn.Linear(C * bins, C)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -137,7 +137,7 @@ class Conformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.features = LogMel(cfg.n_mels)
+        self.features = LogMel(cfg.speech.n_mels)
         self.subsample = ConvSubsampling(cfg)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.n_layers))
         self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
@@ -146,7 +146,7 @@ class Conformer(nn.Module):
 
     def derive_buffers(self) -> None:
         """The log-mel front end (no weights, only constants) again, after a build on the meta device (modeling/build.py)."""
-        self.features = LogMel(self.cfg.n_mels)
+        self.features = LogMel(self.cfg.speech.n_mels)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

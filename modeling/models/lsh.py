@@ -46,8 +46,8 @@ def chunk_with_previous(x: torch.Tensor, m, c: int) -> torch.Tensor:
 class LSHAttention(HeadsAttention):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.chunk, self.causal, self.n_buckets = cfg.window, cfg.causal, cfg.lsh_buckets
-        rotations = torch.randn(cfg.lsh_rounds, cfg.head_dim, cfg.lsh_buckets // 2)
+        self.chunk, self.causal, self.n_buckets = cfg.attention.window, cfg.causal, cfg.attention.lsh_buckets
+        rotations = torch.randn(cfg.attention.lsh_rounds, cfg.head_dim, cfg.attention.lsh_buckets // 2)
         self.register_buffer("rotations", rotations)  # part of the weights: the hash is fixed once trained
 
     def buckets(self, keys: torch.Tensor, valid: torch.Tensor, r: int) -> torch.Tensor:

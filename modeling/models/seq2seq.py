@@ -70,7 +70,7 @@ class DecoderBlock(nn.Module):
 class Seq2SeqTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.arch != "seq2seq" or cfg.image_size or cfg.type_vocab_size:
+        if cfg.arch != "seq2seq" or cfg.vision or cfg.type_vocab_size:
             raise ConfigError("Seq2SeqTransformer builds arch='seq2seq' text models")
         self.cfg = cfg
         self.embed = Embeddings(cfg)

@@ -103,17 +103,17 @@ class FeedForward(nn.Module):
 
 
 def build_attention(cfg: ModelConfig) -> nn.Module:
-    """The self-attention of cfg.attention_kind; every kind takes (x, keep, cache, rope).
+    """The self-attention of cfg.attention.kind; every kind takes (x, keep, cache, rope).
 
     keep is the (B, 1, T, S) mask for full attention and for a cache; the (B, T) key mask otherwise
     (the long-input kinds build only the blocks of mask they need)."""
-    if cfg.attention_kind == "full":
+    if cfg.attention.kind == "full":
         return SelfAttention(cfg)
     from edgeformer.modeling.models.attention import LinformerAttention, LocalAttention, LongformerAttention
     from edgeformer.modeling.models.lsh import LSHAttention
 
     kinds = {"local": LocalAttention, "longformer": LongformerAttention, "linformer": LinformerAttention, "lsh": LSHAttention}
-    return kinds[cfg.attention_kind](cfg)
+    return kinds[cfg.attention.kind](cfg)
 
 
 class Block(nn.Module):
@@ -174,7 +174,8 @@ class PatchEmbeddings(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.patch = nn.Conv2d(cfg.num_channels, cfg.d_model, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        vision = cfg.vision
+        self.patch = nn.Conv2d(vision.num_channels, cfg.d_model, kernel_size=vision.patch_size, stride=vision.patch_size)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -189,7 +190,7 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = PatchEmbeddings(cfg) if cfg.image_size else Embeddings(cfg)
+        self.embed = PatchEmbeddings(cfg) if cfg.vision else Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.rotary = Rotary(cfg.max_len, cfg.head_dim) if cfg.positional == "rotary" else None
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
@@ -265,12 +266,12 @@ class Transformer(nn.Module):
         decoder generating), attention_mask covers past + current tokens and each layer's cache
         gains this step's keys and values. `global_attention_mask` (B, T) marks a Longformer's
         global tokens, at most global_tokens per row (default: the first global_tokens positions)."""
-        if global_attention_mask is not None and self.cfg.attention_kind != "longformer":
+        if global_attention_mask is not None and self.cfg.attention.kind != "longformer":
             raise ConfigError(f"global_attention_mask is for attention_kind=longformer; this model's attention is "
-                              f"{self.cfg.attention_kind}")
+                              f"{self.cfg.attention.kind}")
         if cache is not None:
             return self._forward_cached(input_ids, attention_mask, position_ids, cache)
-        if self.cfg.image_size:
+        if self.cfg.vision:
             x, keep = self.embed(pixel_values), None  # (B, N + 1, C); every patch sees every patch
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
         else:
@@ -279,11 +280,11 @@ class Transformer(nn.Module):
                 raise ConfigError(f"sequence of {T} tokens; this model accepts at most {self.cfg.max_len}")
             if attention_mask is None:
                 attention_mask = torch.ones_like(input_ids)
-            if self.cfg.attention_kind == "full":
+            if self.cfg.attention.kind == "full":
                 keep = attention_keep_mask(attention_mask, self.cfg.causal)  # (B, 1, T, T)
-            elif self.cfg.attention_kind == "longformer":
+            elif self.cfg.attention.kind == "longformer":
                 keep = global_keep(attention_mask, self.checked_globals(global_attention_mask, attention_mask),
-                                   self.cfg.global_tokens)
+                                   self.cfg.attention.global_tokens)
             else:  # the long-input kinds build only the parts of the mask they attend over
                 keep = attention_mask.bool()  # (B, T)
             x = self.embed(input_ids, token_type_ids, position_ids)  # (B, T, C)
@@ -308,7 +309,7 @@ class Transformer(nn.Module):
             attention_mask = torch.ones(B, S, dtype=torch.long, device=input_ids.device)
         if position_ids is None:
             position_ids = positions_from_mask(attention_mask)[:, -T:]
-        if self.cfg.attention_kind == "local":  # blocks of new tokens over their window (modeling/models/attention.py)
+        if self.cfg.attention.kind == "local":  # blocks of new tokens over their window (modeling/models/attention.py)
             keep = attention_mask.bool()  # (B, S)
         else:
             keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
@@ -320,10 +321,10 @@ class Transformer(nn.Module):
         """The mask as given, once no row marks more real tokens global than the model has room for."""
         if global_attention_mask is not None and not torch.compiler.is_compiling():
             counts = ((global_attention_mask != 0) & (attention_mask != 0)).sum(dim=1)
-            if bool((counts > self.cfg.global_tokens).any()):
-                row = int(torch.argmax((counts > self.cfg.global_tokens).int()))
+            if bool((counts > self.cfg.attention.global_tokens).any()):
+                row = int(torch.argmax((counts > self.cfg.attention.global_tokens).int()))
                 raise ConfigError(f"global_attention_mask marks {int(counts[row])} tokens in row {row}; this model "
-                                  f"attends globally to at most {self.cfg.global_tokens} (global_tokens)")
+                                  f"attends globally to at most {self.cfg.attention.global_tokens} (global_tokens)")
         return global_attention_mask
 
     def rope(self, T: int, position_ids: torch.Tensor | None):

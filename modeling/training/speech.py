@@ -42,7 +42,7 @@ def conformer_config(preset: str, alphabet: str = ALPHABET, **overrides: Any) ->
     if preset not in CONFORMER_PRESETS:
         raise DataError(f"unknown conformer preset {preset!r}; expected one of: {', '.join(CONFORMER_PRESETS)}")
     fields = dict(arch="conformer", alphabet=alphabet, vocab_size=len(alphabet) + 1, max_len=MAX_FRAMES, pad_id=0)
-    return ModelConfig(**{**CONFORMER_PRESETS[preset], **fields, **overrides})
+    return ModelConfig.from_dict({**CONFORMER_PRESETS[preset], **fields, **overrides})
 
 
 def encode_texts(texts: list[str], alphabet: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,7 +76,7 @@ class SpeechTask:
     def batches(self, g: torch.Generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
         for _ in range(self.steps):
-            yield batch_of([synthesize(rng) for _ in range(self.tc.batch_size)], self.cfg.alphabet)
+            yield batch_of([synthesize(rng) for _ in range(self.tc.batch_size)], self.cfg.speech.alphabet)
 
     @staticmethod
     def loss(model, waves, lengths, targets, target_lengths) -> torch.Tensor:
@@ -94,10 +94,10 @@ def evaluate_cer(model: Conformer, utts: list[Utterance], batch_size: int = 32) 
     dev = next(model.parameters()).device
     hyps, loss = [], 0.0
     for i in range(0, len(utts), batch_size):
-        waves, lengths, targets, target_lengths = (t.to(dev) for t in batch_of(utts[i : i + batch_size], model.cfg.alphabet))
+        waves, lengths, targets, target_lengths = (t.to(dev) for t in batch_of(utts[i : i + batch_size], model.cfg.speech.alphabet))
         out = model(waves, lengths)
         loss += ctc_loss(out, targets, target_lengths).item() * len(lengths)
-        hyps += [ids_to_text(ids, model.cfg.alphabet) for ids in ctc_greedy(out["logits"].cpu().numpy(), out["logit_lengths"].cpu().numpy())]
+        hyps += [ids_to_text(ids, model.cfg.speech.alphabet) for ids in ctc_greedy(out["logits"].cpu().numpy(), out["logit_lengths"].cpu().numpy())]
     return {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
 
 

@@ -49,7 +49,7 @@ def main(root: Path) -> None:
 
     # checkpoint: encoder classifier with a tokenizer
     torch.manual_seed(0)
-    enc = Transformer(ModelConfig(**{**TINY, "vocab_size": tok.vocab_size}, num_labels=3, labels=["a", "b", "c"])).eval()
+    enc = Transformer(ModelConfig.from_dict(dict(**{**TINY, "vocab_size": tok.vocab_size}, num_labels=3, labels=["a", "b", "c"]))).eval()
     save(enc, root / "checkpoint", tokenizer=tok, overwrite=True)
     with torch.no_grad():
         out = enc(torch.from_numpy(ids), torch.from_numpy(mask))
@@ -69,7 +69,7 @@ def main(root: Path) -> None:
 
     # cached decoder: a prompt step's outputs and a greedy generation
     torch.manual_seed(1)
-    dec = Transformer(ModelConfig(**TINY, arch="decoder", positional="learned")).eval()
+    dec = Transformer(ModelConfig.from_dict(dict(**TINY, arch="decoder", positional="learned"))).eval()
     save(dec, root / "ckpt-decoder", overwrite=True)
     export_bundle(root / "ckpt-decoder", root / "cached", kv_cache=True, overwrite=True)
     model = runtime.load(root / "cached")
@@ -85,7 +85,7 @@ def main(root: Path) -> None:
 
     # seq2seq: encoder outputs and a greedy generation
     torch.manual_seed(5)
-    s2s = Seq2SeqTransformer(ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post",
+    s2s = Seq2SeqTransformer(ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post",
                                             "activation": "relu"})).eval()
     save(s2s, root / "ckpt-seq2seq", overwrite=True)
     export_bundle(root / "ckpt-seq2seq", root / "seq2seq", overwrite=True)

@@ -78,7 +78,7 @@ def text_artifacts(root: Path) -> None:
 
     tok = train_tokenizer(TEXTS * 40, vocab_size=300)
     torch.manual_seed(0)
-    enc = Transformer(ModelConfig(**{**TINY, "vocab_size": tok.vocab_size}, num_labels=3, labels=["a", "b", "c"])).eval()
+    enc = Transformer(ModelConfig.from_dict(dict(**{**TINY, "vocab_size": tok.vocab_size}, num_labels=3, labels=["a", "b", "c"]))).eval()
     save(enc, root / "checkpoint", tokenizer=tok)
     with torch.no_grad():
         out = enc(torch.from_numpy(IDS), torch.from_numpy(MASK))
@@ -102,7 +102,7 @@ def cached_decoder(root: Path, work: Path) -> None:
     from edgeformer.modeling import ModelConfig, Transformer, save
 
     torch.manual_seed(1)
-    dec = Transformer(ModelConfig(**TINY, arch="decoder", positional="learned")).eval()
+    dec = Transformer(ModelConfig.from_dict(dict(**TINY, arch="decoder", positional="learned"))).eval()
     save(dec, work / "ckpt-decoder")
     export_bundle(work / "ckpt-decoder", root / "cached", kv_cache=True)
     model = runtime.load(root / "cached")
@@ -124,7 +124,7 @@ def seq2seq(root: Path, work: Path) -> None:
     from edgeformer.modeling.seq2seq import Seq2SeqTransformer
 
     torch.manual_seed(5)
-    s2s = Seq2SeqTransformer(ModelConfig(**{**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post",
+    s2s = Seq2SeqTransformer(ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post",
                                             "activation": "relu"})).eval()
     save(s2s, work / "ckpt-seq2seq")
     export_bundle(work / "ckpt-seq2seq", root / "seq2seq")
@@ -145,9 +145,9 @@ def vision(root: Path) -> None:
     from edgeformer.modeling import ModelConfig, Transformer, save
 
     torch.manual_seed(2)
-    cfg = ModelConfig(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0, vocab_size=1, image_size=8,
+    cfg = ModelConfig.from_dict(dict(d_model=32, n_heads=2, n_layers=2, d_ff=64, dropout=0.0, vocab_size=1, image_size=8,
                       patch_size=4, num_channels=1, positional="learned", max_len=5, pooling="cls", num_labels=3,
-                      labels=["circle", "cross", "line"])
+                      labels=["circle", "cross", "line"]))
     vit = Transformer(cfg).eval()
     save(vit, root / "vit-checkpoint")
     export_bundle(root / "vit-checkpoint", root / "vit")
