@@ -39,7 +39,7 @@ from .artifacts import check_format_version, confined_path, read_json_object, sh
 from .errors import BundleError
 from .manifest_checks import check_manifest_bounds, check_manifest_json, check_manifest_paths
 from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, ModelRecord, ParityRecord,  # noqa: F401
-                      QuantizationRecord, Record, TensorSpec, _to_json)
+                      QuantizationRecord, Record, TensorSpec, _to_json, rule)
 
 FORMAT = "edgeformer.bundle"
 FORMAT_VERSION = 2
@@ -63,10 +63,10 @@ class Manifest:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     axes: dict[str, dict[str, int]]  # axis name -> {"min": .., "max": ..}
-    opset: int
+    opset: int = field(metadata=rule(min=1))
     model: ModelRecord
     attention: AttentionRecord
-    tools: dict[str, str]
+    tools: dict[str, str] = field(default_factory=dict)  # the versions that made it
     quantization: QuantizationRecord | None = None
     parity: ParityRecord | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -186,7 +186,7 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     check_version(path, data)
     if data["format_version"] == 1 and "kind" in data:
         raise BundleError(f"{path} has a kind field at format_version 1; the bundle is corrupt")
-    check_manifest_json(path, data)
+    check_manifest_json(path, data, Manifest)
     known = {f.name for f in dataclasses.fields(Manifest)}
     unknown = sorted(set(data) - known)
     if unknown:

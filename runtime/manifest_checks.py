@@ -27,8 +27,7 @@ from typing import Any, Mapping
 
 from .artifacts import confined_path
 from .errors import BundleError
-from .records import (DTYPES, AttentionRecord, DeployRecord, ModelRecord, ParityRecord, QuantizationRecord,
-                      Record, TensorSpec, rule)
+from .records import DTYPES, Record, TensorSpec, rule
 
 # onnxruntime's type strings for the manifest's dtypes
 ORT_TYPES = {f"tensor({'float' if d == 'float32' else 'double' if d == 'float64' else d})": d for d in DTYPES}
@@ -171,14 +170,18 @@ def _wanted(kind: Any, rules: Mapping[str, Any], nullable: bool) -> str:
     return "an object"
 
 
-def check_manifest_json(where: str | os.PathLike, data: dict[str, Any]) -> None:
+def check_manifest_json(where: str | os.PathLike, data: dict[str, Any], manifest: type) -> None:
     """Refuse, in one line naming the field, a manifest whose fields have the wrong type or range.
 
-    The records' fields are checked as runtime/records.py declares them; the manifest's own fields
-    (runtime/bundle.py's `Manifest`) are listed here."""
+    Every field is checked as its dataclass declares it: `manifest` is runtime/bundle.py's `Manifest`
+    (passed in, since bundle.py reads through this module), its records those of runtime/records.py.
+    `format` and `format_version` were checked before (bundle.check_version); `axes` and `files`
+    are checked entry by entry below, for what their types cannot say (a max against its min, digests)."""
     m = _Fields(str(where), data, "")
-    m.value("inputs", list[TensorSpec], True)
-    m.value("outputs", list[TensorSpec], True)
+    for f, kind in _declared(manifest):
+        if f.name not in ("format", "format_version", "axes", "files"):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            m.value(f.name, kind, required, f.metadata or NO_RULES)
     axes = m.data.get("axes")
     if not isinstance(axes, dict):
         m.fail("axes", "an object of axis name -> {min, max}")
@@ -188,15 +191,7 @@ def check_manifest_json(where: str | os.PathLike, data: dict[str, Any]) -> None:
         a.value("max", int, False, rule(min=1))
         if lim.get("min") is not None and lim.get("max") is not None and lim["max"] < lim["min"]:
             a.fail("max", f"an integer >= min ({lim['min']})")
-    m.value("opset", int, True, rule(min=1))
-    for key, record, required in (("model", ModelRecord, True), ("attention", AttentionRecord, True),
-                                  ("quantization", QuantizationRecord, False), ("parity", ParityRecord, False),
-                                  ("deploy", DeployRecord, False)):
-        m.value(key, record, required)
-    m.value("tools", dict[str, Any], False)
-    m.value("graph", str, False)
-    m.value("kind", str, False)
-    files = m.obj("files")
+    files = m.obj("files")  # every bundle lists its files, with their sizes and digests
     for name, meta in files.data.items():
         f = _Fields(m.where, meta, f"files[{name!r}]")
         f.value("bytes", int, True)

@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from edgeformer.runtime.errors import BundleError
+from edgeformer.runtime.bundle import Manifest
 from edgeformer.runtime.manifest_checks import _declared, _Fields, check_manifest_json, check_record_json
 from edgeformer.runtime.records import (AttentionRecord, CacheRecord, DeployRecord, ModelRecord, ParityRecord,
                                         QuantizationRecord, Record, TensorSpec, rule)
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "v1"
-RECORDS = [TensorSpec, CacheRecord, ModelRecord, AttentionRecord, QuantizationRecord, ParityRecord, DeployRecord]
+RECORDS = [TensorSpec, CacheRecord, ModelRecord, AttentionRecord, QuantizationRecord, ParityRecord, DeployRecord, Manifest]
 
 
 @dataclass(eq=False)
@@ -76,7 +77,7 @@ def golden(kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", ["plain", "cached", "seq2seq", "int8"])
 def test_every_golden_manifest_passes(kind):
-    check_manifest_json(kind, golden(kind))
+    check_manifest_json(kind, golden(kind), Manifest)
 
 
 # Fields no hand-written check covered: each refused now because its record declares its type.
@@ -102,4 +103,4 @@ def test_fields_checked_by_their_declared_type(kind, change, message):
     data = copy.deepcopy(golden(kind))
     change(data)
     with pytest.raises(BundleError, match=message):
-        check_manifest_json(kind, data)
+        check_manifest_json(kind, data, Manifest)
