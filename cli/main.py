@@ -72,24 +72,31 @@ def cli():
 @cli.command()
 @click.option("--arch", type=click.Choice(["encoder", "decoder", "seq2seq", "vit", "conformer"]), required=True,
               help="vit: an image classifier; conformer: a speech recogniser from raw audio.")
-@click.option("--preset", default="tiny", show_default=True, help="Model size: tiny, small or base.")
+@click.option("--preset", help="Model size: tiny, small or base. Default: the task's (small for stdlib-topics, else tiny).")
 @click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq), "
-              "digits (vit), audio-digits (conformer). Default: the arch's task.")
+              "digits (vit), audio-digits (conformer). Default: the arch's task. Each task brings the preset, epochs, "
+              "learning rate and batch size its documented result was measured with; a flag given wins.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")
 @training_options(epochs=5)
 @long_input_options
 @click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
-@click.option("--vocab-size", default=2048, show_default=True, type=click.IntRange(min=300), help="BPE vocabulary size.")
+@click.option("--vocab-size", type=click.IntRange(min=300), help="BPE vocabulary size. Default: the task's (300 for reverse, else 2048).")
 @json_option
 def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, norm, vocab_size, seed,
           overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
-    from edgeformer.modeling.config import ModelConfig
-    from edgeformer.modeling.training.train import TrainConfig, train_checkpoint
+    from click.core import ParameterSource
 
-    ModelConfig.from_preset(preset)  # an unknown preset fails before any data is read
-    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
+    from edgeformer.modeling.config import ModelConfig
+    from edgeformer.modeling.training.train import train_checkpoint, training_config
+    from edgeformer.tasks.defaults import task_defaults
+
+    ModelConfig.from_preset(preset or task_defaults(arch, task, data_file).preset)  # before any data is read
+    ctx = click.get_current_context()
+    flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
+    given = {name: value for name, value in flags.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    tc = training_config(arch, task, data_file, **given)  # what the user left out is the task's
     overrides = {**long_input, **({"norm": norm} if norm else {})}
     result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
     from edgeformer.modeling.training.distributed import current

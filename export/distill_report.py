@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeformer import runtime
 from edgeformer.runtime.bench import time_alternating
+from edgeformer.runtime.bundle import AUDIO
 from edgeformer.runtime.inputs import manifest_inputs
 from edgeformer.runtime.speech import SAMPLE_RATE, pad_waveforms, speech_limits
 
@@ -64,7 +65,7 @@ def report_input(models: dict[str, runtime.Model]) -> tuple[int, str]:
     if "seq" in first.manifest.axes:
         seq = min(REPORT_SEQ, *(m.manifest.axes["seq"]["max"] for m in models.values()))
         return seq, f"{seq} tokens"
-    if first.manifest.model.task == "speech-recognition":
+    if first.manifest.modality == AUDIO:
         samples = min(int(REPORT_SECONDS * SAMPLE_RATE), *(speech_limits(m)[1] for m in models.values()))
         return samples, f"{samples / SAMPLE_RATE:.2f} s of audio"
     side = int(first.manifest.config["image_size"])
@@ -73,7 +74,7 @@ def report_input(models: dict[str, runtime.Model]) -> tuple[int, str]:
 
 def report_feeds(model: runtime.Model, batch: int, size: int) -> dict:
     """Full-length inputs of `batch` rows: `size` tokens or samples per row (images: their own size)."""
-    if model.manifest.model.task == "speech-recognition":
+    if model.manifest.modality == AUDIO:
         rng = np.random.default_rng(0)
         waves, lengths = pad_waveforms([0.1 * rng.standard_normal(size).astype(np.float32) for _ in range(batch)])
         return model.validate({"waveforms": waves, "lengths": lengths})

@@ -170,7 +170,7 @@ def quantize_bundle(
                             "quantize the float32 bundle instead")
     media = reads_arrays(ref.manifest)  # images and audio: measured on arrays of their task (quantize/media.py)
     if media and not isinstance(data, ArrayEvalSet):
-        raise QuantizeError(f"{src} reads {'images' if ref.manifest.config.get('image_size') else 'audio'}; "
+        raise QuantizeError(f"{src} reads {ref.manifest.modality} input; "
                             "give its evaluation set as arrays (quantize.media.ArrayEvalSet)")
     if not media and ref.bundle.tokenizer_path is None:
         raise QuantizeError(f"{src} has no tokenizer.json; fidelity is measured on text")
