@@ -8,7 +8,7 @@ import torch
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.modeling.training.data import ClassificationData, load_task
 from edgeformer.modeling.training.tokenizer import train_tokenizer
-from edgeformer.modeling.training.train import TrainConfig, lr_lambda, train, train_checkpoint
+from edgeformer.modeling.training.train import TrainConfig, lr_lambda, train, train_checkpoint, training_config
 
 
 @pytest.mark.slow
@@ -116,3 +116,33 @@ def test_batching_helpers():
     assert sorted(j for c in chunks for j in c) == list(range(100)) and all(len(c) == 10 for c in chunks)
     spread = sum(max(lengths[j] for j in c) - min(lengths[j] for j in c) for c in chunks) / len(chunks)
     assert spread < 10  # rows of similar length share a batch (random batches of these spread ~40)
+
+
+def test_each_built_in_task_brings_its_documented_recipe():
+    """The defaults a user meets are the settings each task's documented result was measured with."""
+    from edgeformer.tasks.defaults import GENERIC, TASK_DEFAULTS, task_defaults
+    from edgeformer.tasks.images import IMAGE_TASKS
+    from edgeformer.tasks.text import TASKS
+
+    assert set(TASK_DEFAULTS) == set(TASKS) | set(IMAGE_TASKS) | {"audio-digits"}
+    for arch, task in [("encoder", "stdlib-topics"), ("decoder", "pydoc-lm"), ("seq2seq", "reverse"), ("vit", "digits"),
+                       ("conformer", "audio-digits")]:
+        assert task_defaults(arch) is task_defaults(arch, task) is TASK_DEFAULTS[task], arch
+        assert TASK_DEFAULTS[task].documented, task
+    assert task_defaults("encoder", data_file="mine.jsonl") is GENERIC  # nothing is known about the user's data
+    assert task_defaults("encoder", "imagenet") is GENERIC  # loading it refuses the name
+    vit = training_config("vit", "digits")
+    assert (vit.epochs, vit.lr, vit.batch_size) == (40, 3e-3, 32)  # docs/speech-and-vision.md: 0.9833 held out
+    asr = training_config("conformer")
+    assert (asr.epochs, asr.lr, asr.batch_size) == (14, 3e-3, 8)
+    lm = training_config("decoder")
+    assert (lm.epochs, lm.lr, lm.steps_per_epoch) == (4, 3e-3, 80)  # pipeline/demo_plan.py's decoder
+    s2s = task_defaults("seq2seq")
+    assert (s2s.epochs, s2s.lr, s2s.batch_size, s2s.model) == (10, 2e-3, 64, {"dropout": 0.0})
+    assert task_defaults("encoder").preset == "small"
+
+
+def test_the_users_settings_win_over_the_tasks():
+    mine = training_config("vit", "digits", epochs=3, lr=1e-3, seed=7)  # lr equal to the generic default still wins
+    assert (mine.epochs, mine.lr, mine.batch_size, mine.seed) == (3, 1e-3, 32, 7)
+    assert training_config("encoder", data_file="mine.jsonl") == TrainConfig()

@@ -143,3 +143,16 @@ def test_distill_a_smaller_vit_and_bad_options(vit, tmp_path):
     (tmp_path / "t.txt").write_text("a\n")
     assert_bad_input(cli("train", "--arch", "vit", "--data", tmp_path / "t.txt", "--out", tmp_path / "x", ok=False),
                      "--arch vit trains on a built-in image task")
+
+
+def test_train_defaults_are_the_tasks_and_flags_win(tmp_path):
+    """`train --arch vit` without --lr trains at the task's 3e-3 (40 epochs unless --epochs says otherwise);
+    an --lr equal to the generic default (1e-3) is the user's and is kept."""
+    recorded = {}
+    for name, flags in [("task", ["--epochs", "1"]), ("user", ["--epochs", "1", "--lr", "0.001", "--batch-size", "64"])]:
+        cli("train", "--arch", "vit", "--task", "digits", *flags, "--out", tmp_path / name)
+        recorded[name] = json.loads((tmp_path / name / "training.json").read_text())
+    task, user = recorded["task"], recorded["user"]
+    assert task["preset"] == "tiny" and (task["train_config"]["epochs"], task["train_config"]["lr"]) == (1, 3e-3)
+    assert task["train_config"]["batch_size"] == 32
+    assert (user["train_config"]["lr"], user["train_config"]["batch_size"]) == (1e-3, 64)

@@ -4,6 +4,9 @@
 job (data, tokenizer, model, training, atomic checkpoint). AdamW, linear warm-up then cosine decay,
 gradient clipping and evaluation every epoch are the loop's; the batches, loss and evaluation are
 the task's (tasks.py).
+
+What the user leaves out (preset, epochs, learning rate, batch, vocabulary) comes from the task's
+recipe (edgeformer.tasks.defaults): the settings its documented result was measured with.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from edgeformer.runtime.artifacts import check_output_dir
 from edgeformer.runtime.tokenizer import TextTokenizer
+from edgeformer.tasks.defaults import task_defaults
 
 from edgeformer.modeling.build import build_model
 from edgeformer.modeling.checkpoint import TRAINING_FILE, save
@@ -28,7 +32,13 @@ from edgeformer.modeling.models.transformer import Transformer
 from edgeformer.modeling.training.tasks import task_for
 from edgeformer.modeling.training.tokenizer import train_tokenizer
 
-__all__ = ["TrainConfig", "TrainResult", "lr_lambda", "prepare", "train", "train_checkpoint"]
+__all__ = ["TrainConfig", "TrainResult", "lr_lambda", "prepare", "train", "train_checkpoint", "training_config"]
+
+
+def training_config(arch: str, task: str | None = None, data_file: str | os.PathLike | None = None,
+                    **given: Any) -> TrainConfig:
+    """The TrainConfig for a job: the task's recipe, then every field in `given` (the user's) over it."""
+    return TrainConfig(**{**task_defaults(arch, task, data_file).train_fields(), **given})
 
 
 def train(model: Transformer, data, tok: TextTokenizer, tc: TrainConfig, progress: bool = True) -> TrainResult:
@@ -55,23 +65,30 @@ def prepare(arch: str, task: str | None, data_file: str | os.PathLike | None):
 def train_checkpoint(
     out: str | os.PathLike,
     arch: str,
-    preset: str = "tiny",
+    preset: str | None = None,
     task: str | None = None,
     data_file: str | os.PathLike | None = None,
     tc: TrainConfig | None = None,
-    vocab_size: int = 2048,
+    vocab_size: int | None = None,
     overrides: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """The `edgeformer train` job: build data, tokenizer and model, train, write the checkpoint."""
+    """The `edgeformer train` job: build data, tokenizer and model, train, write the checkpoint.
+
+    `preset`, `tc` and `vocab_size` left as None, and the model fields `overrides` leaves out, are the task's.
+    """
+    recipe = task_defaults(arch, task, data_file)
+    preset = preset or recipe.preset
+    tc = tc or training_config(arch, task, data_file)
+    vocab_size = vocab_size or recipe.vocab_size
+    overrides = {**recipe.model, **(overrides or {})}
     if arch in ("vit", "conformer"):  # images and audio: no tokenizer, their own tasks
         from edgeformer.modeling.training.speech import train_conformer_checkpoint
         from edgeformer.modeling.training.vision import train_vit_checkpoint
 
         job = train_vit_checkpoint if arch == "vit" else train_conformer_checkpoint
         return job(out, preset, task, data_file, tc, overrides, overwrite, progress)
-    tc = tc or TrainConfig()
     check_output_dir(out, overwrite, sources=(data_file,) if data_file else ())  # before minutes of training
     data, task_name = prepare(arch, task, data_file)
     tok = train_tokenizer(data.texts, vocab_size)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeformer.runtime.artifacts import check_output_dir
+from edgeformer.tasks.defaults import task_defaults
 from edgeformer.tasks.images import IMAGE_TASKS, ImageData, digits  # noqa: F401  (the data is torch-free)
 
 from edgeformer.modeling.checkpoint import TRAINING_FILE, save
@@ -114,8 +115,8 @@ def load_image_task(task: str | None, data_file) -> tuple[ImageData, str]:
 
 def train_vit_checkpoint(out, preset: str = "tiny", task: str | None = None, data_file=None, tc: TrainConfig | None = None,
                          overrides: dict[str, Any] | None = None, overwrite: bool = False, progress: bool = True) -> TrainResult:
-    """`edgeformer train --arch vit`: a ViT on a built-in image task, written as a checkpoint."""
-    tc = tc or TrainConfig()
+    """`edgeformer train --arch vit`: a ViT on a built-in image task, written as a checkpoint (tc None: the task's recipe)."""
+    tc = tc or TrainConfig(**task_defaults("vit", task, data_file).train_fields())
     check_output_dir(out, overwrite)
     data, name = load_image_task(task, data_file)
     cfg = vit_config(preset, data, **(overrides or {}))
