@@ -35,12 +35,15 @@ def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str,
                  stream: bool, settings: dict, json_out: str | None) -> Generation:
     if bool(prompts) == bool(ids):
         raise EdgeformerError("give --prompt \"...\" (repeatable) or --ids \"5 17 42\" (repeatable), one of the two")
+    if stream and len(prompts or ids) > 1:
+        raise EdgeformerError(f"--stream prints one prompt's text as it is produced; got {len(prompts or ids)} prompts: "
+                              "give one, or leave out --stream to generate for a batch")
     prompt = list(prompts) if prompts else parse_ids(ids)
     if prompts and model.bundle.tokenizer_path is None:
         raise EdgeformerError(f"{model.bundle.path} has no tokenizer.json, so it cannot read --prompt text; give --ids")
     quiet = json_out == "-"
     tokens = model.stream(prompt, max_new_tokens=max_new_tokens, **settings)
-    show_live = stream and not quiet and len(tokens.prompts) == 1
+    show_live = stream and not quiet
     # A decoder continues its prompt; an encoder-decoder writes a new sequence for its source.
     sep = " -> " if model.manifest.model.task == "seq2seq-lm" else ""
     for text in prompts if show_live else ():

@@ -14,7 +14,7 @@ from edgeformer.runtime.errors import EdgeformerError, GateFailure
 
 from .options import (Aliased, FiniteFloat, finite_floats, json_option, long_input_options, out_options, output_dir,
                       plot_option, public_key_option, runtime_options, seed_option, training_options, truncate_option)
-from .output import ms, one_line, parity_table, table, write_json
+from .output import error_text, ms, one_line, parity_table, table, write_json
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -53,10 +53,10 @@ class Group(click.Group):
                 table(*shown)
             for line in e.report_lines() + e.diagnosis:
                 click.echo(line)
-            click.echo(f"error: {one_line(e)}", err=True)
+            click.echo(f"error: {error_text(e)}", err=True)
             sys.exit(1)
         except EdgeformerError as e:  # bad input: one line, exit 2
-            click.echo(f"error: {one_line(e)}", err=True)
+            click.echo(f"error: {error_text(e)}", err=True)
             sys.exit(2)
         except OSError as e:  # an unwritable --out, a full disk: the user's environment, not a bug
             click.echo(one_line(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), err=True)
@@ -147,8 +147,10 @@ def export(checkpoint, out, attention, atol, kv_cache, overwrite, json_out):
 @out_options("Quantized bundle directory", required=False)
 @click.option("--recipe", type=click.Choice(["int8-dynamic", "int8-static", "int4", "fp16"]), default="int8-dynamic",
               show_default=True)
-@click.option("--max-drop", type=FiniteFloat(min=0), help="Accuracy budget: the largest task-metric drop allowed.")
-@click.option("--eval-data", type=click.Path(dir_okay=False), help="Evaluation texts: one per line, or .jsonl with text (and label).")
+@click.option("--max-drop", type=FiniteFloat(min=0), help="Accuracy budget: the largest task-metric drop allowed "
+              "[default: none; the drop is measured and recorded, and parity later holds the bundle to it plus 10%].")
+@click.option("--eval-data", type=click.Path(dir_okay=False), help="Evaluation texts: one per line, or .jsonl with text "
+              "(and label) [default: built-in texts for the bundle's kind].")
 @click.option("--calibration", type=click.Choice(["minmax", "entropy", "percentile"]), default="percentile", show_default=True,
               help="int8-static: how activation ranges are chosen.")
 @click.option("--calib-data", type=click.Path(dir_okay=False),
@@ -213,17 +215,19 @@ def parity(bundle, reference, atol, seed, json_out):
     from edgeformer import runtime
     from edgeformer.export import bundle_parity
 
-    if runtime.open_bundle(bundle).manifest.quantization:
+    manifest = runtime.open_bundle(bundle).manifest
+    if manifest.quantization:
         from edgeformer.pipeline.parity import quantized_parity
 
-        from .quantize_report import budget_line
+        from .quantize_report import budget_line, budget_source
 
         fid, limit, passed = quantized_parity(bundle, reference)
-        write_json(json_out, {"passed": passed, "max_drop": limit, "fidelity": fid.to_json()})
+        source = budget_source(manifest)
+        write_json(json_out, {"passed": passed, "max_drop": limit, "budget_source": source, "fidelity": fid.to_json()})
         if not passed:
-            raise GateFailure(f"{bundle} failed its budget: {budget_line(fid, limit)}")
+            raise GateFailure(f"{bundle} failed its budget: {budget_line(fid, limit, source)}")
         if json_out != "-":
-            click.echo(f"parity passed (quantized): {budget_line(fid, limit)}")
+            click.echo(f"parity passed (quantized): {budget_line(fid, limit, source)}")
         return
 
     from edgeformer.export import ParityFailure
@@ -252,7 +256,7 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--resize", is_flag=True, help="With --image: resize images to the model's size instead of refusing them.")
 @click.option("--audio", multiple=True, type=click.Path(dir_okay=False),
               help="A 16 kHz mono PCM .wav file to transcribe with a speech bundle (repeatable).")
-@truncate_option(True, "Cut texts longer than the model's maximum (with a warning) instead of refusing them.")
+@truncate_option("texts longer than the model's maximum are cut, with a warning.")
 @runtime_options
 @public_key_option
 @json_option
@@ -286,7 +290,7 @@ def run(bundle, input_file, ids, texts, text_file, images, resize, audio, trunca
 @click.option("--repetition-penalty", default=1.0, show_default=True, type=FiniteFloat(), help="Above 1: fewer repeats (1: off).")
 @click.option("--stop", multiple=True, help="Stop at this string, or token id when an integer (repeatable).")
 @seed_option("sampling: the same seed gives the same text")
-@truncate_option(False, "Stop at the model's context instead of refusing a longer request.")
+@truncate_option("--max-new-tokens past the context stops there, with a note.")
 @runtime_options
 @public_key_option
 @json_option

@@ -6,7 +6,7 @@
     --providers/--spin/--threads/--max-batch  how ONNX Runtime runs a bundle
     --seed N                      every random draw of a verb (default 0, so runs repeat)
     --batch-size/--seq-len        the shape of what is timed or trained on
-    --truncate/--no-truncate      cut an input to the model's context instead of refusing it
+    --truncate/--no-truncate      cut to the model's context instead of refusing (on by default everywhere)
     --attention-kind/--window/... the model's attention for long inputs, positions and max length (train, distill)
 
 Every float option is a FiniteFloat (NaN and infinities refused, bounds checked) and every file a
@@ -173,13 +173,13 @@ def plot_option(what: str):
 
 def runtime_options(f):
     f = click.option("--max-batch", type=click.IntRange(min=1),
-                     help="The most rows one call may take (default: the manifest's limit, and what half the "
-                          "memory available at load holds); larger calls are refused.")(f)
+                     help="The most rows one call may take; larger calls are refused [default: the manifest's limit, "
+                          "and what half the memory available at load holds].")(f)
     f = click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads (default: all cores).")(f)
     f = click.option("--spin/--no-spin", default=False, show_default=True,
                      help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core).")(f)
     f = click.option("--providers", "-p", multiple=True, metavar="NAME",
-                     help="Execution provider in order of preference: cpu, cuda, tensorrt, ... (repeatable).")(f)
+                     help="Execution provider in order of preference: cpu, cuda, tensorrt, ... (repeatable) [default: cpu].")(f)
     return f
 
 
@@ -207,10 +207,12 @@ def training_options(epochs: int):
     return decorate
 
 
-def truncate_option(default: bool, what: str):
-    """--truncate/--no-truncate (and the old --no-truncation of `run`)."""
-    return click.option("--truncate/--no-truncate", " /--no-truncation", "truncate", default=default, show_default=True,
-                        cls=Aliased, help=what)
+def truncate_option(what: str):
+    """--truncate/--no-truncate, on by default for every verb: cut to the model's context (and say so)
+    instead of refusing; --no-truncate refuses. `what` says what is cut. (And the old --no-truncation of `run`.)"""
+    return click.option("--truncate/--no-truncate", " /--no-truncation", "truncate", default=True, show_default=True,
+                        cls=Aliased, help=f"Cut to the model's context instead of refusing: {what} "
+                        "--no-truncate refuses.")
 
 
 # ModelConfig fields set by long_input_options; a flag left out keeps the preset's (distill: the teacher's) value.

@@ -24,10 +24,19 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     console.print(t)
 
 
+SIGNATURE = "edgeformer.signature"  # click context meta: the signature check a verb made (run_cmd.confirm_signature)
+
+
 def write_json(dest: str | None, data: Any) -> None:
-    """Write `data` to the file `dest`, or to stdout when `dest` is '-'."""
+    """Write `data` to the file `dest`, or to stdout when `dest` is '-'. A verb that checked the bundle's
+    signature reports it there too, as `signature`."""
     if dest is None:
         return
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and SIGNATURE in ctx.meta and isinstance(data, dict):
+        data = {**data, "signature": ctx.meta[SIGNATURE]}
     text = json.dumps(data, indent=2, default=_default)
     if dest == "-":
         sys.stdout.write(text + "\n")
@@ -50,6 +59,28 @@ def _default(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()
     raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+# The flag that sets each runtime keyword argument an error may name as its remedy (runtime.errors):
+# (argument, value) -> what to type on the command line.
+FLAGS = {
+    ("truncation", True): "--truncate",
+    ("truncation", False): "--no-truncate",
+    ("on_overflow", "truncate"): "--truncate",
+    ("on_overflow", "error"): "--no-truncate",
+}
+
+
+def cli_setting(argument: str, value: Any) -> str:
+    flag = FLAGS.get((argument, value))
+    return f"give {flag}" if flag else f"pass {argument}={value!r}"
+
+
+def error_text(error: BaseException) -> str:
+    """An error's message as the command line says it: remedies named by their flags."""
+    from edgeformer.runtime.errors import EdgeformerError
+
+    return one_line(error.worded(cli_setting) if isinstance(error, EdgeformerError) else error)
 
 
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"

@@ -36,5 +36,23 @@ def written_line(out: str, recipe: str, r) -> str:
             + (f", {len(r.kept_float)} MatMuls kept in float: {', '.join(r.kept_float)}" if r.kept_float else ""))
 
 
-def budget_line(fid, limit: float) -> str:
-    return f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
+def budget_line(fid, limit: float, source: str = "") -> str:
+    return (f"{fid.metric} {fid.quant_metric:.5g} vs PyTorch {fid.float_metric:.5g}: drop {fid.drop:.4g}, budget {limit:.4g}"
+            + (f" ({source})" if source else ""))
+
+
+def budget_source(manifest) -> str:
+    """Where `edgeformer parity`'s budget for a quantized bundle comes from, as the gates in
+    quantize.bundle.budget_parity and quantize.generation.generation_budget_parity choose it."""
+    recorded = manifest.parity
+    fidelity = (recorded.fidelity or {}) if recorded is not None else {}
+    generation = "perplexity_increase" in fidelity or fidelity.get("metric") == "exact-match"
+    if recorded is not None and recorded.max_drop is not None and fidelity.get("metric") != "exact-match":
+        return "the --max-drop given when it was quantized"
+    if generation:
+        measured = fidelity.get("perplexity_increase", 0.0)
+        return (f"no --max-drop on perplexity was given when it was quantized: the perplexity increase then measured "
+                f"against the float32 bundle, {measured:.4g}, plus 10% and 1e-3")
+    measured = fidelity.get("drop", 0.0)
+    return (f"no --max-drop was given when it was quantized: the drop then measured against the float32 bundle, "
+            f"{measured:.4g}, plus 10% (at least 1e-6)")

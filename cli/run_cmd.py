@@ -13,7 +13,7 @@ from edgeformer.runtime.artifacts import load_arrays, read_text_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.postprocess import softmax
 
-from .output import write_json
+from .output import SIGNATURE, write_json
 
 
 def parse_ids(ids: tuple[str, ...]) -> list[list[int]]:
@@ -77,9 +77,33 @@ def describe(model: runtime.Model, feeds: dict[str, np.ndarray], outputs: dict[s
     return lines
 
 
+def predictions(model: runtime.Model, outputs: dict[str, np.ndarray]) -> dict:
+    """A classifier's labels, as `run --text --json` gives them: labels, label_names, probabilities."""
+    m = model.manifest.model
+    logits = outputs.get("logits")
+    if logits is None or m.task != "classification":
+        return {}
+    names = m.labels or [str(i) for i in range(logits.shape[-1])]
+    p = softmax(logits)
+    return {"labels": [names[i] for i in p.argmax(-1)], "label_names": names, "probabilities": p}
+
+
 def load(bundle, providers, spin, threads, public_key=None, max_batch=None) -> runtime.Model:
-    return runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, public_key=public_key,
-                        max_batch=max_batch)
+    model = runtime.load(bundle, providers=providers or None, spin=spin, threads=threads, public_key=public_key,
+                         max_batch=max_batch)
+    if public_key is not None:
+        confirm_signature(bundle, public_key)
+    return model
+
+
+def confirm_signature(bundle, public_key) -> None:
+    """Say that BUNDLE's signature was checked (runtime.load refuses it otherwise): on stderr, and as
+    `signature` in the verb's JSON (output.write_json)."""
+    from edgeformer.runtime.signing import key_id, read_key
+
+    kid = key_id(read_key(public_key, private=False))
+    click.echo(f"signature verified: {bundle} is signed by key {kid[:16]} ({public_key})", err=True)
+    click.get_current_context().meta[SIGNATURE] = {"verified": True, "key_id": kid, "public_key": str(public_key)}
 
 
 def run_ids(model: runtime.Model, input_file, ids, json_out) -> None:
@@ -88,7 +112,7 @@ def run_ids(model: runtime.Model, input_file, ids, json_out) -> None:
     outputs = model(feeds)
     if json_out != "-":
         click.echo("\n".join(describe(model, feeds, outputs)))
-    write_json(json_out, {k: v for k, v in outputs.items()})
+    write_json(json_out, {**outputs, **predictions(model, outputs)})
     sys.stdout.flush()
 
 

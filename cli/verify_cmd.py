@@ -26,7 +26,12 @@ def verify(bundle, threads, public_key, json_out):
     from edgeformer import runtime
     from edgeformer.runtime.vectors import verify_vectors
 
-    report = verify_vectors(runtime.load(bundle, threads=threads, public_key=public_key))
+    model = runtime.load(bundle, threads=threads, public_key=public_key)
+    if public_key is not None:
+        from .run_cmd import confirm_signature
+
+        confirm_signature(bundle, public_key)
+    report = verify_vectors(model)
     if report.has_vectors and json_out != "-":
         recorded = report.recorded
         table(f"{bundle}: test vectors recorded by {recorded.get('runtime', '?')} onnxruntime "

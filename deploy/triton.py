@@ -128,7 +128,7 @@ def batched(manifest: Manifest) -> bool:
 
 
 def max_batch_size(manifest: Manifest, opt: DeployOptions) -> int:
-    """0 without a batch axis; else --max-batch, by default 8 capped by the manifest's batch limit."""
+    """0 without a batch axis; else --triton-batch, by default 8 capped by the manifest's batch limit."""
     if not batched(manifest):
         return 0
     hi = manifest.axes.get("batch", {}).get("max")
@@ -156,11 +156,11 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
                           f"{', '.join(bad)}")
     if opt.max_batch is not None:
         if not batched(manifest):
-            raise DeployError("--max-batch needs a batch axis first in every input and output; this deployment has "
+            raise DeployError("--triton-batch needs a batch axis first in every input and output; this deployment has "
                               "none (a fixed batch size), so Triton serves it without batching")
         hi = manifest.axes.get("batch", {}).get("max")
         if hi is not None and opt.max_batch > hi:
-            raise DeployError(f"--max-batch {opt.max_batch} is over the bundle's batch limit of {hi}")
+            raise DeployError(f"--triton-batch {opt.max_batch} is over the bundle's batch limit of {hi}")
     model_config_pb2()
 
 
@@ -361,7 +361,7 @@ def _readme(name: str, manifest: Manifest, want: dict[str, Any], bundle: Bundle)
                   "`--fixed-shape seq=N`.", "",
                   "No `preferred_batch_size` is set (Triton's guide leaves it unset except for TensorRT "
                   "optimization profiles). Tune `max_queue_delay_microseconds` and `instance_group` with "
-                  "perf_analyzer under your load; `--max-batch` and `--instances` set them here.", ""]
+                  "perf_analyzer under your load; `--triton-batch` and `--instances` set them here.", ""]
     else:
         lines += ["`max_batch_size: 0`: this deployment has no batch axis leading every tensor (a fixed batch), so "
                   "Triton runs each request as it comes, with the full shapes in dims.", ""]

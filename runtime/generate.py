@@ -30,6 +30,9 @@ from .sampling import Sampling, SplitMix64, choose
 from .text import check_texts, refuse_unknown
 
 OVERFLOW = ("error", "truncate")
+# What the tokenizer decodes the bytes of an unfinished character to: held back while the text grows,
+# dropped at the end (a text never ends in it).
+INCOMPLETE = "\ufffd"
 
 
 @dataclass
@@ -282,7 +285,8 @@ class TokenStream:
                 if shared else f"max_new_tokens {max_new_tokens}"
             if on_overflow == "error" or room == 0:
                 raise InputError(f"{total} exceeds this model's context of {limit}; ask for at most {room} new tokens"
-                                 + (" or pass on_overflow='truncate' to stop at the limit" if room else ""))
+                                 + (" or {remedy} to stop at the limit" if room else ""),
+                                 remedy=("on_overflow", "truncate"))
             why = f"the prompt of {longest} tokens and the context of {limit} leave room for {room}" if shared \
                 else f"the decoder's context holds {room}"
             self.notes.append(f"max_new_tokens {max_new_tokens} cut to {room}: {why}")
@@ -346,10 +350,13 @@ class TokenStream:
                 cut = min((i for i in (text.find(s) for s in self.stop_strings) if i >= 0), default=-1)
                 if cut >= 0:
                     text, finished[row], reasons[row] = text[:cut], True, "stop"
-                texts[row] = text
                 last = finished[row] or step == self.max_new_tokens - 1
+                if last and text.endswith(INCOMPLETE):  # the bytes of a character the generation never finished
+                    text = text.rstrip(INCOMPLETE)
+                    result.notes.append(f"row {row}: an unfinished UTF-8 character at the end of the text was dropped")
+                texts[row] = text
                 end = len(text) if last else len(text) - hold
-                while not last and end > shown[row] and text[end - 1] == "\ufffd":  # half a multi-byte character so far
+                while not last and end > shown[row] and text[end - 1] == INCOMPLETE:  # half a multi-byte character so far
                     end -= 1
                 if end > shown[row]:
                     deltas[row], shown[row] = text[shown[row]:end], end

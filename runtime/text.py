@@ -85,7 +85,12 @@ def batches(model: "BundleModel", texts: Sequence[str], batch_size: int, truncat
         chunk = list(texts[start : start + batch_size])
         rows = len(chunk)
         chunk += [""] * (batch_size - rows if "batch" in fixed else 0)
-        batch = tok.encode_batch(chunk, max_len, truncation, pad_to=fixed.get("seq"))
+        # Encoded truncating in every case, so that a refusal can name the setting that lets the text through.
+        batch = tok.encode_batch(chunk, max_len, True, pad_to=fixed.get("seq"))
+        if batch.truncated and not truncation:
+            i = batch.truncated[0]
+            raise InputError(f"text {start + i} is {len(tok.encode(chunk[i]))} tokens; the model accepts at most {max_len} "
+                             "({remedy} to cut it, or shorten it)", remedy=("truncation", True))
         cut += [start + i for i in batch.truncated if i < rows]
         out = model(batch.feeds(names))
         if rows < len(chunk):

@@ -131,7 +131,7 @@ def test_bad_name_refused(tmp_path, encoder_bundle, name):
 
 
 def test_max_batch_needs_a_batch_axis(tmp_path, encoder_bundle):
-    with pytest.raises(DeployError, match="--max-batch"):
+    with pytest.raises(DeployError, match="--triton-batch"):
         deploy(encoder_bundle.path, "triton", tmp_path / "repo", DeployOptions(fixed_shape={"batch": 1}, max_batch=4))
     assert not (tmp_path / "repo").exists()
 

@@ -93,13 +93,14 @@ def test_text_streaming_and_stop_strings(cached_text_decoder):
     stream = model.stream("the quick brown", max_new_tokens=24, temperature=1.0, seed=5, stop=[3])
     pieces = [step.texts[0] for step in stream]
     result = stream.result
-    assert "".join(pieces) == result.texts[0] == model.tokenizer.decode(result.token_ids[0])
+    # a text never ends in U+FFFD: the bytes of an unfinished character at the end are dropped
+    assert "".join(pieces) == result.texts[0] == model.tokenizer.decode(result.token_ids[0]).rstrip("\ufffd")
     assert result.prompt_ids[0] == model.tokenizer.encode("the quick brown")
     text = result.texts[0]
     if len(text.strip()) > 4:  # stop at a piece of that text: generation ends just before it
         needle = text.strip()[2:4]
         cut = model.generate("the quick brown", max_new_tokens=24, temperature=1.0, seed=5, stop=[needle])
-        assert cut.texts[0] == text[: text.find(needle)] and cut.stop_reasons == ["stop"]
+        assert cut.texts[0] == text[: text.find(needle)].rstrip("\ufffd") and cut.stop_reasons == ["stop"]
         streamed = model.stream("the quick brown", max_new_tokens=24, temperature=1.0, seed=5, stop=[needle])
         assert "".join(s.texts[0] for s in streamed) == cut.texts[0]  # a stop string is never shown
 

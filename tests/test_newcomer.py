@@ -1,0 +1,182 @@
+"""The path a new user takes: flags that mean one thing, messages that name flags, device folders an app
+developer can use, tables that fit the terminal, progress on long verbs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeformer import runtime
+from edgeformer.cli.main import cli
+
+GOLDEN = Path(__file__).parent / "golden" / "v2"
+
+# Options whose absence means "not used" (an input, a file to write, a reference to compare with): no default.
+NO_DEFAULT = {"--json", "--plot", "--out", "--input", "--ids", "--text", "--file", "--image", "--audio", "--prompt",
+              "--stop", "--public-key", "--reference", "--data", "--bundles", "--layers", "--steps-per-epoch",
+              "--calib-data", "--key"}
+
+
+def invoke(*args, columns: int | None = None):
+    env = {"COLUMNS": str(columns)} if columns else {}
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def error_line(result) -> str:
+    """The one line of a refused command (exit 2, no traceback)."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------- flags
+
+
+def test_truncate_is_on_by_default_in_every_verb_that_takes_it():
+    verbs = {name: cmd for name, cmd in cli.commands.items() if any(p.name == "truncate" for p in cmd.params)}
+    assert {"run", "generate"} <= set(verbs)
+    for name, cmd in verbs.items():
+        option = next(p for p in cmd.params if p.name == "truncate")
+        assert option.default is True and option.opts == ["--truncate"] and "--no-truncate" in option.secondary_opts, name
+        assert "[default: truncate]" in " ".join(invoke(name, "--help").output.split()), name
+
+
+def test_every_option_shows_its_default():
+    missing = []
+    for name, cmd in cli.commands.items():
+        ctx = click.Context(cmd, info_name=name, parent=click.Context(cli))
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.required or p.hidden or set(p.opts) & (NO_DEFAULT | {"--help"}):
+                continue
+            if p.is_flag and not p.secondary_opts:  # a switch: off unless given
+                continue
+            record = p.get_help_record(ctx)
+            if record is not None and "default" not in record[1].lower():
+                missing.append(f"{name} {p.opts[0]}")
+    assert not missing, missing
+
+
+def test_deploy_triton_batch_is_its_own_flag_and_max_batch_still_works():
+    deploy = cli.commands["deploy"]
+    help_text = " ".join(invoke("deploy", "--help").output.split())
+    assert "--triton-batch" in help_text and "--max-batch" not in help_text and "[default: 8" in help_text
+    for spelling in ("--triton-batch", "--max-batch"):
+        ctx = deploy.make_context("deploy", ["b", "--target", "triton", "--out", "o", spelling, "16"])
+        assert ctx.params["max_batch"] == 16
+    # run, generate and bench keep --max-batch for the rows one call may take
+    for verb in ("run", "generate", "bench"):
+        assert "--max-batch" in invoke(verb, "--help").output
+
+
+def test_top_level_help_lists_verbs_in_pipeline_order_in_full_lines(monkeypatch):
+    text = invoke("--help", columns=100).output
+    lines = text.splitlines()
+    start = lines.index("Commands:") + 1
+    verbs = [line.split()[0] for line in lines[start:] if line.startswith("  ") and not line.startswith("   ")]
+    order = ["train", "import", "distill", "export", "parity", "quantize", "deploy", "sign", "keygen", "verify", "run",
+             "generate", "bench", "serve", "debug", "demo"]
+    assert sorted(verbs) == sorted(order) and [v for v in order if v in verbs] == verbs
+    assert "README" in text and "..." not in text
+    for verb in verbs:
+        summary = cli.commands[verb].get_short_help_str(limit=10_000)
+        assert " ".join(summary.split()) in " ".join(text.split()), verb
+
+
+# ------------------------------------------------------------------------------------------- messages
+
+
+def test_a_too_long_text_names_the_flag_on_the_command_line_and_the_argument_in_python():
+    long_text = "word " * 200
+    line = error_line(invoke("run", GOLDEN / "plain", "--text", long_text, "--no-truncate"))
+    assert "the model accepts at most" in line and "give --truncate" in line and "truncation" not in line
+    model = runtime.load(GOLDEN / "plain")
+    with pytest.raises(runtime.InputError, match=r"pass truncation=True"):
+        model.classify([long_text], truncation=False)
+    ok = invoke("run", GOLDEN / "plain", "--text", long_text)  # on by default: cut, with a warning
+    assert ok.exit_code == 0 and "truncated" in ok.stderr
+
+
+def test_generate_past_the_context_names_the_flag_and_stops_there_by_default():
+    line = error_line(invoke("generate", GOLDEN / "cached", "--ids", "1 2 3", "--max-new-tokens", "4000",
+                             "--no-truncate"))
+    assert "give --truncate to stop at the limit" in line and "on_overflow" not in line
+    with pytest.raises(runtime.InputError, match="pass on_overflow='truncate'"):
+        runtime.load(GOLDEN / "cached").generate([[1, 2, 3]], max_new_tokens=4000)
+    ok = invoke("generate", GOLDEN / "cached", "--ids", "1 2 3", "--max-new-tokens", "4000", "--json", "-")
+    assert ok.exit_code == 0, ok.output
+    result = json.loads(ok.stdout)
+    assert result["max_new_tokens"] < 4000 and "cut to" in result["notes"][0]
+
+
+def test_stream_takes_one_prompt():
+    line = error_line(invoke("generate", GOLDEN / "cached", "--ids", "1 2", "--ids", "3", "--stream"))
+    assert "--stream" in line and "2 prompts" in line
+
+
+def test_sampled_text_never_ends_in_half_a_character(cached_text_decoder):
+    """Byte-level BPE: a sampled token can be the first byte of a multi-byte character. The stream holds
+    such bytes back and drops them at the end, so the streamed text is the final text, without U+FFFD."""
+    model = runtime.load(cached_text_decoder[1].path)
+    unfinished = 0
+    for seed in range(12):
+        stream = model.stream("the lazy", max_new_tokens=6, temperature=3.0, seed=seed)
+        streamed = "".join(step.texts[0] for step in stream)
+        result = stream.result
+        raw = model.tokenizer.decode(result.token_ids[0])
+        unfinished += raw.endswith("\ufffd")
+        assert streamed == result.texts[0] and not result.texts[0].endswith("\ufffd")
+        assert raw.endswith("\ufffd") == any("unfinished UTF-8" in n for n in result.notes)
+    assert unfinished, "no seed ended on half a character: the case was not exercised"
+
+
+def test_keygen_overwrite(tmp_path):
+    key = tmp_path / "release.key"
+    first = json.loads(invoke("keygen", "--out", key, "--json", "-").stdout)
+    line = error_line(invoke("keygen", "--out", key))
+    assert "already exists" in line and "--overwrite" in line
+    second = invoke("keygen", "--out", key, "--overwrite", "--json", "-")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["key_id"] != first["key_id"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release.key", "release.key.pub"]  # nothing left beside
+    assert key.stat().st_mode & 0o077 == 0
+
+
+def test_a_checked_signature_is_confirmed_in_words_and_json(tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(GOLDEN / "plain", bundle)
+    key = tmp_path / "k.key"
+    kid = json.loads(invoke("keygen", "--out", key, "--json", "-").stdout)["key_id"]
+    assert invoke("sign", bundle, "--key", key).exit_code == 0
+    shown = invoke("run", bundle, "--ids", "5 17 42", "--public-key", f"{key}.pub")
+    assert shown.exit_code == 0 and f"signature verified: {bundle} is signed by key {kid[:16]}" in shown.stderr
+    data = json.loads(invoke("run", bundle, "--ids", "5 17 42", "--public-key", f"{key}.pub", "--json", "-").stdout)
+    assert data["signature"] == {"verified": True, "key_id": kid, "public_key": f"{key}.pub"}
+    verified = json.loads(invoke("verify", bundle, "--public-key", f"{key}.pub", "--json", "-").stdout)
+    assert verified["signature"]["key_id"] == kid and verified["passed"]
+
+
+def test_run_ids_json_has_the_labels_the_text_shows():
+    by_ids = invoke("run", GOLDEN / "plain", "--ids", "5 17 42", "--ids", "7 8", "--json", "-")
+    data = json.loads(by_ids.stdout)
+    manifest = runtime.open_bundle(GOLDEN / "plain").manifest
+    p = np.asarray(data["probabilities"])
+    assert data["label_names"] == manifest.model.labels and p.shape == (2, len(manifest.model.labels))
+    assert data["labels"] == [manifest.model.labels[i] for i in p.argmax(-1)]
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-6)
+    human = invoke("run", GOLDEN / "plain", "--ids", "5 17 42", "--ids", "7 8").stdout
+    assert all(f"row {i}: {label} (" in human for i, label in enumerate(data["labels"]))
+
+
+def test_parity_of_a_quantized_bundle_says_where_its_budget_comes_from():
+    result = invoke("parity", GOLDEN / "int8", "--reference", GOLDEN / "checkpoint", "--json", "-")
+    data = json.loads(result.stdout)
+    assert data["budget_source"].startswith("no --max-drop was given when it was quantized")
+    said = result.stdout + result.stderr
+    assert f"budget {data['max_drop']:.4g} (no --max-drop was given" in said
