@@ -5,6 +5,11 @@ The fields every model has sit at the top; what only some models have is a part 
 image and patch sizes; None for the others) and `speech` (a Conformer's front end and alphabet;
 None for the others). `to_dict`/`from_dict` are the stored form, one flat object whose keys have
 not changed since the first checkpoint, so every config.json ever written reads the same way.
+
+The Llama family's settings (RMSNorm, the gated SiLU feed-forward, bias-free projections,
+grouped-query attention, an explicit head size, rotary theta and Llama 3's frequency scaling) came
+later: their keys (ADDED_KEYS) are written only where a model differs from their defaults, which
+reproduce every earlier model, so a config without them is stored exactly as it always was.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from edgeformer.modeling.presets import PRESETS
 ARCHS = ("encoder", "decoder", "seq2seq", "conformer")
 CHOICES = {
     "arch": ARCHS,
-    "activation": ("relu", "gelu", "gelu_tanh"),
+    "activation": ("relu", "gelu", "gelu_tanh", "silu"),
     "norm": ("pre", "post"),
     "positional": ("sinusoidal", "learned", "rotary"),
     "pooling": ("mean", "cls"),
+    "norm_type": ("layernorm", "rmsnorm"),
+    "feed_forward": ("plain", "gated"),
 }
+ROPE_SCALINGS = ("none", "llama3")
 
 
 # What each architecture gets unless told otherwise. Decoders are GPT-style: learned positions.
@@ -46,6 +54,17 @@ class AttentionConfig:
     linformer_k: int = 64  # linformer: keys and values projected along the sequence to this many rows
     lsh_buckets: int = 8  # lsh: hash buckets (random rotations give them in +- pairs, so even)
     lsh_rounds: int = 1  # lsh: hash rounds, combined by their softmax normalisers
+    # grouped-query attention and the Llama family's projections (modeling/models/transformer.py)
+    kv_heads: int | None = None  # key/value heads, each shared by n_heads / kv_heads query heads; None: n_heads
+    head_size: int | None = None  # per head; None: d_model / n_heads
+    qkv_bias: bool = True  # biases on the query/key/value projection (Llama: none; Qwen2: yes)
+    # rotary positions (positional=rotary): channel pair i turns by pos * rope_theta^(-2i/hd)
+    rope_theta: float = 10000.0
+    rope_scaling: str = "none"  # none | llama3: long wavelengths slowed by rope_factor, blended in between
+    rope_factor: float = 8.0  # llama3 scaling's settings, as Llama 3's rope_scaling names them
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_len: int = 8192
 
 
 @dataclass
@@ -76,7 +95,12 @@ class SpeechConfig:
 # fields are stored under these names, with these values when the model has no such part.
 STORED_PARTS: dict[str, tuple[type, dict[str, str], dict[str, Any]]] = {
     "attention": (AttentionConfig, {"attention_kind": "kind", "window": "window", "global_tokens": "global_tokens",
-                                    "linformer_k": "linformer_k", "lsh_buckets": "lsh_buckets", "lsh_rounds": "lsh_rounds"},
+                                    "linformer_k": "linformer_k", "lsh_buckets": "lsh_buckets", "lsh_rounds": "lsh_rounds",
+                                    "kv_heads": "kv_heads", "head_size": "head_size", "qkv_bias": "qkv_bias",
+                                    "rope_theta": "rope_theta", "rope_scaling": "rope_scaling", "rope_factor": "rope_factor",
+                                    "rope_low_freq_factor": "rope_low_freq_factor",
+                                    "rope_high_freq_factor": "rope_high_freq_factor",
+                                    "rope_original_max_len": "rope_original_max_len"},
                   {}),
     "vision": (VisionConfig, {"image_size": "image_size", "patch_size": "patch_size", "num_channels": "num_channels"},
                {"image_size": 0, "patch_size": 16, "num_channels": 3}),
@@ -88,7 +112,14 @@ STORED_ORDER = ("arch", "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", 
                 "max_len", "dropout", "layer_norm_eps", "pad_id", "type_vocab_size", "embedding_norm", "num_labels",
                 "labels", "pooling", "pooler", "tie_embeddings", "image_size", "patch_size", "num_channels",
                 "attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds", "reversible",
-                "n_mels", "conv_kernel", "alphabet")
+                "n_mels", "conv_kernel", "alphabet") + (
+                "norm_type", "feed_forward", "linear_bias", "kv_heads", "head_size", "qkv_bias", "rope_theta",
+                "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len")
+# keys added with the Llama family, and the values that reproduce every earlier model: written only when they differ
+ADDED_KEYS: dict[str, Any] = {"norm_type": "layernorm", "feed_forward": "plain", "linear_bias": True, "kv_heads": None,
+                              "head_size": None, "qkv_bias": True, "rope_theta": 10000.0, "rope_scaling": "none",
+                              "rope_factor": 8.0, "rope_low_freq_factor": 1.0, "rope_high_freq_factor": 4.0,
+                              "rope_original_max_len": 8192}
 
 
 def check_speech_config(cfg: "ModelConfig") -> None:
@@ -139,6 +170,9 @@ class ModelConfig:
     pooler: bool = False  # a dense + tanh layer on the pooled vector before the classifier (BERT)
     tie_embeddings: bool = True
     reversible: bool = False  # reversible residual blocks: activations recomputed in the backward pass
+    norm_type: str = "layernorm"  # layernorm | rmsnorm (x / rms(x) * weight, no mean, no bias: Llama)
+    feed_forward: str = "plain"  # plain: fc2(act(fc1(x))); gated: down(act(gate(x)) * up(x)) (SwiGLU with silu)
+    linear_bias: bool = True  # biases on the attention output projection and the feed-forward (Llama: none)
     # The parts: attention (every model), vision (a ViT), speech (arch conformer); None where a model has none.
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     vision: VisionConfig | None = None
@@ -149,15 +183,16 @@ class ModelConfig:
             part = getattr(self, name)
             if not isinstance(part, cls) and not (part is None and name != "attention"):
                 raise ConfigError(f"{name}={part!r}; expected a {cls.__name__}" + ("" if name == "attention" else " or None"))
-        check_fields(self.to_dict())  # types and bounds of every stored field first (config_limits)
+        check_fields(self.stored_fields())  # types and bounds of every stored field first (config_limits)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not supported; expected one of: {', '.join(allowed)}")
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_len"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected a positive integer")
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.d_model % self.n_heads and self.attention.head_size is None:
+            raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                              f"expected such a d_model or an explicit head_size")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout}; expected a value in [0, 1)")
         if self.positional == "sinusoidal" and self.d_model % 2:
@@ -169,6 +204,7 @@ class ModelConfig:
         if self.vision is not None:
             check_vision_config(self)
         check_long_input(self)
+        check_llama_settings(self)
         if (self.arch == "conformer") != (self.speech is not None):
             raise ConfigError("a conformer needs its speech part (alphabet, n_mels, conv_kernel)" if self.arch == "conformer"
                               else f"a {self.arch} has no speech part; expected arch conformer for one")
@@ -177,7 +213,12 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attention.head_size or self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads: n_heads unless the attention is grouped-query."""
+        return self.attention.kv_heads or self.n_heads
 
     @property
     def input_names(self) -> list[str]:
@@ -202,7 +243,13 @@ class ModelConfig:
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:
-        """The stored form: one flat object, each part's fields under their stored names (STORED_PARTS)."""
+        """The stored form: one flat object, each part's fields under their stored names (STORED_PARTS); the
+        keys of ADDED_KEYS only where they differ from their defaults."""
+        out = self.stored_fields()
+        return {k: v for k, v in out.items() if k not in ADDED_KEYS or v != ADDED_KEYS[k]}
+
+    def stored_fields(self) -> dict[str, Any]:
+        """Every stored key and its value, in STORED_ORDER (what `check_fields` bounds)."""
         out = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in STORED_PARTS}
         for name, (_, keys, absent) in STORED_PARTS.items():
             part = getattr(self, name)
@@ -217,7 +264,7 @@ class ModelConfig:
         unknown = sorted(set(d) - set(STORED_ORDER))
         if unknown:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; this edgeformer knows: {', '.join(sorted(STORED_ORDER))}")
-        check_fields({**cls().to_dict(), **d})  # every stored value is bounded, also those of an absent part
+        check_fields({**cls().stored_fields(), **d})  # every stored value is bounded, also those of an absent part
         fields = {k: v for k, v in d.items() if not any(k in keys for _, keys, _ in STORED_PARTS.values())}
         present = {"attention": True, "vision": bool(d.get("image_size")), "speech": d.get("arch", cls.arch) == "conformer"}
         for name, (part_cls, keys, _) in STORED_PARTS.items():
@@ -227,7 +274,7 @@ class ModelConfig:
 
     def with_fields(self, **stored: Any) -> "ModelConfig":
         """A copy with some stored fields changed, named as in config.json (attention_kind="local", image_size=32)."""
-        return type(self).from_dict({**self.to_dict(), **stored})
+        return type(self).from_dict({**self.stored_fields(), **stored})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -280,3 +327,28 @@ def check_long_input(cfg: ModelConfig) -> None:
     if cfg.reversible and cfg.norm != "pre":
         raise ConfigError("reversible=true needs norm=pre (a LayerNorm after the residual add cannot be inverted); "
                           "expected norm=pre or reversible=false")
+
+
+def check_llama_settings(cfg: ModelConfig) -> None:
+    """Refuse combinations of the Llama family's settings that cannot work, naming the fields."""
+    att = cfg.attention
+    if att.rope_scaling not in ROPE_SCALINGS:
+        raise ConfigError(f"rope_scaling={att.rope_scaling!r} is not supported; expected one of: {', '.join(ROPE_SCALINGS)}")
+    changed = [k for k, v in ADDED_KEYS.items() if k in LLAMA_KEYS and cfg.stored_fields()[k] != v]
+    if changed and (cfg.arch not in ("encoder", "decoder") or cfg.vision):
+        raise ConfigError(f"{', '.join(changed)} apply to text encoders and decoders; expected their defaults for this "
+                          f"{'image model' if cfg.vision else cfg.arch}")
+    if cfg.n_heads % cfg.kv_heads:
+        raise ConfigError(f"kv_heads={cfg.kv_heads} does not divide n_heads={cfg.n_heads}; each key/value head serves "
+                          f"an equal group of query heads")
+    if cfg.kv_heads != cfg.n_heads and att.kind != "full":
+        raise ConfigError(f"kv_heads={cfg.kv_heads} (grouped-query) needs attention_kind=full, got {att.kind}")
+    if att.head_size is not None and att.kind not in ("full", "local"):
+        raise ConfigError(f"head_size={att.head_size} needs attention_kind full or local, got {att.kind}")
+    if att.rope_scaling == "llama3" and att.rope_high_freq_factor <= att.rope_low_freq_factor:
+        raise ConfigError(f"rope_high_freq_factor={att.rope_high_freq_factor} must exceed "
+                          f"rope_low_freq_factor={att.rope_low_freq_factor} for llama3 scaling")
+
+
+# the settings the modules of the Llama family read; the rope ones alone are harmless elsewhere (no rotary)
+LLAMA_KEYS = ("norm_type", "feed_forward", "linear_bias", "kv_heads", "head_size", "qkv_bias")

@@ -30,9 +30,22 @@ INT_BOUNDS = {
     "image_size": (0, 1 << 13),
     "patch_size": (1, 1 << 13),
     "num_channels": (1, 64),
+    "rope_original_max_len": (1, 1 << 24),
 }
-BOOLS = ("embedding_norm", "pooler", "tie_embeddings", "reversible")
-MAX_POSITION_TABLE = 1 << 27  # max_len x d_model floats of a sinusoidal table (512 MiB)
+# field -> (smallest, largest) for integers that may be null (null: derived from other fields)
+OPTIONAL_INT_BOUNDS = {
+    "kv_heads": (1, 1 << 8),
+    "head_size": (1, 1 << 10),
+}
+# field -> (smallest, largest) for positive numbers
+FLOAT_BOUNDS = {
+    "rope_theta": (1.0, 1e9),
+    "rope_factor": (1.0, 1e4),
+    "rope_low_freq_factor": (1e-3, 1e4),
+    "rope_high_freq_factor": (1e-3, 1e4),
+}
+BOOLS = ("embedding_norm", "pooler", "tie_embeddings", "reversible", "linear_bias", "qkv_bias")
+MAX_POSITION_TABLE = 1 << 27  # max_len x d_model floats of a sinusoidal table, max_len x head size of rotary ones (512 MiB)
 MAX_PARAMETERS = 1 << 33  # 8 G parameters: 32 GiB in float32
 
 
@@ -47,6 +60,14 @@ def check_fields(stored: dict[str, Any]) -> None:
         value = stored.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ConfigError(f"{name}={_show(value)}; expected an integer in [{lo}, {hi}]")
+    for name, (lo, hi) in OPTIONAL_INT_BOUNDS.items():
+        value = stored.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+            raise ConfigError(f"{name}={_show(value)}; expected null or an integer in [{lo}, {hi}]")
+    for name, (lo, hi) in FLOAT_BOUNDS.items():
+        value = stored.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+            raise ConfigError(f"{name}={_show(value)}; expected a number in [{lo:g}, {hi:g}]")
     for name in BOOLS:
         if not isinstance(stored.get(name), bool):
             raise ConfigError(f"{name}={_show(stored.get(name))}; expected true or false")
@@ -62,9 +83,13 @@ def check_fields(stored: dict[str, Any]) -> None:
     if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
         raise ConfigError(f"labels={_show(labels)}; expected a list of label names (strings) or null")
     d, n_layers, max_len = stored["d_model"], stored["n_layers"], stored["max_len"]
-    if max_len * d > MAX_POSITION_TABLE:
-        raise ConfigError(f"max_len x d_model = {max_len} x {d} positions; expected at most {MAX_POSITION_TABLE}")
-    estimate = n_layers * (4 * d ** 2 + 2 * d * stored["d_ff"]) + vocab * d
+    table = (stored["head_size"] or d // stored["n_heads"] or 1) if stored["positional"] == "rotary" else d  # per head
+    if max_len * table > MAX_POSITION_TABLE:
+        raise ConfigError(f"max_len x {'head size' if stored['positional'] == 'rotary' else 'd_model'} = {max_len} x {table} "
+                          f"positions; expected at most {MAX_POSITION_TABLE}")
+    width = stored["n_heads"] * (stored["head_size"] or d // stored["n_heads"] or 1)  # the attention's inner width
+    ff_mats = 3 if stored["feed_forward"] == "gated" else 2
+    estimate = n_layers * (4 * d * width + ff_mats * d * stored["d_ff"]) + vocab * d
     if estimate > MAX_PARAMETERS:
         raise ConfigError(f"the config describes about {estimate:.3g} parameters; expected at most {MAX_PARAMETERS:.3g}")
 

@@ -1,4 +1,5 @@
-"""Import Hugging Face checkpoints (BERT and BERT-shaped encoders, GPT-2, ViT) into edgeformer's own modules.
+"""Import Hugging Face checkpoints (BERT and BERT-shaped encoders, GPT-2, ViT, and the Llama family:
+llama, qwen2, mistral, in modeling/hf_llama.py) into edgeformer's own modules.
 
 The result is an edgeformer checkpoint whose model is `edgeformer.modeling.Transformer`: no
 `transformers` code is needed to load, train, export or run it. Weights are read from safetensors
@@ -17,60 +18,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from edgeformer.runtime.artifacts import check_output_dir, read_json_object, sha256_file
-from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.tokenizer import TextTokenizer
 
 from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
 from edgeformer.modeling.config import ModelConfig, VisionConfig
+from edgeformer.modeling.hf_llama import LLAMA_FAMILY
+from edgeformer.modeling.hf_weights import ImportError_, WeightMap, pad_id_from
 from edgeformer.modeling.models.transformer import Transformer
 
 CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
                 "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
                "relu": "relu"}
-
-
-class ImportError_(EdgeformerError):
-    pass
-
-
-class WeightMap:
-    """Collects edgeformer tensors from Hugging Face ones, checking each shape against the config."""
-
-    def __init__(self, hf: dict[str, torch.Tensor], prefix: str, expected: dict[str, torch.Tensor]):
-        self.hf, self.prefix, self.expected = hf, prefix, expected
-        self.state: dict[str, torch.Tensor] = {}
-        self.used: set[str] = set()
-
-    def get(self, name: str) -> torch.Tensor:
-        full = self.prefix + name
-        if full not in self.hf:
-            raise ImportError_(f"the weights lack tensor {full!r}; expected by config.json")
-        self.used.add(full)
-        return self.hf[full]
-
-    def put(self, ours: str, *names: str, transform: Callable[..., torch.Tensor] = lambda t: t) -> None:
-        tensors = [self.get(n) for n in names]
-        value = transform(*tensors)
-        want = tuple(self.expected[ours].shape)
-        if tuple(value.shape) != want:
-            shapes = ", ".join(f"{self.prefix + n} {tuple(t.shape)}" for n, t in zip(names, tensors))
-            raise ImportError_(f"tensor {shapes} does not fit: config.json implies {want} for it")
-        self.state[ours] = value.contiguous()
-
-    def linear(self, ours: str, hf: str, conv1d: bool = False) -> None:
-        """A Linear layer; GPT-2's Conv1D stores the weight transposed, (in, out)."""
-        self.put(f"{ours}.weight", f"{hf}.weight", transform=(lambda w: w.t()) if conv1d else (lambda w: w))
-        self.put(f"{ours}.bias", f"{hf}.bias")
-
-    def norm(self, ours: str, hf: str) -> None:
-        self.put(f"{ours}.weight", f"{hf}.weight")
-        self.put(f"{ours}.bias", f"{hf}.bias")
-
-    def qkv(self, ours: str, q: str, k: str, v: str) -> None:
-        cat = lambda a, b, c: torch.cat([a, b, c], dim=0)  # noqa: E731
-        self.put(f"{ours}.weight", f"{q}.weight", f"{k}.weight", f"{v}.weight", transform=cat)
-        self.put(f"{ours}.bias", f"{q}.bias", f"{k}.bias", f"{v}.bias", transform=cat)
 
 
 def _labels(hf: dict[str, Any], n: int) -> list[str]:
@@ -120,17 +79,6 @@ def _bert(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | N
     return cfg, fill, p
 
 
-def _pad_id(hf: dict[str, Any]) -> int:
-    """GPT-2 has no pad token: pad with the end-of-text token, as transformers does, when it is in the
-    vocabulary (a cut-down model may keep GPT-2's 50256 with a smaller vocabulary); else with 0.
-    Padded positions are masked, so the choice never changes an output."""
-    for key in ("pad_token_id", "eos_token_id"):
-        value = hf.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < hf["vocab_size"]:
-            return value
-    return 0
-
-
 def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | None) -> tuple[ModelConfig, Callable[[WeightMap], None], str]:
     p = _prefix(weights, "transformer", "wte")
     d = hf["n_embd"]
@@ -138,7 +86,7 @@ def _gpt2(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | N
         arch="decoder", vocab_size=hf["vocab_size"], d_model=d, n_heads=hf["n_head"], n_layers=hf["n_layer"],
         d_ff=hf.get("n_inner") or 4 * d, activation=_activation(hf.get("activation_function", "gelu_new")), norm="pre",
         positional="learned", max_len=hf["n_positions"], dropout=hf.get("resid_pdrop", 0.1),
-        layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5), pad_id=_pad_id(hf),
+        layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5), pad_id=pad_id_from(hf),
         tie_embeddings=hf.get("tie_word_embeddings", True),
     )
     if hf.get("scale_attn_by_inverse_layer_idx"):
@@ -200,7 +148,7 @@ def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | No
     return cfg, fill, p
 
 
-FAMILIES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit}
+FAMILIES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit, **LLAMA_FAMILY}
 
 
 def _activation(name: str) -> str:

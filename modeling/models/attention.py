@@ -37,20 +37,27 @@ from edgeformer.modeling.models.rotary import apply_rotary
 
 
 class HeadsAttention(nn.Module):
-    """The projections every attention kind shares, named as SelfAttention's (so weights carry over)."""
+    """The projections every attention kind shares, named as SelfAttention's (so weights carry over).
+
+    One linear layer gives the queries of n_heads heads and the keys and values of kv_heads heads
+    (fewer with grouped-query attention, each shared by n_heads / kv_heads query heads), each head
+    head_dim wide: out (n_heads + 2 kv_heads) x head_dim rows."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.n_heads, self.kv_heads, self.head_dim = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.sizes = [cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
+        self.qkv = nn.Linear(cfg.d_model, sum(self.sizes), bias=cfg.attention.qkv_bias)
+        self.proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=cfg.linear_bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def heads(self, x: torch.Tensor, rope=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, T, C) -> q, k, v (B, T, H, hd), queries and keys rotated when positions are rotary."""
-        B, T, C = x.shape
-        q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads) for t in self.qkv(x).split(C, dim=2))
+        """(B, T, C) -> q (B, T, H, hd), k and v (B, T, Hkv, hd), queries and keys rotated when positions are rotary."""
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).split(self.sizes, dim=2)
+        q = q.view(B, T, self.n_heads, self.head_dim)
+        k, v = (t.view(B, T, self.kv_heads, self.head_dim) for t in (k, v))
         if rope is not None:
             q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         return q, k, v
@@ -68,7 +75,16 @@ class HeadsAttention(nn.Module):
         rotated as `forward` rotates them: distillation's attention loss (on request only; `forward`
         leaves the product inside scaled_dot_product_attention, one fused node on export)."""
         q, k, _ = self.heads(x, rope)
-        return q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / math.sqrt(q.shape[-1])
+        k = repeat_kv(k.transpose(1, 2), self.n_heads // self.kv_heads)  # (B, H, T, hd)
+        return q.transpose(1, 2) @ k.transpose(2, 3) / math.sqrt(q.shape[-1])
+
+
+def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, Hkv, S, hd) -> (B, Hkv * groups, S, hd): each key/value head once per query head of its group."""
+    if groups == 1:
+        return x
+    B, Hkv, S, hd = x.shape
+    return x[:, :, None].expand(B, Hkv, groups, S, hd).reshape(B, Hkv * groups, S, hd)
 
 
 def attention_nodes_per_layer(cfg: ModelConfig) -> int:

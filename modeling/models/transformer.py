@@ -17,8 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeformer.modeling.config import ConfigError, ModelConfig
-from edgeformer.modeling.models.attention import HeadsAttention, global_keep
-from edgeformer.modeling.models.rotary import Rotary
+from edgeformer.modeling.models.attention import HeadsAttention, global_keep, repeat_kv
+from edgeformer.modeling.models.feed_forward import ACTIVATIONS, GatedFeedForward
+from edgeformer.modeling.models.norms import make_norm
+from edgeformer.modeling.models.rotary import rotary_for
 
 
 def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
@@ -80,26 +82,32 @@ class LayerCache:
 
 class SelfAttention(HeadsAttention):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None, rope=None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = (t.transpose(1, 2) for t in self.heads(x, rope))  # (B, H, T, hd), rotated when rotary
-        if cache is not None:
-            k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, H, P + T, hd)
+        B, T, _ = x.shape
+        q, k, v = (t.transpose(1, 2) for t in self.heads(x, rope))  # q (B, H, T, hd), k, v (B, Hkv, T, hd)
+        if cache is not None:  # stored at the key/value head count, before the groups are repeated
+            k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, Hkv, P + T, hd)
             v = cache.value = torch.cat([cache.value, v], dim=2)
+        groups = self.n_heads // self.kv_heads
+        k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, S, hd)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.p())  # (B, H, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)
+        y = y.transpose(1, 2).reshape(B, T, -1)
         return self.resid_dropout(self.proj(y))
 
 
 class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.act = {"gelu": nn.GELU(), "gelu_tanh": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[cfg.activation]
-        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.linear_bias)
+        self.act = ACTIVATIONS[cfg.activation]()
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.linear_bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.act(self.fc1(x))))
+
+
+def build_feed_forward(cfg: ModelConfig) -> nn.Module:
+    return GatedFeedForward(cfg) if cfg.feed_forward == "gated" else FeedForward(cfg)
 
 
 def build_attention(cfg: ModelConfig) -> nn.Module:
@@ -120,10 +128,10 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.pre_norm = cfg.norm == "pre"
-        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln1 = make_norm(cfg)
         self.attn = build_attention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.ff = FeedForward(cfg)
+        self.ln2 = make_norm(cfg)
+        self.ff = build_feed_forward(cfg)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None, cache: LayerCache | None = None, rope=None) -> torch.Tensor:
         if self.pre_norm:
@@ -192,8 +200,8 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.embed = PatchEmbeddings(cfg) if cfg.vision else Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.rotary = Rotary(cfg.max_len, cfg.head_dim) if cfg.positional == "rotary" else None
-        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else nn.Identity()
+        self.rotary = rotary_for(cfg) if cfg.positional == "rotary" else None
+        self.ln_f = make_norm(cfg) if cfg.norm == "pre" else nn.Identity()
         if cfg.arch == "decoder":
             self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         elif cfg.num_labels:
@@ -341,9 +349,9 @@ class Transformer(nn.Module):
         return x
 
     def empty_cache(self, batch: int) -> list[LayerCache]:
-        """A cache holding nothing yet: (batch, H, 0, hd) keys and values for every layer."""
+        """A cache holding nothing yet: (batch, Hkv, 0, hd) keys and values for every layer."""
         cfg = self.cfg
-        shape = (batch, cfg.n_heads, 0, cfg.d_model // cfg.n_heads)
+        shape = (batch, cfg.kv_heads, 0, cfg.head_dim)
         w = self.lm_head.weight
         return [LayerCache(w.new_zeros(shape), w.new_zeros(shape)) for _ in range(cfg.n_layers)]
 
