@@ -41,6 +41,20 @@ class Group(click.Group):
             click.echo("aborted", err=True)
             sys.exit(1)
 
+    def list_commands(self, ctx):
+        """The verbs in the order the pipeline runs them, then any verb not placed yet."""
+        return [v for v in PIPELINE if v in self.commands] + sorted(v for v in self.commands if v not in PIPELINE)
+
+    def format_commands(self, ctx, formatter):
+        """Each verb with its whole first line (click cuts it to the terminal's width)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands[name]
+            if not cmd.hidden:
+                rows.append((name, " ".join((cmd.help or "").split("\n\n")[0].split())))
+        with formatter.section("Commands, in the order a model goes through them"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx):
         import warnings
 
@@ -63,7 +77,15 @@ class Group(click.Group):
             sys.exit(2)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+# define -> train -> distill -> export -> parity -> quantize -> deploy -> sign -> run (and the tools around it)
+PIPELINE = ("train", "import", "distill", "export", "parity", "quantize", "deploy", "keygen", "sign", "verify", "run",
+            "generate", "bench", "serve", "debug", "demo")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+             epilog="The README walks through every stage, from a first model to a phone, a GPU server or a browser "
+                    "(README.md in the source, or the project page on PyPI); 'edgeformer VERB --help' lists a verb's "
+                    "options.")
 @click.version_option(package_name="edgeformer")
 def cli():
     """Train, export, check and run transformers for the edge."""
