@@ -88,8 +88,11 @@ def export_bundle(
     spec = kind.spec(model, tokenizer)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = model.cfg
-        record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(),
-                             {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}, spec.cache)
+        source = {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}
+        trained_on = checkpoint.recorded_task(ckpt)
+        if trained_on is not None:  # the built-in task, which quantize measures the bundle on
+            source["task"] = trained_on
+        record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(), source, spec.cache)
         manifest = write_graphs(spec, tmp, attention, record)
         if cfg.attention.kind != "full" and attention == "fused" and spec.kind != CACHED_DECODER:
             check_subquadratic(onnx.load(str(tmp / spec.graphs[0].file)))  # the memory saving is in the graph

@@ -94,6 +94,16 @@ def read_config(path: str | os.PathLike) -> ModelConfig:
     return config_from_json(data, str(Path(path) / CONFIG_FILE))
 
 
+def recorded_task(path: str | os.PathLike) -> str | None:
+    """The built-in task the checkpoint was trained on, as its training.json records it (None: not recorded)."""
+    f = Path(path) / TRAINING_FILE
+    try:
+        task = json.loads(f.read_text()).get("task") if f.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task if isinstance(task, str) else None
+
+
 def load_tokenizer(path: str | os.PathLike) -> TextTokenizer | None:
     p = Path(path) / TOKENIZER_FILE
     return TextTokenizer.from_file(confined_path(path, TOKENIZER_FILE, CheckpointError)) if p.is_file() else None

@@ -2,8 +2,8 @@
 
 - image bundles of the digits task's geometry (8x8, one channel, labels 0-9): the task's 359
   held-out images; calibration on 64 training images;
-- speech bundles over the digits alphabet: 200 held-out audio-digits utterances; calibration on
-  utterances from another seed;
+- speech bundles: 200 held-out utterances of the speech task the bundle records (audio-digits for
+  bundles made before tasks were recorded, spoken-digits, ...); calibration on utterances of another seed;
 - seq2seq bundles: the reverse task's held-out pairs (what `edgeformer train --arch seq2seq` trains
   on), calibrating int8-static on pairs from its training split;
 - cached decoders and single-graph text bundles: the quantizer's built-in English text
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 
-from edgeformer.runtime.bundle import SEQ2SEQ, Bundle
+from edgeformer.runtime.bundle import AUDIO, SEQ2SEQ, Bundle
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.images import image_pixel_values
 from edgeformer.runtime.speech import pad_waveforms
 from edgeformer.tasks.images import digits
-from edgeformer.tasks.speech import held_out, utterances
+from edgeformer.tasks.speech_tasks import DEFAULT_SPEECH_TASK, SPEECH_TASKS, SpeechTask
 from edgeformer.tasks.text import reverse_words
 
 from .evaluate import EvaluationData, read_eval_file
@@ -42,15 +42,15 @@ def digits_eval_set(model: Bundle) -> ArrayEvalSet:
     return ArrayEvalSet(batches, targets, [{"pixel_values": calib[i : i + 8]} for i in range(0, 64, 8)])
 
 
-def audio_digits_eval_set() -> ArrayEvalSet:
-    """Held-out audio-digits utterances, 16 a batch; 32 utterances of another seed, of one shape, to calibrate on."""
-    utts = held_out(EVAL_UTTERANCES)
+def speech_eval_set(task: SpeechTask) -> ArrayEvalSet:
+    """The task's held-out utterances, 16 a batch; 32 utterances of another seed, of one shape, to calibrate on."""
+    utts = task.held_out(EVAL_UTTERANCES)
     batches, targets = [], []
     for i in range(0, len(utts), 16):
         waves, lengths = pad_waveforms([u.waveform for u in utts[i : i + 16]])
         batches.append({"waveforms": waves, "lengths": lengths})
         targets.append([u.text for u in utts[i : i + 16]])
-    waves, lengths = pad_waveforms([u.waveform for u in utterances(32, CALIBRATION_SEED)])  # one shape for all
+    waves, lengths = pad_waveforms([u.waveform for u in task.utterances(32, CALIBRATION_SEED)])  # one shape for all
     calib = [{"waveforms": waves[i : i + 8], "lengths": lengths[i : i + 8]} for i in range(0, 32, 8)]
     return ArrayEvalSet(batches, targets, calib)
 
@@ -60,10 +60,12 @@ def media_eval_set(model: Bundle) -> ArrayEvalSet:
     cfg = model.manifest.config
     if cfg.get("image_size") == 8 and cfg.get("num_channels") == 1 and model.manifest.model.labels == [str(i) for i in range(10)]:
         return digits_eval_set(model)
-    if model.manifest.model.task == "speech-recognition" and cfg.get("alphabet") == "0123456789":
-        return audio_digits_eval_set()
-    raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and "
-                          "audio-digits speech); measure it with edgeformer.quantize.quantize_bundle(..., data=ArrayEvalSet(...))")
+    task = SPEECH_TASKS.get((model.manifest.model.checkpoint or {}).get("task") or DEFAULT_SPEECH_TASK)
+    if model.manifest.modality == AUDIO and task is not None and cfg.get("alphabet") == task.alphabet:
+        return speech_eval_set(task)
+    raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and the "
+                          f"{', '.join(SPEECH_TASKS)} speech tasks); measure it with "
+                          "edgeformer.quantize.quantize_bundle(..., data=ArrayEvalSet(...))")
 
 
 def generation_sets(kind: str, eval_data: str | os.PathLike | None, calib_data: str | os.PathLike | None

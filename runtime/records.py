@@ -156,7 +156,7 @@ class ModelRecord(Record):
     task: str | None = None
     labels: list[str] | None = None
     parameters: int | None = None
-    checkpoint: dict[str, Any] | None = None  # {"name": .., "sha256": ..} of the source weights
+    checkpoint: dict[str, Any] | None = None  # {"name", "sha256"} of the source weights, "task" it was trained on
     cache: CacheRecord | None = None  # generation bundles
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -92,7 +92,7 @@ def test_task_library_imports_no_torch_and_matches_modeling():
     from edgeformer.tasks import images, speech, text
 
     assert data.reverse_words is text.reverse_words and vision.digits is images.digits
-    assert speech_training.held_out is speech.held_out
+    assert speech_training.speech_task(None).held_out is speech.held_out  # the default task: audio-digits
     # the English paragraphs: evaluation takes each topic's first, calibration its second, never the same text
     first, second = text.python_paragraphs(0), text.python_paragraphs(1)
     assert len(first) >= 64 and not set(first) & set(second)

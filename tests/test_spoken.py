@@ -1,5 +1,7 @@
 """The spoken-digits data: espeak-ng voices split into heard and held-out, synthesis, augmentation."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,33 @@ def test_the_held_out_set_is_fixed_half_unheard_and_spread_over_snr():
     assert [(u.text, u.voice, u.snr_db) for u in a] == [(u.text, u.voice, u.snr_db) for u in b]
     assert sum(not u.seen_voice for u in a) == 10 and sum(u.snr_db is None for u in a) == 2
     assert {spoken.snr_bucket(u) for u in a} >= {"clean", "0-10 dB", "10-20 dB", "20-30 dB"}
+
+
+def test_a_conformer_trains_on_spoken_digits_and_its_bundle_is_measured_on_them(tmp_path):
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling.training.loop import TrainConfig
+    from edgeformer.modeling.training.speech import train_conformer_checkpoint
+    from edgeformer.quantize.builtin import media_eval_set
+
+    tc = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4)
+    small = dict(d_model=32, n_heads=2, n_layers=1, d_ff=64, conv_kernel=5)
+    result = train_conformer_checkpoint(tmp_path / "ckpt", "tiny", "spoken-digits", tc=tc, overrides=small,
+                                        progress=False, eval_utterances=8)
+    final = result.history[-1]
+    assert {"eval_cer", "eval_cer_heard_voices", "eval_cer_unheard_voices"} <= set(final)
+    assert json.loads((tmp_path / "ckpt" / "training.json").read_text())["task"] == "spoken-digits"
+    export_bundle(tmp_path / "ckpt", tmp_path / "bundle")
+    bundle = runtime.load(tmp_path / "bundle")
+    assert bundle.manifest.model.checkpoint["task"] == "spoken-digits"
+    eval_set = media_eval_set(bundle)  # the spoken held-out set, not the touch-tone one
+    assert [t for batch in eval_set.targets for t in batch][:4] == [u.text for u in spoken.held_out(4)]
+
+
+def test_an_unknown_speech_task_is_refused_by_name(tmp_path):
+    from edgeformer.modeling.training.speech import train_conformer_checkpoint
+    from edgeformer.tasks.text import DataError
+
+    with pytest.raises(DataError, match="unknown speech task 'spoken-words'; expected one of: audio-digits, spoken-digits"):
+        train_conformer_checkpoint(tmp_path / "x", task="spoken-words")
+    assert not (tmp_path / "x").exists()

@@ -58,14 +58,16 @@ def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainCon
     return "digits", "eval_accuracy", student, task, step
 
 
-def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig):
+def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig, task_name: str | None):
     from edgeformer.modeling.models.conformer import Conformer
     from edgeformer.modeling.training.speech import SpeechTask, conformer_config, ctc_loss
+    from edgeformer.tasks.speech_tasks import speech_task
 
     cfg = conformer_config(preset, teacher.cfg.speech.alphabet, **({"n_layers": layers} if layers else {}))
     torch.manual_seed(tc.seed)
     student = Conformer(cfg)
-    task = SpeechTask(cfg, tc)
+    data = speech_task(task_name)  # the teacher's own task
+    task = SpeechTask(cfg, tc, data=data)
 
     def step(runner, waves, lengths, targets, target_lengths):
         features, frames = runner.features(waves, lengths)
@@ -77,7 +79,7 @@ def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc
         hard = ctc_loss(out, targets, target_lengths)
         return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
 
-    return "audio-digits", "eval_cer", student, task, step
+    return data.name, "eval_cer", student, task, step
 
 
 def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: str | os.PathLike, dc: DistillConfig | None = None,
@@ -89,7 +91,8 @@ def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: 
     teacher_path = Path(teacher_path)
     teacher = checkpoint.load(teacher_path).eval()
     if teacher.cfg.arch == "conformer":
-        task_name, metric, student, task, step = _conformer_job(teacher, preset, layers, tc, dc)
+        task_name, metric, student, task, step = _conformer_job(teacher, preset, layers, tc, dc,
+                                                                checkpoint.recorded_task(teacher_path))
     elif teacher.cfg.vision:
         task_name, metric, student, task, step = _vit_job(teacher, preset, layers, tc, dc)
     else:

@@ -35,7 +35,6 @@ import torch.nn as nn
 from edgeformer.runtime.artifacts import check_output_dir
 
 from edgeformer.modeling import checkpoint
-from edgeformer.modeling.checkpoint import TRAINING_FILE
 from edgeformer.modeling.config import ConfigError, ModelConfig
 from edgeformer.modeling.training.data import (TASKS, ClassificationData, CorpusData, DataError, TextData, load_data_file, load_task, load_texts,
                    padded_batches)
@@ -260,7 +259,7 @@ def distill_text_checkpoint(
     reason = can_init_from_teacher(cfg, teacher.cfg)
     if dc.init == "teacher" and reason:
         raise ConfigError(f"cannot start the student from teacher layers: {reason}")
-    recorded = _recorded_task(teacher_path)
+    recorded = checkpoint.recorded_task(teacher_path)
     data, task_name = prepare_data(teacher.cfg, task, data_file, recorded)
     torch.manual_seed(tc.seed)
     model = Transformer(cfg)
@@ -271,13 +270,3 @@ def distill_text_checkpoint(
     result = distill(teacher, model, data, tok, dc, tc, progress=progress, on_epoch=write)
     result.init_layers, result.data = init_layers, task_name
     return result
-
-
-def _recorded_task(path: Path) -> str | None:
-    import json
-
-    f = path / TRAINING_FILE
-    try:
-        return json.loads(f.read_text()).get("task") if f.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None

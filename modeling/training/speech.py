@@ -1,9 +1,11 @@
-"""Conformer training: CTC on the built-in `audio-digits` task (edgeformer.tasks.speech), `edgeformer train --arch conformer`.
+"""Conformer training: CTC on a built-in speech task (edgeformer.tasks.speech_tasks: `audio-digits`, `spoken-digits`),
+`edgeformer train --arch conformer [--task NAME]`.
 
 Every batch is fresh synthesised audio; features come from the model's own front end (the one in
 the exported graph), then SpecAugment masks them (training only). The held-out character error
 rate is measured with greedy CTC decoding, the decoder the torch-free runtime uses
-(runtime/speech.py): a model that outputs only blanks scores 1.0.
+(runtime/speech.py): a model that outputs only blanks scores 1.0. Where the held-out set records
+whether training heard the voice (spoken-digits), the rate is also given for heard and unheard voices.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from edgeformer.modeling.models.conformer import Conformer
 from edgeformer.modeling.training.data import DataError
 from edgeformer.modeling.training.distributed import current as distributed_context
 from edgeformer.modeling.training.loop import TrainConfig, TrainResult, echo_metrics, fit
-from edgeformer.tasks.speech import ALPHABET, MAX_SECONDS, SAMPLE_RATE, Utterance, held_out, synthesize
+from edgeformer.tasks.speech import ALPHABET, SAMPLE_RATE, Utterance
+from edgeformer.tasks.speech_tasks import SpeechTask as TaskData, speech_task
 
 # Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
 CONFORMER_PRESETS: dict[str, dict] = {
@@ -68,15 +71,19 @@ def ctc_loss(out: dict[str, torch.Tensor], targets: torch.Tensor, target_lengths
 class SpeechTask:
     """Fresh synthesised utterances every batch; CTC loss with SpecAugment; held-out CER by greedy CTC."""
 
-    def __init__(self, cfg: ModelConfig, tc: TrainConfig, eval_utterances: int = EVAL_UTTERANCES):
-        self.cfg, self.tc = cfg, tc
+    def __init__(self, cfg: ModelConfig, tc: TrainConfig, eval_utterances: int = EVAL_UTTERANCES,
+                 data: TaskData | None = None):
+        self.cfg, self.tc, self.data = cfg, tc, data or speech_task(None)
+        if self.data.alphabet != cfg.speech.alphabet:
+            raise DataError(f"task {self.data.name} writes {self.data.alphabet!r}; the model's alphabet is "
+                            f"{cfg.speech.alphabet!r}")
         self.steps = tc.steps_per_epoch or STEPS_PER_EPOCH
-        self.eval_set = held_out(eval_utterances)
+        self.eval_set = self.data.held_out(eval_utterances)
 
     def batches(self, g: torch.Generator):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
         for _ in range(self.steps):
-            yield batch_of([synthesize(rng) for _ in range(self.tc.batch_size)], self.cfg.speech.alphabet)
+            yield batch_of([self.data.synthesize(rng) for _ in range(self.tc.batch_size)], self.cfg.speech.alphabet)
 
     @staticmethod
     def loss(model, waves, lengths, targets, target_lengths) -> torch.Tensor:
@@ -98,7 +105,12 @@ def evaluate_cer(model: Conformer, utts: list[Utterance], batch_size: int = 32) 
         out = model(waves, lengths)
         loss += ctc_loss(out, targets, target_lengths).item() * len(lengths)
         hyps += [ids_to_text(ids, model.cfg.speech.alphabet) for ids in ctc_greedy(out["logits"].cpu().numpy(), out["logit_lengths"].cpu().numpy())]
-    return {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
+    metrics = {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
+    for name, heard in (("eval_cer_heard_voices", True), ("eval_cer_unheard_voices", False)):
+        pairs = [(h, u.text) for h, u in zip(hyps, utts) if getattr(u, "seen_voice", None) is heard]
+        if pairs:
+            metrics[name] = character_error_rate(*map(list, zip(*pairs)))
+    return metrics
 
 
 def train_speech(model: Conformer, tc: TrainConfig, progress: bool = True, eval_utterances: int = EVAL_UTTERANCES) -> TrainResult:
@@ -115,15 +127,16 @@ def _unwrapped(runner):
 
 def train_conformer_checkpoint(out, preset: str = "tiny", task: str | None = None, data_file=None,
                                tc: TrainConfig | None = None, overrides: dict[str, Any] | None = None,
-                               overwrite: bool = False, progress: bool = True) -> TrainResult:
+                               overwrite: bool = False, progress: bool = True,
+                               eval_utterances: int = EVAL_UTTERANCES) -> TrainResult:
     """`edgeformer train --arch conformer`: a Conformer on the built-in speech task, written as a checkpoint."""
     if data_file:
-        raise DataError("--arch conformer trains on the built-in speech task (--task audio-digits); --data is for text models")
-    if (task or "audio-digits") != "audio-digits":
-        raise DataError(f"unknown speech task {task!r}; expected: audio-digits")
+        raise DataError("--arch conformer trains on a built-in speech task (--task audio-digits or spoken-digits); "
+                        "--data is for text models")
+    data = speech_task(task)
     tc = tc or TrainConfig()
     check_output_dir(out, overwrite)
-    cfg = conformer_config(preset, **(overrides or {}))
+    cfg = conformer_config(preset, data.alphabet, **(overrides or {}))
     torch.manual_seed(tc.seed)
     model = Conformer(cfg)
 
@@ -131,16 +144,16 @@ def train_conformer_checkpoint(out, preset: str = "tiny", task: str | None = Non
         """After every epoch (and at the end): a long run that is stopped keeps its last finished epoch."""
         if echo is not None:
             echo_metrics(result, echo)
-        meta = {"task": "audio-digits", "arch": "conformer", "preset": preset, "train_config": asdict(tc),
+        meta = {"task": data.name, "arch": "conformer", "preset": preset, "train_config": asdict(tc),
                 "history": result.history, "seconds": round(result.seconds, 1), "parameters": model.num_parameters(),
-                "sample_rate": SAMPLE_RATE, "max_task_seconds": MAX_SECONDS}
+                "sample_rate": SAMPLE_RATE, "max_task_seconds": data.max_seconds}
         if distributed_context().is_main:
             training = model.training
             save(model.eval(), out, records={TRAINING_FILE: meta}, overwrite=True)
             model.train(training)
 
     torch.manual_seed(tc.seed)
-    task = SpeechTask(cfg, tc, EVAL_UTTERANCES)
+    task = SpeechTask(cfg, tc, eval_utterances, data)
     result = fit(model, lambda runner, w, n, y, m: {"loss": task.loss(_unwrapped(runner), w, n, y, m)}, task.batches,
                  task.steps, tc, evaluate=lambda: task.evaluate(model), on_epoch=write, progress=progress)
     write(result)
