@@ -145,6 +145,8 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
         }
         if not (work / VECTORS_FILE).exists():  # a target that checked its own (web, arm64 --check) keeps them
             write_folder_vectors(bundle, work, manifest, built.record)
+        if hasattr(module, "app_readme"):  # an example app's inputs and answers come from the vectors just written
+            built.readme = built.readme.rstrip() + "\n\n" + module.app_readme(target, manifest, work, opt, built.record)
         (work / README_FILE).write_text(folder_readme(target, Path(bundle_dir), manifest, built))
         write_manifest(work, manifest)
     return DeployResult(Path(out), target, manifest, built)
@@ -261,11 +263,18 @@ def _shape(spec: TensorSpec) -> str:
     return "(" + ", ".join(str(d) for d in spec.shape) + ")"
 
 
+def _options(manifest: Manifest) -> str:
+    """The deploy options that shaped the folder, as typed on the command line."""
+    deploy = manifest.deploy
+    fixed = (deploy.get("fixed_shape") if isinstance(deploy, dict) else getattr(deploy, "fixed_shape", None)) or {}
+    return f" --fixed-shape {','.join(f'{a}={n}' for a, n in fixed.items())}" if fixed else ""
+
+
 def folder_readme(target: str, bundle_dir: Path, manifest: Manifest, built: Deployment) -> str:
     """README.md of the folder: what it holds, what was checked, and how to run it on the device."""
     cfg = manifest.config
     lines = [f"# {bundle_dir.resolve().name}: {target} deployment", "",
-             f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}` from a bundle "
+             f"Made by `edgeformer deploy {bundle_dir.resolve().name} --target {target}{_options(manifest)}` from a bundle "
              f"(task: {manifest.model.task or 'unknown'}, {cfg.get('n_layers', '?')} layers x {cfg.get('d_model', '?')} wide"
              + (f", quantized: {manifest.quantization.recipe}" if manifest.quantization else "") + ").",
              f"The device loads `{built.graph}`; `manifest.json` records every file's sha256 and what was checked.", "",

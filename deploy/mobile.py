@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +52,12 @@ PROVIDERS = {
 
 def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) -> None:
     refuse_kind(bundle, target, manifest)  # deploy/kinds.py
+    left = dynamic_axes(manifest)
+    if opt.fixed_shape and left:
+        warnings.warn(f"--fixed-shape {','.join(f'{a}={n}' for a, n in opt.fixed_shape.items())} leaves axis "
+                      f"{', '.join(left)} dynamic: {PROVIDERS[target][0][0]} then takes few of the graph's nodes (see the "
+                      f"coverage table); fix every axis, e.g. --fixed-shape {example_fixed(manifest, opt.fixed_shape)}",
+                      RuntimeWarning, stacklevel=2)
     try:
         import onnx
     except ImportError:
@@ -107,7 +114,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
     return Deployment(
         graph=ORT_FILE,
         checks=[check],
-        readme=_readme(target, manifest, coverage, min_ort, style, repacked),
+        readme=_readme(target, manifest, coverage, min_ort, style, repacked, opt, bundle.tokenizer_path is not None),
         record={"ort_optimization_style": style, "min_onnxruntime": min_ort, "coverage": COVERAGE_FILE,
                 "required_operators": ops, "repacked_tables": repacked},
         tables=[(f"{target}: execution provider coverage (onnxruntime usability checker)",
@@ -181,6 +188,14 @@ def provider_coverage(src: Path, target: str) -> list[dict[str, Any]]:
     return out
 
 
+def app_readme(target: str, manifest: Manifest, folder: Path, opt: DeployOptions, record: dict[str, Any]) -> str:
+    """The README's app section (Kotlin or Swift), from the folder's own vectors (deploy/mobile_app.py)."""
+    from .mobile_app import example_case, section
+
+    case = example_case(manifest, folder / "vectors.json", opt.fixed_shape)
+    return section(target, case, record.get("ort_optimization_style") == "Runtime")
+
+
 def check_shapes_for(manifest: Manifest) -> list[dict[str, int]]:
     """The axis sizes the .ort check runs at: a few within the manifest's limits (one for a fixed shape)."""
     cases = []
@@ -244,8 +259,35 @@ def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]], repacked:
     return max(needs, key=lambda v: tuple(map(int, v.split("."))))
 
 
+def dynamic_axes(manifest: Manifest) -> list[str]:
+    """The named axes of the inputs, in order: after --fixed-shape, the ones left dynamic."""
+    out: list[str] = []
+    for spec in manifest.inputs:
+        out += [d for d in spec.shape if isinstance(d, str) and d not in out]
+    return out
+
+
+def example_fixed(manifest: Manifest, fixed: dict[str, int] | None) -> str:
+    """A --fixed-shape value that fixes every axis: the sizes given, batch 1, other axes 128 within their limits."""
+    parts = [f"{a}={n}" for a, n in (fixed or {}).items()]
+    for axis in dynamic_axes(manifest):
+        hi = manifest.axes.get(axis, {}).get("max")
+        parts.append(f"{axis}={1 if axis == 'batch' else min(128, int(hi)) if hi else 128}")
+    return ",".join(parts)
+
+
+def desktop_example(manifest: Manifest, fixed: dict[str, int] | None, has_tokenizer: bool) -> str:
+    """An `edgeformer run` line that fits the folder's shape (texts are padded to a fixed shape; ids are not)."""
+    if has_tokenizer:
+        return '`edgeformer run DIR --text "a text to try"`'
+    seq = (fixed or {}).get("seq")
+    if seq is None:
+        return '`edgeformer run DIR --ids "5 17 42"`'
+    return f'`edgeformer run DIR --ids "{" ".join(str(5 + i % 40) for i in range(int(seq)))}"` ({seq} ids: the length is fixed)'
+
+
 def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min_ort: str, style: str,
-            repacked: list[dict]) -> str:
+            repacked: list[dict], opt: DeployOptions, has_tokenizer: bool) -> str:
     names = ", ".join(s.name for s in manifest.inputs)
     cov = "\n".join(f"| {c['provider']} | {c['supported_nodes']}/{c['nodes']} | {c['partitions']} | "
                     f"{', '.join(c['unsupported_ops']) or '-'} | {c['verdict']} |" for c in coverage)
@@ -261,6 +303,18 @@ def _readme(target: str, manifest: Manifest, coverage: list[dict[str, Any]], min
     int4_runtime = ("- The int4 weights (`MatMulNBits`) are saved with the `weight_prepacked` attribute, which onnxruntime reads\n"
                     f"  from {MATMUL_NBITS_MIN_ORT} on (older releases refuse the file: \"Unrecognized attribute\").\n"
                     ) if min_ort == MATMUL_NBITS_MIN_ORT else ""
+    fixed = opt.fixed_shape or {}
+    dynamic = dynamic_axes(manifest)
+    if not dynamic:
+        shape_note = ("The shapes are fixed (`--fixed-shape`), as NNAPI and CoreML need: the runtime refuses any other "
+                      "shape, so pad every input to them.")
+    elif fixed:
+        shape_note = (f"Axis {', '.join(dynamic)} is still dynamic: NNAPI and CoreML take few nodes of a graph with a "
+                      f"dynamic axis; fix every axis (`--fixed-shape {example_fixed(manifest, fixed)}`).")
+    else:
+        shape_note = (f"Dynamic shapes keep most nodes off NNAPI and CoreML; `--fixed-shape {example_fixed(manifest, fixed)}` "
+                      "makes the static-shape variant they need (the runtime then refuses any other shape).")
+    desktop = desktop_example(manifest, fixed, has_tokenizer)
     if target == "android":
         install = (f"Gradle: `implementation 'com.microsoft.onnxruntime:onnxruntime-android:{min_ort}.0'` (or newer). "
                    "Create the session with `OrtSession.SessionOptions().addNnapi()` to try NNAPI; the CPU runs the rest.")
@@ -278,7 +332,7 @@ Load `model.ort`, feed {names} (int64 ids and mask; shapes {shapes}), read the o
   `edgeformer export CKPT --attention unfused` (opset 18) and deploy that bundle.
 {int4_runtime}- A reduced onnxruntime build with only this graph's operators: `./build.sh --android --minimal_build
   --include_ops_by_config required_operators.config` (or `--ios`), from onnxruntime's sources.
-- On a desktop the folder runs as any bundle: `edgeformer run DIR --ids "5 17 42"` or `runtime.load(DIR)`.
+- On a desktop the folder runs as any bundle: {desktop}, `edgeformer verify DIR` or `runtime.load(DIR)`.
 {tables}{runtime_opt}
 Coverage of the mobile execution providers (onnxruntime's usability checker; `coverage.json`):
 
@@ -286,6 +340,5 @@ Coverage of the mobile execution providers (onnxruntime's usability checker; `co
 | --- | --- | --- | --- | --- |
 {cov}
 
-Dynamic shapes keep most nodes off NNAPI and CoreML; `--fixed-shape batch=1,seq=128` makes the
-static-shape variant they need (the runtime then refuses any other shape).
+{shape_note}
 """

@@ -181,3 +181,64 @@ def test_parity_of_a_quantized_bundle_says_where_its_budget_comes_from():
     assert data["budget_source"].startswith("no --max-drop was given when it was quantized")
     said = result.stdout + result.stderr
     assert f"budget {data['max_drop']:.4g} (no --max-drop was given" in said
+
+
+# ------------------------------------------------------------------------------------------- device folders
+
+
+@pytest.fixture(scope="module")
+def fixed_android(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mobile") / "bundle-android"
+    result = invoke("deploy", GOLDEN / "plain", "--target", "android", "--out", f"{out}/", "--fixed-shape",
+                    "batch=1,seq=32")
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_a_fixed_folder_says_how_it_was_made_and_its_example_runs(fixed_android):
+    out, result = fixed_android
+    assert "//" not in result.output and "warning" not in result.stderr
+    readme = (out / "README.md").read_text()
+    assert "`edgeformer deploy plain --target android --fixed-shape batch=1,seq=32`" in readme
+    assert readme.count("--fixed-shape ") == 1 and "The shapes are fixed" in readme  # no advice to fix what is fixed
+    command = readme.split("On a desktop the folder runs as any bundle: `", 1)[1].split("`", 1)[0]
+    args = [a.strip('"') for a in command.replace('"a text to try"', "TEXT").split()[1:]]
+    args = [str(out) if a == "DIR" else "a text to try" if a == "TEXT" else a for a in args]
+    ran = invoke(*args)
+    assert ran.exit_code == 0, ran.output
+    assert "row 0" in ran.stdout or "0: " in ran.stdout
+
+
+def test_fixing_seq_alone_warns_that_the_batch_stays_dynamic(tmp_path):
+    result = invoke("deploy", GOLDEN / "plain", "--target", "android", "--out", tmp_path / "a", "--fixed-shape", "seq=32")
+    assert result.exit_code == 0, result.output
+    assert "warning: --fixed-shape seq=32 leaves axis batch dynamic" in result.stderr
+    assert "--fixed-shape seq=32,batch=1" in (tmp_path / "a" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("target, language", [("android", "kotlin"), ("ios", "swift")])
+def test_the_app_example_feeds_what_the_tokenizer_gives_and_lists_what_the_model_answers(tmp_path, target, language,
+                                                                                        fixed_android):
+    from edgeformer.deploy.mobile_app import example_case
+
+    out = fixed_android[0] if target == "android" else tmp_path / "bundle-ios"
+    if target == "ios":
+        assert invoke("deploy", GOLDEN / "plain", "--target", "ios", "--out", out, "--fixed-shape",
+                      "batch=1,seq=32").exit_code == 0
+    model = runtime.load(out)
+    case = example_case(model.manifest, out / "vectors.json", model.manifest.deploy.fixed_shape)
+    readme = (out / "README.md").read_text()
+    code = readme.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+    ids = ", ".join(map(str, case["tokens"]))
+    assert f"[{ids}]" in code and f"seq = {case['seq']}" in code and "tokenizer.json" in readme
+    assert case["tokens"] == model.tokenizer.encode(case["text"])  # what the shipped tokenizer gives
+    feeds = {"input_ids": np.asarray([case["input_ids"]], dtype=np.int64),
+             "attention_mask": np.asarray([case["attention_mask"]], dtype=np.int64)}
+    assert feeds["input_ids"].shape == (1, 32)
+    logits = model(feeds)["logits"][0]
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    np.testing.assert_allclose(p, case["probabilities"], atol=case["atol"])
+    assert case["labels"][int(p.argmax())] == case["label"]
+    listed = ", ".join(f"{v:.6g}" for v in case["probabilities"])
+    assert f"label `{case['label']}`, probabilities [{listed}]" in readme
