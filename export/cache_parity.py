@@ -44,8 +44,7 @@ def check_cache_parity(
         prompts = [rng.integers(0, cfg.vocab_size, size=n).tolist() for n in lengths]
         ids, mask = left_pad(prompts, cfg.pad_id)
         positions = next_positions(mask, ids.shape[1])
-        hd = cfg.d_model // cfg.n_heads
-        past = {name: np.zeros((batch, cfg.n_heads, 0, hd), dtype=np.float32) for name in past_names}
+        past = {name: np.zeros((batch, cfg.kv_heads, 0, cfg.head_dim), dtype=np.float32) for name in past_names}
         cache = model.empty_cache(batch)
         for step in range(steps + 1):
             feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past}
@@ -56,7 +55,7 @@ def check_cache_parity(
             T = ids.shape[1]
             valid_new = mask[:, -T:].astype(bool)  # (B, T)
             valid_all = mask.astype(bool)[:, None, :]  # (B, 1, S): broadcast over heads
-            valid_all = np.broadcast_to(valid_all, (batch, cfg.n_heads, mask.shape[1]))
+            valid_all = np.broadcast_to(valid_all, (batch, cfg.kv_heads, mask.shape[1]))
             results = [compare("logits", ref, np.asarray(got["logits"]), valid_new)]
             for i, layer in enumerate(cache):
                 for kv, tensor in (("key", layer.key), ("value", layer.value)):

@@ -2,7 +2,8 @@
 
     plain            model.onnx: the model's outputs for its inputs (input_ids, attention_mask, ... or pixel_values)
     cached-decoder   model.onnx: one graph for the prompt and each generated token, with past and
-                     present keys/values (B, H, P, hd); the mask covers past + new tokens (`total`)
+                     present keys/values (B, Hkv, P, hd), Hkv the key/value heads (fewer than the query
+                     heads with grouped-query attention); the mask covers past + new tokens (`total`)
     seq2seq          encoder.onnx: source -> cross.{i}.key/.value (B, H, S, hd), computed once per input;
                      model.onnx: the cached decoder, reading the cross-attention keys/values every step
 
@@ -144,7 +145,7 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     if cfg.attention.kind not in ("full", "local"):
         raise ExportError(f"attention_kind={cfg.attention.kind} has no key/value cache; expected full or local, "
                           "or an export without --kv-cache")
-    B, T, P, H, hd = 2, 3, 5, cfg.n_heads, cfg.d_model // cfg.n_heads
+    B, T, P, H, hd = 2, 3, 5, cfg.kv_heads, cfg.head_dim  # the cache holds the key/value heads only
     past, present = cache_names(cfg.n_layers)
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),
               TensorSpec("position_ids", "int64", ("batch", "seq"), min=0, max=cfg.max_len - 1)]

@@ -14,6 +14,7 @@ from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralF
                           Qwen2Config, Qwen2ForCausalLM)
 
 from edgeformer import runtime  # noqa: E402
+from edgeformer.export import export_bundle  # noqa: E402
 from edgeformer.modeling import ModelConfig, load  # noqa: E402
 from edgeformer.modeling.config import ConfigError  # noqa: E402
 from edgeformer.modeling.hf import ImportError_, import_hf  # noqa: E402
@@ -98,6 +99,11 @@ def test_imported_logits_match_transformers(imported):
             got = ours(ids, mask, position_ids=positions)["logits"]
         real = mask.bool()
         assert want.std() > 0.05 and (want - got)[real].abs().max().item() <= ATOL, name
+    if name == "llama3":  # the scaling is exercised: without it the same weights give other logits
+        unscaled = Transformer(cfg.with_fields(rope_scaling="none")).eval()
+        unscaled.load_state_dict(ours.state_dict())
+        with torch.no_grad():
+            assert (unscaled(ids, mask, position_ids=positions)["logits"] - got)[real].abs().max().item() > 10 * ATOL
 
 
 def test_greedy_tokens_match_transformers_generate(imported):
@@ -153,3 +159,37 @@ def test_unsupported_llama_variants_are_refused_by_name(tmp_path):
         with pytest.raises(ImportError_, match=message):
             import_hf(tmp_path / "hf", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def hf_greedy(hf, prompt: list[int], n: int) -> list[int]:
+    hf.generation_config.eos_token_id = None  # n tokens each side, whatever a random model says
+    out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                      max_new_tokens=n, do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def test_cached_bundle_keeps_key_value_heads_and_generates_transformers_tokens(imported):
+    name, hf, root = imported
+    result = export_bundle(root / "ckpt", root / "cached", kv_cache=True)
+    cache = result.manifest.cache
+    assert result.report.passed and result.manifest.attention.count == 2 and result.manifest.attention.op == "Attention"
+    assert (cache.heads, cache.head_dim) == (hf.config.num_key_value_heads, load(root / "ckpt").cfg.head_dim)
+    model = runtime.load(root / "cached")
+    prompts = [[5, 17, 42, 7, 99, 12, 8], [33, 4, 250]]  # one padded batch: rows of different lengths
+    got = model.generate(prompts, max_new_tokens=16).token_ids
+    assert got == [hf_greedy(hf, p, 16) for p in prompts], name
+
+
+@pytest.mark.parametrize("attention", ["fused", "unfused"])
+def test_plain_bundle_matches_transformers_on_padded_batches(imported, attention):
+    name, hf, root = imported
+    if name not in ("llama", "qwen2"):
+        pytest.skip("the plain graph of two families covers grouped-query, biased and unbiased projections")
+    result = export_bundle(root / "ckpt", root / f"plain-{attention}", attention=attention)
+    assert result.report.passed and result.manifest.attention.kind == attention
+    ids, mask = padded_batch(np.random.default_rng(1), (12, 5, 9))
+    with torch.no_grad():
+        want = hf(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits.numpy()
+    got = runtime.load(root / f"plain-{attention}")({"input_ids": ids.numpy(), "attention_mask": mask.numpy()})["logits"]
+    real = mask.numpy().astype(bool)
+    assert np.abs(got - want)[real].max() <= ATOL

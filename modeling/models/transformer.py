@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeformer.modeling.config import ConfigError, ModelConfig
-from edgeformer.modeling.models.attention import HeadsAttention, global_keep, repeat_kv
+from edgeformer.modeling.models.attention import HeadsAttention, global_keep
 from edgeformer.modeling.models.feed_forward import ACTIVATIONS, GatedFeedForward
 from edgeformer.modeling.models.norms import make_norm
 from edgeformer.modeling.models.rotary import rotary_for
@@ -87,9 +87,10 @@ class SelfAttention(HeadsAttention):
         if cache is not None:  # stored at the key/value head count, before the groups are repeated
             k = cache.key = torch.cat([cache.key, k], dim=2)  # (B, Hkv, P + T, hd)
             v = cache.value = torch.cat([cache.value, v], dim=2)
-        groups = self.n_heads // self.kv_heads
-        k, v = repeat_kv(k, groups), repeat_kv(v, groups)  # (B, H, S, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.p())  # (B, H, T, hd)
+        # grouped-query: each key/value head serves n_heads / kv_heads query heads; exported as one standard
+        # `Attention` node whose keys and values have kv_heads heads (onnxruntime's CPU kernel takes that)
+        gqa = self.kv_heads != self.n_heads
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.p(), enable_gqa=gqa)  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, -1)
         return self.resid_dropout(self.proj(y))
 
