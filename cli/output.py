@@ -13,15 +13,31 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     from rich.console import Console
     from rich.table import Table
 
+    cells = [[str(x) for x in r] for r in rows]
+    width = table_width()
+    # A cell too long for its column wraps, and a word longer than the column folds onto the next line:
+    # nothing is cut to "...". Text reads from the left, numbers line up on the right.
     t = Table(title=title, title_justify="left")
     for i, c in enumerate(columns):
-        t.add_column(c, justify="left" if i == 0 else "right")
-    for r in rows:
-        t.add_row(*(str(x) for x in r))
-    console = Console()
-    if not console.is_terminal:  # a pipe or a log: don't squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(t)
+        values = [r[i] for r in cells if i < len(r)]
+        text = any(any(ch.isalpha() for ch in v) and not v.endswith("x") for v in values)
+        t.add_column(c, justify="left" if i == 0 or text else "right", overflow="fold")
+    for r in cells:
+        t.add_row(*r)
+    Console(width=width).print(t)
+
+
+PIPED_WIDTH = 120  # a pipe or a log without COLUMNS: wide enough for most tables, narrow enough to read
+
+
+def table_width() -> int:
+    """COLUMNS when set (a pipe included), else the terminal's width, else PIPED_WIDTH."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    return PIPED_WIDTH
 
 
 SIGNATURE = "edgeformer.signature"  # click context meta: the signature check a verb made (run_cmd.confirm_signature)

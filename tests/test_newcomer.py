@@ -242,3 +242,19 @@ def test_the_app_example_feeds_what_the_tokenizer_gives_and_lists_what_the_model
     assert case["labels"][int(p.argmax())] == case["label"]
     listed = ", ".join(f"{v:.6g}" for v in case["probabilities"])
     assert f"label `{case['label']}`, probabilities [{listed}]" in readme
+
+
+# ------------------------------------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_tables_fit_columns_when_piped_and_keep_every_name_whole(columns, monkeypatch, capsys):
+    from edgeformer.cli.output import table
+
+    ops = ["ai.onnx:Attention", "ai.onnx:LayerNormalization", "ai.onnx:ReduceSum", "com.microsoft:MatMulNBits"]
+    monkeypatch.setenv("COLUMNS", str(columns))
+    table("coverage", ["provider", "nodes taken", "falls back to CPU", "verdict"], [["NNAPI", "3/55", ", ".join(ops), "NO"]])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= columns and "…" not in "".join(lines)
+    column = "".join(line.split("│")[3].strip() for line in lines if line.count("│") == 5)  # the ops' cells, rejoined
+    assert column.replace(" ", "") == ",".join(ops)
