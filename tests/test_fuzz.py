@@ -6,6 +6,7 @@ stays within its time budget; benchmarks/soak.py and the README give the larger 
 import json
 import os
 import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -370,3 +371,226 @@ def test_fuzz_signing_inputs(tmp_path_factory, signed_bundle, data):
     model = answers_or_refuses_in_our_words(lambda: runtime.load(b, public_key=key))
     if model is not None:
         assert model({"input_ids": np.ones((1, 3), dtype=np.int64)})["logits"].shape == (1, 3)
+
+
+# ------------------------------------------------------------------ deploy options
+# --fixed-shape text: axis names the golden bundles have and do not have, sizes at and past every bound
+# (the manifest's, int64's, the machine's memory), non-ASCII digits, doubled axes, stray separators.
+AXES = ["batch", "seq", "past", "total", "src", "Seq", "b atch", "", "9x", "é"]
+SIZES = ["1", "2", "32", "33", "0", "-1", "01", "1.0", "1e3", "٣", "١٢", "100000000", "9223372036854775807",
+         "99999999999999999999999", " 4 ", "", "nan", "0x10"]
+fixed_shape_items = st.one_of(
+    st.builds(lambda a, s: f"{a}={s}", st.sampled_from(AXES), st.one_of(st.sampled_from(SIZES), st.integers(-5, 10**6).map(str))),
+    st.text(max_size=6), st.sampled_from(["=", "==", "batch==1", "batch=1=2", "batch", ","]),
+)
+fixed_shape_texts = st.one_of(st.lists(fixed_shape_items, min_size=0, max_size=4).map(",".join), st.text(max_size=24))
+
+
+@settings(max_examples=int(200 * SCALE), deadline=None, derandomize=not RANDOM)
+@given(text=fixed_shape_texts)
+def test_fuzz_fixed_shape_text(text):
+    from edgeformer.deploy.folder import parse_fixed_shape
+
+    shape = answers_or_refuses_in_our_words(lambda: parse_fixed_shape(text))
+    if shape is not None:
+        assert shape and all(isinstance(v, int) and v >= 1 for v in shape.values())
+        assert all(name.isascii() and name.isidentifier() for name in shape), shape
+        assert len(shape) == len(text.split(","))  # every item is one axis, none taken twice
+
+
+DEPLOY_TARGETS = ["android", "ios", "arm64", "tensorrt", "jetson", "triton", "web"]
+DEPLOY_VALUES = st.one_of(CLI_VALUES, st.sampled_from(["fp32", "fp16", "int8", "cpu", "gpu", "auto", "2", "8", "seq=1:8:32",
+                                                       "batch=1:1:1", "seq=0:1:2", "seq=3:2:1", "s=1:2", "é=1:1:1"]))
+DEPLOY_OPTIONS = ["--precision", "--profile", "--name", "--triton-batch", "--max-batch", "--instances", "--device",
+                  "--threads", "--seed", "--timing-cache", "--emulator-root", "--trt-attention", "--overwrite"]
+
+
+def _deploy_args(data, root: Path) -> tuple[list[str], Path]:
+    bundle = str(GOLDEN / data.draw(st.sampled_from(["plain", "cached", "int8", "seq2seq", "checkpoint", "missing"])))
+    target = data.draw(st.one_of(st.sampled_from(DEPLOY_TARGETS), st.sampled_from(["", "Android", "wasm", "x" * 300])))
+    out = root / data.draw(st.sampled_from(["out", "missing/out", "out\nline"]))
+    args = ["deploy", bundle, "--target", target, "--out", str(out)]
+    if data.draw(st.booleans()):
+        args += ["--fixed-shape", data.draw(fixed_shape_texts)]
+    for _ in range(data.draw(st.integers(0, 3))):
+        option = data.draw(st.sampled_from(DEPLOY_OPTIONS))
+        args += [option] if option in ("--trt-attention", "--overwrite") else [option, data.draw(DEPLOY_VALUES)]
+    if data.draw(st.booleans()):
+        args += ["--json", str(root / data.draw(st.sampled_from(["r.json", "missing/r.json", "out"])))]
+    # the arm64 check runs under emulation and the web check in Chromium: minutes, not a fuzz case
+    return args + (["--no-check"] if target in ("arm64", "web") else []), out
+
+
+@settings(max_examples=int(25 * SCALE), deadline=None, derandomize=not RANDOM,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_deploy_cli(tmp_path_factory, data):
+    """deploy's options through the CLI: exit 0 with a folder, or exit 2 in one line of our words and nothing written."""
+    root = tmp_path_factory.mktemp("deploy")
+    args, out = _deploy_args(data, root)
+    result = CliRunner().invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    assert result.exit_code in (0, 2), (args, result.exit_code, result.output)
+    if result.exit_code == 2:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and not any(raw in lines[0] for raw in RAW_LIBRARY_TEXT), (args, result.stderr)
+        assert not out.exists(), (args, "a refused deployment left its folder")
+    else:
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["deploy"]["target"] == args[args.index("--target") + 1], args
+
+
+# Values of each DeployOptions field's own type, at and past its bounds.
+axis_names = st.sampled_from(["batch", "seq", "past", "x", "", "é"])
+typed_deploy_options = st.fixed_dictionaries({}, optional={
+    "fixed_shape": st.one_of(st.none(), st.dictionaries(axis_names, st.integers(-2, 2**70), max_size=3)),
+    "check": st.sampled_from([None, False]),
+    "precision": st.one_of(st.sampled_from(["fp32", "fp16", "int8"]), st.text(max_size=6)),
+    "profile": st.one_of(st.none(), st.dictionaries(axis_names, st.tuples(st.integers(-1, 40), st.integers(-1, 40),
+                                                                              st.integers(-1, 2**40)), max_size=2)),
+    "trt_attention": st.booleans(),
+    "timing_cache": st.one_of(st.none(), st.sampled_from(["/nonexistent/cache", "", "/proc/self/status"])),
+    "name": st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["../x", "a/b", ".", "x" * 300])),
+    "max_batch": st.one_of(st.none(), st.integers(-2, 2**64)),
+    "instances": st.integers(-2, 2**64),
+    "device": st.one_of(st.sampled_from(["auto", "cpu", "gpu"]), st.text(max_size=5)),
+    "threads": st.one_of(st.none(), st.integers(-2, 2**64)),
+    "seed": st.integers(-2**64, 2**64),
+})
+deploy_option_values = st.one_of(garbage, st.integers(-2, 2**63), st.sampled_from(["fp16", "int8", "cpu", "gpu", "auto"]),
+                                 st.dictionaries(axis_names, st.one_of(st.integers(-1, 2**70), garbage,
+                                                 st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))),
+                                                 max_size=2))
+DEPLOY_FIELDS = ["fixed_shape", "check", "emulator_root", "precision", "profile", "trt_attention", "timing_cache", "name",
+                 "max_batch", "instances", "device", "threads", "seed"]
+
+
+def _deploy_or_refuse(bundle: str, target, fields: dict, root: Path):
+    from edgeformer.deploy import DeployOptions, deploy
+
+    if target in ("arm64", "web"):
+        fields["check"] = False  # emulation and Chromium: minutes, not a fuzz case
+    out = root / "out"
+    result = answers_or_refuses_in_our_words(lambda: deploy(GOLDEN / bundle, target, out, DeployOptions(**fields)))
+    if result is None:
+        assert not out.exists(), (target, fields)
+    else:
+        assert (out / "manifest.json").is_file() and result.target == target
+    return result
+
+
+@settings(max_examples=int(25 * SCALE), deadline=None, derandomize=not RANDOM,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bundle=st.sampled_from(["plain", "cached", "int8", "seq2seq"]), target=st.sampled_from(DEPLOY_TARGETS),
+       fields=typed_deploy_options)
+def test_fuzz_deploy_library(tmp_path_factory, bundle, target, fields):
+    """`edgeformer.deploy.deploy` from Python, each option of its own type: a folder, or one DeployError line."""
+    if fields.get("seed", 0) < 0:
+        fields["seed"] = -fields["seed"]  # a negative seed: see test_fuzz_deploy_library_any_value
+    _deploy_or_refuse(bundle, target, fields, tmp_path_factory.mktemp("deploy"))
+
+
+@pytest.mark.xfail(reason="DeployOptions does not check its fields: a list as the target, a str as fixed_shape, a "
+                          "negative seed or a dict as instances end in TypeError, AttributeError or numpy's ValueError "
+                          "inside deploy/, and max_batch=0 (triton) or threads=-1 (web) are written as given",
+                   strict=False)
+@settings(max_examples=int(25 * SCALE), deadline=None, derandomize=not RANDOM,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(target=st.one_of(st.sampled_from(DEPLOY_TARGETS), garbage),
+       fields=st.dictionaries(st.sampled_from(DEPLOY_FIELDS), deploy_option_values, max_size=3))
+def test_fuzz_deploy_library_any_value(tmp_path_factory, target, fields):
+    """Any value for any option, as a Python caller may pass by mistake; options outside the CLI's ranges refused."""
+    result = _deploy_or_refuse("plain", target, fields, tmp_path_factory.mktemp("deploy"))
+    if result is not None:
+        for name in ("max_batch", "instances", "threads"):
+            assert fields.get(name) is None or (isinstance(fields[name], int) and fields[name] >= 1), (target, fields)
+
+
+# ------------------------------------------------------------------ the JS runtime (web/src), under Node
+# Cases are drawn by hypothesis and run in ONE Node process (web/tools/parity.mjs), as loading onnxruntime-web
+# per case would take seconds; a failure names the case and what edgeformer.js answered.
+NODE = shutil.which("node")
+WEB = Path(__file__).resolve().parent.parent / "web"
+JS_ERRORS = ("EdgeformerError", "BundleError", "InputError")
+JS_RAW_TEXT = RAW_LIBRARY_TEXT + ("Cannot read properties", "is not a function", "is not iterable", "undefined",
+                                  "Maximum call stack", "ERROR_CODE", "ort-wasm", "RangeError", "Invalid array length")
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**60, 2**60), st.integers(-3, 400),
+              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=10)
+js_options = st.one_of(st.just({}), json_values, st.dictionaries(
+    st.sampled_from(["batchSize", "truncation", "normalize", "maxNewTokens", "temperature", "topK", "topP",
+                     "repetitionPenalty", "stop", "seed", "onOverflow", "max_new_tokens", "colour"]),
+    st.one_of(json_values, st.integers(0, 8), st.floats(0, 2), st.sampled_from(["error", "truncate"])), max_size=3))
+js_tensor = st.builds(lambda dtype, shape, fill: {"dtype": dtype, "shape": shape, "data": [fill] * int(np.prod(shape))},
+                      st.sampled_from(["int64", "int32", "float32", "bool", "uint8", "int8"]),
+                      st.one_of(st.lists(st.integers(1, 3), min_size=2, max_size=2), st.lists(st.integers(0, 4), max_size=3)),
+                      st.sampled_from([0, 1, 2, 299, 300, -1, 2**40]))
+js_texts = st.one_of(st.text(max_size=200), st.lists(st.text(max_size=100), max_size=4), json_values)
+js_prompts = st.one_of(st.lists(st.integers(0, 299), min_size=1, max_size=6), json_values,
+                       st.lists(st.integers(-1, 300), min_size=1, max_size=6), st.text(max_size=20),
+                       st.lists(st.lists(st.integers(-1, 300), max_size=5), max_size=3))
+js_calls = st.one_of(
+    # parity.mjs reads a null input as a tensor record itself, before edgeformer.js sees it
+    st.builds(lambda inputs: {"bundle": "plain", "call": "run", "args": {"inputs": inputs}},
+              st.one_of(st.fixed_dictionaries({"input_ids": js_tensor}, optional={"attention_mask": js_tensor}),
+                        st.dictionaries(st.sampled_from(["input_ids", "attention_mask", "token_type_ids", "x"]),
+                                        st.one_of(js_tensor, json_values.filter(lambda v: v is not None)), max_size=3))),
+    # options=null: test_web_runtime_null_options
+    st.builds(lambda call, texts, options: {"bundle": "plain", "call": call, "args": {"texts": texts, "options": options}},
+              st.sampled_from(["embed", "classify"]), js_texts, js_options.filter(lambda v: v is not None)),
+    st.builds(lambda call, prompt, options: {"bundle": "cached", "call": call, "args": {"prompt": prompt, "options": options}},
+              st.sampled_from(["generate", "stream"]), js_prompts,
+              st.one_of(js_options, st.fixed_dictionaries({"maxNewTokens": st.integers(0, 4)}, optional={
+                  "temperature": st.floats(0, 2), "topK": st.integers(0, 400), "topP": st.floats(0, 1),
+                  "seed": st.integers(0, 2**40), "stop": st.lists(st.integers(0, 299), max_size=2),
+                  "repetitionPenalty": st.floats(0.5, 2), "onOverflow": st.sampled_from(["error", "truncate"])}))),
+)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
+def test_fuzz_web_runtime(tmp_path):
+    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+        pytest.skip("web/node_modules is missing: `npm ci` in web/ installs onnxruntime-web")
+    cases = []
+
+    @settings(max_examples=int(100 * SCALE), deadline=None, derandomize=not RANDOM, database=None)
+    @given(case=js_calls)
+    def draw(case):
+        cases.append(case)
+
+    draw()
+    results = run_parity_js(tmp_path, cases)
+    print(f"web runtime: {len(cases)} cases, {sum('ok' in r for r in results)} answered")
+    for case, result in zip(cases, results):
+        assert_js_answer_or_refusal(case, result)
+
+
+def run_parity_js(tmp_path: Path, cases: list[dict]) -> list[dict]:
+    calls = [{**c, "bundle": str(GOLDEN / c["bundle"])} for c in cases]
+    (tmp_path / "job.json").write_text(json.dumps({"calls": calls}))
+    proc = subprocess.run([NODE, str(WEB / "tools" / "parity.mjs"), str(tmp_path / "job.json"), str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "out.json").read_text())["results"]
+    assert len(results) == len(cases)
+    return results
+
+
+def assert_js_answer_or_refusal(case: dict, result: dict) -> None:
+    if "error" in result:
+        text = result["error"]
+        assert result["type"] in JS_ERRORS, (case, result)
+        assert text and "\n" not in text and not any(raw in text for raw in JS_RAW_TEXT), (case, result)
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
+@pytest.mark.xfail(reason="edgeformer.js: embed and classify read options.batchSize from options=null (a raw TypeError)",
+                   strict=False)
+def test_web_runtime_null_options(tmp_path):
+    if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+        pytest.skip("web/node_modules is missing: `npm ci` in web/ installs onnxruntime-web")
+    cases = [{"bundle": "plain", "call": call, "args": {"texts": ["a text"], "options": None}} for call in ("embed", "classify")]
+    for case, result in zip(cases, run_parity_js(tmp_path, cases)):
+        assert_js_answer_or_refusal(case, result)
