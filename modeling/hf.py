@@ -22,6 +22,7 @@ from edgeformer.runtime.tokenizer import TextTokenizer
 
 from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
 from edgeformer.modeling.config import ModelConfig, VisionConfig
+from edgeformer.modeling.gguf import import_gguf
 from edgeformer.modeling.hf_llama import LLAMA_FAMILY
 from edgeformer.modeling.hf_weights import ImportError_, WeightMap, pad_id_from
 from edgeformer.modeling.models.transformer import Transformer
@@ -196,8 +197,11 @@ def sentence_transformers_max_length(hf_dir: Path) -> int | None:
 
 
 def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:
-    """Convert the Hugging Face model directory `hf_dir` into an edgeformer checkpoint at `out`."""
+    """Convert the Hugging Face model directory `hf_dir` (or a GGUF file: modeling/gguf.py) into an edgeformer
+    checkpoint at `out`."""
     hf_dir = Path(hf_dir)
+    if hf_dir.suffix.lower() == ".gguf" and not hf_dir.is_dir():
+        return import_gguf(hf_dir, out, overwrite=overwrite)
     hf = read_json_object(hf_dir, "config.json", ImportError_, "Hugging Face model", "save_pretrained")
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:

@@ -1,0 +1,188 @@
+"""Import a GGUF file (llama.cpp's format; architecture llama) into edgeformer's own modules.
+
+The `gguf` package reads the metadata and the tensors and dequantizes their blocks (Q8_0, Q4_0,
+Q4_1, the K-quants, ...) to float32. The model is the Llama family's (modeling/hf_llama.py): the
+metadata becomes the config.json Hugging Face would have written and the tensors get Hugging Face
+names, so both importers build the same modules from the same mapping.
+
+    GGUF                                   Hugging Face
+    llama.embedding_length, block_count,   hidden_size, num_hidden_layers, intermediate_size,
+    feed_forward_length, attention.*,      num_attention_heads, num_key_value_heads, head_dim,
+    rope.freq_base, context_length         rope_theta, max_position_embeddings
+    token_embd, blk.N.attn_q/k/v/output,   model.embed_tokens, model.layers.N.self_attn.q/k/v/o_proj,
+    ffn_gate/up/down, attn_norm, ffn_norm, mlp.gate/up/down_proj, input_/post_attention_layernorm,
+    output_norm, output (absent: tied)     model.norm, lm_head
+
+llama.cpp's converter stores the query and key rows of each head interleaved (pairs of rotary
+channels side by side); they are put back in Hugging Face's order (first half, second half) here.
+The tokenizer (byte-level BPE tokens and merges, special tokens), the chat template and the source
+file's block formats are recorded with the checkpoint (source.json).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeformer.runtime.artifacts import check_output_dir, sha256_file
+from edgeformer.runtime.tokenizer import TextTokenizer
+
+from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
+from edgeformer.modeling.hf_llama import llama_family
+from edgeformer.modeling.hf_weights import ImportError_, WeightMap
+from edgeformer.modeling.models.transformer import Transformer
+
+ARCHITECTURES = ("llama",)
+CONTROL_TOKEN = 3  # tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+LAYER_TENSORS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+                 "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+                 "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+TOP_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+
+
+def read_gguf(path: Path):
+    """The file's reader; a file gguf cannot parse (truncated, not GGUF, an unknown block type) is one line."""
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path))
+    except ValueError as e:
+        if "GGMLQuantizationType" in str(e):
+            raise ImportError_(f"{path} holds a tensor of an unknown block type ({e}); expected a type the gguf "
+                               "package knows (F32, F16, Q8_0, Q4_0, Q4_1, K-quants, ...)") from None
+        raise ImportError_(f"{path} is not a readable GGUF file ({e}); it may be truncated") from None
+    except Exception as e:  # the reader raises whatever numpy's memory map and struct unpacking raise
+        raise ImportError_(f"{path} is not a readable GGUF file ({type(e).__name__}: {e}); it may be truncated") from None
+
+
+def metadata(reader) -> dict[str, Any]:
+    out = {}
+    for name, field in reader.fields.items():
+        try:
+            out[name] = field.contents()
+        except Exception:  # a value the reader cannot decode is left out; the keys used are checked below
+            continue
+    return out
+
+
+def hf_config(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The config.json a Hugging Face LlamaForCausalLM of this file would have."""
+    arch = meta.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise ImportError_(f"{path} has general.architecture {arch!r}; expected one of: {', '.join(ARCHITECTURES)}")
+
+    def need(key: str):
+        if f"{arch}.{key}" not in meta:
+            raise ImportError_(f"{path} lacks metadata {arch}.{key}; expected by a {arch} model")
+        return meta[f"{arch}.{key}"]
+
+    tokens = meta.get("tokenizer.ggml.tokens") or []
+    heads = int(need("attention.head_count"))
+    hidden = int(need("embedding_length"))
+    config = {"model_type": "llama", "hidden_size": hidden, "num_hidden_layers": int(need("block_count")),
+              "intermediate_size": int(need("feed_forward_length")), "num_attention_heads": heads,
+              "num_key_value_heads": int(meta.get(f"{arch}.attention.head_count_kv", heads)),
+              "max_position_embeddings": int(need("context_length")),
+              "rms_norm_eps": float(meta.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
+              "rope_theta": float(meta.get(f"{arch}.rope.freq_base", 10000.0)),
+              "vocab_size": int(meta.get(f"{arch}.vocab_size", len(tokens))), "hidden_act": "silu",
+              "eos_token_id": meta.get("tokenizer.ggml.eos_token_id"), "pad_token_id": meta.get("tokenizer.ggml.padding_token_id")}
+    head_dim = meta.get(f"{arch}.attention.key_length")
+    if head_dim is not None:
+        config["head_dim"] = int(head_dim)
+    if meta.get(f"{arch}.rope.scaling.type", "none") not in ("none",):
+        raise ImportError_(f"{path} has rope scaling {meta[f'{arch}.rope.scaling.type']!r}; expected none")
+    if meta.get(f"{arch}.expert_count"):
+        raise ImportError_(f"mixture-of-experts layers ({arch}.expert_count={meta[f'{arch}.expert_count']}) are not supported")
+    return config
+
+
+def unpermute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's query/key row order (rotary pairs interleaved per head) back to Hugging Face's (halves)."""
+    rows = w.shape[0]
+    return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_tensors(reader, config: dict[str, Any], path: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Every tensor dequantized to float32 under its Hugging Face name, and how many tensors of each block type."""
+    from gguf.quants import dequantize
+
+    out, kinds = {}, Counter()
+    for t in reader.tensors:
+        base, _, suffix = t.name.rpartition(".")
+        parts = base.split(".")
+        if parts[0] == "blk" and len(parts) == 3 and parts[2] in LAYER_TENSORS:
+            name = f"model.layers.{parts[1]}.{LAYER_TENSORS[parts[2]]}.{suffix}"
+        elif base in TOP_TENSORS:
+            name = f"{TOP_TENSORS[base]}.{suffix}"
+        else:
+            raise ImportError_(f"{path} has tensor {t.name!r}, which a llama model does not have")
+        try:
+            w = np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        except (NotImplementedError, ValueError) as e:
+            raise ImportError_(f"{path}: tensor {t.name!r} has block type {t.tensor_type.name}, which cannot be "
+                               f"dequantized ({e})") from None
+        w = w.reshape([int(n) for n in reversed(t.shape)])  # ggml lists the fastest axis first
+        if parts[-1] in ("attn_q", "attn_k") and suffix == "weight":
+            w = unpermute(w, config["num_attention_heads"] if parts[-1] == "attn_q" else config["num_key_value_heads"])
+        out[name] = torch.from_numpy(np.array(w, dtype=np.float32, order="C"))  # a copy: the file is memory-mapped read-only
+        kinds[t.tensor_type.name] += 1
+    if "lm_head.weight" not in out:
+        config["tie_word_embeddings"] = True  # no output.weight: the head is the token embedding
+    return out, dict(kinds)
+
+
+def gguf_tokenizer(meta: dict[str, Any], path: Path) -> TextTokenizer | None:
+    """A byte-level BPE tokenizer from tokenizer.ggml.* (model gpt2); None when the file has no tokenizer."""
+    model = meta.get("tokenizer.ggml.model")
+    if model is None:
+        return None
+    if model != "gpt2":
+        raise ImportError_(f"{path} has tokenizer.ggml.model {model!r}; expected 'gpt2' (byte-level BPE)")
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    tokens = list(meta["tokenizer.ggml.tokens"])
+    merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    types = list(meta.get("tokenizer.ggml.token_type", []))
+    tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                            for i, kind in enumerate(types) if kind == CONTROL_TOKEN])
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
+        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0", pair=f"{tokens[bos]}:0 $A:0 $B:1",
+                                                           special_tokens=[(tokens[bos], int(bos))])
+    return TextTokenizer(tok)
+
+
+def import_gguf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:
+    """Convert the GGUF file `path` (architecture llama) into an edgeformer checkpoint at `out`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportError_(f"{path} does not exist; expected a GGUF file")
+    reader = read_gguf(path)
+    meta = metadata(reader)
+    config = hf_config(meta, path)
+    check_output_dir(out, overwrite, sources=(path,))
+    weights, kinds = hf_tensors(reader, config, path)
+    tokenizer = gguf_tokenizer(meta, path)
+    cfg, fill, prefix = llama_family(config, weights, None)
+    model = Transformer(cfg)
+    mapping = WeightMap(weights, prefix, model.state_dict())
+    fill(mapping)
+    load_state(model, mapping.state, path)
+    special = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown")}
+    source = {"format": "gguf", "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
+              "file": path.name, "sha256": sha256_file(path), "block_types": kinds,
+              "special_tokens": {k: v for k, v in special.items() if v is not None},
+              "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+              "chat_template": meta.get("tokenizer.chat_template"),
+              "unused_tensors": sorted(set(weights) - mapping.used)}
+    save(model.eval(), out, tokenizer=tokenizer, records={SOURCE_FILE: source}, overwrite=overwrite)
+    return model.eval()

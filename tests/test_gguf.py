@@ -1,0 +1,151 @@
+"""GGUF files (architecture llama): a tiny random Llama written with gguf's own GGUFWriter, F32 norms and
+Q8_0 / Q4_0 blocks, imported and compared with the same model holding the dequantized weights."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gguf  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from edgeformer.modeling import load  # noqa: E402
+from edgeformer.modeling.checkpoint import load_tokenizer  # noqa: E402
+from edgeformer.modeling.hf import ImportError_, import_hf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_llama import SMALL, TEXTS, byte_level_tokenizer  # noqa: E402
+
+ATOL = 1e-4
+Q = gguf.GGMLQuantizationType
+CHAT = "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+# which block type each kind of matrix is stored in: both quantized types and plain floats
+BLOCKS = {"attn_q": Q.Q8_0, "attn_k": Q.Q4_0, "attn_v": Q.Q8_0, "attn_output": Q.Q4_0, "ffn_gate": Q.Q8_0,
+          "ffn_up": Q.Q4_0, "ffn_down": Q.Q8_0, "token_embd": Q.Q8_0, "output": Q.F32}
+HF_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+            "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+            "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+
+
+def permute(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's converter (convert_hf_to_gguf.py): each head's rotary halves interleaved."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_gguf(path: Path, arch: str = "llama", tied: bool = False):
+    """A random 2-layer Llama as GGUF; returns the transformers model holding exactly the weights the file
+    dequantizes to (the reference)."""
+    torch.manual_seed(0)
+    hf = LlamaForCausalLM(LlamaConfig(**SMALL, num_key_value_heads=2, rope_theta=50000.0, rms_norm_eps=1e-5,
+                                      tie_word_embeddings=tied)).eval()
+    for p in hf.parameters():
+        if p.dim() == 1:
+            p.data.add_(torch.randn_like(p) * 0.1)
+    c = hf.config
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_block_count(c.num_hidden_layers)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_rope_freq_base(c.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_vocab_size(c.vocab_size)
+    tok = json.loads(byte_level_tokenizer().to_str())
+    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([t for t, _ in vocab])
+    w.add_token_types([3 if t in ("<unk>", "<s>", "</s>") else 1 for t, _ in vocab])
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHAT)
+    state = {k: v.detach().numpy().astype(np.float32) for k, v in hf.state_dict().items()}
+    reference = {}
+
+    def put(gguf_name: str, hf_name: str, kind: str, heads: int | None = None):
+        value = state[hf_name] if heads is None else permute(state[hf_name], heads)
+        block = BLOCKS.get(kind, Q.F32)
+        if block == Q.F32:
+            w.add_tensor(gguf_name, value)
+            stored = value
+        else:
+            data = gguf.quants.quantize(value, block)
+            w.add_tensor(gguf_name, data, raw_shape=data.shape, raw_dtype=block)
+            stored = gguf.quants.dequantize(data, block).reshape(value.shape)
+        reference[hf_name] = stored if heads is None else permute_back(stored, heads)
+
+    put("token_embd.weight", "model.embed_tokens.weight", "token_embd")
+    for i in range(c.num_hidden_layers):
+        for kind, hf_part in HF_NAMES.items():
+            heads = {"attn_q": c.num_attention_heads, "attn_k": c.num_key_value_heads}.get(kind)
+            put(f"blk.{i}.{kind}.weight", f"model.layers.{i}.{hf_part}.weight", kind, heads)
+    put("output_norm.weight", "model.norm.weight", "output_norm")
+    if not tied:
+        put("output.weight", "lm_head.weight", "output")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    hf.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in reference.items()}, strict=False)
+    if tied:
+        hf.tie_weights()
+    return hf
+
+
+def permute_back(w: np.ndarray, heads: int) -> np.ndarray:
+    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_gguf_import_matches_the_dequantized_model(tmp_path, tied):
+    ref = write_gguf(tmp_path / "tiny.gguf", tied=tied)
+    import_hf(tmp_path / "tiny.gguf", tmp_path / "ckpt")
+    ours = load(tmp_path / "ckpt")
+    assert ours.cfg.kv_heads == 2 and ours.cfg.attention.rope_theta == 50000.0 and ours.cfg.tie_embeddings == tied
+    ids = torch.randint(3, SMALL["vocab_size"], (2, 40))
+    mask = torch.ones_like(ids)
+    mask[1, :15] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        got = ours(ids, mask, position_ids=positions)["logits"]
+    assert want.std() > 0.05 and (want - got)[mask.bool()].abs().max().item() <= ATOL
+    source = json.loads((tmp_path / "ckpt" / "source.json").read_text())
+    assert source["format"] == "gguf" and source["chat_template"] == CHAT and source["special_tokens"] == {"bos": 1, "eos": 2}
+    assert source["block_types"]["Q8_0"] > 0 and source["block_types"]["Q4_0"] > 0 and source["block_types"]["F32"] > 0
+    tok = load_tokenizer(tmp_path / "ckpt")
+    original = byte_level_tokenizer()
+    for text in TEXTS[:2] + ["<s>quick</s> foxes, unseen words: ünïcode ✓"]:
+        assert tok.encode(text) == original.encode(text).ids
+
+
+def test_gguf_refusals_are_one_line(tmp_path):
+    write_gguf(tmp_path / "tiny.gguf")
+    data = (tmp_path / "tiny.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImportError_, match="cut.gguf is not a readable GGUF file"):
+        import_hf(tmp_path / "cut.gguf", tmp_path / "out")
+    write_gguf(tmp_path / "gpt2.gguf", arch="gpt2")
+    with pytest.raises(ImportError_, match="has general.architecture 'gpt2'; expected one of: llama"):
+        import_hf(tmp_path / "gpt2.gguf", tmp_path / "out")
+    # the first tensor's block type (after its name, dimension count and dimensions) set to a number no format has
+    name = b"token_embd.weight"
+    at = data.index(name) + len(name) + 4 + 2 * 8
+    assert int.from_bytes(data[at:at + 4], "little") == Q.Q8_0
+    (tmp_path / "odd.gguf").write_bytes(data[:at] + (250).to_bytes(4, "little") + data[at + 4:])
+    with pytest.raises(ImportError_, match="odd.gguf holds a tensor of an unknown block type"):
+        import_hf(tmp_path / "odd.gguf", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    proc = subprocess.run([str(Path(sys.executable).parent / "edgeformer"), "import", str(tmp_path / "cut.gguf"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not a readable GGUF" in proc.stderr
