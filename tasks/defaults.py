@@ -4,7 +4,8 @@ One global default (5 epochs at lr 1e-3) suits no task: the ViT on 8x8 digits re
 accuracy with it and 0.98 with 40 epochs at 3e-3. So every built-in task carries the recipe its
 measured result came from, and `edgeformer train` uses it for every setting the user leaves out; a
 flag the user gives always wins. Training on the user's own data (`--data`) keeps the global
-defaults (`GENERIC`): nothing is known about that data.
+defaults (`GENERIC`): nothing is known about that data; so does a built-in task whose result is not
+measured yet (spoken-digits).
 """
 
 from __future__ import annotations

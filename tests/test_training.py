@@ -122,9 +122,11 @@ def test_each_built_in_task_brings_its_documented_recipe():
     """The defaults a user meets are the settings each task's documented result was measured with."""
     from edgeformer.tasks.defaults import GENERIC, TASK_DEFAULTS, task_defaults
     from edgeformer.tasks.images import IMAGE_TASKS
+    from edgeformer.tasks.speech_tasks import SPEECH_TASKS
     from edgeformer.tasks.text import TASKS
 
-    assert set(TASK_DEFAULTS) == set(TASKS) | set(IMAGE_TASKS) | {"audio-digits"}
+    # every task whose result is documented; spoken-digits has none yet and trains on the generic recipe
+    assert set(TASK_DEFAULTS) == set(TASKS) | set(IMAGE_TASKS) | set(SPEECH_TASKS) - {"spoken-digits"}
     for arch, task in [("encoder", "stdlib-topics"), ("decoder", "pydoc-lm"), ("seq2seq", "reverse"), ("vit", "digits"),
                        ("conformer", "audio-digits")]:
         assert task_defaults(arch) is task_defaults(arch, task) is TASK_DEFAULTS[task], arch
