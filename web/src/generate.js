@@ -276,8 +276,13 @@ export class TokenStream {
           finished[row] = true;
           reasons[row] = 'stop';
         }
+        const last = finished[row] || step === g.maxNewTokens - 1;
+        if (last && text.endsWith('\ufffd')) { // the bytes of a character the generation never finished
+          text = text.replace(/\ufffd+$/u, '');
+          result.notes.push(`row ${row}: an unfinished UTF-8 character at the end of the text was dropped`);
+        }
         texts[row] = text;
-        [deltas[row], shown[row]] = newText(text, shown[row], hold, finished[row] || step === g.maxNewTokens - 1);
+        [deltas[row], shown[row]] = newText(text, shown[row], hold, last);
       }
       yield { index: step, tokens: outTokens, texts: deltas, finished: [...finished] };
       if (finished.every(Boolean)) break;
