@@ -10,6 +10,7 @@ passes, so a failed export leaves nothing at `out`.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,8 @@ def export_bundle(
     tokenizer = checkpoint.load_tokenizer(ckpt)
     kind = kind_for(model.cfg, kv_cache)
     spec = kind.spec(model, tokenizer)
+    if spec.kind == CACHED_DECODER:
+        record_turn_tokens(ckpt, spec.cache, model.cfg.vocab_size)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = model.cfg
         source = {"name": ckpt.name, "sha256": sha256_file(ckpt / checkpoint.WEIGHTS_FILE)}
@@ -113,6 +116,25 @@ def export_bundle(
                 failure.diagnosis = explain_parity_failure(tmp, model, atol)
             raise failure
     return ExportResult(Path(out), manifest, report)
+
+
+def record_turn_tokens(ckpt: Path, cache, vocab_size: int) -> None:
+    """An imported checkpoint's end-of-turn tokens, bos token and chat template (its source.json) into the
+    cache record, so that the runtime stops where the model ends a turn and can render its chat template."""
+    path = ckpt / checkpoint.SOURCE_FILE
+    try:
+        source = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        raise runtime.EdgeformerError(f"{path} is not a valid JSON object; re-import the checkpoint") from None
+    special = source.get("special_tokens") or {}
+    ends = source.get("end_ids") or [special[k] for k in ("eos", "eot", "eom") if special.get(k) is not None]
+    ends = [int(i) for i in dict.fromkeys(ends) if 0 <= int(i) < vocab_size]
+    if ends:
+        cache.end_ids = ends
+    if special.get("bos") is not None:
+        cache.bos_id = int(special["bos"])
+    if source.get("chat_template"):
+        cache.chat_template = str(source["chat_template"])
 
 
 def write_graphs(spec: ExportSpec, directory: Path, attention: str, model: ModelRecord) -> Manifest:

@@ -15,8 +15,9 @@ names, so both importers build the same modules from the same mapping.
 
 llama.cpp's converter stores the query and key rows of each head interleaved (pairs of rotary
 channels side by side); they are put back in Hugging Face's order (first half, second half) here.
-The tokenizer (byte-level BPE tokens and merges, special tokens), the chat template and the source
-file's block formats are recorded with the checkpoint (source.json).
+The tokenizer (byte-level BPE tokens and merges, special tokens), the chat template, the tokens that
+end a turn (eos, and eot / eom where the file names them) and the source file's block formats are
+recorded with the checkpoint (source.json); export carries the template and end tokens into the bundle.
 """
 
 from __future__ import annotations
@@ -177,10 +178,11 @@ def import_gguf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool
     mapping = WeightMap(weights, prefix, model.state_dict())
     fill(mapping)
     load_state(model, mapping.state, path)
-    special = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown")}
+    special = {k: meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "eot", "eom", "padding", "unknown")}
     source = {"format": "gguf", "architecture": meta.get("general.architecture"), "name": meta.get("general.name"),
               "file": path.name, "sha256": sha256_file(path), "block_types": kinds,
               "special_tokens": {k: v for k, v in special.items() if v is not None},
+              "end_ids": [int(v) for v in dict.fromkeys(special[k] for k in ("eos", "eot", "eom")) if v is not None],
               "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
               "chat_template": meta.get("tokenizer.chat_template"),
               "unused_tensors": sorted(set(weights) - mapping.used)}

@@ -19,6 +19,8 @@ mixture-of-experts layers, activations other than SiLU, rope types other than de
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -111,3 +113,47 @@ def llama_family(hf: dict[str, Any], weights: dict[str, torch.Tensor],
 
 
 LLAMA_FAMILY = {"llama": llama_family, "qwen2": llama_family, "mistral": llama_family}
+
+
+def turn_tokens(hf_dir: Path, hf: dict[str, Any], tokenizer) -> dict[str, Any]:
+    """What a chat needs from a Hugging Face folder, for the checkpoint's source.json: the bos token, the
+    tokens that end a turn (eos_token_id of config.json and generation_config.json, tokenizer_config.json's
+    eos_token; Llama 3 lists several) and the chat template (tokenizer_config.json, chat_template.jinja or
+    chat_template.json). Export carries them into the bundle's cache record."""
+    generation, tok_config = _json(hf_dir / "generation_config.json"), _json(hf_dir / "tokenizer_config.json")
+    ends: list[int] = []
+    for source in (generation, hf):
+        value = source.get("eos_token_id")
+        ends += [int(v) for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
+    eos = tok_config.get("eos_token")
+    eos = eos.get("content") if isinstance(eos, dict) else eos
+    if isinstance(eos, str) and tokenizer is not None and tokenizer.tok.token_to_id(eos) is not None:
+        ends.append(tokenizer.tok.token_to_id(eos))
+    bos = generation.get("bos_token_id", hf.get("bos_token_id"))
+    out: dict[str, Any] = {"special_tokens": {"bos": bos} if isinstance(bos, int) else {},
+                           "end_ids": list(dict.fromkeys(ends)), "chat_template": chat_template(hf_dir, tok_config)}
+    if ends:
+        out["special_tokens"]["eos"] = ends[0]
+    return out
+
+
+def chat_template(hf_dir: Path, tok_config: dict[str, Any]) -> str | None:
+    """The folder's default chat template: chat_template.jinja (transformers 5 saves it there),
+    chat_template.json, or tokenizer_config.json's (a string, or a list of named templates)."""
+    if (hf_dir / "chat_template.jinja").is_file():
+        return (hf_dir / "chat_template.jinja").read_text()
+    template = _json(hf_dir / "chat_template.json").get("chat_template") or tok_config.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    return template if isinstance(template, str) else None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ImportError_(f"{path} is not a valid JSON object") from None
+    return data if isinstance(data, dict) else {}

@@ -237,11 +237,17 @@ def _stop_ids_and_strings(model, stop: Any, tokenizer, vocab_size: int) -> tuple
         raise InputError("an empty stop string would stop before the first token; expected non-empty strings")
     if strings and tokenizer is None:
         raise InputError("stop strings need the bundle's tokenizer, and this bundle has none; give stop token ids")
+    return ids | end_ids(model, tokenizer), strings
+
+
+def end_ids(model, tokenizer) -> set[int]:
+    """The tokens that always end a generation: the model's own end-of-turn tokens where the bundle
+    records them (imported models), else the end-of-text token of the tokenizer (or the cache record)."""
     cache = model.manifest.cache
+    if cache is not None and cache.end_ids is not None:
+        return {int(i) for i in cache.end_ids}
     eos = tokenizer.eos_id if tokenizer is not None else (cache.eos_id if cache is not None else None)
-    if eos is not None:
-        ids.add(int(eos))  # a model trained with an end-of-text token stops there
-    return ids, strings
+    return set() if eos is None else {int(eos)}  # a model trained with an end-of-text token stops there
 
 
 def _all_ids_or_strings(items: list) -> bool:
@@ -380,8 +386,8 @@ def generate(model, prompt, **settings) -> Generation:
     """Generate from `prompt` (a text, texts, token ids or id lists) with a cached decoder bundle.
 
     Settings: max_new_tokens (32), temperature (0: greedy), top_k (0: off), top_p (1.0: off),
-    repetition_penalty (1.0: off), stop (token ids and/or strings; the tokenizer's end-of-text
-    token always stops), seed (sampling is repeatable with the same seed), on_overflow ("error":
+    repetition_penalty (1.0: off), stop (token ids and/or strings; the model's end tokens always
+    stop: the end-of-turn tokens an imported model's bundle records, else the tokenizer's end-of-text), seed (sampling is repeatable with the same seed), on_overflow ("error":
     refuse a request past the model's context; "truncate": stop at the context and say so in
     `notes`), return_logits, io_binding.
     """

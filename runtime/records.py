@@ -133,13 +133,19 @@ class CacheRecord(Record):
     dtype: str = "float32"
     start_id: int | None = None  # seq2seq: the decoder's first token
     eos_id: int | None = None
+    # An imported model's own end-of-turn tokens (a Llama's </s>, <|im_end|>, <|eot_id|>): generation
+    # stops at these instead of the end-of-text token the tokenizer's names suggest.
+    end_ids: list[int] | None = None
+    bos_id: int | None = None  # the token a chat template's bos_token names
+    chat_template: str | None = None  # the model's Jinja chat template (runtime/chat.py renders it)
     cross: list[str] | None = None  # seq2seq: the encoder's outputs, the decoder's cross-attention inputs
     encoder: str | None = None  # seq2seq: the encoder graph's file
     encoder_inputs: list[TensorSpec] | None = None
     encoder_outputs: list[TensorSpec] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _optional: ClassVar = ("start_id", "cross", "encoder", "encoder_inputs", "encoder_outputs")
+    _optional: ClassVar = ("start_id", "end_ids", "bos_id", "chat_template", "cross", "encoder", "encoder_inputs",
+                           "encoder_outputs")
     _nested: ClassVar = {"encoder_inputs": _specs, "encoder_outputs": _specs}
 
     def to_json(self) -> dict[str, Any]:

@@ -105,8 +105,13 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size()
 
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text).ids
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of `text`; `special=False` leaves out the tokens the tokenizer's template adds
+        (a rendered chat template writes its own)."""
+        return self.tok.encode(text, add_special_tokens=special).ids
+
+    def token(self, id: int) -> str | None:
+        return self.tok.id_to_token(int(id))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids))

@@ -21,7 +21,7 @@ from edgeformer.modeling.checkpoint import load_tokenizer  # noqa: E402
 from edgeformer.modeling.hf import ImportError_, import_hf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_llama import SMALL, TEXTS, byte_level_tokenizer  # noqa: E402
+from test_llama import SMALL, SPECIALS, TEXTS, byte_level_tokenizer  # noqa: E402
 
 ATOL = 1e-4
 Q = gguf.GGMLQuantizationType
@@ -39,15 +39,23 @@ def permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(path: Path, arch: str = "llama", tied: bool = False):
-    """A random 2-layer Llama as GGUF; returns the transformers model holding exactly the weights the file
-    dequantizes to (the reference)."""
+def random_llama(tied: bool = False) -> LlamaForCausalLM:
     torch.manual_seed(0)
     hf = LlamaForCausalLM(LlamaConfig(**SMALL, num_key_value_heads=2, rope_theta=50000.0, rms_norm_eps=1e-5,
                                       tie_word_embeddings=tied)).eval()
     for p in hf.parameters():
         if p.dim() == 1:
             p.data.add_(torch.randn_like(p) * 0.1)
+    return hf
+
+
+def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, specials=SPECIALS, chat: str = CHAT,
+               blocks=None):
+    """A random 2-layer Llama as GGUF (or `hf`'s weights; `blocks` {} stores every tensor as F32); returns the
+    transformers model holding exactly the weights the file dequantizes to (the reference). The tokenizer's
+    special tokens are `specials` (ids 0, 1, 2: bos 1, eos 2)."""
+    hf = random_llama(tied) if hf is None else hf
+    blocks = BLOCKS if blocks is None else blocks
     c = hf.config
     w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(c.max_position_embeddings)
@@ -59,22 +67,22 @@ def write_gguf(path: Path, arch: str = "llama", tied: bool = False):
     w.add_rope_freq_base(c.rope_parameters["rope_theta"])
     w.add_layer_norm_rms_eps(c.rms_norm_eps)
     w.add_vocab_size(c.vocab_size)
-    tok = json.loads(byte_level_tokenizer().to_str())
+    tok = json.loads(byte_level_tokenizer(specials).to_str())
     vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
     w.add_tokenizer_model("gpt2")
     w.add_token_list([t for t, _ in vocab])
-    w.add_token_types([3 if t in ("<unk>", "<s>", "</s>") else 1 for t, _ in vocab])
+    w.add_token_types([3 if t in specials else 1 for t, _ in vocab])
     w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_add_bos_token(False)
-    w.add_chat_template(CHAT)
+    w.add_chat_template(chat)
     state = {k: v.detach().numpy().astype(np.float32) for k, v in hf.state_dict().items()}
     reference = {}
 
     def put(gguf_name: str, hf_name: str, kind: str, heads: int | None = None):
         value = state[hf_name] if heads is None else permute(state[hf_name], heads)
-        block = BLOCKS.get(kind, Q.F32)
+        block = blocks.get(kind, Q.F32)
         if block == Q.F32:
             w.add_tensor(gguf_name, value)
             stored = value

@@ -27,11 +27,14 @@ SMALL = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_
              max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=None)
 
 
-def byte_level_tokenizer() -> Tokenizer:
+SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2
+
+
+def byte_level_tokenizer(specials=SPECIALS) -> Tokenizer:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<unk>", "<s>", "</s>"],
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=list(specials),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(TEXTS, trainer=trainer)
     return tok

@@ -162,9 +162,17 @@ function stopIdsAndStrings(model, stop, tokenizer, vocabSize) {
   if (strings.length && !tokenizer) {
     throw new InputError('stop strings need the bundle\'s tokenizer, and this bundle has none; give stop token ids');
   }
-  const eos = tokenizer ? tokenizer.eosId : model.manifest.model.cache?.eos_id ?? null;
-  if (eos !== null && eos !== undefined) ids.add(Number(eos)); // a model trained with an end-of-text token stops there
+  for (const id of endIds(model, tokenizer)) ids.add(id);
   return [ids, strings];
+}
+
+// The tokens that always end a generation: the model's own end-of-turn tokens where the bundle records
+// them (imported models), else the end-of-text token of the tokenizer (or the cache record).
+function endIds(model, tokenizer) {
+  const cache = model.manifest.model.cache;
+  if (cache?.end_ids) return cache.end_ids.map(Number);
+  const eos = tokenizer ? tokenizer.eosId : cache?.eos_id ?? null;
+  return eos !== null && eos !== undefined ? [Number(eos)] : []; // a model trained with an end-of-text token stops there
 }
 
 // Options in camelCase or snake_case -> snake_case, refusing unknown ones.
