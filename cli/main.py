@@ -197,7 +197,7 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
     from edgeformer.quantize import GenerationFidelity, RecipeOptions
     from edgeformer.quantize.report import plot_tradeoff
 
-    from .quantize_report import COMPARE_COLUMNS, compare_rows, generation_summary, written_line
+    from .quantize_report import COMPARE_COLUMNS, compare_footer, compare_rows, compare_title, generation_summary, written_line
 
     if plot and not compare:
         raise EdgeformerError("--plot draws the --compare table; give --compare too")
@@ -207,7 +207,9 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
     if compare:
         results = pipeline.compare(bundle, eval_data, calib_data, opt, smooth_alpha, progress=say)
         if json_out != "-":
-            table(f"quantization recipes for {bundle} (batch 1, same run per recipe)", COMPARE_COLUMNS, compare_rows(results))
+            table(compare_title(bundle, results), COMPARE_COLUMNS, compare_rows(results))
+            for line in compare_footer(results):
+                click.echo(line)
         if plot:
             say(f"drew {plot_tradeoff(results, plot, f'quantization recipes for {bundle}')}")
         write_json(json_out, [r.to_json() for r in results])

@@ -4,15 +4,38 @@ from __future__ import annotations
 
 from .output import ms
 
-COMPARE_COLUMNS = ["recipe", "size", "float32 ms", "quantized ms", "speed-up", "metric", "value", "drop", "mean cos",
-                   "min cos", "max abs"]
+COMPARE_COLUMNS = ["recipe", "size", "ms", "spread", "speed-up", "value", "drop", "mean cos", "min cos", "max abs"]
+
+
+def compare_title(bundle, results) -> str:
+    metric = results[0].fidelity.metric if results else "task metric"
+    return (f"quantization recipes for {bundle}: batch 1, float32 and every recipe timed in one session of alternating "
+            f"blocks (spread: p10-p90 range over the median); value: {metric}")
 
 
 def compare_rows(results) -> list[list[str]]:
-    """One row per recipe of `edgeformer quantize --compare`."""
-    return [[r.recipe, f"{r.size_ratio:.1%}", ms(r.float_ms), ms(r.quant_ms), f"{r.float_ms / r.quant_ms:.2f}x",
-             r.fidelity.metric, f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}",
-             f"{r.fidelity.mean_cosine:.5f}", f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
+    """float32 first, then one row per recipe of `edgeformer quantize --compare` (quantize/compare.py)."""
+    if not results:
+        return []
+    first = results[0]
+    rows = [["float32", "100.0%", ms(first.float_ms), f"{first.float_spread:.0%}", "1.00x",
+             f"{first.fidelity.float_metric:.5g}", "-", "-", "-", "-"]]
+    return rows + [[r.recipe, f"{r.size_ratio:.1%}", ms(r.quant_ms), f"{r.quant_spread:.0%}", r.speedup_text(),
+                    f"{r.fidelity.quant_metric:.5g}", f"{r.fidelity.drop:.4g}", f"{r.fidelity.mean_cosine:.5f}",
+                    f"{r.fidelity.min_cosine:.5f}", f"{r.fidelity.max_abs:.3g}"] for r in results]
+
+
+def compare_footer(results) -> list[str]:
+    """How the timing session ended and, for each unreliable row, its ratio and why."""
+    if not results:
+        return []
+    lines = [f"timing: {results[0].timing}"]
+    unreliable = [r.why_unreliable() for r in results if not r.reliable]
+    if unreliable:
+        lines += [f"  {line}" for line in unreliable]
+        lines.append("  an unreliable ratio was measured while the machine was busy with other work: rerun on a quiet "
+                     "machine, or time one recipe against float32 with `edgeformer bench`")
+    return lines
 
 
 def generation_summary(r) -> str:

@@ -6,6 +6,7 @@ import os
 from typing import Callable
 
 from edgeformer.quantize import QuantizeResult, RecipeOptions, compare_recipes, quantize_bundle
+from edgeformer.quantize.compare import ComparedRecipe
 from edgeformer.quantize.kinds import evaluation_sets, is_generation
 from edgeformer.runtime.errors import EdgeformerError
 
@@ -23,8 +24,9 @@ def quantize(bundle: str | os.PathLike, out: str | os.PathLike, recipe: str, max
 def compare(bundle: str | os.PathLike, eval_data: str | os.PathLike | None = None,
             calib_data: str | os.PathLike | None = None, options: RecipeOptions | None = None,
             smooth_alpha: float | str | None = "auto", progress: Callable[[str], None] = lambda msg: None
-            ) -> list[QuantizeResult]:
-    """Every recipe on a single-graph `bundle`, measured as `quantize` measures it; writes no bundle."""
+            ) -> list[ComparedRecipe]:
+    """Every recipe on a single-graph `bundle`, measured as `quantize` measures it, all timed in one session of
+    alternating blocks (quantize/compare.py); writes no bundle."""
     if is_generation(bundle):
         raise EdgeformerError("--compare covers single-graph bundles; quantize a generation bundle one recipe at a time")
     data, calib = evaluation_sets(bundle, eval_data, calib_data)

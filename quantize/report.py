@@ -1,30 +1,16 @@
-"""`edgeformer quantize --compare`: every recipe on one bundle, and the accuracy-versus-latency picture."""
+"""`edgeformer quantize --compare --plot`: the accuracy-versus-latency picture of the recipes (quantize/compare.py)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 from edgeformer.runtime.artifacts import check_picture_path, save_figure
 
-from .bundle import quantize_bundle
-from .evaluate import EvaluationData
+from .compare import compare_recipes
 from .result import QuantizeResult
-from .recipes import RECIPES, RecipeOptions
 
-
-def compare_recipes(bundle: str | os.PathLike, data: EvaluationData | None = None, options: RecipeOptions | None = None,
-                    calib_data: str | os.PathLike | None = None, smooth_alpha: float | str | None = "auto",
-                    bench_seconds: float = 1.0, progress: Callable[[str], None] = lambda msg: None) -> list[QuantizeResult]:
-    """Quantize `bundle` with every recipe (nothing is kept); each row's latencies come from one run."""
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in RECIPES:
-            results.append(quantize_bundle(bundle, Path(tmp) / name, name, None, data, options, bench_seconds=bench_seconds,
-                                           progress=progress, calib_data=calib_data, smooth_alpha=smooth_alpha))
-    return results
+__all__ = ["check_plot_path", "compare_recipes", "plot_tradeoff"]
 
 
 def check_plot_path(path: str | os.PathLike) -> Path:
