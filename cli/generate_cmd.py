@@ -32,9 +32,14 @@ def parse_stop(stop: tuple[str, ...]) -> list[str | int]:
 
 
 def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str, ...], max_new_tokens: int,
-                 stream: bool, settings: dict, json_out: str | None) -> Generation:
+                 stream: bool, settings: dict, json_out: str | None, chat: str | None = None) -> Generation:
+    if chat is not None:
+        if prompts or ids:
+            raise EdgeformerError("--chat is the user's message, rendered with the model's chat template; give it "
+                                  "without --prompt and --ids")
+        return run_chat(model, chat, max_new_tokens, stream, settings, json_out)
     if bool(prompts) == bool(ids):
-        raise EdgeformerError("give --prompt \"...\" (repeatable) or --ids \"5 17 42\" (repeatable), one of the two")
+        raise EdgeformerError("give --prompt \"...\" (repeatable), --ids \"5 17 42\" (repeatable) or --chat \"...\", one of them")
     if stream and len(prompts or ids) > 1:
         raise EdgeformerError(f"--stream prints one prompt's text as it is produced; got {len(prompts or ids)} prompts: "
                               "give one, or leave out --stream to generate for a batch")
@@ -63,6 +68,28 @@ def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str,
             head = prompts[row] if prompts else " ".join(map(str, result.prompt_ids[row]))
             body = result.texts[row] if result.texts is not None else " " + " ".join(map(str, result.token_ids[row]))
             click.echo(f"[{row}] {head}{sep}{body}" if len(result.prompt_ids) > 1 else f"{head}{sep}{body}")
+    report(result, quiet, json_out)
+    return result
+
+
+def run_chat(model: runtime.Model, message: str, max_new_tokens: int, stream: bool, settings: dict,
+             json_out: str | None) -> Generation:
+    """The model's reply to one user message, rendered with its own chat template (runtime/chat.py)."""
+    if model.bundle.tokenizer_path is None:
+        raise EdgeformerError(f"{model.bundle.path} has no tokenizer.json, so it cannot chat")
+    quiet = json_out == "-"
+    steps = model.chat_stream([{"role": "user", "content": message}], max_new_tokens=max_new_tokens, **settings)
+    for step in steps:
+        if stream and not quiet:
+            click.echo(step.texts[0], nl=False)
+    result = steps.result
+    if not quiet:
+        click.echo("" if stream else result.texts[0])
+    report(result, quiet, json_out)
+    return result
+
+
+def report(result: Generation, quiet: bool, json_out: str | None) -> None:
     if not quiet:
         for note in result.notes:
             click.echo(f"note: {note}", err=True)
@@ -71,4 +98,3 @@ def run_generate(model: runtime.Model, prompts: tuple[str, ...], ids: tuple[str,
                    f"{ms(result.prompt_ms)} ms; then {ms(result.per_token_ms)} ms per token (median of "
                    f"{len(result.token_ms)} steps); {n} new tokens; stopped: {', '.join(result.stop_reasons)}", err=True)
     write_json(json_out, result.to_json())
-    return result

@@ -307,6 +307,8 @@ def run(bundle, input_file, ids, texts, text_file, images, resize, audio, trunca
 @click.option("--ids", multiple=True, help='Token ids of a prompt, e.g. "5 17 42" (repeatable), for bundles without a tokenizer.')
 @click.option("--max-new-tokens", default=32, show_default=True, type=int, help="Tokens to generate per prompt.")
 @click.option("--stream", is_flag=True, help="Print text as it is produced (one prompt).")
+@click.option("--chat", help="A user's message, rendered with the model's own chat template; prints the reply "
+              "(default: none; --prompt or --ids continue a text instead).")
 # The sampling ranges are runtime.sampling's (its messages say why a value is refused); here NaN and infinities.
 @click.option("--temperature", default=0.0, show_default=True, type=FiniteFloat(), help="0: greedy; above 0: sample.")
 @click.option("--top-k", default=0, show_default=True, type=int, help="Sample among the k most likely tokens (0: all).")
@@ -318,15 +320,15 @@ def run(bundle, input_file, ids, texts, text_file, images, resize, audio, trunca
 @runtime_options
 @public_key_option
 @json_option
-def generate(bundle, prompts, ids, max_new_tokens, stream, temperature, top_k, top_p, repetition_penalty, stop, seed,
-             truncate, providers, spin, threads, max_batch, public_key, json_out):
+def generate(bundle, prompts, ids, max_new_tokens, stream, chat, temperature, top_k, top_p, repetition_penalty, stop,
+             seed, truncate, providers, spin, threads, max_batch, public_key, json_out):
     """Generate text with BUNDLE (a decoder exported with --kv-cache); no PyTorch needed."""
     from . import generate_cmd, run_cmd
 
     model = run_cmd.load(bundle, providers, spin, threads, public_key, max_batch)
     settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
                     stop=generate_cmd.parse_stop(stop), seed=seed, on_overflow="truncate" if truncate else "error")
-    generate_cmd.run_generate(model, prompts, ids, max_new_tokens, stream, settings, json_out)
+    generate_cmd.run_generate(model, prompts, ids, max_new_tokens, stream, settings, json_out, chat)
 
 
 @cli.command()

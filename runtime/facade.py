@@ -93,3 +93,16 @@ class TaskCalls:
         from .generate import stream
 
         return stream(self, prompt, **settings)
+
+    def chat(self, messages, **settings):
+        """The reply to a conversation, rendered with the model's own chat template and stopped at its
+        end-of-turn tokens; settings as for `generate`, plus `template` (see runtime.chat)."""
+        from .chat import chat
+
+        return chat(self, messages, **settings)
+
+    def chat_stream(self, messages, **settings):
+        """Like `chat`, as an iterator of steps (see runtime.chat)."""
+        from .chat import chat_stream
+
+        return chat_stream(self, messages, **settings)
