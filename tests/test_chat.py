@@ -150,3 +150,18 @@ def test_the_runtime_imports_without_jinja2_until_chat_is_used():
             "assert 'jinja2' not in sys.modules, 'jinja2 imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_quantized_bundle_keeps_the_end_tokens_and_template(chat_bundle, tmp_path):
+    from edgeformer.quantize import quantize_bundle
+    from edgeformer.quantize.evaluate import default_eval_texts
+    from edgeformer.quantize.generation_eval import GenerationData
+
+    _, root = chat_bundle
+    data = GenerationData(texts=default_eval_texts(8).texts, prompts=2, greedy_tokens=8)
+    quantize_bundle(root / "bundle", tmp_path / "int4", "int4", data=data, bench_seconds=0.1)
+    model = runtime.load(tmp_path / "int4")
+    assert model.manifest.cache.end_ids == [IM_END] and model.manifest.cache.chat_template == CHATML
+    result = model.chat(MESSAGES, max_new_tokens=24)
+    assert result.prompt_ids == runtime.load(root / "bundle").chat(MESSAGES, max_new_tokens=1).prompt_ids
+    assert IM_END not in result.token_ids[0]
