@@ -38,6 +38,15 @@ class NodeRow:
         """How many times the error of its inputs this node's output carries (relative errors)."""
         return self.rel / self.input_rel if self.input_rel > 0 else (math.inf if self.rel > 0 else 1.0)
 
+    @property
+    def exact(self) -> bool:
+        """The output equals the reference bit for bit (a Cast, Slice or Reshape of exact inputs)."""
+        return self.max_abs == 0.0
+
+    def jump_cell(self) -> str:
+        """The jump for a table: '3.2x', or 'inputs exact' where there is no input error to divide by."""
+        return f"{self.jump:.3g}x" if self.input_rel > 0 else ("inputs exact" if self.rel > 0 else "-")
+
     def module_label(self) -> str:
         return Scope(self.module, self.module_class).label()
 
@@ -108,12 +117,26 @@ class DebugReport:
         return first_divergence_line(self)
 
     def around(self, before: int = 3, after: int = 2) -> list[NodeRow]:
-        """The compared nodes just before and after the first divergence (or the worst jump)."""
+        """The compared nodes just before and after the first divergence (or the worst jump).
+
+        Outputs that equal the reference exactly (Casts, Slices and shape arithmetic upstream of
+        the error) say nothing about where it comes from and are left out; `exact_left_out` counts them.
+        """
         target = self.finding.row if self.finding else self.worst
         if target is None:
             return []
         i = next(j for j, r in enumerate(self.rows) if r is target)
-        return self.rows[max(0, i - before): i + after + 1]
+        earlier = [r for r in self.rows[:i] if not r.exact][-before:] if before else []
+        later = [r for r in self.rows[i + 1:] if not r.exact][:after]
+        return [*earlier, target, *later]
+
+    def exact_left_out(self, before: int = 3, after: int = 2) -> int:
+        """How many exact outputs lie between the first and last row of `around`, left out of it."""
+        shown = self.around(before, after)
+        if not shown:
+            return 0
+        first, last = (next(j for j, r in enumerate(self.rows) if r is row) for row in (shown[0], shown[-1]))
+        return sum(r.exact for r in self.rows[first:last + 1])
 
     def to_json(self) -> dict:
         return {"passed": self.passed, "reference": self.reference, "budget": self.budget.to_json(),
@@ -155,6 +178,24 @@ def first_divergence_line(report: DebugReport) -> str:
     if f.cause:
         line += f"; {f.cause}"
     return line
+
+
+AROUND_COLUMNS = ["#", "op", "node", "module", "output", "error", "inputs'", "jump", "verdict"]
+
+
+def around_table(report: DebugReport) -> tuple[str, list[str], list[list]]:
+    """The "around the node" table: (what it is around, columns, rows); exact outputs are left out and counted."""
+    relative = report.budget.kind == "relative"
+    which = "around the first divergence" if report.finding else "around the node that adds the most error"
+    skipped = report.exact_left_out()
+    if skipped:
+        which += f"; {skipped} output{'s' if skipped > 1 else ''} equal to the reference left out"
+    columns = [*AROUND_COLUMNS]
+    columns[5] = "rel error" if relative else "max abs"
+    rows = [[r.index, r.op_type, r.node, r.module_label(), r.tensor,
+             _fmt(r.rel if relative else r.max_abs), _fmt(r.input_rel if relative else r.input_max_abs),
+             r.jump_cell(), "OVER" if r.over else "ok"] for r in report.around()]
+    return which, columns, rows
 
 
 def jump_text(row: NodeRow) -> str:

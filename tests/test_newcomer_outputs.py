@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgeformer.cli.main import cli
+from edgeformer.debug import Budget, DebugReport, LayerRow, NodeRow, plot_error_curve
+from edgeformer.debug.plot import curve_points, label_lanes
+from edgeformer.debug.report import around_table
 from edgeformer.cli.quantize_report import COMPARE_COLUMNS, compare_footer, compare_rows
 from edgeformer.quantize import Fidelity, QuantizeResult, RECIPES
 from edgeformer.quantize.compare import FLOAT, session_rows, time_left, timing_rule
@@ -93,3 +96,52 @@ def test_too_few_rounds_is_unreliable():
 ])
 def test_time_left(elapsed, done, total, timing, text):
     assert time_left(elapsed, done, total, timing) == text
+
+
+# ------------------------------------------------------------------------------ debug tables and plots
+
+def _row(index: int, op: str, rel: float, input_rel: float) -> NodeRow:
+    return NodeRow(index, f"node_{index}", op, f"t{index}", "blocks.0", "Block", "", max_abs=rel, mean_abs=rel, rel=rel,
+                   cosine=1.0, input_max_abs=input_rel, input_rel=input_rel, over=False)
+
+
+def _report(rows: list[NodeRow], worst: NodeRow) -> DebugReport:
+    return DebugReport("float graph", Budget(kind="relative"), rows, [], None, worst)
+
+
+def test_around_the_node_leaves_out_exact_outputs_and_never_prints_infx():
+    rows = [_row(0, "Gather", 0.0, 0.0), _row(1, "Cast", 0.0, 0.0), _row(2, "Slice", 0.0, 0.0),
+            _row(3, "MatMul", 0.02, 0.01), _row(4, "Cast", 0.0, 0.0), _row(5, "DequantizeLinear", 0.0104, 0.0),
+            _row(6, "Slice", 0.0, 0.0), _row(7, "Mul", 0.0104, 0.0104), _row(8, "Add", 0.0085, 0.0104),
+            _row(9, "Add", 0.009, 0.0085)]
+    report = _report(rows, worst=rows[5])
+    assert [r.index for r in report.around()] == [3, 5, 7, 8]
+    assert report.exact_left_out() == 2  # the Cast at 4 and the Slice at 6
+    which, columns, cells = around_table(report)
+    assert which == "around the node that adds the most error; 2 outputs equal to the reference left out"
+    jumps = [c[columns.index("jump")] for c in cells]
+    assert jumps == ["2x", "inputs exact", "1x", "0.817x"] and not any("inf" in j for j in jumps)
+    assert columns[5] == "rel error" and cells[1][5] == "0.0104"
+    assert rows[1].jump_cell() == "-"  # exact output of exact inputs
+
+
+def test_exact_zeros_are_drawn_apart_and_break_the_line():
+    values = [0.0, 0.012, 0.0, 0.011, float("inf"), 0.02]
+    ys, zeros, broken, bottom, top = curve_points(values)
+    assert ys == [None, 0.012, None, 0.011, None, 0.02]  # no invented 1e-12 between the int8 points
+    assert zeros == [0, 2] and broken == [4]
+    assert bottom == pytest.approx(10 ** -2.5, rel=1e-12) and top == pytest.approx(0.2, rel=1e-12)
+    assert curve_points([0.0, 0.0])[3] == 1e-8  # nothing positive: a floor under any budget
+
+
+def test_stage_labels_take_separate_lanes_when_they_would_overlap():
+    # Four names 40 px wide: the second starts before the first ends, the third after it.
+    assert label_lanes([0, 30, 50, 60], [40, 40, 40, 40]) == [0, 1, 0, 2]
+
+
+def test_debug_plot_draws_the_report(tmp_path):
+    rows = [_row(i, "MatMul", rel, rel / 2) for i, rel in enumerate([0.0, 0.01, 0.0, 0.012, 0.03])]
+    report = DebugReport("float graph", Budget(kind="relative"), rows,
+                         [LayerRow(f"blocks.{i}", f"t{i}", 0.01, 0.01, 1.0) for i in range(5)], None, rows[4])
+    path = plot_error_curve(report, tmp_path / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
