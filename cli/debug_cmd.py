@@ -26,19 +26,14 @@ def _num(x: float) -> str:
 
 
 def print_report(report, title: str) -> None:
-    relative = report.budget.kind == "relative"
+    from edgeformer.debug.report import around_table
+
     table(f"{title}: error at the end of each stage",
           ["stage", "tensor", "max abs", "rel error", "SQNR dB", "min cosine"],
           [[r.label, r.tensor, _num(r.max_abs), _num(r.rel), f"{r.sqnr_db:.1f}", f"{r.cosine:.6f}"] for r in report.layers])
-    around = report.around()
-    if around:
-        which = "around the first divergence" if report.finding else "around the node that adds the most error"
-        table(f"{title}: {which} (graph order)",
-              ["#", "op", "node", "module", "output", "rel error" if relative else "max abs",
-               "inputs'", "jump", "verdict"],
-              [[r.index, r.op_type, r.node, r.module_label(), r.tensor,
-                _num(r.rel if relative else r.max_abs), _num(r.input_rel if relative else r.input_max_abs),
-                f"{r.jump:.3g}x", "OVER" if r.over else "ok"] for r in around])
+    which, columns, rows = around_table(report)
+    if rows:
+        table(f"{title}: {which} (graph order)", columns, rows)
     for note in report.notes:
         click.echo(f"note: {note}")
     click.echo(report.line())
