@@ -451,6 +451,23 @@ def test_deploy_json_onto_its_own_out_folder(tmp_path):
     assert not out.exists(), "a refused deployment left its folder"
 
 
+@pytest.mark.xfail(reason="deploy --target triton checks a padded batch of --triton-batch rows with no bound by "
+                          "memory (as --fixed-shape has): 100000 rows end in onnxruntime's or numpy's allocation "
+                          "traceback, and more can take the machine's memory", strict=False)
+def test_deploy_triton_batch_past_memory(tmp_path):
+    import resource
+    import sys
+
+    def cap_memory():  # address space capped: the unbounded check fails here instead of taking the machine's memory
+        resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+
+    proc = subprocess.run([sys.executable, "-m", "edgeformer.cli.main", "deploy", str(GOLDEN / "plain"), "--target", "triton",
+                           "--out", str(tmp_path / "out"), "--triton-batch", "100000"],
+                          capture_output=True, text=True, timeout=300, preexec_fn=cap_memory)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-600:]
+    assert not (tmp_path / "out").exists()
+
+
 # Values of each DeployOptions field's own type, at and past its bounds; fixed sizes the checks can hold
 # (they run at that size) or far past any machine's memory.
 fixed_sizes = st.one_of(st.integers(-2, 4096), st.sampled_from([2**31, 2**63 - 1, 2**63, 2**70, 10**10]))
@@ -464,13 +481,13 @@ typed_deploy_options = st.fixed_dictionaries({}, optional={
     "trt_attention": st.booleans(),
     "timing_cache": st.one_of(st.none(), st.sampled_from(["/nonexistent/cache", "", "/proc/self/status"])),
     "name": st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["../x", "a/b", ".", "x" * 300])),
-    "max_batch": st.one_of(st.none(), st.integers(-2, 2**64)),
-    "instances": st.integers(-2, 2**64),
+    "max_batch": st.one_of(st.none(), fixed_sizes),  # triton checks a batch of that many rows: see below
+    "instances": st.one_of(st.integers(-2, 64), st.sampled_from([2**31, 2**63, 2**64])),
     "device": st.one_of(st.sampled_from(["auto", "cpu", "gpu"]), st.text(max_size=5)),
-    "threads": st.one_of(st.none(), st.integers(-2, 2**64)),
+    "threads": st.one_of(st.none(), st.integers(-2, 64), st.sampled_from([2**31, 2**64])),
     "seed": st.integers(-2**64, 2**64),
 })
-deploy_option_values = st.one_of(garbage, st.integers(-2, 2**63), st.sampled_from(["fp16", "int8", "cpu", "gpu", "auto"]),
+deploy_option_values = st.one_of(garbage, fixed_sizes, st.sampled_from(["fp16", "int8", "cpu", "gpu", "auto"]),
                                  st.dictionaries(axis_names, st.one_of(fixed_sizes, garbage,
                                                  st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 40))),
                                                  max_size=2))
