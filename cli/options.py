@@ -129,12 +129,26 @@ def check_output_dir_parent(value: str) -> None:
         raise click.BadParameter(f"cannot write {value}: nothing can be created in {parent} ({why})")
 
 
+def claim_output(ctx, param, value) -> None:
+    """Refuse a path another output option of the same call names already (`--json OUT` over `--out OUT`
+    would be found out only after the work, when the second write fails)."""
+    if os.path.exists(value) and not (os.path.isfile(value) or os.path.isdir(value)):
+        return  # a device (/dev/null) takes any number of writes
+    claimed = ctx.meta.setdefault("edgeformer.outputs", {})
+    key = os.path.realpath(value)
+    if key in claimed and claimed[key] != param.name:
+        raise click.BadParameter(f"{value} is also --{claimed[key].replace('_out', '').replace('_', '-')}'s path; "
+                                 "expected a path of its own", ctx=ctx, param=param)
+    claimed[key] = param.name
+
+
 def output_file(dash: bool = False):
     """Callback of an option that names a file to write ('-' for stdout where `dash`)."""
     def check(ctx, param, value):
         if value is None or (dash and value == "-"):
             return value
         check_output_file(value)
+        claim_output(ctx, param, value)
         return value
     return check
 
@@ -142,6 +156,7 @@ def output_file(dash: bool = False):
 def output_dir(ctx, param, value):
     if value is not None:
         check_output_dir_parent(value)
+        claim_output(ctx, param, value)
     return value
 
 
@@ -161,6 +176,7 @@ def _picture(ctx, param, value):
     if value is None:
         return value
     check_output_file(value)
+    claim_output(ctx, param, value)
     from edgeformer.runtime.artifacts import check_picture_path
 
     check_picture_path(value)  # the suffix, and matplotlib

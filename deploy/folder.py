@@ -62,6 +62,43 @@ class DeployOptions:
     threads: int | None = None  # web: the threads the page runs on (default: the browser's cores); checked at 1, 2 and this
     seed: int = 0  # the random inputs of the checks
 
+    def __post_init__(self) -> None:
+        """Every option of the type and range the CLI would have given, refused in one line otherwise."""
+        def fail(name: str, expected: str) -> None:
+            raise DeployError(f"DeployOptions.{name}={_show(getattr(self, name))}; expected {expected}")
+
+        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        for name, lo in (("max_batch", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if value is not None and not (is_int(value) and value >= lo):
+                fail(name, f"an integer >= {lo} or None")
+        for name, lo in (("instances", 1), ("seed", 0)):
+            if not (is_int(getattr(self, name)) and getattr(self, name) >= lo):
+                fail(name, f"an integer >= {lo}")
+        for name in ("emulator_root", "timing_cache", "name"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                fail(name, "a string or None")
+        if self.check is not None and not isinstance(self.check, bool):
+            fail("check", "true, false or None")
+        if not isinstance(self.trt_attention, bool):
+            fail("trt_attention", "true or false")
+        for name in ("precision", "device"):
+            if not isinstance(getattr(self, name), str):
+                fail(name, "a string")
+        if self.fixed_shape is not None and not (isinstance(self.fixed_shape, dict)
+                                                  and all(isinstance(k, str) for k in self.fixed_shape)):
+            fail("fixed_shape", "a dict of axis name -> size, or None")
+        if self.profile is not None and not (
+                isinstance(self.profile, dict) and all(isinstance(k, str) and isinstance(v, (tuple, list)) and len(v) == 3
+                                                       and all(is_int(x) for x in v) for k, v in self.profile.items())):
+            fail("profile", "a dict of axis name -> (min, opt, max) integers, or None")
+
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 @dataclass
 class Check:
@@ -109,8 +146,10 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
     from .targets import TARGETS, fixed_shape_targets
 
     opt = options or DeployOptions()
-    if target not in TARGETS:
-        raise DeployError(f"unknown target {target!r}; expected one of: {', '.join(TARGETS)}")
+    if not isinstance(opt, DeployOptions):
+        raise DeployError(f"options={_show(opt)}; expected a DeployOptions or None")
+    if not isinstance(target, str) or target not in TARGETS:
+        raise DeployError(f"unknown target {_show(target)}; expected one of: {', '.join(TARGETS)}")
     if opt.fixed_shape and not TARGETS[target].fixed_shape:
         raise DeployError(f"--fixed-shape is for {', '.join(fixed_shape_targets())}; the {target} target runs the "
                           "bundle's graph with its dynamic shapes")
@@ -221,14 +260,19 @@ def deployed_manifest(source: Manifest, fixed: dict[str, int] | None) -> Manifes
 def check_fixed_memory(manifest: Manifest, fixed: dict[str, int]) -> None:
     """Refuse fixed sizes whose one call (the other axes at their largest) is past what this machine gives a
     call: the deployment's checks run at exactly that shape. The batch axis has no maximum in most manifests."""
+    sizes = {axis: fixed.get(axis, int(lim.get("max") or lim.get("min", 1))) for axis, lim in manifest.axes.items()}
+    check_call_memory(manifest, sizes, "--fixed-shape " + ",".join(f"{k}={v}" for k, v in fixed.items()))
+
+
+def check_call_memory(manifest: Manifest, sizes: dict[str, int], what: str) -> None:
+    """Refuse, before any allocation, a check whose one call of axis `sizes` needs more memory than this
+    machine gives a call (runtime.limits: half the memory available)."""
     from edgeformer.runtime.limits import estimate_bytes, limits_for
 
-    sizes = {axis: fixed.get(axis, int(lim.get("max") or lim.get("min", 1))) for axis, lim in manifest.axes.items()}
     budget = limits_for(manifest).budget
     need = estimate_bytes(manifest, sizes)
     if need > budget:
-        shape = ",".join(f"{k}={v}" for k, v in fixed.items())
-        raise DeployError(f"--fixed-shape {shape}: one call of that shape needs about {need / 2**20:.0f} MiB, over the "
+        raise DeployError(f"{what}: one call of that shape needs about {need / 2**20:.0f} MiB, over the "
                           f"{budget / 2**20:.0f} MiB this machine gives a call (half its available memory) to check it")
 
 

@@ -34,7 +34,7 @@ from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 from edgeformer.runtime.sessions import create_session
 
-from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions
+from .folder import README_FILE, Check, Deployment, DeployError, DeployOptions, check_call_memory
 from .kinds import refuse_kind
 
 CONFIG_FILE = "config.pbtxt"
@@ -161,6 +161,7 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
         hi = manifest.axes.get("batch", {}).get("max")
         if hi is not None and opt.max_batch > hi:
             raise DeployError(f"--triton-batch {opt.max_batch} is over the bundle's batch limit of {hi}")
+        check_call_memory(manifest, check_sizes(manifest, opt.max_batch), f"--triton-batch {opt.max_batch}")
     model_config_pb2()
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -37,7 +38,16 @@ def check_threads(threads: Any) -> int | None:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to new allocations now (MemAvailable on Linux)."""
+    """Bytes of memory available to new allocations now: MemAvailable on Linux, and no more than what the
+    process's address-space limit (`ulimit -v`) or its cgroup's memory limit (a container's cap) leaves."""
+    free = _meminfo_available()
+    for room in (_address_space_room(), _cgroup_room()):
+        if room is not None:
+            free = min(free, room)
+    return free
+
+
+def _meminfo_available() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -49,6 +59,33 @@ def available_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 1 << 32
+
+
+def _address_space_room() -> int | None:
+    """RLIMIT_AS less the address space in use (VmSize), or None where there is no such limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        return max(0, soft - used)
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """cgroup v2's memory.max less memory.current, or None where no limit is set."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((root / "memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        return None
 
 
 def _positive_int(name: str, value: Any) -> int | None:

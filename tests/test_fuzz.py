@@ -441,9 +441,6 @@ def test_fuzz_deploy_cli(tmp_path_factory, data):
         assert manifest["deploy"]["target"] == args[args.index("--target") + 1], args
 
 
-@pytest.mark.xfail(reason="--json naming the --out folder passes the check before the work (nothing is there yet); "
-                          "the deployment is written, then the JSON cannot be, and deploy exits 2 leaving the folder",
-                   strict=False)
 def test_deploy_json_onto_its_own_out_folder(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["deploy", str(GOLDEN / "plain"), "--target", "arm64", "--out", str(out), "--json", str(out)])
@@ -451,9 +448,6 @@ def test_deploy_json_onto_its_own_out_folder(tmp_path):
     assert not out.exists(), "a refused deployment left its folder"
 
 
-@pytest.mark.xfail(reason="deploy --target triton checks a padded batch of --triton-batch rows with no bound by "
-                          "memory (as --fixed-shape has): 100000 rows end in onnxruntime's or numpy's allocation "
-                          "traceback, and more can take the machine's memory", strict=False)
 def test_deploy_triton_batch_past_memory(tmp_path):
     import resource
     import sys
@@ -520,10 +514,6 @@ def test_fuzz_deploy_library(tmp_path_factory, bundle, target, fields):
     _deploy_or_refuse(bundle, target, fields, tmp_path_factory.mktemp("deploy"))
 
 
-@pytest.mark.xfail(reason="DeployOptions does not check its fields: a list as the target, a str as fixed_shape, a "
-                          "negative seed or a dict as instances end in TypeError, AttributeError or numpy's ValueError "
-                          "inside deploy/, and max_batch=0 (triton) or threads=-1 (web) are written as given",
-                   strict=False)
 @settings(max_examples=int(25 * SCALE), deadline=None, derandomize=not RANDOM,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(target=st.one_of(st.sampled_from(DEPLOY_TARGETS), garbage),
@@ -616,8 +606,6 @@ def assert_js_answer_or_refusal(case: dict, result: dict) -> None:
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
-@pytest.mark.xfail(reason="edgeformer.js: embed and classify read options.batchSize from options=null (a raw TypeError)",
-                   strict=False)
 def test_web_runtime_null_options(tmp_path):
     if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
         pytest.skip("web/node_modules is missing: `npm ci` in web/ installs onnxruntime-web")

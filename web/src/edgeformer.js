@@ -169,31 +169,27 @@ export class Model {
   }
 
   embed(texts, options = {}) {
-    refuseUnknown('embed', options, ['batchSize', 'normalize', 'truncation']);
-    return embed(this, texts, options);
+    return embed(this, texts, refuseUnknown('embed', options, ['batchSize', 'normalize', 'truncation']));
   }
 
   classify(texts, options = {}) {
-    refuseUnknown('classify', options, ['batchSize', 'truncation']);
-    return classify(this, texts, options);
+    return classify(this, texts, refuseUnknown('classify', options, ['batchSize', 'truncation']));
   }
 
   generate(prompt, options = {}) {
-    return generate(this, prompt, options);
+    return generate(this, prompt, options ?? {});
   }
 
   stream(prompt, options = {}) {
-    return stream(this, prompt, options);
+    return stream(this, prompt, options ?? {});
   }
 
   classifyImages(images, options = {}) {
-    refuseUnknown('classifyImages', options, ['layout', 'resize', 'batchSize']);
-    return classifyImages(this, images, options);
+    return classifyImages(this, images, refuseUnknown('classifyImages', options, ['layout', 'resize', 'batchSize']));
   }
 
   transcribe(samples, sampleRate = 16000, options = {}) {
-    refuseUnknown('transcribe', options, ['batchSize']);
-    return transcribe(this, samples, sampleRate, options);
+    return transcribe(this, samples, sampleRate, refuseUnknown('transcribe', options, ['batchSize']));
   }
 
   // Rerun every recorded case of the bundle's vectors.json and report per case (see vectors.js).
@@ -205,7 +201,7 @@ export class Model {
 // Open the bundle at `location` (a folder URL; under Node also a folder path): read manifest.json,
 // check every listed file's sha256, open each graph in onnxruntime-web and read tokenizer.json.
 export async function load(location, options = {}) {
-  refuseUnknown('load', options, LOAD_OPTIONS);
+  options = refuseUnknown('load', options, LOAD_OPTIONS);
   const { threads, verify: checkHashes = true, maxBatch, onWarning = (m) => console.warn(`edgeformer: ${m}`),
     graphOptimizationLevel = 'all' } = options;
   if (maxBatch !== undefined && (!Number.isInteger(maxBatch) || maxBatch < 1)) {

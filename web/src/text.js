@@ -37,9 +37,16 @@ export function checkBatchSize(batchSize, flags = {}) {
 }
 
 // Refuse options the call does not know, naming what it takes (Python's refuse_unknown).
+// The call's options as an object (null and undefined: none), refusing other values and unknown names.
 export function refuseUnknown(call, options, known) {
-  const unknown = Object.keys(options ?? {}).filter((k) => !known.includes(k));
+  if (options === null || options === undefined) return {};
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new InputError(`${call}() options of type ${Array.isArray(options) ? 'array' : typeof options}; `
+      + `expected an object of: ${known.join(', ')}`);
+  }
+  const unknown = Object.keys(options).filter((k) => !known.includes(k));
   if (unknown.length) throw new InputError(`${call}() got unknown argument '${unknown[0]}'; it takes: ${known.join(', ')}`);
+  return options;
 }
 
 // Yield [batch, outputs] for texts in chunks of batchSize rows.
