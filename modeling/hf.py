@@ -23,6 +23,7 @@ from edgeformer.runtime.tokenizer import TextTokenizer
 from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
 from edgeformer.modeling.config import ModelConfig, VisionConfig
 from edgeformer.modeling.gguf import import_gguf
+from edgeformer.modeling import hf_llama
 from edgeformer.modeling.hf_llama import LLAMA_FAMILY
 from edgeformer.modeling.hf_weights import ImportError_, WeightMap, pad_id_from
 from edgeformer.modeling.models.transformer import Transformer
@@ -221,5 +222,7 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool
     source = {"format": "huggingface", "model_type": model_type, "architectures": hf.get("architectures"),
               "name_or_path": hf.get("_name_or_path"), "weights": {f.name: sha256_file(f) for f in files},
               "unused_tensors": sorted(set(weights) - mapping.used)}
+    if model_type in LLAMA_FAMILY:  # the tokens that end a turn, the bos and the chat template, for generation and chat
+        source.update(hf_llama.turn_tokens(hf_dir, hf, tokenizer))
     save(model.eval(), out, tokenizer=tokenizer, records={SOURCE_FILE: source}, overwrite=overwrite)
     return model.eval()

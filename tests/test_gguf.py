@@ -159,7 +159,7 @@ def test_gguf_refusals_are_one_line(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not a readable GGUF" in proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_smollm2_gguf_from_the_wheel_imports_with_its_end_token_and_template(tmp_path):
     """The benchmark's model (benchmarks/smollm2.py): the wheel is 93 MB, so this runs only where it is installed."""
     bench = Path(__file__).parent.parent / "benchmarks"

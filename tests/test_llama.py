@@ -227,3 +227,22 @@ def test_quantized_cached_bundle_loads_generates_and_is_measured_against_its_bud
     assert ops["MatMulNBits" if recipe == "int4" else "MatMulInteger"] >= 10
     got = runtime.load(tmp_path / recipe).generate([[5, 17, 42, 7, 99], [33, 4, 250]], max_new_tokens=12)
     assert [len(t) for t in got.token_ids] == [12, 12] and got.stop_reasons == ["length", "length"]
+
+
+def test_a_folder_brings_its_end_of_turn_tokens_and_chat_template(tmp_path):
+    """generation_config.json's eos ids (Llama 3 lists several), tokenizer_config.json's eos_token and its chat
+    template reach the cached bundle, and generation stops at the first of them it meets."""
+    hf = save_family("llama", tmp_path / "hf")
+    want = hf_greedy(hf, [5, 6, 7], 12)
+    cut = next(i for i in range(2, 12) if want[i] not in want[:i])  # a token greedy decoding meets first at step `cut`
+    template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
+    (tmp_path / "hf" / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": [want[cut], 2]}))
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>", "chat_template": template}))
+    import_hf(tmp_path / "hf", tmp_path / "ckpt")
+    source = json.loads((tmp_path / "ckpt" / "source.json").read_text())
+    assert source["end_ids"] == list(dict.fromkeys([want[cut], 2])) and source["chat_template"] == template
+    export_bundle(tmp_path / "ckpt", tmp_path / "bundle", kv_cache=True)
+    model = runtime.load(tmp_path / "bundle")
+    assert model.manifest.cache.end_ids == source["end_ids"] and model.manifest.cache.bos_id == 1
+    out = model.generate([[5, 6, 7]], max_new_tokens=12)
+    assert out.token_ids[0] == want[:cut] and out.stop_reasons == ["stop"]
