@@ -617,8 +617,6 @@ def test_web_runtime_null_options(tmp_path):
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)")
-@pytest.mark.xfail(reason="edgeformer.js echoes an unknown option's name as it is (web/src/text.js refuseUnknown; "
-                          "errors.js repr does not escape line breaks as Python's repr does): two lines", strict=False)
 def test_web_runtime_unknown_option_with_a_line_break(tmp_path):
     if not (WEB / "node_modules" / "onnxruntime-web").is_dir():
         pytest.skip("web/node_modules is missing: `npm ci` in web/ installs onnxruntime-web")

@@ -26,7 +26,7 @@ export class InputError extends EdgeformerError {
 
 // Python's repr of a value in a message: strings quoted, lists bracketed, booleans capitalised.
 export function repr(value) {
-  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'string') return pyStr(value);
   if (value === null || value === undefined) return 'None';
   if (value === true) return 'True';
   if (value === false) return 'False';
@@ -34,6 +34,27 @@ export function repr(value) {
   if (Array.isArray(value)) return `[${value.map(repr).join(', ')}]`;
   if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) < 1e16 ? String(value) : pyFloat(value);
   return typeof value === 'object' ? `<${value.constructor?.name ?? 'object'}>` : String(value);
+}
+
+// A string as Python's repr() writes it: quoted, with backslashes, line breaks and every other character
+// Python does not print (controls, format characters, separators but the space) escaped, so a message
+// that shows it stays on one line.
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]/u;
+export function pyStr(s) {
+  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
+  let out = '';
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    if (ch === '\\' || ch === quote) out += `\\${ch}`;
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '\t') out += '\\t';
+    else if (ch !== ' ' && UNPRINTABLE.test(ch)) {
+      out += c < 0x100 ? `\\x${c.toString(16).padStart(2, '0')}`
+        : c < 0x10000 ? `\\u${c.toString(16).padStart(4, '0')}` : `\\U${c.toString(16).padStart(8, '0')}`;
+    } else out += ch;
+  }
+  return quote + out + quote;
 }
 
 // A float as Python's str() writes it (1.0, 0.5, 1e-07, inf, nan).

@@ -45,7 +45,7 @@ export function refuseUnknown(call, options, known) {
       + `expected an object of: ${known.join(', ')}`);
   }
   const unknown = Object.keys(options).filter((k) => !known.includes(k));
-  if (unknown.length) throw new InputError(`${call}() got unknown argument '${unknown[0]}'; it takes: ${known.join(', ')}`);
+  if (unknown.length) throw new InputError(`${call}() got unknown argument ${repr(unknown[0])}; it takes: ${known.join(', ')}`);
   return options;
 }
 
