@@ -209,17 +209,22 @@ def seed_option(what: str, default: int = 0):
     return click.option("--seed", default=default, show_default=True, type=click.IntRange(min=0), help=f"Seed of {what}.")
 
 
-def training_options(epochs: int):
-    """--epochs/--batch-size/--lr/--seq-len/--seed, the same for train and distill."""
+def training_options(epochs: int | None):
+    """--epochs/--batch-size/--lr/--seq-len/--seed, the same for train and distill. With `epochs` None (train),
+    epochs, batch size and learning rate default to the task's recipe (edgeformer.tasks.defaults)."""
+    recipe = epochs is None
+    where = " (default: the task's recipe; 5 epochs, lr 0.001, batch 32 for --data)"
+
     def decorate(f):
         f = seed_option("initialisation, data order and dropout")(f)
         f = click.option("--seq-len", default=128, show_default=True, type=click.IntRange(min=2),
                          help="Longest training sequence.")(f)
-        f = click.option("--lr", default=1e-3, show_default=True, type=FiniteFloat(min=0, min_open=True),
-                         help="Peak learning rate.")(f)
-        f = click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
-                         help="Global batch (over all processes under torchrun).")(f)
-        return click.option("--epochs", default=epochs, show_default=True, type=click.IntRange(min=1))(f)
+        f = click.option("--lr", default=None if recipe else 1e-3, show_default=not recipe,
+                         type=FiniteFloat(min=0, min_open=True), help="Peak learning rate." + (where if recipe else ""))(f)
+        f = click.option("--batch-size", default=None if recipe else 32, show_default=not recipe, type=click.IntRange(min=1),
+                         help="Global batch (over all processes under torchrun)." + (where if recipe else ""))(f)
+        return click.option("--epochs", default=epochs, show_default=not recipe, type=click.IntRange(min=1),
+                            help="Passes over the data." + (where if recipe else ""))(f)
     return decorate
 
 

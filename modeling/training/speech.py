@@ -28,6 +28,7 @@ from edgeformer.modeling.training.data import DataError
 from edgeformer.modeling.training.distributed import current as distributed_context
 from edgeformer.modeling.training.loop import TrainConfig, TrainResult, echo_metrics, fit
 from edgeformer.tasks.speech import ALPHABET, SAMPLE_RATE, Utterance
+from edgeformer.tasks.defaults import task_defaults
 from edgeformer.tasks.speech_tasks import SpeechTask as TaskData, speech_task
 
 # Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
@@ -134,7 +135,7 @@ def train_conformer_checkpoint(out, preset: str = "tiny", task: str | None = Non
         raise DataError("--arch conformer trains on a built-in speech task (--task audio-digits or spoken-digits); "
                         "--data is for text models")
     data = speech_task(task)
-    tc = tc or TrainConfig()
+    tc = tc or TrainConfig(**task_defaults("conformer", data.name).train_fields())  # the task's recipe
     check_output_dir(out, overwrite)
     cfg = conformer_config(preset, data.alphabet, **(overrides or {}))
     torch.manual_seed(tc.seed)
