@@ -258,3 +258,20 @@ def test_tables_fit_columns_when_piped_and_keep_every_name_whole(columns, monkey
     assert max(len(line) for line in lines) <= columns and "…" not in "".join(lines)
     column = "".join(line.split("│")[3].strip() for line in lines if line.count("│") == 5)  # the ops' cells, rejoined
     assert column.replace(" ", "") == ",".join(ops)
+
+
+def test_the_sample_files_are_the_built_in_data_they_say_they_are():
+    """docs/samples: the README's `run --image` and `run --audio` inputs, remade by the lines docs/speech-and-vision.md gives."""
+    from PIL import Image
+
+    from edgeformer.runtime.speech import read_wav
+    from edgeformer.tasks.images import digits
+    from edgeformer.tasks.speech import held_out
+
+    samples = Path(__file__).parent.parent / "docs" / "samples"
+    d = digits()
+    assert np.array_equal(np.asarray(Image.open(samples / "digit.png")), d.eval_images[0, 0]) and d.eval_labels[0] == 5
+    waveform, rate = read_wav(samples / "digits.wav")
+    utterance = held_out(2)[1]
+    assert rate == 16000 and utterance.text == "838467"
+    np.testing.assert_allclose(waveform, utterance.waveform, atol=1 / 32767)  # 16-bit PCM
