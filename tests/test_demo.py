@@ -4,6 +4,7 @@ The 5-minute budget of the full demo is measured by benchmarks/demo_time.py, not
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ STAGES = ["train", "export", "benchmark", "quantize", "generate", "distill", "de
 @pytest.mark.slow
 def test_quick_demo(tmp_path):
     exe = str(Path(sys.executable).with_name("edgeformer"))
+    # a wide terminal: the summary table's eleven columns on one line each, so its cells can be looked up
     proc = subprocess.run([exe, "demo", "--quick", "--out", str(tmp_path / "demo"), "--json", str(tmp_path / "s.json")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert json.loads((tmp_path / "demo" / "summary.json").read_text()) == summary

@@ -401,5 +401,5 @@ def test_train_and_distill_from_the_cli(tmp_path):
     assert (config["attention_kind"], config["lsh_rounds"], config["reversible"], config["positional"], config["max_len"]) \
         == ("lsh", 2, True, "rotary", 48)
     assert_bad_input(cli("train", "--arch", "encoder", "--attention-kind", "local", "--window", "600",
-                         "--out", tmp_path / "x", ok=False), "window=600 is longer than max_len=128")
+                         "--out", tmp_path / "x", ok=False), "window=600 is longer than max_len=256")  # stdlib-topics: small
     assert not (tmp_path / "x").exists()
