@@ -186,11 +186,14 @@ def test_cached_bundle_keeps_key_value_heads_and_generates_transformers_tokens(i
     assert got == [hf_greedy(hf, p, 16) for p in prompts], name
 
 
+# two families cover grouped-query attention, biased and unbiased projections, untied and tied heads
+TWO_FAMILIES = pytest.mark.parametrize("imported", ["llama", "qwen2"], indirect=True)
+
+
+@TWO_FAMILIES
 @pytest.mark.parametrize("attention", ["fused", "unfused"])
 def test_plain_bundle_matches_transformers_on_padded_batches(imported, attention):
     name, hf, root = imported
-    if name not in ("llama", "qwen2"):
-        pytest.skip("the plain graph of two families covers grouped-query, biased and unbiased projections")
     result = export_bundle(root / "ckpt", root / f"plain-{attention}", attention=attention)
     assert result.report.passed and result.manifest.attention.kind == attention
     ids, mask = padded_batch(np.random.default_rng(1), (12, 5, 9))
@@ -201,6 +204,7 @@ def test_plain_bundle_matches_transformers_on_padded_batches(imported, attention
     assert np.abs(got - want)[real].max() <= ATOL
 
 
+@TWO_FAMILIES
 @pytest.mark.parametrize("recipe", ["int4", "int8-dynamic"])
 def test_quantized_cached_bundle_loads_generates_and_is_measured_against_its_budget(imported, tmp_path, recipe):
     from edgeformer.quantize import quantize_bundle
@@ -208,8 +212,6 @@ def test_quantized_cached_bundle_loads_generates_and_is_measured_against_its_bud
     from edgeformer.quantize.generation_eval import GenerationData
 
     name, _, root = imported
-    if name not in ("llama", "qwen2"):
-        pytest.skip("two families cover untied and tied heads, biased and unbiased projections")
     cached = root / "cached"
     if not cached.exists():
         export_bundle(root / "ckpt", cached, kv_cache=True)
