@@ -4,6 +4,10 @@ Each case feeds a left-padded prompt (rows after the first shortened by random a
 empty past, then several single-token steps that feed each side its own present keys/values
 back as the past. PyTorch runs the same steps with its own cache (`Transformer(cache=...)`).
 Logits and present keys/values are compared at real (unpadded) positions after every step.
+
+`logits_to_keep` is exercised both ways: the prompt runs with 0 (every position's logits, as
+teacher-forced evaluation reads them) and again with 1 (the last row, as generation reads it:
+"logits[-1:]" in the report), on both sides; decode steps alternate 1 and 0.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from edgeformer.modeling.models.transformer import LayerCache, Transformer
+from edgeformer.modeling.models.transformer import Transformer
+from edgeformer.runtime.bundle import LOGITS_TO_KEEP
 from edgeformer.runtime.inputs import left_pad, next_positions
 
 from .specs import cache_names
@@ -47,16 +52,20 @@ def check_cache_parity(
         past = {name: np.zeros((batch, cfg.kv_heads, 0, cfg.head_dim), dtype=np.float32) for name in past_names}
         cache = model.empty_cache(batch)
         for step in range(steps + 1):
-            feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past}
-            with torch.no_grad():
-                ref = model(torch.from_numpy(ids), torch.from_numpy(mask), position_ids=torch.from_numpy(positions),
-                            cache=cache)["logits"].numpy()
+            keep = 0 if step % 2 == 0 else 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past,
+                     LOGITS_TO_KEEP: np.array(keep, dtype=np.int64)}
+            ref = _torch_logits(model, feeds, cache, keep)
             got = run(feeds)
             T = ids.shape[1]
             valid_new = mask[:, -T:].astype(bool)  # (B, T)
             valid_all = mask.astype(bool)[:, None, :]  # (B, 1, S): broadcast over heads
             valid_all = np.broadcast_to(valid_all, (batch, cfg.kv_heads, mask.shape[1]))
-            results = [compare("logits", ref, np.asarray(got["logits"]), valid_new)]
+            results = [compare("logits", ref, np.asarray(got["logits"]), valid_new[:, -ref.shape[1]:])]
+            if step == 0:  # the prompt again, asking for the last position only (a prompt's last token is real)
+                last = _torch_logits(model, feeds, model.empty_cache(batch), 1)
+                got_last = run({**feeds, LOGITS_TO_KEEP: np.array(1, dtype=np.int64)})
+                results.append(compare("logits[-1:]", last, np.asarray(got_last["logits"]), None))
             for i, layer in enumerate(cache):
                 for kv, tensor in (("key", layer.key), ("value", layer.value)):
                     name = f"present.{i}.{kv}"
@@ -69,3 +78,10 @@ def check_cache_parity(
             mask = np.concatenate([mask, np.ones((batch, 1), dtype=mask.dtype)], axis=1)
             positions = next_positions(mask, 1)
     return report
+
+
+def _torch_logits(model: Transformer, feeds: Mapping[str, np.ndarray], cache, keep: int) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]),
+                     position_ids=torch.from_numpy(feeds["position_ids"]), cache=cache,
+                     logits_to_keep=keep)["logits"].numpy()

@@ -3,7 +3,8 @@
     plain            model.onnx: the model's outputs for its inputs (input_ids, attention_mask, ... or pixel_values)
     cached-decoder   model.onnx: one graph for the prompt and each generated token, with past and
                      present keys/values (B, Hkv, P, hd), Hkv the key/value heads (fewer than the query
-                     heads with grouped-query attention); the mask covers past + new tokens (`total`)
+                     heads with grouped-query attention); the mask covers past + new tokens (`total`);
+                     the scalar `logits_to_keep` k picks the last k positions' logits (B, k, V), 0 all
     seq2seq          encoder.onnx: source -> cross.{i}.key/.value (B, H, S, hd), computed once per input;
                      model.onnx: the cached decoder, reading the cross-attention keys/values every step
 
@@ -19,7 +20,7 @@ import torch
 
 from edgeformer.modeling.models.attention import attention_nodes_per_layer
 from edgeformer.modeling.models.transformer import LayerCache, Transformer
-from edgeformer.runtime.bundle import CACHED_DECODER, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
+from edgeformer.runtime.bundle import CACHED_DECODER, LOGITS_TO_KEEP, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
 from edgeformer.runtime.inputs import GLOBAL_MASK
 
 from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport
@@ -58,9 +59,10 @@ class _CachedOutputs(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask, position_ids, past):
+    def forward(self, input_ids, attention_mask, position_ids, past, logits_to_keep):
         cache = [LayerCache(past[2 * i], past[2 * i + 1]) for i in range(self.model.cfg.n_layers)]
-        out = [self.model(input_ids, attention_mask, position_ids=position_ids, cache=cache)["logits"]]
+        out = [self.model(input_ids, attention_mask, position_ids=position_ids, cache=cache,
+                          logits_to_keep=logits_to_keep)["logits"]]
         for layer in cache:
             out += [layer.key, layer.value]
         return tuple(out)
@@ -138,7 +140,8 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
 
 def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     """Two rows, three new tokens after five cached ones; every axis is left to the exporter (Dim.AUTO),
-    which works out that the mask covers past + current tokens."""
+    which works out that the mask covers past + current tokens. `logits_to_keep` is a 0-d int64 input
+    (transformers' name and meaning: the last k positions, 0 all), so the logits' length is its own axis."""
     cfg = model.cfg
     if cfg.arch != "decoder":
         raise ExportError(f"a key/value cache is for decoders; this checkpoint is an {cfg.arch}")
@@ -150,14 +153,16 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),
               TensorSpec("position_ids", "int64", ("batch", "seq"), min=0, max=cfg.max_len - 1)]
     inputs += [TensorSpec(n, "float32", ("batch", H, "past", hd)) for n in past]
+    inputs.append(TensorSpec(LOGITS_TO_KEEP, "int64", (), min=0, max=cfg.max_len))
     args = (torch.randint(0, cfg.vocab_size, (B, T)), torch.ones(B, P + T, dtype=torch.long),
-            torch.arange(P, P + T).expand(B, T).contiguous(), [torch.randn(B, H, P, hd) for _ in past])
+            torch.arange(P, P + T).expand(B, T).contiguous(), [torch.randn(B, H, P, hd) for _ in past],
+            torch.tensor(1, dtype=torch.long))
     axes = {"batch": Axis(1), "seq": Axis(1, cfg.max_len), "past": Axis(0, cfg.max_len - 1),
             "total": Axis(1, cfg.max_len)}
-    outputs = {"logits": ("batch", "seq", None), **{n: ("batch", None, "total", None) for n in present}}
+    outputs = {"logits": ("batch", "kept", None), **{n: ("batch", None, "total", None) for n in present}}
     graph = GraphExport(MODEL_FILE, _CachedOutputs(model), inputs, ["logits"] + present, axes, args=args,
                         output_axes=outputs, attention_count=cfg.n_layers)
-    cache = CacheRecord(cfg.n_layers, H, hd, past, present, cfg.max_len, cfg.pad_id)
+    cache = CacheRecord(cfg.n_layers, H, hd, past, present, cfg.max_len, cfg.pad_id, logits_to_keep=LOGITS_TO_KEEP)
     return ExportSpec(CACHED_DECODER, [graph], cache)
 
 

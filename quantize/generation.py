@@ -1,7 +1,7 @@
 """`edgeformer quantize` for generation bundles: a key/value-cache decoder, or seq2seq (encoder + cached decoder).
 
 Every graph of the bundle goes through the same recipe; the cache interface (past/present names,
-float32 dtypes, shapes) stays as it was, so `generate`, `stream` and the CLI run the result as
+float32 dtypes, shapes, the `logits_to_keep` input) stays as it was, so `generate`, `stream` and the CLI run the result as
 they ran the float32 bundle. What each recipe covers, per graph (recorded in the manifest's
 quantization `coverage`):
 
@@ -42,7 +42,8 @@ from .budget import keep_within_budget
 from .calibration import default_calibration_texts
 from .evaluate import EvalSet
 from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check_data, default_generation_data,
-                              GenerationFidelity, evaluate_generation, read_generation_data, teacher_forced_batches)
+                              GenerationFidelity, evaluate_generation, every_position, read_generation_data,
+                              teacher_forced_batches)
 from .lm_head import fold_transposed_weights, tied_heads
 from .tied_int4 import share_tied_tables
 from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
@@ -70,6 +71,9 @@ def check_cache_graph(model: runtime.Model) -> None:
         if shape is None or len(shape) != 4 or shape[1] != cache.heads or shape[3] != cache.head_dim:
             raise QuantizeError(f"{where}/{model.manifest.graph}: cache input {name} is {shape or 'missing'}; the manifest "
                                 f"records (batch, {cache.heads}, past, {cache.head_dim})")
+    if cache.logits_to_keep is not None and cache.logits_to_keep not in inputs:
+        raise QuantizeError(f"{where}/{model.manifest.graph} has no input {cache.logits_to_keep}; the manifest's cache "
+                            "record says the graph takes it")
     if len(cache.past) != 2 * cache.layers:
         raise QuantizeError(f"{where}: the cache record lists {len(cache.past)} past tensors for {cache.layers} layers; "
                             "expected a key and a value per layer")
@@ -184,7 +188,7 @@ def calibration_feeds(model: runtime.Model, data: GenerationData, rows: int = 64
         out[cache.encoder] = []
     for i in range(0, n, size):
         rows_of = lambda feeds: {k: np.ascontiguousarray(v[i:i + size]) for k, v in feeds.items()}  # noqa: E731
-        feeds = rows_of(batch.decoder)
+        feeds = {**rows_of(batch.decoder), **every_position(cache)}  # the head calibrated on every position
         feeds.update(zip(cache.past, empty_cache(cache, size, io_binding=False)))
         if seq2seq:
             source = rows_of(batch.source)

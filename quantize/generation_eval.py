@@ -9,8 +9,9 @@
 - seq2seq: exact match of greedy outputs against the targets of the task (the built-in reverse
   task, or `--eval-data` JSON Lines with "text" and "target").
 
-A cached decoder is teacher-forced through its own graph with an empty past (one prefill step);
-a seq2seq bundle through its encoder, then its decoder reading start token + target.
+A cached decoder is teacher-forced through its own graph with an empty past (one prefill step,
+every position's logits: `logits_to_keep` 0 where the graph takes it); a seq2seq bundle through its
+encoder, then its decoder reading start token + target.
 """
 
 from __future__ import annotations
@@ -157,13 +158,18 @@ def teacher_forced_batches(model: Model, data: GenerationData, batch_size: int =
     return batches
 
 
+def every_position(cache) -> dict[str, np.ndarray]:
+    """The feed that asks a cached graph for every position's logits: `logits_to_keep` 0 (format 3 on)."""
+    return {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array(0, dtype=np.int64)}
+
+
 def bundle_logits(model: Model) -> Logits:
     """Teacher-forced logits of a generation bundle's graphs, the cache starting empty."""
     cache = model.manifest.cache
 
     def run(batch: TeacherForced) -> np.ndarray:
         B = len(batch.targets)
-        feeds = dict(batch.decoder)
+        feeds = {**batch.decoder, **every_position(cache)}
         feeds.update(zip(cache.past, empty_cache(cache, B, io_binding=False)))
         if batch.source is not None:
             feeds.update(zip(cache.cross, model.graph("encoder").session.run(cache.cross, batch.source)))

@@ -21,9 +21,12 @@ not match, and a manifest that runtime/manifest_checks.py does not pass (types o
 paths inside the folder, bounds within what the model's config allows).
 
 Versions (`format_version`): 1 had no `kind` (it is inferred from the model's cache record);
-2 adds `kind`. Every version listed in READS loads; a newer one is refused with a message that
-says so. The nested records are typed (`ModelRecord`, `CacheRecord`, ...); keys a record does not
-know are kept in its `extra` and written back, so a newer writer's additions survive a copy.
+2 adds `kind`; 3 adds the cache record's `logits_to_keep`, the name of a cached decoder's scalar
+int64 input that picks how many last positions get logits (0: all), so a prompt's step returns
+(B, 1, V) instead of (B, T, V); the runtime reads the last row itself from a version 1 or 2 graph.
+Every version listed in READS loads; a newer one is refused with a message that says so. The
+nested records are typed (`ModelRecord`, `CacheRecord`, ...); keys a record does not know are kept
+in its `extra` and written back, so a newer writer's additions survive a copy.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, Mod
                       QuantizationRecord, Record, TensorSpec, _to_json, rule)
 
 FORMAT = "edgeformer.bundle"
-FORMAT_VERSION = 2
-READS = (1, 2)  # every version this project has written
+FORMAT_VERSION = 3
+READS = (1, 2, 3)  # every version this project has written
+LOGITS_TO_KEEP = "logits_to_keep"  # a cached decoder's input from format 3 on (transformers' name and meaning)
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -186,6 +190,11 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     check_version(path, data)
     if data["format_version"] == 1 and "kind" in data:
         raise BundleError(f"{path} has a kind field at format_version 1; the bundle is corrupt")
+    model = data.get("model")
+    cache = model.get("cache") if isinstance(model, dict) else None
+    if data["format_version"] < 3 and isinstance(cache, dict) and LOGITS_TO_KEEP in cache:
+        raise BundleError(f"{path} has model.cache.{LOGITS_TO_KEEP} at format_version {data['format_version']}; "
+                          "the field came with version 3: the bundle is corrupt")
     check_manifest_json(path, data, Manifest)
     known = {f.name for f in dataclasses.fields(Manifest)}
     unknown = sorted(set(data) - known)
@@ -199,7 +208,21 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
     if manifest.kind not in KINDS:
         raise BundleError(f"{path} is a bundle of kind {manifest.kind!r}; this edgeformer knows: {', '.join(KINDS)}")
     check_manifest_bounds(path, manifest)
+    check_logits_to_keep(path, manifest)
     return manifest
+
+
+def check_logits_to_keep(path: Path, manifest: Manifest) -> None:
+    """The input the cache record names for `logits_to_keep` is a scalar int64 input of the main graph."""
+    cache = manifest.cache
+    name = cache.logits_to_keep if cache is not None else None
+    if name is None:
+        return
+    spec = next((s for s in manifest.inputs if s.name == name), None)
+    if spec is None or spec.dtype != "int64" or tuple(spec.shape) != ():
+        found = "is not a graph input" if spec is None else f"is {spec.dtype} of shape {list(spec.shape)}"
+        raise BundleError(f"{path}: model.cache.logits_to_keep names {name!r}, which {found}; expected a scalar int64 "
+                          "input: the manifest is inconsistent")
 
 
 def verify_files(directory: str | os.PathLike, manifest: Manifest) -> None:

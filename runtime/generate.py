@@ -99,7 +99,8 @@ class CachedDecoder:
     """Drives a cached decoder bundle step by step, keeping the cache in ONNX Runtime between steps.
 
     `start(prompts)` runs the left-padded prompts with an empty past; `advance(tokens)` feeds one
-    token per row. Both return the (B, V) logits of the last position.
+    token per row. Both return the (B, V) logits of the last position: a graph that takes
+    `logits_to_keep` (format 3) is asked for that one row, so a long prompt never materialises (B, T, V).
     """
 
     def __init__(self, model, io_binding: bool = True):
@@ -113,6 +114,7 @@ class CachedDecoder:
         self.pad_id = int(cache.pad_id)
         self.penalize_prompt = True  # the prompt and the generation are one text
         self.vocab_size = int(model.manifest.config["vocab_size"])
+        self.keep = {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array(1, dtype=np.int64)}
 
     def room(self, longest_prompt: int) -> int:
         """New tokens that fit after the longest prompt: prompt and generation share the context."""
@@ -123,7 +125,7 @@ class CachedDecoder:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list) -> tuple[np.ndarray, list]:
         """(B, T) ids, (B, P + T) mask, (B, T) positions, past -> ((B, V) last logits, present)."""
-        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **self.keep}
         logits, present = run_step(self.session, self.io_binding, feeds, dict(zip(self.cache.past, past)),
                                    ["logits"] + self.cache.present)
         return logits[:, -1], present

@@ -142,10 +142,13 @@ class CacheRecord(Record):
     encoder: str | None = None  # seq2seq: the encoder graph's file
     encoder_inputs: list[TensorSpec] | None = None
     encoder_outputs: list[TensorSpec] | None = None
+    # Format 3 on: the graph's 0-d int64 input that picks how many last positions get logits (0: all);
+    # None: the graph returns every position's logits and the runtime reads the last itself.
+    logits_to_keep: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     _optional: ClassVar = ("start_id", "end_ids", "bos_id", "chat_template", "cross", "encoder", "encoder_inputs",
-                           "encoder_outputs")
+                           "encoder_outputs", "logits_to_keep")
     _nested: ClassVar = {"encoder_inputs": _specs, "encoder_outputs": _specs}
 
     def to_json(self) -> dict[str, Any]:
@@ -172,7 +175,7 @@ class ModelRecord(Record):
 
 @dataclass(eq=False)
 class AttentionRecord(Record):
-    kind: str  # "fused" | "unfused"
+    kind: str  # "fused" | "unfused" | "packed" (onnxruntime's com.microsoft.Attention: CPU and CUDA only)
     op: str | None = None
     count: int | None = None
     nodes: int | None = None

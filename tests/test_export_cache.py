@@ -22,7 +22,7 @@ def assert_cache_parity(report, n_layers=2):
     assert any(c.padded for c in report.cases)  # left-padded batches
     assert sum(c.past > 0 and c.seq == 1 for c in report.cases) >= 8  # decode steps past the prompt
     names = set(report.worst)
-    assert names == {"logits"} | {f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")}
+    assert names == {"logits", "logits[-1:]"} | {f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")}
     for o in report.worst.values():
         assert o.max_abs <= FLOAT32_ATOL and o.cosine > 0.99999
 
@@ -37,7 +37,7 @@ def test_cached_decoder_graph_manifest_and_parity(cached_decoder):
     assert dims["input_ids"] == dims["position_ids"] == ["batch", "seq"]
     assert dims["attention_mask"] == ["batch", "total"]
     assert dims["past_key_values.1.value"] == ["batch", 4, "past", 8]
-    assert dims["present.0.key"] == ["batch", 4, "total", 8] and dims["logits"] == ["batch", "seq", 300]
+    assert dims["present.0.key"] == ["batch", 4, "total", 8] and dims["logits"] == ["batch", "kept", 300]
     m = result.manifest
     assert m.opset == 23 and m.attention.count == 2 and m.attention.kind == "fused"
     cache = m.cache
@@ -94,6 +94,6 @@ def test_cached_bundle_checks_that_the_mask_covers_past_and_new_tokens(cached_de
     model = runtime.load(cached_decoder[1].path)
     past = {n: np.zeros((1, 4, 2, 8), np.float32) for n in model.manifest.cache.past}
     with pytest.raises(runtime.InputError, match="past \\+ new tokens = 2 \\+ 1"):
-        model(input_ids=[[5]], attention_mask=[[1, 1]], position_ids=[[2]], **past)
-    out = model(input_ids=[[5]], attention_mask=[[1, 1, 1]], position_ids=[[2]], **past)
+        model(input_ids=[[5]], attention_mask=[[1, 1]], position_ids=[[2]], logits_to_keep=1, **past)
+    out = model(input_ids=[[5]], attention_mask=[[1, 1, 1]], position_ids=[[2]], logits_to_keep=1, **past)
     assert out["present.0.key"].shape == (1, 4, 3, 8)

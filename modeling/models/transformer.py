@@ -67,6 +67,21 @@ def cached_keep_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
     return keep | (k_pos == q_pos)
 
 
+def last_positions(x: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """(B, T, C) -> (B, min(k, T), C), the last k positions; k = 0 keeps all (transformers' `logits_to_keep`).
+
+    `logits_to_keep` may be a 0-d int64 tensor (a graph input): the export then holds one Slice whose
+    start is -k, so a long prompt's lm_head runs on the rows the caller reads, not on all T."""
+    if not isinstance(logits_to_keep, torch.Tensor) and logits_to_keep == 0:
+        return x  # no Slice in a graph traced without the input
+    k = logits_to_keep.item() if isinstance(logits_to_keep, torch.Tensor) else int(logits_to_keep)
+    if torch.compiler.is_compiling():
+        torch._check(k >= 0)
+    elif k < 0:
+        raise ConfigError(f"logits_to_keep={k}; expected 0 (every position) or a count of last positions")
+    return x[:, -k:]
+
+
 def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, S) 0/1 mask -> (B, S) position ids counting real tokens only, so left padding shifts nothing."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -270,16 +285,18 @@ class Transformer(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: list[LayerCache] | None = None,
         global_attention_mask: torch.Tensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> dict[str, torch.Tensor]:
         """`position_ids` (B, T) place tokens explicitly (left-padded prompts). With `cache` (a
         decoder generating), attention_mask covers past + current tokens and each layer's cache
-        gains this step's keys and values. `global_attention_mask` (B, T) marks a Longformer's
+        gains this step's keys and values; `logits_to_keep` k > 0 returns the logits of the last k
+        positions only (B, k, V), 0 all of them. `global_attention_mask` (B, T) marks a Longformer's
         global tokens, at most global_tokens per row (default: the first global_tokens positions)."""
         if global_attention_mask is not None and self.cfg.attention.kind != "longformer":
             raise ConfigError(f"global_attention_mask is for attention_kind=longformer; this model's attention is "
                               f"{self.cfg.attention.kind}")
         if cache is not None:
-            return self._forward_cached(input_ids, attention_mask, position_ids, cache)
+            return self._forward_cached(input_ids, attention_mask, position_ids, cache, logits_to_keep)
         if self.cfg.vision:
             x, keep = self.embed(pixel_values), None  # (B, N + 1, C); every patch sees every patch
             attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
@@ -300,14 +317,15 @@ class Transformer(nn.Module):
         x = self.run_blocks(x, keep, None, self.rope(x.shape[1], position_ids))
         x = self.ln_f(x)
         if self.cfg.arch == "decoder":
-            return {"logits": self.lm_head(x)}  # (B, T, V)
+            return {"logits": self.lm_head(last_positions(x, logits_to_keep))}  # (B, T or k, V)
         out = {"last_hidden_state": x}
         if self.cfg.num_labels:
             pooled = self.pooler(self.pool(x, attention_mask))  # (B, C)
             out["logits"] = self.classifier(self.head_dropout(pooled))  # (B, L)
         return out
 
-    def _forward_cached(self, input_ids, attention_mask, position_ids, cache: list[LayerCache]) -> dict[str, torch.Tensor]:
+    def _forward_cached(self, input_ids, attention_mask, position_ids, cache: list[LayerCache],
+                        logits_to_keep: int | torch.Tensor = 0) -> dict[str, torch.Tensor]:
         if self.cfg.arch != "decoder":
             raise ConfigError(f"a key/value cache is for decoders; this model is an {self.cfg.arch}")
         B, T = input_ids.shape
@@ -324,7 +342,8 @@ class Transformer(nn.Module):
             keep = cached_keep_mask(attention_mask, T)  # (B, 1, T, S)
         x = self.embed(input_ids, None, position_ids)  # (B, T, C)
         x = self.run_blocks(x, keep, cache, self.rope(T, position_ids))
-        return {"logits": self.lm_head(self.ln_f(x))}  # (B, T, V)
+        x = last_positions(x, logits_to_keep)  # (B, k, C): before the head, whose (., V) product dominates a long prompt
+        return {"logits": self.lm_head(self.ln_f(x))}  # (B, k, V)
 
     def checked_globals(self, global_attention_mask: torch.Tensor | None, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """The mask as given, once no row marks more real tokens global than the model has room for."""
