@@ -147,8 +147,11 @@ def import_(hf_dir, out, overwrite, json_out):
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @out_options("Bundle directory")
-@click.option("--attention", type=click.Choice(["fused", "unfused"]), default="fused", show_default=True,
-              help="fused: one ONNX Attention node per layer (opset 23); unfused: MatMul/Softmax (opset 18).")
+@click.option("--attention", type=click.Choice(["fused", "unfused", "packed"]), default="fused", show_default=True,
+              help="fused: one ONNX Attention node per layer (opset 23), portable to every target; unfused: "
+                   "MatMul/Softmax (opset 18); packed: the QKV projection and attention in one onnxruntime "
+                   "com.microsoft.Attention node per layer, the fastest float32 graph on onnxruntime's CPU (encoders "
+                   "and decoders without --kv-cache; deploys to arm64 and triton only).")
 @click.option("--atol", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True,
               help="Parity tolerance: largest absolute difference allowed against PyTorch.")
 @click.option("--kv-cache", is_flag=True, help="Decoders: one graph for the prompt and each new token, with a key/value cache.")

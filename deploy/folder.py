@@ -143,7 +143,7 @@ class DeployResult:
 def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, options: DeployOptions | None = None,
            overwrite: bool = False, progress: Callable[[str], None] = lambda m: None) -> DeployResult:
     """Build the folder for `target` from the bundle at `bundle_dir` into `out`; see the module docstring."""
-    from .targets import TARGETS, fixed_shape_targets
+    from .targets import TARGETS, fixed_shape_targets, packed_attention_targets
 
     opt = options or DeployOptions()
     if not isinstance(opt, DeployOptions):
@@ -157,6 +157,10 @@ def deploy(bundle_dir: str | os.PathLike, target: str, out: str | os.PathLike, o
     if bundle.manifest.deploy:
         raise DeployError(f"{bundle_dir} is already a {bundle.manifest.deploy.target} deployment; "
                           "deploy the bundle it was made from")
+    if bundle.manifest.attention.kind == "packed" and not TARGETS[target].packed_attention:
+        raise DeployError(f"{bundle_dir} has the packed attention graph (onnxruntime's com.microsoft.Attention), which "
+                          f"{' and '.join(packed_attention_targets())} run and the {target} target does not; export the "
+                          "checkpoint with --attention fused for it")
     check_output_dir(out, overwrite, sources=(bundle_dir,))
     previous_cache = Path(out) / "timing.cache"
     if target in ("tensorrt", "jetson") and opt.timing_cache is None and previous_cache.is_file():

@@ -20,6 +20,7 @@ class Target:
     module: str  # edgeformer.deploy.<module>
     summary: str
     fixed_shape: str = ""  # what --fixed-shape makes of this target's artifact; "" where it is refused
+    packed_attention: bool = False  # runs onnxruntime's com.microsoft.Attention (`export --attention packed`)
 
     def load(self):
         return importlib.import_module(f"edgeformer.deploy.{self.module}")
@@ -30,19 +31,25 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            "a graph with static shapes, for NNAPI"),
     Target("ios", "mobile", "ONNX Runtime format (model.ort) for onnxruntime-objc/c, with CoreML coverage",
            "a graph with static shapes, for CoreML"),
-    Target("arm64", "arm64", "the bundle for aarch64 CPUs (Raspberry Pi, Jetson CPU, Graviton), checked on aarch64"),
+    Target("arm64", "arm64", "the bundle for aarch64 CPUs (Raspberry Pi, Jetson CPU, Graviton), checked on aarch64",
+           packed_attention=True),
     Target("tensorrt", "tensorrt", "a TensorRT engine for this machine's NVIDIA GPU",
            "an engine whose optimization profile is that one shape"),
     Target("jetson", "tensorrt", "a TensorRT engine built on a Jetson board (JetPack 6: TensorRT 10.3)",
            "an engine whose optimization profile is that one shape"),
     Target("triton", "triton", "a Triton Inference Server model repository (config.pbtxt + model)",
-           "config.pbtxt dims of that shape (a fixed batch: no dynamic batching)"),
+           "config.pbtxt dims of that shape (a fixed batch: no dynamic batching)", packed_attention=True),
     Target("web", "web", "a static folder for the browser (edgeformer.js on onnxruntime-web), checked in Chromium"),
 ]}
 
 
 def target_names() -> list[str]:
     return list(TARGETS)
+
+
+def packed_attention_targets() -> list[str]:
+    """The targets whose runtime is onnxruntime's full CPU/CUDA build, which has the packed graph's kernel."""
+    return [t.name for t in TARGETS.values() if t.packed_attention]
 
 
 def fixed_shape_targets() -> list[str]:

@@ -8,6 +8,8 @@ import onnx
 
 from .onnx import ExportError
 
+PACKED_OP = "com.microsoft.Attention"  # onnxruntime's packed-QKV attention (export/passes/packed_attention.py)
+
 
 def op_counts(model: onnx.ModelProto) -> Counter:
     """Node counts by op type (with the domain prefixed when not standard), functions included."""
@@ -23,12 +25,17 @@ def check_graph(model: onnx.ModelProto, attention: str, n_layers: int) -> dict:
         raise ExportError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
     counts = op_counts(model)
     fused, softmax = counts.get("Attention", 0), counts.get("Softmax", 0)
+    packed = counts.get(PACKED_OP, 0)
     if attention == "fused" and fused != n_layers:
         raise ExportError(f"expected {n_layers} fused Attention nodes (one per layer), found {fused}")
     if attention == "unfused" and (fused or softmax != n_layers):
         raise ExportError(f"expected an unfused graph with {n_layers} Softmax nodes, found {fused} Attention and {softmax} Softmax")
-    record = {"kind": attention, "op": "Attention" if attention == "fused" else "MatMul+Softmax",
-              "count": fused if attention == "fused" else softmax, "nodes": sum(counts.values())}
+    if attention == "packed" and (packed != n_layers or fused):
+        raise ExportError(f"--attention packed rewrote {packed} of {n_layers} attention layers; it takes self-attention "
+                          "without a key/value cache, with as many key/value heads as query heads and a boolean or no "
+                          "mask: export this model with --attention fused")
+    op, count = {"fused": ("Attention", fused), "unfused": ("MatMul+Softmax", softmax), "packed": (PACKED_OP, packed)}[attention]
+    record = {"kind": attention, "op": op, "count": count, "nodes": sum(counts.values())}
     if attention == "fused":
         attrs = [{a.name for a in n.attribute} for n in model.graph.node if n.op_type == "Attention"]
         record["layout"] = "3d" if all("q_num_heads" in a for a in attrs) else "4d"

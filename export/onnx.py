@@ -26,9 +26,9 @@ from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.quiet import quiet
 
-from .passes import attention_to_3d
+from .passes import attention_to_3d, attention_to_contrib
 
-ATTENTION_OPSETS = {"fused": 23, "unfused": 18}
+ATTENTION_OPSETS = {"fused": 23, "unfused": 18, "packed": 23}  # packed: traced as fused, then a pass
 EXTERNAL_DATA_BYTES = 1_800_000_000  # a protobuf file holds at most 2 GB: past this the weights go beside it
 
 
@@ -114,9 +114,11 @@ def _name_axes(model: ir.Model, graph: GraphExport) -> None:
 
 
 def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
-    """edgeformer's passes (3-D fused attention, unused nodes removed), then the file."""
-    if attention == "fused":
+    """edgeformer's passes (3-D fused attention; packed: onnxruntime's Attention; unused nodes removed), then the file."""
+    if attention in ("fused", "packed"):
         attention_to_3d(model)
+    if attention == "packed":
+        attention_to_contrib(model)
     RemoveUnusedNodesPass()(model)
     weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
     ir.save(model, str(path), external_data=f"{Path(path).name}.data" if weights > EXTERNAL_DATA_BYTES else None)

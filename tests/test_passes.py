@@ -8,7 +8,7 @@ import torch
 
 from edgeformer.export.checks import op_counts
 from edgeformer.export.kinds import trace_onnx
-from edgeformer.export.passes import attention_to_3d
+from edgeformer.export.passes import attention_to_3d, attention_to_contrib
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.runtime.inputs import example_inputs
 from edgeformer.runtime.bundle import TensorSpec
@@ -82,3 +82,54 @@ def test_attention_to_3d_rebuilds_merged_block_reshapes(overrides):
         feeds = example_inputs(specs, {"batch": 3, "seq": seq}, np.random.default_rng(seq), padded=True, global_tokens=2)
         for a, b in zip(run(before, feeds), run(after, feeds)):
             np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def feeds_for(cfg, batch: int, seq: int, seed: int):
+    if cfg.vision:
+        specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
+    else:
+        specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
+                 TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
+    return example_inputs(specs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded=True)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(num_labels=3),
+    dict(arch="decoder", n_layers=3),
+    dict(image_size=16, patch_size=8, positional="learned", max_len=5, num_labels=2),
+])
+def test_attention_to_contrib_packs_projection_split_and_attention_into_one_node(overrides):
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_dict({**TINY, **overrides})).eval()
+    n_layers, cfg = model.cfg.n_layers, model.cfg
+    before = trace_onnx(model, "fused")
+    attention_to_3d(before)
+    counts_before = op_counts(ir.to_proto(before))
+    after = ir.from_proto(ir.to_proto(before))
+    assert attention_to_contrib(after) == n_layers
+    counts_after = op_counts(ir.to_proto(after))
+    assert counts_after["com.microsoft.Attention"] == n_layers and counts_after["Attention"] == 0
+    for op in ("Split", "MatMul", "Add"):  # the QKV projection, its bias and the split: one each per layer
+        assert counts_before[op] - counts_after[op] == n_layers, op
+    masked = 0 if cfg.vision else 1  # one (B, T, T) int32 mask, shared by every layer
+    assert counts_after["Cast"] - counts_before["Cast"] == masked and counts_after["Squeeze"] - counts_before["Squeeze"] == masked
+    nodes = [n for n in after.graph if n.domain == "com.microsoft"]
+    assert [n.attributes["num_heads"].value for n in nodes] == [cfg.n_heads] * n_layers
+    causal = [n.attributes["is_causal"].value if "is_causal" in n.attributes else 0 for n in before.graph if n.op_type == "Attention"]
+    assert [n.attributes["unidirectional"].value for n in nodes] == causal  # a decoder's causal mask is in the mask itself
+    assert attention_to_contrib(after) == 0  # idempotent
+    for batch, seq, seed in ((3, 21, 0), (2, 7, 1), (1, 1, 2)):  # padded rows included: the mask is the same mask
+        feeds = feeds_for(cfg, batch, seq, seed)
+        for a, b in zip(run(before, feeds), run(after, feeds)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_attention_to_contrib_leaves_grouped_query_and_cached_attention_alone():
+    torch.manual_seed(0)
+    grouped = Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder", "kv_heads": 2})).eval()
+    graph = trace_onnx(grouped, "fused")
+    attention_to_3d(graph)
+    assert attention_to_contrib(graph) == 0 and op_counts(ir.to_proto(graph))["Attention"] == TINY["n_layers"]
+    cached = trace_onnx(Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder"})).eval(), "fused", kv_cache=True)
+    attention_to_3d(cached)
+    assert attention_to_contrib(cached) == 0

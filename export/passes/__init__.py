@@ -1,5 +1,6 @@
 """Graph passes run on every export, one pass per module, each counted by a test."""
 
 from .attention_3d import attention_to_3d
+from .packed_attention import attention_to_contrib
 
-__all__ = ["attention_to_3d"]
+__all__ = ["attention_to_3d", "attention_to_contrib"]
