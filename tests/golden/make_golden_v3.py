@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from make_golden_v2 import TINY, made_record, outputs, save_npz, seq2seq
+from make_golden_v2 import TINY, made_record, outputs, save_npz
 
 
 def cached_decoder(root: Path, work: Path) -> None:
@@ -56,9 +56,33 @@ def cached_decoder(root: Path, work: Path) -> None:
              **outputs("keep_last", model(last)))
 
 
+def seq2seq(root: Path, work: Path) -> None:
+    """seq2seq/: v2's encoder-decoder (its module has moved), the encoder's outputs and a greedy generation."""
+    from edgeformer import runtime
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling import ModelConfig, save
+    from edgeformer.modeling.models.seq2seq import Seq2SeqTransformer
+
+    torch.manual_seed(5)
+    s2s = Seq2SeqTransformer(ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post",
+                                                    "activation": "relu"})).eval()
+    save(s2s, work / "ckpt-seq2seq")
+    export_bundle(work / "ckpt-seq2seq", root / "seq2seq")
+    model = runtime.load(root / "seq2seq")
+    sources = [[3, 4, 5, 6, 7, 8, 9], [50, 1]]
+    gen = model.generate(sources, max_new_tokens=8)
+    src_ids = np.array([[3, 4, 5, 6, 7, 8, 9], [50, 1, 0, 0, 0, 0, 0]], dtype=np.int64)
+    src_mask = (np.arange(7)[None] < np.array([[7], [2]])).astype(np.int64)
+    cross = model.graph("encoder")({"input_ids": src_ids, "attention_mask": src_mask})
+    save_npz(root / "seq2seq.npz", input_ids=src_ids, attention_mask=src_mask, source_0=sources[0],
+             source_1=sources[1], token_ids=gen.token_ids, **outputs("encoder", cross))
+
+
 def main(root: Path, commit: str | None = None) -> None:
+    import edgeformer
     from edgeformer.runtime.artifacts import atomic_directory
 
+    print(f"edgeformer from {Path(edgeformer.__file__).parent}")
     record = made_record(commit)
     record["command"] = "python tests/golden/make_golden_v3.py tests/golden/v3 [COMMIT]"
     record.pop("left_out")
