@@ -15,6 +15,7 @@ from edgeformer import runtime
 from edgeformer.cli.main import cli
 from edgeformer.deploy import DeployError, DeployOptions, deploy
 from edgeformer.deploy import arm64, emulator
+from edgeformer.export import export_bundle
 from edgeformer.runtime.inputs import axis_sizes, manifest_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,12 +137,15 @@ def emulator_root():
 
 
 @pytest.mark.board
-@pytest.mark.parametrize("kind", ["fp32", "int8"])
-def test_check_on_emulated_aarch64(kind, emulator_root, encoder_bundle, int8_bundle, tmp_path):
-    bundle = encoder_bundle.path if kind == "fp32" else int8_bundle
+@pytest.mark.parametrize("kind", ["fp32", "int8", "packed"])
+def test_check_on_emulated_aarch64(kind, emulator_root, encoder_ckpt, encoder_bundle, int8_bundle, tmp_path):
+    if kind == "packed":  # onnxruntime's com.microsoft.Attention, which the aarch64 wheel runs too
+        bundle = export_bundle(encoder_ckpt, tmp_path / "packed", attention="packed").path
+    else:
+        bundle = encoder_bundle.path if kind == "fp32" else int8_bundle
     out = tmp_path / f"arm64-{kind}"
     result = deploy(bundle, "arm64", out, DeployOptions(check=True, emulator_root=str(ROOT_CACHE)))
-    tol = arm64.FP32_TOL if kind == "fp32" else arm64.QUANT_TOL
+    tol = arm64.QUANT_TOL if kind == "int8" else arm64.FP32_TOL
     checks = result.deployment.checks
     assert [c.values["cpu"] for c in checks] == list(arm64.CHECK_CPUS)
     for c in checks:

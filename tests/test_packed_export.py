@@ -42,3 +42,10 @@ def test_packed_export_of_a_cached_decoder_is_refused_in_one_line(decoder_ckpt, 
     with pytest.raises(ExportError, match="rewrote 0 of 2 attention layers; .* export this model with --attention fused"):
         export_bundle(decoder_ckpt, tmp_path / "b", attention="packed", kv_cache=True)
     assert not (tmp_path / "b").exists()
+
+
+def test_packed_bundle_deploys_to_triton_and_its_checks_run_the_graph(packed_pair, tmp_path):
+    packed, _ = packed_pair
+    result = deploy(packed.path, "triton", tmp_path / "triton")
+    assert result.deployment.checks and all(c.passed for c in result.deployment.checks)
+    assert any("onnxruntime run" in c.line() for c in result.deployment.checks)
