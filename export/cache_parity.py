@@ -54,7 +54,7 @@ def check_cache_parity(
         for step in range(steps + 1):
             keep = 0 if step % 2 == 0 else 1
             feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **past,
-                     LOGITS_TO_KEEP: np.array(keep, dtype=np.int64)}
+                     LOGITS_TO_KEEP: np.array([keep], dtype=np.int64)}
             ref = _torch_logits(model, feeds, cache, keep)
             got = run(feeds)
             T = ids.shape[1]
@@ -64,7 +64,7 @@ def check_cache_parity(
             results = [compare("logits", ref, np.asarray(got["logits"]), valid_new[:, -ref.shape[1]:])]
             if step == 0:  # the prompt again, asking for the last position only (a prompt's last token is real)
                 last = _torch_logits(model, feeds, model.empty_cache(batch), 1)
-                got_last = run({**feeds, LOGITS_TO_KEEP: np.array(1, dtype=np.int64)})
+                got_last = run({**feeds, LOGITS_TO_KEEP: np.array([1], dtype=np.int64)})
                 results.append(compare("logits[-1:]", last, np.asarray(got_last["logits"]), None))
             for i, layer in enumerate(cache):
                 for kv, tensor in (("key", layer.key), ("value", layer.value)):

@@ -58,7 +58,7 @@ def _feeds(manifest, cases: Sequence[tuple[int, int]], seed: int) -> list[dict[s
             elif spec.name == "position_ids":
                 feeds[spec.name] = np.broadcast_to(np.arange(past, past + seq), (batch, seq)).astype(np.int64).copy()
             elif spec.name == manifest.cache.logits_to_keep:
-                feeds[spec.name] = np.array(0, dtype=np.int64)  # every position's logits, to compare them all
+                feeds[spec.name] = np.array([0], dtype=np.int64)  # every position's logits, to compare them all
             else:  # past keys/values (batch, heads, past, head dim)
                 shape = tuple(batch if d == "batch" else past if d == "past" else d for d in spec.shape)
                 feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
@@ -72,7 +72,7 @@ def _forward(model: Transformer, feeds: Mapping[str, np.ndarray], cached: bool) 
         n = model.cfg.n_layers
         cache = [LayerCache(t[f"past_key_values.{i}.key"], t[f"past_key_values.{i}.value"]) for i in range(n)]
         model(t["input_ids"], t["attention_mask"], position_ids=t["position_ids"], cache=cache,
-              logits_to_keep=int(feeds.get(LOGITS_TO_KEEP, 0)))
+              logits_to_keep=int(np.asarray(feeds.get(LOGITS_TO_KEEP, 0)).ravel()[0]))
     else:
         model(**t)
 

@@ -4,7 +4,7 @@
     cached-decoder   model.onnx: one graph for the prompt and each generated token, with past and
                      present keys/values (B, Hkv, P, hd), Hkv the key/value heads (fewer than the query
                      heads with grouped-query attention); the mask covers past + new tokens (`total`);
-                     the scalar `logits_to_keep` k picks the last k positions' logits (B, k, V), 0 all
+                     `logits_to_keep` (one int64) k picks the last k positions' logits (B, k, V), 0 all
     seq2seq          encoder.onnx: source -> cross.{i}.key/.value (B, H, S, hd), computed once per input;
                      model.onnx: the cached decoder, reading the cross-attention keys/values every step
 
@@ -140,7 +140,7 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
 
 def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     """Two rows, three new tokens after five cached ones; every axis is left to the exporter (Dim.AUTO),
-    which works out that the mask covers past + current tokens. `logits_to_keep` is a 0-d int64 input
+    which works out that the mask covers past + current tokens. `logits_to_keep` is an int64 input of
     (transformers' name and meaning: the last k positions, 0 all), so the logits' length is its own axis."""
     cfg = model.cfg
     if cfg.arch != "decoder":
@@ -153,10 +153,10 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "total")),
               TensorSpec("position_ids", "int64", ("batch", "seq"), min=0, max=cfg.max_len - 1)]
     inputs += [TensorSpec(n, "float32", ("batch", H, "past", hd)) for n in past]
-    inputs.append(TensorSpec(LOGITS_TO_KEEP, "int64", (), min=0, max=cfg.max_len))
+    inputs.append(TensorSpec(LOGITS_TO_KEEP, "int64", (1,), min=0, max=cfg.max_len))
     args = (torch.randint(0, cfg.vocab_size, (B, T)), torch.ones(B, P + T, dtype=torch.long),
             torch.arange(P, P + T).expand(B, T).contiguous(), [torch.randn(B, H, P, hd) for _ in past],
-            torch.tensor(1, dtype=torch.long))
+            torch.tensor([1], dtype=torch.long))
     axes = {"batch": Axis(1), "seq": Axis(1, cfg.max_len), "past": Axis(0, cfg.max_len - 1),
             "total": Axis(1, cfg.max_len)}
     outputs = {"logits": ("batch", "kept", None), **{n: ("batch", None, "total", None) for n in present}}

@@ -160,7 +160,7 @@ def teacher_forced_batches(model: Model, data: GenerationData, batch_size: int =
 
 def every_position(cache) -> dict[str, np.ndarray]:
     """The feed that asks a cached graph for every position's logits: `logits_to_keep` 0 (format 3 on)."""
-    return {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array(0, dtype=np.int64)}
+    return {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array([0], dtype=np.int64)}
 
 
 def bundle_logits(model: Model) -> Logits:

@@ -21,8 +21,8 @@ not match, and a manifest that runtime/manifest_checks.py does not pass (types o
 paths inside the folder, bounds within what the model's config allows).
 
 Versions (`format_version`): 1 had no `kind` (it is inferred from the model's cache record);
-2 adds `kind`; 3 adds the cache record's `logits_to_keep`, the name of a cached decoder's scalar
-int64 input that picks how many last positions get logits (0: all), so a prompt's step returns
+2 adds `kind`; 3 adds the cache record's `logits_to_keep`, the name of a cached decoder's int64
+input of shape (1,) that picks how many last positions get logits (0: all), so a prompt's step returns
 (B, 1, V) instead of (B, T, V); the runtime reads the last row itself from a version 1 or 2 graph.
 Every version listed in READS loads; a newer one is refused with a message that says so. The
 nested records are typed (`ModelRecord`, `CacheRecord`, ...); keys a record does not know are kept
@@ -213,16 +213,16 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
 
 
 def check_logits_to_keep(path: Path, manifest: Manifest) -> None:
-    """The input the cache record names for `logits_to_keep` is a scalar int64 input of the main graph."""
+    """The input the cache record names for `logits_to_keep` is an int64 input of shape (1,) of the main graph."""
     cache = manifest.cache
     name = cache.logits_to_keep if cache is not None else None
     if name is None:
         return
     spec = next((s for s in manifest.inputs if s.name == name), None)
-    if spec is None or spec.dtype != "int64" or tuple(spec.shape) != ():
+    if spec is None or spec.dtype != "int64" or tuple(spec.shape) != (1,):
         found = "is not a graph input" if spec is None else f"is {spec.dtype} of shape {list(spec.shape)}"
-        raise BundleError(f"{path}: model.cache.logits_to_keep names {name!r}, which {found}; expected a scalar int64 "
-                          "input: the manifest is inconsistent")
+        raise BundleError(f"{path}: model.cache.logits_to_keep names {name!r}, which {found}; expected an int64 input "
+                          "of shape [1]: the manifest is inconsistent")
 
 
 def verify_files(directory: str | os.PathLike, manifest: Manifest) -> None:

@@ -114,7 +114,7 @@ class CachedDecoder:
         self.pad_id = int(cache.pad_id)
         self.penalize_prompt = True  # the prompt and the generation are one text
         self.vocab_size = int(model.manifest.config["vocab_size"])
-        self.keep = {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array(1, dtype=np.int64)}
+        self.keep = {} if cache.logits_to_keep is None else {cache.logits_to_keep: np.array([1], dtype=np.int64)}
 
     def room(self, longest_prompt: int) -> int:
         """New tokens that fit after the longest prompt: prompt and generation share the context."""

@@ -142,7 +142,7 @@ class CacheRecord(Record):
     encoder: str | None = None  # seq2seq: the encoder graph's file
     encoder_inputs: list[TensorSpec] | None = None
     encoder_outputs: list[TensorSpec] | None = None
-    # Format 3 on: the graph's 0-d int64 input that picks how many last positions get logits (0: all);
+    # Format 3 on: the graph's int64 input of shape (1,) that picks how many last positions get logits (0: all);
     # None: the graph returns every position's logits and the runtime reads the last itself.
     logits_to_keep: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

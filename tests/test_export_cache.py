@@ -94,6 +94,6 @@ def test_cached_bundle_checks_that_the_mask_covers_past_and_new_tokens(cached_de
     model = runtime.load(cached_decoder[1].path)
     past = {n: np.zeros((1, 4, 2, 8), np.float32) for n in model.manifest.cache.past}
     with pytest.raises(runtime.InputError, match="past \\+ new tokens = 2 \\+ 1"):
-        model(input_ids=[[5]], attention_mask=[[1, 1]], position_ids=[[2]], logits_to_keep=1, **past)
-    out = model(input_ids=[[5]], attention_mask=[[1, 1, 1]], position_ids=[[2]], logits_to_keep=1, **past)
+        model(input_ids=[[5]], attention_mask=[[1, 1]], position_ids=[[2]], logits_to_keep=[1], **past)
+    out = model(input_ids=[[5]], attention_mask=[[1, 1, 1]], position_ids=[[2]], logits_to_keep=[1], **past)
     assert out["present.0.key"].shape == (1, 4, 3, 8)

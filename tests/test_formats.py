@@ -84,7 +84,7 @@ def test_golden_cached_decoder_generates_the_recorded_tokens(version):
     keep = model.manifest.cache.logits_to_keep
     assert (keep is None) == (model.manifest.format_version < 3)  # format 3 added the input
     if keep is not None:  # the prompt asked for its last position only
-        last = model({**step, keep: np.array(1, np.int64)})
+        last = model({**step, keep: np.array([1], np.int64)})
         assert last["logits"].shape == (1, 1, model.manifest.config["vocab_size"])
         for key, value in last.items():
             np.testing.assert_allclose(value, data[f"keep_last.{key}"], atol=1e-5, rtol=0)

@@ -49,10 +49,10 @@ def test_the_graph_returns_the_last_rows_it_is_asked_for(bundle, batch, seq, pad
     model, _ = bundle
     V = model.manifest.config["vocab_size"]
     feeds = prompt_feeds(model, batch, seq, padded, np.random.default_rng(seq), past)
-    full = model({**feeds, LOGITS_TO_KEEP: np.array(0)})
+    full = model({**feeds, LOGITS_TO_KEEP: np.array([0])})
     assert full["logits"].shape == (batch, seq, V)
     for k in (1, 3, seq + 5):  # more than the input's positions: every one, as transformers slices
-        got = model({**feeds, LOGITS_TO_KEEP: np.array(k)})
+        got = model({**feeds, LOGITS_TO_KEEP: np.array([k])})
         assert got["logits"].shape == (batch, min(k, seq), V)
         np.testing.assert_allclose(got["logits"], full["logits"][:, -min(k, seq):], atol=ATOL, rtol=0)
         for name in model.manifest.cache.present:  # the cache is every position's, whatever k
@@ -64,7 +64,7 @@ def test_the_graph_slices_before_the_head_and_the_manifest_names_the_input(bundl
     m = model.manifest
     assert m.format_version == FORMAT_VERSION == 3 and m.cache.logits_to_keep == LOGITS_TO_KEEP
     spec = next(s for s in m.inputs if s.name == LOGITS_TO_KEEP)
-    assert (spec.dtype, spec.shape, spec.min, spec.max) == ("int64", (), 0, m.cache.max_len)
+    assert (spec.dtype, spec.shape, spec.min, spec.max) == ("int64", (1,), 0, m.cache.max_len)
     assert m.outputs[0].shape == ("batch", "kept", m.config["vocab_size"])
     graph = onnx.load(str(result.path / "model.onnx")).graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -108,7 +108,7 @@ def test_a_long_prompt_s_prefill_returns_one_row_of_logits(tmp_path):
     assert recording.logits == [(1, 1, V)]  # 4 * V bytes, not 512 * 4 * V
     ids, mask = left_pad([prompt], 0)
     full = model({"input_ids": ids, "attention_mask": mask, "position_ids": next_positions(mask, 512),
-                  **dict(zip(model.manifest.cache.past, decoder.empty_past(1))), LOGITS_TO_KEEP: np.array(0)})
+                  **dict(zip(model.manifest.cache.past, decoder.empty_past(1))), LOGITS_TO_KEEP: np.array([0])})
     assert full["logits"].shape == (1, 512, V)
     np.testing.assert_allclose(first, full["logits"][:, -1], atol=ATOL, rtol=0)
     assert model.generate([prompt], max_new_tokens=4).token_ids[0][0] == int(full["logits"][0, -1].argmax())

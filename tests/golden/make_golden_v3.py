@@ -48,9 +48,9 @@ def cached_decoder(root: Path, work: Path) -> None:
     gen = model.generate(prompts, max_new_tokens=8)
     heads, head_dim = TINY["n_heads"], TINY["d_model"] // TINY["n_heads"]
     step = {"input_ids": np.array([[5, 17, 59]]), "attention_mask": np.ones((1, 3), np.int64),
-            "position_ids": np.arange(3)[None], keep: np.array(0, np.int64),
+            "position_ids": np.arange(3)[None], keep: np.array([0], np.int64),
             **{n: np.zeros((1, heads, 0, head_dim), np.float32) for n in model.manifest.cache.past}}
-    last = {**step, keep: np.array(1, np.int64)}
+    last = {**step, keep: np.array([1], np.int64)}
     save_npz(root / "cached.npz", prompt_0=prompts[0], prompt_1=prompts[1], token_ids=gen.token_ids,
              **{f"step.{k}": v for k, v in step.items()}, **outputs("out", model(step)),
              **outputs("keep_last", model(last)))

@@ -4,7 +4,7 @@
 import { BundleError, repr } from './errors.js';
 
 export const FORMAT = 'edgeformer.bundle';
-export const READS = [1, 2];
+export const READS = [1, 2, 3];
 export const MANIFEST_FILE = 'manifest.json';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const VECTORS_FILE = 'vectors.json';
@@ -83,6 +83,23 @@ export async function sha256Hex(bytes) {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// Format 3's cache record names the cached decoder's int64 input `logits_to_keep` of shape [1] (how many
+// last positions get logits, 0 all), as runtime/bundle.py checks it; earlier versions never wrote it.
+function checkLogitsToKeep(path, manifest, cache) {
+  const name = cache?.logits_to_keep;
+  if (name === undefined || name === null) return;
+  if (manifest.format_version < 3) {
+    throw new BundleError(`${path} has model.cache.logits_to_keep at format_version ${manifest.format_version}; `
+      + 'the field came with version 3: the bundle is corrupt');
+  }
+  const spec = manifest.inputs.find((s) => s.name === name);
+  if (!spec || spec.dtype !== 'int64' || !Array.isArray(spec.shape) || spec.shape.length !== 1 || spec.shape[0] !== 1) {
+    const found = spec ? `is ${spec.dtype} of shape [${spec.shape}]` : 'is not a graph input';
+    throw new BundleError(`${path}: model.cache.logits_to_keep names ${repr(name)}, which ${found}; expected an int64 `
+      + 'input of shape [1]: the manifest is inconsistent');
+  }
+}
+
 // The manifest, checked for format and version, with the graphs to open (main first, then a
 // seq2seq encoder) as in runtime/bundle.py Manifest.graphs.
 export async function readManifest(source) {
@@ -107,6 +124,7 @@ export async function readManifest(source) {
   manifest.graph ??= 'model.onnx';
   manifest.axes ??= {};
   const cache = manifest.model.cache ?? null;
+  checkLogitsToKeep(path, manifest, cache);
   manifest.kind ??= cache === null ? PLAIN : cache.encoder ? SEQ2SEQ : CACHED_DECODER;
   manifest.graphs = [{ name: 'model', file: manifest.graph, inputs: manifest.inputs, outputs: manifest.outputs }];
   if (cache?.encoder) {

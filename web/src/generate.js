@@ -16,7 +16,7 @@ const CAMEL = { maxNewTokens: 'max_new_tokens', topK: 'top_k', topP: 'top_p', re
 
 const now = () => globalThis.performance?.now() ?? Date.now();
 
-// The last position's logits of a (B, T, V) tensor: B arrays of V.
+// The last position's logits of a (B, T, V) tensor: B arrays of V (T is 1 from a graph asked for one row).
 function lastLogits(t) {
   const [B, T, V] = t.dims;
   return Array.from({ length: B }, (_, b) => t.data.subarray((b * T + T - 1) * V, (b * T + T) * V));
@@ -36,6 +36,9 @@ class CachedDecoder {
     this.maxLen = cache.max_len;
     this.padId = cache.pad_id;
     this.vocabSize = model.manifest.model.config.vocab_size;
+    // Format 3: the graph is asked for the last position's logits only, so a long prompt's step
+    // returns (B, 1, V), not (B, T, V); earlier graphs return every row and the last is read here.
+    this.keep = cache.logits_to_keep ? { [cache.logits_to_keep]: tensor('int64', [1], BigInt64Array.of(1n)) } : {};
   }
 
   room(longestPrompt) {
@@ -51,7 +54,7 @@ class CachedDecoder {
   // next past as they are (no copy, no re-wrapping).
   async step(ids, positions) {
     const out = await this.model.runSession('model', { input_ids: ids, attention_mask: this.mask, position_ids: positions,
-      ...this.past }, ['logits', ...this.cache.present], { raw: true });
+      ...this.keep, ...this.past }, ['logits', ...this.cache.present], { raw: true });
     this.past = Object.fromEntries(this.cache.past.map((name, i) => [name, out[this.cache.present[i]]]));
     return lastLogits(out.logits);
   }
