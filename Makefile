@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install web-setup demo test bench board-check clean
+.PHONY: install web-setup demo test bench peers-venv board-check clean
 
 install: $(STAMP)
 
@@ -20,13 +20,27 @@ demo: $(STAMP) web-setup
 test: $(STAMP) web-setup
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+# Optimum's ONNX exporter and quantizer, which benchmarks/peers.py runs as the peer to beat, in an environment
+# of its own: optimum-onnx needs transformers 4.x and the project's environment has 5.x.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+
+bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python benchmarks/bundle_vs_eager.py
 	$(BIN)/python benchmarks/minilm_vs_transformers.py
 	$(BIN)/python benchmarks/quantize_minilm.py
+	$(BIN)/python benchmarks/peers.py --peers-venv $(PEERS_VENV)
 	$(BIN)/python benchmarks/runtime_footprint.py
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/distill.py
+
+peers-venv: $(PEERS_STAMP)
+
+$(PEERS_STAMP): benchmarks/peers-constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c benchmarks/peers-constraints.txt \
+		torch==2.13.0 'optimum-onnx[onnxruntime]==0.1.0'
+	touch $(PEERS_STAMP)
 
 # The browser tests and the demo's web stage: Debian's chromium and Node.js (apt-get, when missing) and
 # web/node_modules (`npm ci` from web/package-lock.json; playwright-core drives Debian's chromium and never
