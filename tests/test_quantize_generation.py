@@ -84,6 +84,15 @@ def test_every_recipe_on_a_cached_decoder(cached_text_decoder, tmp_path, recipe)
     # generate and stream run on it as on the float32 bundle, greedy tokens mostly the same
     q, f = runtime.load(tmp_path / "q"), runtime.load(exported.path)
     got, want = q.generate("the quick brown", max_new_tokens=12), f.generate("the quick brown", max_new_tokens=12)
+    keep = manifest.cache.logits_to_keep  # the graph still takes it: a prompt's step returns one row of logits
+    ids = np.array([[5, 6, 7, 8]])
+    step = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(4)[None],
+            **{n: np.zeros((1, manifest.cache.heads, 0, manifest.cache.head_dim), np.float32) for n in manifest.cache.past}}
+    last, every = q({**step, keep: np.array([1])})["logits"], q({**step, keep: np.array([0])})["logits"]
+    assert last.shape == (1, 1, every.shape[-1]) and every.shape[1] == 4
+    # int8-dynamic scales the head's input by its largest value: over one row here, over four there (3.2e-3 seen)
+    tol = 2e-2 if recipe == "int8-dynamic" else 1e-4
+    np.testing.assert_allclose(last, every[:, -1:], atol=tol * max(1.0, float(np.abs(every).max())), rtol=0)
     streamed = [s.tokens[0] for s in q.stream("the quick brown", max_new_tokens=12) if s.tokens[0] >= 0]
     assert streamed == got.token_ids[0] and len(got.token_ids[0]) >= 1
     if recipe == "fp16":
