@@ -74,8 +74,9 @@ def node_gflop(op: str, inputs: Sequence[Mapping[str, list[int]]], outputs: Sequ
 
     The profiler leaves out constant inputs that a kernel packed in advance (weights), so only the
     first input (activations) and the output are read. Attention with separate query, key and value
-    inputs: scores and weighted sum, 2 x 2 x batch x heads x queries x keys x head size. onnxruntime's
-    packed contrib Attention (one input, weights inside): the query/key/value projection as well.
+    inputs (a float second input of rank 3 or 4): scores and weighted sum, 2 x 2 x batch x heads x
+    queries x keys x head size. onnxruntime's packed contrib Attention (one input, its weights or bias
+    second, an integer mask after): the query/key/value projection as well.
     """
     if not inputs or not outputs:
         return 0.0
@@ -84,9 +85,9 @@ def node_gflop(op: str, inputs: Sequence[Mapping[str, list[int]]], outputs: Sequ
         return 2.0 * float(np.prod(out)) * first[-1] / 1e9
     if op not in ATTENTION_OPS:
         return 0.0
-    activations = [_dims(i) for i in inputs if len(_dims(i)) >= 3]
-    if len(activations) >= 2:  # query, key (value) given apart: (B, S, H*D) or (B, H, S, D)
-        q, k = activations[0], activations[1]
+    second = inputs[1] if len(inputs) > 1 else {}
+    if second and next(iter(second)).startswith(("float", "bfloat")) and len(_dims(second)) >= 3:
+        q, k = first, _dims(second)  # query, key (value) given apart: (B, S, H*D) or (B, H, S, D)
         queries, keys = (q[1], k[1]) if len(q) == 3 else (q[2], k[2])
         width = q[2] if len(q) == 3 else q[1] * q[3]
         return 4.0 * q[0] * queries * keys * width / 1e9

@@ -3,8 +3,8 @@
 Optimum runs in an environment of its own (.venv-peers, `make peers-venv`; optimum-onnx needs transformers
 4.x): its CLI exports the model as float32, as float32 with `--optimize O3`, and quantizes the float32
 export to int8 (`optimum-cli onnxruntime quantize --avx2`), into a temporary folder. edgeformer exports
-the same weights as float32 (and as its CPU graph, where `export_bundle` offers `graph="cpu"`) and
-quantizes that bundle with its defaults (int8-dynamic). Then, in this process and one onnxruntime:
+the same weights as float32 with fused attention (and with `--attention packed` and as its CPU graph,
+where `export_bundle` offers them) and quantizes the fused bundle with its defaults (int8-dynamic). Then, in this process and one onnxruntime:
 
 1. fidelity: mean and min cosine of mean-pooled sentence embeddings against edgeformer's float32 bundle,
    on the English paragraphs the quantizer evaluates on (Python's language reference; calibration and
@@ -39,6 +39,7 @@ import onnxruntime as ort  # noqa: E402
 
 from edgeformer import runtime  # noqa: E402
 from edgeformer.export import export_bundle  # noqa: E402
+from edgeformer.export.onnx import ATTENTION_OPSETS  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
 from edgeformer.quantize import quantize_bundle  # noqa: E402
 from edgeformer.quantize.evaluate import default_eval_texts, evaluate  # noqa: E402
@@ -54,7 +55,8 @@ BASELINE = "Optimum fp32"
 OPTIMUM_PACKAGES = ("optimum-onnx", "optimum", "transformers", "torch", "onnxruntime")
 # Column heads of the per-operator table, which sets every graph side by side.
 SHORT = {"Optimum fp32": "opt fp32", "Optimum O3": "opt O3", "Optimum int8 (--avx2)": "opt int8",
-         "edgeformer fp32": "ef fp32", "edgeformer fp32 (CPU graph)": "ef cpu", "edgeformer int8-dynamic": "ef int8"}
+         "edgeformer fp32": "ef fp32", "edgeformer fp32 (packed attention)": "ef packed",
+         "edgeformer fp32 (CPU graph)": "ef cpu", "edgeformer int8-dynamic": "ef int8"}
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -97,10 +99,14 @@ def peer_versions(venv: Path) -> dict[str, str]:
 
 
 def edgeformer_bundles(src: Path, tmp: Path) -> tuple[dict[str, Path], list[str], dict]:
-    """edgeformer's float32 bundle (and CPU graph, where offered) and its default int8 bundle; notes; facts."""
+    """edgeformer's float32 bundles (fused attention; packed attention and the CPU graph, where offered) and
+    its default int8 bundle (of the fused one); notes; facts."""
     import_hf(src, tmp / "ckpt")
     exported = export_bundle(tmp / "ckpt", tmp / "fp32")
     bundles, notes = {"edgeformer fp32": tmp / "fp32"}, []
+    if "packed" in ATTENTION_OPSETS:  # onnxruntime's contrib Attention, projections inside (export --attention packed)
+        export_bundle(tmp / "ckpt", tmp / "fp32-packed", attention="packed")
+        bundles["edgeformer fp32 (packed attention)"] = tmp / "fp32-packed"
     if "graph" in inspect.signature(export_bundle).parameters:
         export_bundle(tmp / "ckpt", tmp / "fp32-cpu", graph="cpu")
         bundles["edgeformer fp32 (CPU graph)"] = tmp / "fp32-cpu"
@@ -148,7 +154,8 @@ def print_table(engines, settled, fidelity, floor_ms: float) -> dict[str, dict]:
     rows = {}
     for name in engines:
         st, f = v.stats[name], fidelity[name]
-        failed = "; ".join(x.split(" > ")[0].removeprefix(name + " ") for x in v.failures if x.startswith(name + " "))
+        failed = "; ".join(x.split(" > ")[0].removeprefix(name + " ") for x in v.failures
+                           if x.startswith((f"{name} drift ", f"{name} spread ")))
         print(f"  {name:<{width}} {st.median_ms:>10.2f} {st.spread:>8.0%} {base / st.median_ms:>15.2f}x "
               f"{st.median_ms / floor_ms:>7.2f}x {f.mean_cosine:>9.5f} {f.min_cosine:>8.5f}  {failed or 'yes'}")
         rows[name] = {"latency": st.to_json(), "vs_optimum_fp32": base / st.median_ms, "x_floor": st.median_ms / floor_ms,

@@ -53,12 +53,14 @@ def test_standard_attention_counts_scores_and_weighted_sum(tmp_path):
 
 
 def test_packed_contrib_attention_counts_its_projection_too(tmp_path):
-    # com.microsoft Attention: input (1, 16, 32), weights (32, 96) packed, 4 heads: projection + attention
+    # com.microsoft Attention: input (1, 16, 32), weights (32, 96) packed, 4 heads, an int32 (B, S, S) mask
+    # (as `export --attention packed` writes it): projection + attention
     w, b = RNG.standard_normal((32, 96)).astype(np.float32), np.zeros(96, np.float32)
-    node = helper.make_node("Attention", ["x", "w", "b"], ["y"], domain="com.microsoft", num_heads=4)
-    path = save(tmp_path, [node], [value("x", [1, 16, 32])], [value("y", [1, 16, 32])], [("w", w), ("b", b)],
-                opsets=(("", 23), ("com.microsoft", 1)))
-    p = profile_ops(path, {"x": RNG.standard_normal((1, 16, 32)).astype(np.float32)}, runs=2, warmup=1)
+    node = helper.make_node("Attention", ["x", "w", "b", "mask"], ["y"], domain="com.microsoft", num_heads=4)
+    path = save(tmp_path, [node], [value("x", [1, 16, 32]), value("mask", [1, 16, 16], TensorProto.INT32)],
+                [value("y", [1, 16, 32])], [("w", w), ("b", b)], opsets=(("", 23), ("com.microsoft", 1)))
+    p = profile_ops(path, {"x": RNG.standard_normal((1, 16, 32)).astype(np.float32),
+                           "mask": np.ones((1, 16, 16), np.int32)}, runs=2, warmup=1)
     assert p.ops["Attention"].gflop == pytest.approx((2 * 16 * 32 * 96 + 4 * 16 * 16 * 32) / 1e9, rel=1e-12)
 
 
