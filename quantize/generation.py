@@ -45,6 +45,7 @@ from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check
                               GenerationFidelity, evaluate_generation, every_position, read_generation_data,
                               teacher_forced_batches)
 from .lm_head import fold_transposed_weights, tied_heads
+from .source_blocks import BLOCK, SourceBlocks, keep_source_blocks, source_blocks
 from .tied_int4 import share_tied_tables
 from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
 from .record import quantization_record, quantized_manifest
@@ -127,9 +128,10 @@ class PreparedGraph:
     cross_kv: list[str]  # seq2seq encoder: the cross-attention key/value projections
     exclude: list[str]  # kept float by the recipe's policy (position tables; int8-static's FFN outputs)
     tied: list[tuple[str, str]]  # (embedding output, logits output) of a head tied to the embedding
+    blocks: dict[str, SourceBlocks] = dataclasses.field(default_factory=dict)  # int4: MatMul output -> its GGUF blocks
 
 
-def prepare_graphs(model: runtime.Model, work: Path, recipe: str) -> list[PreparedGraph]:
+def prepare_graphs(model: runtime.Model, work: Path, recipe: str, block_size: int = 32) -> list[PreparedGraph]:
     prepared = []
     cache = model.manifest.cache
     for file in graph_files(model):
@@ -143,7 +145,9 @@ def prepare_graphs(model: runtime.Model, work: Path, recipe: str) -> list[Prepar
         head = sorted(_reaches(graph, {"logits"}) & set(matmuls))
         cross = sorted(_reaches(graph, set(cache.cross or [])) & set(matmuls)) if file == cache.encoder else []
         exclude = side_gathers(graph) + (activation_fed_matmuls(graph) if recipe == "int8-static" else [])
-        prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude, tied))
+        keeps = recipe == "int4" and block_size == BLOCK  # a GGUF's blocks, kept as they are
+        blocks = source_blocks(graph, matmuls) if keeps else {}
+        prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude, tied, blocks))
     return prepared
 
 
@@ -161,6 +165,14 @@ def coverage(prepared: list[PreparedGraph], recipe: str, kept: dict[str, list[st
             entry["lm_head_tied"] = bool(g.tied)
             if recipe == "int4" and g.tied and entry["lm_head"] == recipe:
                 entry["token_embedding"] = "int4, shared with the LM head"
+        kinds = [b.kind for b in g.blocks.values() if b.node not in floats]
+        if kinds:  # int4: the weights that kept the source file's blocks (quantize/source_blocks.py)
+            entry["source_blocks"] = {k: kinds.count(k) for k in sorted(set(kinds))}
+            head_kinds = {b.kind for b in g.blocks.values() if b.node in g.lm_head and b.node not in floats}
+            if head_kinds == {"q8_0"}:
+                entry["lm_head"] = "int8, the source's Q8_0 blocks"
+                if g.tied:
+                    entry["token_embedding"] = "int8, shared with the LM head"
         if g.cross_kv:
             entry["cross_attention_kv"] = f"{sum(m not in floats for m in g.cross_kv)}/{len(g.cross_kv)}"
         out[g.file] = entry
@@ -205,10 +217,11 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
         graph_opt = dataclasses.replace(opt, exclude=opt.exclude + g.exclude + kept.get(g.file, []),
                                         calibration_batches=calib.get(g.file) if calib else None)
         apply_recipe(recipe, g.path, dst / g.file, graph_opt)
-        if recipe == "int4" and g.tied:
+        if recipe == "int4" and (g.tied or g.blocks):
             graph = onnx.load(str(dst / g.file))
-            if share_tied_tables(graph, g.tied):
-                onnx.save(graph, str(dst / g.file))
+            keep_source_blocks(graph, g.blocks)
+            share_tied_tables(graph, g.tied)
+            onnx.save(graph, str(dst / g.file))
     if not (dst / TOKENIZER_FILE).exists():
         shutil.copyfile(ref.bundle.tokenizer_path, dst / TOKENIZER_FILE)
     write_manifest(dst, quantized_manifest(ref.manifest, QuantizationRecord(recipe=recipe)))
@@ -271,7 +284,7 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
         calib_feeds = calibration_feeds(ref, calib or GenerationData())
     with tempfile.TemporaryDirectory(prefix="edgeformer-quantize-") as work, atomic_directory(out, overwrite) as tmp:
         work = Path(work)
-        prepared = prepare_graphs(ref, work, recipe)
+        prepared = prepare_graphs(ref, work, recipe, opt.block_size)
         candidate = lambda nodes, where: write_candidate(ref, recipe, prepared, opt, by_file(nodes), calib_feeds, where)  # noqa: E731
         cand = None
 

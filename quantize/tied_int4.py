@@ -10,8 +10,10 @@ Gather can read the head's bytes (measured: identical outputs):
          │                                       │
          └► Reshape(V, C/2) ─► GatherBlockQuantized(·, input_ids, Reshape(head_scales, (V, C/32)), bits=4) ─► embeddings
 
-For GPT-2 small that drops 19 MB (the table is 38.6 M of its 124 M weights). Only symmetric blocks
-whose size divides C are shared; anything else keeps its own copy.
+For GPT-2 small that drops 19 MB (the table is 38.6 M of its 124 M weights). A head that kept a
+GGUF's Q8_0 blocks (source_blocks.py) is shared the same way at 8 bits (zero point 128, the
+default of both ops). Only symmetric blocks whose size divides C are shared; anything else keeps
+its own copy.
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
             continue
         g, h = _attrs(gather), _attrs(head)
         N, K, block = h["N"], h["K"], h["block_size"]
-        if (len(gather.input) > 3 or len(head.input) > 3 and head.input[3] or h.get("bits", 4) != 4
+        bits = h.get("bits", 4)
+        if (len(gather.input) > 3 or len(head.input) > 3 and head.input[3] or bits not in (4, 8)
                 or g.get("block_size") != block or g.get("quantize_axis") != 1 or g.get("gather_axis", 0) != 0
                 or K % block):
             continue
         stem = head.output[0]
-        data_shape = numpy_helper.from_array(np.array([N, K // 2], np.int64), f"{stem}.shared_data_shape")
+        data_shape = numpy_helper.from_array(np.array([N, K * bits // 8], np.int64), f"{stem}.shared_data_shape")
         scale_shape = numpy_helper.from_array(np.array([N, K // block], np.int64), f"{stem}.shared_scale_shape")
         graph.initializer.extend([data_shape, scale_shape])
         reshape_data = helper.make_node("Reshape", [head.input[1], data_shape.name], [f"{stem}.shared_data"],
@@ -56,7 +59,9 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
                                           name=f"{head.name}.shared_scales")
         old = [gather.input[0], gather.input[2]]
         gather.input[0], gather.input[2] = reshape_data.output[0], reshape_scales.output[0]
-        gather.attribute.append(helper.make_attribute("bits", 4))
+        for a in [a for a in gather.attribute if a.name == "bits"]:
+            gather.attribute.remove(a)
+        gather.attribute.append(helper.make_attribute("bits", bits))
         index = list(graph.node).index(gather)
         graph.node.insert(index, reshape_scales)
         graph.node.insert(index, reshape_data)

@@ -1,0 +1,146 @@
+"""int4: keep the blocks a weight already has (a GGUF's Q4_0, Q4_1 or Q8_0) instead of quantizing it again.
+
+A checkpoint imported from a GGUF file holds llama.cpp's blocks dequantized to float32: each run of
+32 weights along the input axis is one of
+
+    Q4_1   w = d * q + m          q in 0..15, d and m float16
+    Q4_0   w = d * (q - 8)        q in 0..15, d float16
+    Q8_0   w = d * q              q in -127..127, d float16
+
+Quantizing those numbers again to symmetric 4-bit blocks lands them on a second, different grid:
+on SmolLM2-135M (Q4_1 layers, a Q8_0 tied embedding) that raised perplexity by 38.8%. The blocks
+are recovered exactly from the float32 weights instead (every block is checked value for value
+against the formula above, in float32 as gguf computes it), and MatMulNBits stores them as they
+are:
+
+    Q4_1 ─► MatMulNBits(bits=4, block_size=32, scales=d, zero_points=-m/d as float)
+    Q4_0 ─► MatMulNBits(bits=4, block_size=32, scales=d)                   (zero point 8, the default)
+    Q8_0 ─► MatMulNBits(bits=8, block_size=32, scales=d)                   (data q + 128, zero point 128)
+
+so the int4 bundle computes with the weights the float32 bundle has (to a float rounding). A weight
+with any block off those grids (a model that was never quantized) keeps the recipe's own blocks.
+A tied embedding table follows its head (tied_int4.py shares the head's bytes with the lookup).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+BLOCK = 32  # every GGUF block format this reads: Q4_0, Q4_1, Q8_0
+
+
+@dataclass
+class SourceBlocks:
+    kind: str  # "q4_0" | "q4_1" | "q8_0"
+    q: np.ndarray  # (N, K / 32, 32) uint8: 0..15 (4-bit) or q + 128 (8-bit)
+    scales: np.ndarray  # (N, K / 32) float32
+    zero_points: np.ndarray | None  # (N, K / 32) float32 for Q4_1; None: the default (8 or 128)
+    node: str = ""  # the float32 graph's MatMul
+
+    @property
+    def bits(self) -> int:
+        return 8 if self.kind == "q8_0" else 4
+
+
+def _half(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float16).astype(np.float32)
+
+
+def _exact(blocks: np.ndarray, rebuilt: np.ndarray) -> bool:
+    return bool(np.array_equal(blocks, rebuilt))
+
+
+def recover_blocks(weight_nk: np.ndarray) -> SourceBlocks | None:
+    """The Q4_1, Q4_0 or Q8_0 blocks (32 along K) that `weight_nk` (N, K) is exactly, or None."""
+    N, K = weight_nk.shape
+    if K % BLOCK or weight_nk.dtype != np.float32 or not np.isfinite(weight_nk).all():
+        return None
+    b = weight_nk.reshape(N, K // BLOCK, BLOCK)
+    lo, hi = b.min(-1), b.max(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Q4_1: the block's minimum is m (q = 0) and its maximum m + 15 d
+        d = _half((hi - lo) / 15)
+        m = lo
+        q = np.clip(np.rint((b - m[..., None]) / d[..., None]), 0, 15)
+        if (d > 0).all() and _exact(b, d[..., None] * q + m[..., None]):
+            return SourceBlocks("q4_1", q.astype(np.uint8), d, (-m / d).astype(np.float32))
+        # Q4_0 and Q8_0: the weight of largest magnitude is -8 d (Q4_0) or +-127 d (Q8_0)
+        amax = np.abs(b).max(-1)
+        peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)[..., 0]
+        d = _half(-peak / 8)
+        q = np.clip(np.rint(b / d[..., None]), -8, 7)
+        if (d != 0).all() and _exact(b, d[..., None] * q):
+            return SourceBlocks("q4_0", (q + 8).astype(np.uint8), d, None)
+        d = _half(amax / 127)
+        q = np.clip(np.rint(b / d[..., None]), -127, 127)
+        if (d > 0).all() and _exact(b, d[..., None] * q):
+            return SourceBlocks("q8_0", (q + 128).astype(np.uint8), d, None)
+    return None
+
+
+def source_blocks(model: onnx.ModelProto, matmuls: list[str]) -> dict[str, SourceBlocks]:
+    """Output name -> recovered blocks, for each named weight MatMul of the float32 `model` that has them."""
+    weights = {i.name: i for i in model.graph.initializer}
+    found = {}
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or node.name not in matmuls or node.input[1] not in weights:
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])  # (K, N)
+        if w.ndim == 2:
+            blocks = recover_blocks(np.ascontiguousarray(w.T))
+            if blocks is not None:
+                blocks.node = node.name
+                found[node.output[0]] = blocks
+    return found
+
+
+def _set_attr(node: onnx.NodeProto, name: str, value: int) -> None:
+    for a in node.attribute:
+        if a.name == name:
+            node.attribute.remove(a)
+            break
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _swap_initializer(graph: onnx.GraphProto, old: str, array: np.ndarray | None, name: str) -> str:
+    """Drop initializer `old` once no other node reads it; add `array` as `name` (none when None)."""
+    if old and sum(old in n.input for n in graph.node) <= 1:
+        for init in [i for i in graph.initializer if i.name == old]:
+            graph.initializer.remove(init)
+    if array is None:
+        return ""
+    graph.initializer.append(numpy_helper.from_array(array, name))
+    return name
+
+
+def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) -> dict[str, int]:
+    """Give each 32-block MatMulNBits of `model` whose output is in `blocks` those blocks; count by kind.
+
+    A tied embedding lookup (GatherBlockQuantized) reading the same table is pointed at the head's bytes
+    afterwards by tied_int4.share_tied_tables, which takes 4- and 8-bit heads.
+    """
+    graph = model.graph
+    kept: dict[str, int] = {}
+    for node in graph.node:
+        found = blocks.get(node.output[0]) if node.op_type == "MatMulNBits" else None
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if found is None or attrs.get("block_size") != BLOCK:
+            continue
+        stem = node.output[0]
+        q = found.q
+        data = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8) if found.bits == 4 else q
+        node.input[1] = _swap_initializer(graph, node.input[1], data, f"{stem}.{found.kind}")
+        node.input[2] = _swap_initializer(graph, node.input[2], found.scales.reshape(-1), f"{stem}.{found.kind}_scales")
+        old_zero = node.input[3] if len(node.input) > 3 else ""
+        zero = None if found.zero_points is None else found.zero_points.reshape(-1)
+        zero_name = _swap_initializer(graph, old_zero, zero, f"{stem}.{found.kind}_zero_points")
+        del node.input[3:]
+        if zero_name:
+            node.input.append(zero_name)
+        _set_attr(node, "bits", found.bits)
+        kept[found.kind] = kept.get(found.kind, 0) + 1
+    return kept
