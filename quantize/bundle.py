@@ -168,6 +168,9 @@ def quantize_bundle(
     if ref.manifest.quantization:
         raise QuantizeError(f"{src} is already quantized ({ref.manifest.quantization.recipe}); "
                             "quantize the float32 bundle instead")
+    if ref.manifest.attention.kind == "packed":  # its projections sit inside com.microsoft.Attention, out of reach
+        raise QuantizeError(f"{src} has the packed attention graph, whose QKV projections the recipes cannot reach; "
+                            "quantize a bundle exported with --attention fused (int8 is faster than packed float32)")
     media = reads_arrays(ref.manifest)  # images and audio: measured on arrays of their task (quantize/media.py)
     if media and not isinstance(data, ArrayEvalSet):
         raise QuantizeError(f"{src} reads {ref.manifest.modality} input; "

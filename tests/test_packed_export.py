@@ -49,3 +49,13 @@ def test_packed_bundle_deploys_to_triton_and_its_checks_run_the_graph(packed_pai
     result = deploy(packed.path, "triton", tmp_path / "triton")
     assert result.deployment.checks and all(c.passed for c in result.deployment.checks)
     assert any("onnxruntime run" in c.line() for c in result.deployment.checks)
+
+
+def test_quantize_refuses_the_packed_graph_in_one_line(packed_pair, tmp_path):
+    from edgeformer.quantize import QuantizeError, quantize_bundle
+
+    packed, _ = packed_pair
+    with pytest.raises(QuantizeError, match="packed attention graph, whose QKV projections the recipes cannot reach; "
+                                            "quantize a bundle exported with --attention fused"):
+        quantize_bundle(packed.path, tmp_path / "q", "int8-dynamic")
+    assert not (tmp_path / "q").exists()
