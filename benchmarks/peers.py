@@ -57,6 +57,7 @@ OPTIMUM_PACKAGES = ("optimum-onnx", "optimum", "transformers", "torch", "onnxrun
 SHORT = {"Optimum fp32": "opt fp32", "Optimum O3": "opt O3", "Optimum int8 (--avx2)": "opt int8",
          "edgeformer fp32": "ef fp32", "edgeformer fp32 (packed attention)": "ef packed",
          "edgeformer fp32 (CPU graph)": "ef cpu", "edgeformer int8-dynamic": "ef int8"}
+RULE_LIMITS = f"drift {SettleRule.max_drift:.0%}, spread {SettleRule.max_spread:.0%}"
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -160,7 +161,10 @@ def print_table(engines, settled, fidelity, floor_ms: float) -> dict[str, dict]:
               f"{st.median_ms / floor_ms:>7.2f}x {f.mean_cosine:>9.5f} {f.min_cosine:>8.5f}  {failed or 'yes'}")
         rows[name] = {"latency": st.to_json(), "vs_optimum_fp32": base / st.median_ms, "x_floor": st.median_ms / floor_ms,
                       "drift": v.drift[name], "settled": not failed, "failures": failed}
-    print(f"  timing: {settled.reason}; vs {BASELINE}: its median over the engine's (above 1: faster); "
+    how = settled.reason if settled.reliable else (
+        f"not settled after {v.rounds} rounds in {settled.seconds:.0f} s (settled column: drift is the range of an "
+        f"engine's per-round medians, spread its p10-p90 range, over its median; limits {RULE_LIMITS})")
+    print(f"  timing: {how}\n  vs {BASELINE}: its median over the engine's (above 1: faster); "
           f"x floor: the median over the graph's matrix work at numpy's float32 rate ({floor_ms:.2f} ms)")
     return rows
 
