@@ -6,7 +6,9 @@ of W new tokens gathers only its window's keys from the cache. A base-size decod
 heads; random weights, seed 0) is exported per kind through the real pipeline (parity gate
 included); then each (kind, prompt length) runs in a fresh process: load with edgeformer.runtime,
 reset the high-water mark, generate one token after the prompt, report the rise of the resident
-set (MB) and the prompt step's time.
+set (MB) and the prompt step's time. Then the prompt step's logits as the graph returns them: every
+position's (what a bundle of format 2 returned, B x T x V float32) against the last one's (format 3:
+`logits_to_keep` 1, as generation asks), measured on the arrays the graph hands back.
 
     python benchmarks/long_prompt.py [--lengths 1024 4096] [--window 128] [--json FILE]
 """
@@ -32,7 +34,15 @@ def child(bundle: str, length: int) -> None:
     model.generate([prompt[:16]], max_new_tokens=1)  # warm-up: sessions and arena
     before = reset_peak()
     g = model.generate([prompt], max_new_tokens=1)
-    print(json.dumps({"prompt_mb": status_mb("VmHWM") - before, "prompt_ms": g.prompt_ms}))
+    out = {"prompt_mb": status_mb("VmHWM") - before, "prompt_ms": g.prompt_ms}
+    cache = model.manifest.cache
+    if cache.logits_to_keep is not None:  # after the memory reading: the every-position call allocates T x V
+        ids = np.array([prompt], dtype=np.int64)
+        step = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(length)[None],
+                **{n: np.zeros((1, cache.heads, 0, cache.head_dim), np.float32) for n in cache.past}}
+        for name, k in (("logits_every_bytes", 0), ("logits_last_bytes", 1)):
+            out[name] = int(model({**step, cache.logits_to_keep: np.array([k])})["logits"].nbytes)
+    print(json.dumps(out))
 
 
 def main() -> None:
@@ -77,6 +87,11 @@ def main() -> None:
         print(f"| {length} | {f['prompt_mb']:.0f} | {lo['prompt_mb']:.0f} | "
               f"{f'{mem:.1f}x less' if mem >= 1 else f'{1 / mem:.1f}x more'} | {f['prompt_ms']:.0f} | {lo['prompt_ms']:.0f} | "
               f"{f'{speed:.2f}x faster' if speed >= 1 else f'{1 / speed:.2f}x slower'} |")
+    for length, r in results.items():
+        if "logits_every_bytes" in r["full"]:
+            every, last = r["full"]["logits_every_bytes"], r["full"]["logits_last_bytes"]
+            print(f"prompt step's logits at {length} tokens: {every / 1e6:.1f} MB for every position (format 2) -> "
+                  f"{last / 1e3:.1f} KB for the last (format 3, logits_to_keep 1)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"cpu": cpu_model(), "window": args.window, "results": results}, indent=2) + "\n")
 
