@@ -67,4 +67,4 @@ board-check: $(STAMP)
 	$(BIN)/python benchmarks/board_check.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) .venv-peers demo-out .pytest_cache

@@ -3,8 +3,8 @@
 Optimum runs in an environment of its own (.venv-peers, `make peers-venv`; optimum-onnx needs transformers
 4.x): its CLI exports the model as float32, as float32 with `--optimize O3`, and quantizes the float32
 export to int8 (`optimum-cli onnxruntime quantize --avx2`), into a temporary folder. edgeformer exports
-the same weights as float32 with fused attention (and with `--attention packed` and as its CPU graph,
-where `export_bundle` offers them) and quantizes the fused bundle with its defaults (int8-dynamic). Then, in this process and one onnxruntime:
+the same weights as float32 with fused attention and with `--attention packed` (onnxruntime's
+com.microsoft.Attention, the CPU graph) and quantizes the fused bundle with its defaults (int8-dynamic). Then, in this process and one onnxruntime:
 
 1. fidelity: mean and min cosine of mean-pooled sentence embeddings against edgeformer's float32 bundle,
    on the English paragraphs the quantizer evaluates on (Python's language reference; calibration and
@@ -22,7 +22,6 @@ where `export_bundle` offers them) and quantizes the fused bundle with its defau
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import subprocess
@@ -39,7 +38,6 @@ import onnxruntime as ort  # noqa: E402
 
 from edgeformer import runtime  # noqa: E402
 from edgeformer.export import export_bundle  # noqa: E402
-from edgeformer.export.onnx import ATTENTION_OPSETS  # noqa: E402
 from edgeformer.modeling.hf import import_hf  # noqa: E402
 from edgeformer.quantize import quantize_bundle  # noqa: E402
 from edgeformer.quantize.evaluate import default_eval_texts, evaluate  # noqa: E402
@@ -56,7 +54,7 @@ OPTIMUM_PACKAGES = ("optimum-onnx", "optimum", "transformers", "torch", "onnxrun
 # Column heads of the per-operator table, which sets every graph side by side.
 SHORT = {"Optimum fp32": "opt fp32", "Optimum O3": "opt O3", "Optimum int8 (--avx2)": "opt int8",
          "edgeformer fp32": "ef fp32", "edgeformer fp32 (packed attention)": "ef packed",
-         "edgeformer fp32 (CPU graph)": "ef cpu", "edgeformer int8-dynamic": "ef int8"}
+         "edgeformer int8-dynamic": "ef int8"}
 RULE_LIMITS = f"drift {SettleRule.max_drift:.0%}, spread {SettleRule.max_spread:.0%}"
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 
@@ -100,19 +98,13 @@ def peer_versions(venv: Path) -> dict[str, str]:
 
 
 def edgeformer_bundles(src: Path, tmp: Path) -> tuple[dict[str, Path], list[str], dict]:
-    """edgeformer's float32 bundles (fused attention; packed attention and the CPU graph, where offered) and
+    """edgeformer's float32 bundles (fused attention; packed attention) and
     its default int8 bundle (of the fused one); notes; facts."""
     import_hf(src, tmp / "ckpt")
     exported = export_bundle(tmp / "ckpt", tmp / "fp32")
     bundles, notes = {"edgeformer fp32": tmp / "fp32"}, []
-    if "packed" in ATTENTION_OPSETS:  # onnxruntime's contrib Attention, projections inside (export --attention packed)
-        export_bundle(tmp / "ckpt", tmp / "fp32-packed", attention="packed")
-        bundles["edgeformer fp32 (packed attention)"] = tmp / "fp32-packed"
-    if "graph" in inspect.signature(export_bundle).parameters:
-        export_bundle(tmp / "ckpt", tmp / "fp32-cpu", graph="cpu")
-        bundles["edgeformer fp32 (CPU graph)"] = tmp / "fp32-cpu"
-    else:
-        notes.append("edgeformer fp32 (CPU graph): not measured, export_bundle takes no graph= keyword in this checkout")
+    export_bundle(tmp / "ckpt", tmp / "fp32-packed", attention="packed")  # onnxruntime's contrib Attention
+    bundles["edgeformer fp32 (packed attention)"] = tmp / "fp32-packed"
     q = quantize_bundle(tmp / "fp32", tmp / "int8", "int8-dynamic")
     alpha = "off" if q.smooth_alpha is None else f"{q.smooth_alpha:g}"
     bundles["edgeformer int8-dynamic"] = tmp / "int8"
