@@ -25,8 +25,9 @@ def rank_sensitivity(nodes: list[Node], drop_with_kept: Callable[[Node], float])
 
 def keep_within_budget(fid: Fidelity, max_drop: float | None, candidates: Callable[[], list[Node]],
                        drop_with_kept: Callable[[Node], float], measure_kept: Callable[[list[Node]], Fidelity],
-                       progress: Callable[[str], None], name: Callable[[Node], str] = str) -> tuple[Fidelity, list[Node]]:
-    """The fidelity and the nodes kept in float once the budget holds (or every node was tried).
+                       progress: Callable[[str], None], name: Callable[[Node], str] = str,
+                       max_kept: int | None = None) -> tuple[Fidelity, list[Node]]:
+    """The fidelity and the nodes kept in float once the budget holds (or every node, or `max_kept` of them, was tried).
 
     `candidates()`: the nodes that may be kept (listed only when the budget is missed); `drop_with_kept(node)`: the drop with `node` alone kept (ranking, on a subset); `measure_kept(kept)`:
     the fidelity with `kept` in float on the whole evaluation set, leaving that candidate as the one written.
@@ -36,7 +37,7 @@ def keep_within_budget(fid: Fidelity, max_drop: float | None, candidates: Callab
         return fid, kept
     nodes = candidates()
     progress(f"over the budget {max_drop:g}: ranking {len(nodes)} MatMuls by sensitivity")
-    for node, _ in rank_sensitivity(nodes, drop_with_kept):
+    for node, _ in rank_sensitivity(nodes, drop_with_kept)[:max_kept]:
         kept.append(node)
         fid = measure_kept(kept)
         progress(f"  kept {name(node)} in float: drop {fid.drop:.4g}")

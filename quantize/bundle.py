@@ -1,7 +1,9 @@
 """`edgeformer quantize`: a float32 bundle -> a quantized bundle that keeps the accuracy budget.
 
 The int8 recipes first smooth activation outliers into the weights (quantize/smooth.py), with the
-strength that keeps the calibration set's outputs closest to float32. The quantized graph is then
+strength that keeps the calibration set's outputs closest to float32; int8-dynamic then keeps the
+one or two FFN output projections that cost the calibration texts the most in float when they lose
+more than 0.005 (quantize/sensitive.py). The quantized graph is then
 measured against the float32 bundle on real text (quantize/evaluate.py). With a budget
 (`max_drop`), a graph that loses too much gets its most sensitive MatMuls back in float, one at a
 time, until the budget holds; a budget that cannot be met writes nothing.
@@ -28,7 +30,7 @@ from edgeformer.runtime.sessions import create_session
 from edgeformer.runtime.vectors import write_vectors
 
 from .budget import keep_within_budget
-from .calibration import calibration_batches, real_positions
+from .calibration import calibration_batches, calibration_texts, real_positions
 from .debug import explain_budget_failure
 from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate
 from .evaluation import cosine
@@ -39,6 +41,7 @@ from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, appl
                       quantizable_matmuls)
 from .record import quantization_record, quantized_manifest
 from .result import BudgetError, QuantizeResult
+from .sensitive import check_sensitive_options, keep_sensitive_in_float
 from .smooth import ALPHAS, activation_absmax, smooth_matmul_inputs
 
 __all__ = ["BudgetError", "QuantizeResult", "budget_parity", "quantize_bundle"]
@@ -196,6 +199,7 @@ def quantize_bundle(
         raise QuantizeError(f"smoothing alpha {smooth_alpha:g} is out of range; expected a number in (0, 1], auto or off")
     opt = dataclasses.replace(options or RecipeOptions())
     check_recipe(recipe)  # before any work
+    check_sensitive_options(opt)
     batches = None
     if recipe in SMOOTHED and (recipe == "int8-static" or smooth_alpha is not None):
         if media and not data.calibration:
@@ -211,6 +215,9 @@ def quantize_bundle(
         work = tmp / ".work"
         work.mkdir()
         src_model, alpha, trials = choose_smoothing(recipe, ref.bundle.model_path, work, opt, batches, smooth_alpha, progress)
+        if recipe == "int8-dynamic" and opt.sensitive_float and not media:  # decided on calibration texts only
+            opt.exclude = opt.exclude + keep_sensitive_in_float(recipe, src_model, work, opt, ref,
+                                                                calibration_texts(ref, calib_data), progress)
         fid = quantize_and_measure(recipe, src_model, dst, opt, ref, data)
         progress(f"{recipe}: {fid.metric} {fid.quant_metric:.5g} (float32 {fid.float_metric:.5g}), drop {fid.drop:.4g}")
         with_kept = lambda kept: dataclasses.replace(opt, exclude=opt.exclude + list(kept))  # noqa: E731

@@ -90,6 +90,17 @@ def calibration_batches(model: Model, path: str | Path | None = None) -> list[di
     return text_batches(model, read_eval_file(path, kind="calibration").texts)
 
 
+def calibration_texts(model: Model, path: str | Path | None = None) -> list[str] | None:
+    """The calibration set as texts (the built-in paragraphs, or a .txt or .jsonl file); None where it is
+    not text (an .npz of model inputs, a bundle without a tokenizer)."""
+    if path is None:
+        return default_calibration_texts() if model.bundle.tokenizer_path is not None else None
+    path = Path(path)
+    if path.suffix == ".npz" or not path.is_file():
+        return None
+    return read_eval_file(path, kind="calibration").texts
+
+
 def real_positions(feeds: Feeds) -> np.ndarray | None:
     """(rows, seq) bool: the tokens that are not padding, when the inputs say so."""
     mask = feeds.get("attention_mask")

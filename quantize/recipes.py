@@ -3,7 +3,9 @@
 All of them are onnxruntime.quantization (or onnxruntime's float16 converter) with the settings
 that measured well on this project's models; none is hand-rolled.
 - int8-dynamic: int8 weights per output channel, activations quantized at run time (MatMul), and
-  the token-embedding table (Gather) in int8.
+  the token-embedding table (Gather) in int8; by default the one or two FFN output projections the
+  calibration set finds most sensitive stay float when it measures a drop over 0.005
+  (quantize/sensitive.py, `sensitive_float`).
 - int8-static: QDQ (standard-domain QuantizeLinear/DequantizeLinear only, so TensorRT can run it),
   symmetric int8 activations with ranges from calibration (minmax, entropy or percentile) and
   symmetric per-channel int8 weights; the token-embedding table in int8 too.
@@ -50,6 +52,12 @@ class RecipeOptions:
     # int4: MatMulNBits' compute: 4 quantizes activations to int8 per block (int8 dot products), 0 keeps them
     # float32 (weights dequantized); benchmarks/generation.py measures both
     accuracy_level: int = 4
+    # int8-dynamic: with 7-bit weights, the per-tensor activation scale of the FFN output projections (their
+    # inputs follow GELU, with rare large values) costs the most (all-MiniLM-L6-v2: first layer's alone
+    # 0.0016 of mean cosine). By default, when the calibration set's drop exceeds `sensitive_drop`, up to
+    # `sensitive_float` of them, most sensitive first, stay float (quantize/sensitive.py); 0 turns it off.
+    sensitive_float: int = 2
+    sensitive_drop: float = 0.005
 
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
