@@ -20,7 +20,8 @@ import torch
 
 from edgeformer.modeling.models.attention import attention_nodes_per_layer
 from edgeformer.modeling.models.transformer import LayerCache, Transformer
-from edgeformer.runtime.bundle import CACHED_DECODER, LOGITS_TO_KEEP, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord, TensorSpec
+from edgeformer.runtime.bundle import (CACHED_DECODER, LOGITS_TO_KEEP, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord,
+                                       TensorSpec)
 from edgeformer.runtime.inputs import GLOBAL_MASK
 
 from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport

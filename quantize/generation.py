@@ -1,8 +1,8 @@
 """`edgeformer quantize` for generation bundles: a key/value-cache decoder, or seq2seq (encoder + cached decoder).
 
 Every graph of the bundle goes through the same recipe; the cache interface (past/present names,
-float32 dtypes, shapes, the `logits_to_keep` input) stays as it was, so `generate`, `stream` and the CLI run the result as
-they ran the float32 bundle. What each recipe covers, per graph (recorded in the manifest's
+float32 dtypes, shapes, the `logits_to_keep` input) stays as it was, so `generate`, `stream` and the
+CLI run the result as they ran the float32 bundle. What each recipe covers, per graph (recorded in the manifest's
 quantization `coverage`):
 
     weight MatMuls                 every recipe (int8-static keeps the FFN output projections float)

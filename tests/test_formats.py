@@ -1,7 +1,7 @@
 """Format compatibility: the golden artifacts of every format version this project has written
-(tests/golden, made by tests/golden/make_golden.py, make_golden_v2.py and make_golden_v3.py) still load, validate, run and
-compute what they computed when written, and their test vectors verify; unknown and newer versions are
-refused in one line."""
+(tests/golden, made by tests/golden/make_golden.py, make_golden_v2.py and make_golden_v3.py) still load,
+validate, run and compute what they computed when written, and their test vectors verify; unknown and
+newer versions are refused in one line."""
 
 import json
 import shutil

@@ -131,3 +131,27 @@ def test_a_manifest_naming_no_such_input_or_at_format_2_is_refused(bundle, tmp_p
     older = edited("older", lambda d: d.update(format_version=2))
     with pytest.raises(BundleError, match="has model.cache.logits_to_keep at format_version 2"):
         runtime.load(older, verify=False)
+
+
+def test_a_negative_count_is_refused_in_one_line(bundle):
+    model, _ = bundle
+    feeds = prompt_feeds(model, 1, 4, False, np.random.default_rng(1))
+    with pytest.raises(runtime.InputError, match="logits_to_keep has value -1") as err:
+        model({**feeds, LOGITS_TO_KEEP: np.array([-1])})
+    assert "\n" not in str(err.value)
+
+
+def test_pytorch_keeps_the_last_rows_with_and_without_a_cache(tmp_path):
+    import torch
+
+    from edgeformer.modeling.config import ConfigError
+
+    _, model = make_checkpoint(tmp_path / "ckpt", seed=8, arch="decoder", positional="learned")
+    ids = torch.randint(1, 300, (2, 6))
+    with torch.no_grad():
+        full = model(ids)["logits"]
+        assert torch.allclose(model(ids, logits_to_keep=2)["logits"], full[:, -2:], atol=ATOL)
+        cached = model(ids, cache=model.empty_cache(2), logits_to_keep=torch.tensor([1]))["logits"]
+        assert cached.shape == (2, 1, 300) and torch.allclose(cached, full[:, -1:], atol=ATOL)
+        with pytest.raises(ConfigError, match="logits_to_keep=-1; expected 0"):
+            model(ids, logits_to_keep=-1)

@@ -87,7 +87,8 @@ def test_every_recipe_on_a_cached_decoder(cached_text_decoder, tmp_path, recipe)
     keep = manifest.cache.logits_to_keep  # the graph still takes it: a prompt's step returns one row of logits
     ids = np.array([[5, 6, 7, 8]])
     step = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(4)[None],
-            **{n: np.zeros((1, manifest.cache.heads, 0, manifest.cache.head_dim), np.float32) for n in manifest.cache.past}}
+            **{n: np.zeros((1, manifest.cache.heads, 0, manifest.cache.head_dim), np.float32)
+               for n in manifest.cache.past}}
     last, every = q({**step, keep: np.array([1])})["logits"], q({**step, keep: np.array([0])})["logits"]
     assert last.shape == (1, 1, every.shape[-1]) and every.shape[1] == 4
     # int8-dynamic scales the head's input by its largest value: over one row here, over four there (3.2e-3 seen)

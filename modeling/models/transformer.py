@@ -70,8 +70,8 @@ def cached_keep_mask(attention_mask: torch.Tensor, T: int) -> torch.Tensor:
 def last_positions(x: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
     """(B, T, C) -> (B, min(k, T), C), the last k positions; k = 0 keeps all (transformers' `logits_to_keep`).
 
-    `logits_to_keep` may be a one-element int64 tensor (a graph input): the export then holds one Slice whose
-    start is -k, so a long prompt's lm_head runs on the rows the caller reads, not on all T."""
+    `logits_to_keep` may be a one-element int64 tensor (a graph input): the export then holds one Slice
+    whose start is -k, so a long prompt's lm_head runs on the rows the caller reads, not on all T."""
     if not isinstance(logits_to_keep, torch.Tensor) and logits_to_keep == 0:
         return x  # no Slice in a graph traced without the input
     k = logits_to_keep.item() if isinstance(logits_to_keep, torch.Tensor) else int(logits_to_keep)
