@@ -40,13 +40,20 @@ np.savez(sys.argv[3], **dict(zip(names, session.run(names, feeds))))
 @pytest.fixture(scope="module")
 def int8_bundles(tmp_path_factory, tokenizer):
     from edgeformer.export import export_bundle
-    from edgeformer.quantize import quantize_bundle
+    from edgeformer.quantize import RecipeOptions, quantize_bundle
 
     root = tmp_path_factory.mktemp("portable")
     ckpt, _ = make_checkpoint(root / "ckpt", seed=4, tokenizer=tokenizer, vocab_size=tokenizer.vocab_size)
     bundle = export_bundle(ckpt, root / "bundle").path
-    return {recipe: quantize_bundle(bundle, root / recipe, recipe, bench_seconds=0.05).path
-            for recipe in ("int8-dynamic", "int8-static")}
+    bundles = {recipe: quantize_bundle(bundle, root / recipe, recipe, bench_seconds=0.05).path
+               for recipe in ("int8-dynamic", "int8-static")}
+    # The default float budget's layout: an FFN output projection in float32 between int8 MatMuls
+    # (a budget of 0 is never met, so the cap of one decides).
+    kept = quantize_bundle(bundle, root / "kept", "int8-dynamic", bench_seconds=0.05,
+                           options=RecipeOptions(sensitive_float=1, sensitive_drop=0.0))
+    assert len(kept.kept_float) == 1
+    bundles["int8-dynamic, one FFN output float"] = kept.path
+    return bundles
 
 
 @pytest.mark.parametrize("recipe", ["int8-dynamic", "int8-static"])
@@ -69,7 +76,7 @@ def _run(model, feeds, out, emulate):
         return {k: data[k] for k in data.files}
 
 
-@pytest.mark.parametrize("recipe", ["int8-dynamic", "int8-static"])
+@pytest.mark.parametrize("recipe", ["int8-dynamic", "int8-static", "int8-dynamic, one FFN output float"])
 def test_int8_outputs_match_on_avx2_without_vnni(int8_bundles, recipe, tmp_path):
     if shutil.which("qemu-x86_64-static") is None:
         pytest.skip("qemu-x86_64-static is not installed (apt-get install qemu-user-static): "
