@@ -78,11 +78,13 @@ def text_ids(tokenizer) -> list[int]:
 
 def nll_bundle(model, window: list[int]) -> float:
     """Summed next-token negative log-likelihood of one window through a cached bundle (empty past)."""
+    from edgeformer.quantize.generation_eval import every_position
     from edgeformer.runtime.generate import decoder_for, run_step
 
     dec = decoder_for(model, io_binding=False)
     ids = np.asarray([window], dtype=np.int64)
-    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(len(window))[None]}
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "position_ids": np.arange(len(window))[None],
+             **every_position(dec.cache)}
     logits, _ = run_step(dec.session, False, feeds, dict(zip(dec.cache.past, dec.empty_past(1))),
                          ["logits"] + dec.cache.present)
     return summed_nll(logits[0].astype(np.float64), window)

@@ -13,11 +13,19 @@ are recovered exactly from the float32 weights instead (every block is checked v
 against the formula above, in float32 as gguf computes it), and MatMulNBits stores them as they
 are:
 
-    Q4_1 ─► MatMulNBits(bits=4, block_size=32, scales=d, zero_points=-m/d as float)
     Q4_0 ─► MatMulNBits(bits=4, block_size=32, scales=d)                   (zero point 8, the default)
     Q8_0 ─► MatMulNBits(bits=8, block_size=32, scales=d)                   (data q + 128, zero point 128)
+    Q4_1 ─► MatMulNBits(bits=4, block_size=32, scales=d, zero_points=z) + (A @ S) @ R
 
-so the int4 bundle computes with the weights the float32 bundle has (to a float rounding). A weight
+MatMulNBits' zero point is a 4-bit integer z = round(-m / d), and -m / d is rarely one (a float zero
+point is exact but takes onnxruntime's slow path: 80x at one token). What z misses is a constant per
+block, r = m + d * z, and its share of the product is the sum of each block's 32 inputs times r:
+
+    A (.., K) ─► MatMul(S: K x K/32 of 0/1, one per K) ─► (.., K/32) ─► MatMul(R: K/32 x N) ─┐
+    A ─► MatMulNBits(q, d, z) ───────────────────────────────────────────────────────────► Add ─► Y
+
+two small products (K/32 rows) whose first is shared by every matrix that reads the same input.
+So the int4 bundle computes with the weights the float32 bundle has, to a float rounding. A weight
 with any block off those grids (a model that was never quantized) keeps the recipe's own blocks.
 A tied embedding table follows its head (tied_int4.py shares the head's bytes with the lookup).
 """
@@ -38,7 +46,8 @@ class SourceBlocks:
     kind: str  # "q4_0" | "q4_1" | "q8_0"
     q: np.ndarray  # (N, K / 32, 32) uint8: 0..15 (4-bit) or q + 128 (8-bit)
     scales: np.ndarray  # (N, K / 32) float32
-    zero_points: np.ndarray | None  # (N, K / 32) float32 for Q4_1; None: the default (8 or 128)
+    zero_points: np.ndarray | None  # (N, K / 32) uint8 0..15 for Q4_1; None: the default (8 or 128)
+    offsets: np.ndarray | None = None  # (N, K / 32) float32, Q4_1: m + d * zero point, what the zero point misses
     node: str = ""  # the float32 graph's MatMul
 
     @property
@@ -67,7 +76,8 @@ def recover_blocks(weight_nk: np.ndarray) -> SourceBlocks | None:
         m = lo
         q = np.clip(np.rint((b - m[..., None]) / d[..., None]), 0, 15)
         if (d > 0).all() and _exact(b, d[..., None] * q + m[..., None]):
-            return SourceBlocks("q4_1", q.astype(np.uint8), d, (-m / d).astype(np.float32))
+            zero = np.clip(np.rint(-m / d), 0, 15)
+            return SourceBlocks("q4_1", q.astype(np.uint8), d, zero.astype(np.uint8), (m + d * zero).astype(np.float32))
         # Q4_0 and Q8_0: the weight of largest magnitude is -8 d (Q4_0) or +-127 d (Q8_0)
         amax = np.abs(b).max(-1)
         peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)[..., 0]
@@ -117,6 +127,32 @@ def _swap_initializer(graph: onnx.GraphProto, old: str, array: np.ndarray | None
     return name
 
 
+def _pack_nibbles(z: np.ndarray) -> np.ndarray:
+    """(N, nb) values 0..15 -> MatMulNBits' zero points: N rows of ceil(nb / 2) bytes, low nibble first."""
+    if z.shape[1] % 2:
+        z = np.concatenate([z, np.zeros((z.shape[0], 1), np.uint8)], 1)
+    return (z[:, 0::2] | (z[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+
+
+def _offset_branch(graph: onnx.GraphProto, node: onnx.NodeProto, offsets: np.ndarray, sums: dict[str, str]) -> list:
+    """Nodes that add (A @ S) @ R to `node`'s output and take over its name; (A @ S) is made once per input A."""
+    N, nb = offsets.shape
+    a, out = node.input[0], node.output[0]
+    made = []
+    if a not in sums:
+        indicator = f"block_sums.{nb * BLOCK}"
+        if not any(i.name == indicator for i in graph.initializer):
+            graph.initializer.append(numpy_helper.from_array(
+                np.repeat(np.eye(nb, dtype=np.float32), BLOCK, axis=0), indicator))  # (K, nb): 1 where k is in block b
+        sums[a] = f"{a}.block_sums"
+        made.append(helper.make_node("MatMul", [a, indicator], [sums[a]], name=f"{sums[a]}"))
+    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(offsets.T), f"{out}.q4_1_offsets"))
+    node.output[0] = f"{out}.q4_1_blocks"
+    made.append(helper.make_node("MatMul", [sums[a], f"{out}.q4_1_offsets"], [f"{out}.q4_1_offset"], name=f"{out}.q4_1_offset"))
+    made.append(helper.make_node("Add", [node.output[0], f"{out}.q4_1_offset"], [out], name=f"{out}.q4_1_add"))
+    return made
+
+
 def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) -> dict[str, int]:
     """Give each 32-block MatMulNBits of `model` whose output is in `blocks` those blocks; count by kind.
 
@@ -125,7 +161,9 @@ def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) 
     """
     graph = model.graph
     kept: dict[str, int] = {}
-    for node in graph.node:
+    nodes, sums = [], {}
+    for node in list(graph.node):
+        nodes.append(node)
         found = blocks.get(node.output[0]) if node.op_type == "MatMulNBits" else None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if found is None or attrs.get("block_size") != BLOCK:
@@ -136,11 +174,15 @@ def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) 
         node.input[1] = _swap_initializer(graph, node.input[1], data, f"{stem}.{found.kind}")
         node.input[2] = _swap_initializer(graph, node.input[2], found.scales.reshape(-1), f"{stem}.{found.kind}_scales")
         old_zero = node.input[3] if len(node.input) > 3 else ""
-        zero = None if found.zero_points is None else found.zero_points.reshape(-1)
+        zero = None if found.zero_points is None else _pack_nibbles(found.zero_points)
         zero_name = _swap_initializer(graph, old_zero, zero, f"{stem}.{found.kind}_zero_points")
         del node.input[3:]
         if zero_name:
             node.input.append(zero_name)
         _set_attr(node, "bits", found.bits)
+        if found.offsets is not None:  # after the node: its input exists there, and its output is renamed
+            nodes.extend(_offset_branch(graph, node, found.offsets, sums))
         kept[found.kind] = kept.get(found.kind, 0) + 1
+    del graph.node[:]
+    graph.node.extend(nodes)
     return kept

@@ -1,6 +1,7 @@
 """int4 keeps a GGUF's own blocks: Q4_0, Q4_1 and Q8_0 recovered exactly from float32 weights (made by the
 gguf package's own quantizer) and stored as MatMulNBits, so the int4 bundle computes what float32 does."""
 
+import collections
 import json
 
 import numpy as np
@@ -31,10 +32,12 @@ def test_every_block_format_is_recovered_value_for_value(kind):
     assert blocks is not None and blocks.kind == kind.name.lower()
     q = blocks.q.astype(np.float32)
     d = blocks.scales[..., None]
-    rebuilt = {"q4_1": lambda: d * q - d * blocks.zero_points[..., None], "q4_0": lambda: d * (q - 8),
+    rebuilt = {"q4_1": lambda: d * (q - blocks.zero_points[..., None]) + blocks.offsets[..., None], "q4_0": lambda: d * (q - 8),
                "q8_0": lambda: d * (q - 128)}[blocks.kind]()
     np.testing.assert_allclose(rebuilt.reshape(w.shape), w, rtol=0, atol=1e-7)
     assert blocks.q.max() <= (255 if kind == Q.Q8_0 else 15)
+    if kind == Q.Q4_1:  # the integer zero point leaves less than half a step to the offset
+        assert blocks.zero_points.max() <= 15 and (np.abs(blocks.offsets) <= blocks.scales / 2 + 1e-7).mean() > 0.5
 
 
 def test_weights_off_every_grid_keep_the_recipes_blocks():
@@ -70,6 +73,7 @@ def test_int4_of_a_gguf_shaped_decoder_computes_what_float32_does(snap, tokenize
                     bench_seconds=0.05)
     cover = json.loads((tmp_path / "int4" / "manifest.json").read_text())["quantization"]["coverage"]["model.onnx"]
     graph = onnx.load(str(tmp_path / "int4" / "model.onnx")).graph
+    ops_float = collections.Counter(n.op_type for n in onnx.load(str(bundle / "model.onnx")).graph.node)
     bits = sorted(next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits")
     a, b = runtime.load(bundle), runtime.load(tmp_path / "int4")
     prompts = [[5, 9, 17, 3, 60, 2], [7, 7, 1]]
@@ -81,6 +85,10 @@ def test_int4_of_a_gguf_shaped_decoder_computes_what_float32_does(snap, tokenize
         assert cover["source_blocks"] == {"q4_1": layers, "q8_0": 1}
         assert cover["lm_head"] == "int8, the source's Q8_0 blocks" and cover["token_embedding"] == "int8, shared with the LM head"
         assert bits == [4] * layers + [8]
+        ops = collections.Counter(n.op_type for n in graph.node)
+        assert ops["Add"] - ops_float["Add"] == layers  # each Q4_1 matrix's offset
+        # one block sum per distinct input (attention in, attention out, FFN in, FFN hidden) and one offset per matrix
+        assert ops["MatMul"] == TINY["n_layers"] * 4 + layers
         (gather,) = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
         producers = {o: n for n in graph.node for o in n.output}
         assert next(a.i for a in gather.attribute if a.name == "bits") == 8
