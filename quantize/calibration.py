@@ -96,9 +96,9 @@ def calibration_texts(model: Model, path: str | Path | None = None) -> list[str]
     if path is None:
         return default_calibration_texts() if model.bundle.tokenizer_path is not None else None
     path = Path(path)
-    if path.suffix == ".npz" or not path.is_file():
-        return None
-    return read_eval_file(path, kind="calibration").texts
+    if not path.is_file():
+        raise QuantizeError(f"calibration file {path} does not exist")
+    return None if path.suffix == ".npz" else read_eval_file(path, kind="calibration").texts
 
 
 def real_positions(feeds: Feeds) -> np.ndarray | None:

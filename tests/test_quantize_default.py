@@ -3,6 +3,7 @@ what the graph then holds, and that the default meets its budget on the calibrat
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -126,3 +127,24 @@ def test_bad_default_budget_options(tmp_path, bundles, options, message):
     with pytest.raises(QuantizeError, match=f"^{message}$"):
         quantize_bundle(bundle, tmp_path / "q", "int8-dynamic", options=options)
     assert not (tmp_path / "q").exists()
+
+
+def test_calibration_texts_from_a_file_decide(tmp_path, bundles):
+    # The budget is measured on the texts given; an .npz of model inputs holds none, so every MatMul stays int8.
+    (tmp_path / "calib.txt").write_text("\n".join(default_calibration_texts()[:16]))
+    lines = []
+    r = quantize_bundle(bundles[0], tmp_path / "q", "int8-dynamic", bench_seconds=0.05, calib_data=tmp_path / "calib.txt",
+                        options=RecipeOptions(sensitive_float=1, sensitive_drop=0.0), progress=lines.append)
+    assert len(r.kept_float) == 1 and any(line.startswith("calibration texts:") for line in lines)
+    from edgeformer import runtime
+
+    model = runtime.load(bundles[0])
+    feeds = model.tokenizer.encode_batch(default_calibration_texts()[:16], 64, truncation=True).feeds([s.name for s in model.inputs])
+    np.savez(tmp_path / "calib.npz", **feeds)
+    lines = []
+    r = quantize_bundle(bundles[0], tmp_path / "npz", "int8-dynamic", bench_seconds=0.05, calib_data=tmp_path / "calib.npz",
+                        options=RecipeOptions(sensitive_float=1, sensitive_drop=0.0), progress=lines.append)
+    assert r.kept_float == [] and any(line.startswith("no calibration texts") for line in lines)
+    with pytest.raises(QuantizeError, match="^calibration file .*missing.txt does not exist$"):
+        quantize_bundle(bundles[0], tmp_path / "x", "int8-dynamic", calib_data=tmp_path / "missing.txt", smooth_alpha=None)
+    assert not (tmp_path / "x").exists()
