@@ -150,8 +150,8 @@ def import_(hf_dir, out, overwrite, json_out):
 @click.option("--attention", type=click.Choice(["fused", "unfused", "packed"]), default="fused", show_default=True,
               help="fused: one ONNX Attention node per layer (opset 23), portable to every target; unfused: "
                    "MatMul/Softmax (opset 18); packed: the QKV projection and attention in one onnxruntime "
-                   "com.microsoft.Attention node per layer, the fastest float32 graph on onnxruntime's CPU (encoders "
-                   "and decoders without --kv-cache; deploys to arm64 and triton only).")
+                   "com.microsoft.Attention node per layer, the graph Optimum's O3 writes (onnxruntime only: deploys to "
+                   "arm64 and triton; encoders and decoders without --kv-cache).")
 @click.option("--atol", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True,
               help="Parity tolerance: largest absolute difference allowed against PyTorch.")
 @click.option("--kv-cache", is_flag=True, help="Decoders: one graph for the prompt and each new token, with a key/value cache.")
