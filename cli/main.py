@@ -188,13 +188,16 @@ def export(checkpoint, out, attention, atol, kv_cache, overwrite, json_out):
 @click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
 @click.option("--accuracy-level", default="4", show_default=True, type=click.Choice(["0", "1", "2", "3", "4"]),
               help="int4: MatMulNBits compute (4: int8 activations, fastest on CPUs; 0: float32; see README).")
+@click.option("--keep-float", type=click.IntRange(0, 8), default=2, show_default=True,
+              help="int8 on text encoders: when the calibration texts lose over 0.005, up to this many of the most "
+                   "sensitive FFN output MatMuls stay float32 (0: every MatMul int8, smallest and fastest).")
 @click.option("--budget-metric", type=click.Choice(["perplexity", "exact-match"]),
               help="Generation bundles: what --max-drop bounds (default perplexity: relative increase; exact-match: seq2seq).")
 @click.option("--compare", is_flag=True, help="Run every recipe and print one table; writes no bundle.")
 @plot_option("With --compare: draw accuracy against latency to FILE")
 @json_option
 def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, smooth_alpha, block_size, asymmetric,
-             accuracy_level, budget_metric, compare, plot, overwrite, json_out):
+             accuracy_level, keep_float, budget_metric, compare, plot, overwrite, json_out):
     """Quantize BUNDLE, measure what it costs in accuracy, and keep the budget (--max-drop)."""
     from edgeformer.pipeline import quantize as pipeline
     from edgeformer.quantize import GenerationFidelity, RecipeOptions
@@ -205,7 +208,7 @@ def quantize(bundle, out, recipe, max_drop, eval_data, calibration, calib_data, 
     if plot and not compare:
         raise EdgeformerError("--plot draws the --compare table; give --compare too")
     opt = RecipeOptions(block_size=int(block_size), symmetric=not asymmetric, calibration=calibration,
-                        accuracy_level=int(accuracy_level))
+                        accuracy_level=int(accuracy_level), sensitive_float=keep_float)
     say = (lambda m: click.echo(m, err=True)) if json_out == "-" else click.echo
     if compare:
         results = pipeline.compare(bundle, eval_data, calib_data, opt, smooth_alpha, progress=say)

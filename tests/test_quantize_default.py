@@ -148,3 +148,14 @@ def test_calibration_texts_from_a_file_decide(tmp_path, bundles):
     with pytest.raises(QuantizeError, match="^calibration file .*missing.txt does not exist$"):
         quantize_bundle(bundles[0], tmp_path / "x", "int8-dynamic", calib_data=tmp_path / "missing.txt", smooth_alpha=None)
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_keep_float_sets_the_default_budgets_cap(tmp_path, bundles):
+    from .test_cli import assert_bad_input, cli
+
+    cli("quantize", bundles[0], "--out", tmp_path / "all-int8", "--keep-float", "0")
+    assert weight_matmul_kinds(tmp_path / "all-int8" / "model.onnx") == ([], 8)
+    assert json.loads((tmp_path / "all-int8" / "manifest.json").read_text())["quantization"]["kept_float"] == []
+    assert_bad_input(cli("quantize", bundles[0], "--out", tmp_path / "bad", "--keep-float", "-1", ok=False),
+                     "--keep-float")
+    assert not (tmp_path / "bad").exists()
