@@ -217,7 +217,7 @@ def quantize_bundle(
         src_model, alpha, trials = choose_smoothing(recipe, ref.bundle.model_path, work, opt, batches, smooth_alpha, progress)
         if recipe == "int8-dynamic" and opt.sensitive_float and not media:  # decided on calibration texts only
             opt.exclude = opt.exclude + keep_sensitive_in_float(recipe, src_model, work, opt, ref,
-                                                                calibration_texts(ref, calib_data), progress)
+                                                                calibration_texts(ref, calib_data), progress, data)
         fid = quantize_and_measure(recipe, src_model, dst, opt, ref, data)
         progress(f"{recipe}: {fid.metric} {fid.quant_metric:.5g} (float32 {fid.float_metric:.5g}), drop {fid.drop:.4g}")
         with_kept = lambda kept: dataclasses.replace(opt, exclude=opt.exclude + list(kept))  # noqa: E731

@@ -43,9 +43,12 @@ def check_sensitive_options(opt: RecipeOptions) -> None:
 
 
 def keep_sensitive_in_float(recipe: str, src: Path, work: Path, opt: RecipeOptions, ref: Model,
-                            calibration: list[str] | None, progress: Callable[[str], None]) -> list[str]:
+                            calibration: list[str] | None, progress: Callable[[str], None],
+                            like: EvalSet | None = None) -> list[str]:
     """The FFN output MatMuls of the graph at `src` to keep in float (none when the calibration texts'
-    drop is within `opt.sensitive_drop`, the recipe is not int8-dynamic, or there are no texts)."""
+    drop is within `opt.sensitive_drop`, the recipe is not int8-dynamic, or there are no texts).
+
+    The texts are measured with the metric of `like`, the evaluation set (a bundle kind may bring its own)."""
     check_sensitive_options(opt)
     if recipe != RECIPE or opt.sensitive_float == 0:
         return []
@@ -57,7 +60,7 @@ def keep_sensitive_in_float(recipe: str, src: Path, work: Path, opt: RecipeOptio
     if not candidates:
         return []
     trial = work / "sensitive.onnx"
-    texts = EvalSet(calibration)
+    texts = dataclasses.replace(like, texts=list(calibration), labels=None) if isinstance(like, EvalSet) else EvalSet(calibration)
 
     def measure(kept: list[str], data: EvalSet) -> Fidelity:
         apply_recipe(recipe, src, trial, dataclasses.replace(opt, exclude=opt.exclude + kept))
