@@ -16,15 +16,25 @@ from edgeformer.runtime.bundle import TensorSpec
 from .conftest import TINY
 
 
+# an encoder classifier, a decoder and a ViT: every attention the passes rewrite
+MODELS = [dict(num_labels=3), dict(arch="decoder", n_layers=3),
+          dict(image_size=16, patch_size=8, positional="learned", max_len=5, num_labels=2)]
+
+
+def feeds_for(cfg, batch: int, seq: int, seed: int):
+    if cfg.vision:
+        specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
+    else:
+        specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
+                 TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
+    return example_inputs(specs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded=True)
+
+
 def run(model: ir.Model, feeds):
     return ort.InferenceSession(ir.to_proto(model).SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(num_labels=3),
-    dict(arch="decoder", n_layers=3),
-    dict(image_size=16, patch_size=8, positional="learned", max_len=5, num_labels=2),
-])
+@pytest.mark.parametrize("overrides", MODELS)
 def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
     torch.manual_seed(0)
     model = Transformer(ModelConfig.from_dict({**TINY, **overrides})).eval()
@@ -41,13 +51,7 @@ def test_attention_to_3d_removes_eight_nodes_per_layer(overrides):
     assert heads == [model.cfg.n_heads] * n_layers
     assert attention_to_3d(after) == 0  # idempotent: nothing left to rewrite
 
-    cfg = model.cfg
-    if cfg.vision:
-        specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
-    else:
-        specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
-                 TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
-    feeds = example_inputs(specs, {"batch": 3, "seq": 21}, np.random.default_rng(0), padded=True)
+    feeds = feeds_for(model.cfg, 3, 21, 0)
     for a, b in zip(run(before, feeds), run(after, feeds)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -84,20 +88,7 @@ def test_attention_to_3d_rebuilds_merged_block_reshapes(overrides):
             np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def feeds_for(cfg, batch: int, seq: int, seed: int):
-    if cfg.vision:
-        specs = [TensorSpec("pixel_values", "float32", ("batch", 3, 16, 16))]
-    else:
-        specs = [TensorSpec("input_ids", "int64", ("batch", "seq"), 0, cfg.vocab_size - 1),
-                 TensorSpec("attention_mask", "int64", ("batch", "seq"), 0, 1)]
-    return example_inputs(specs, {"batch": batch, "seq": seq}, np.random.default_rng(seed), padded=True)
-
-
-@pytest.mark.parametrize("overrides", [
-    dict(num_labels=3),
-    dict(arch="decoder", n_layers=3),
-    dict(image_size=16, patch_size=8, positional="learned", max_len=5, num_labels=2),
-])
+@pytest.mark.parametrize("overrides", MODELS)
 def test_attention_to_contrib_packs_projection_split_and_attention_into_one_node(overrides):
     torch.manual_seed(0)
     model = Transformer(ModelConfig.from_dict({**TINY, **overrides})).eval()
