@@ -32,12 +32,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from .nodes import producer
+
 HEADS_FIRST = [0, 2, 1, 3]
-
-
-def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
-    node = value.producer() if value is not None else None
-    return node if node is not None and node.op_type == op_type and node.domain == "" else None
 
 
 def _perm_is_heads_first(node: ir.Node) -> bool:
@@ -52,7 +49,7 @@ def _head_dims(reshape: ir.Node) -> tuple[int, int] | None:
     if const is not None:
         dims = const.numpy().ravel()
         return (int(dims[2]), int(dims[3])) if dims.size == 4 and dims[2] > 0 and dims[3] > 0 else None
-    concat = _producer(shape, "Concat")
+    concat = producer(shape, "Concat")
     if concat is None or len(concat.inputs) != 4:
         return None
     pieces = [ir.convenience.get_const_tensor(v) for v in concat.inputs[2:]]
@@ -82,7 +79,7 @@ def _flattenable(reshape: ir.Node) -> bool:
     target, shape = reshape.outputs[0], reshape.inputs[1]
     if target.shape is None or len(target.shape) != 4:
         return False
-    return ir.convenience.get_const_tensor(shape) is not None or _producer(shape, "Concat") is not None
+    return ir.convenience.get_const_tensor(shape) is not None or producer(shape, "Concat") is not None
 
 
 def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.Value | None:
@@ -103,7 +100,7 @@ def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.V
         flat_shape = ir.node("Constant", [], {"value": ir.tensor(np.array([*const.numpy().ravel()[:2], heads * dim], dtype=np.int64))})
         nodes = [flat_shape]
     else:
-        concat = _producer(shape, "Concat")
+        concat = producer(shape, "Concat")
         piece = ir.node("Constant", [], {"value": ir.tensor(np.array([heads * dim], dtype=np.int64))})
         flat_shape = ir.node("Concat", [concat.inputs[0], concat.inputs[1], piece.outputs[0]], {"axis": 0})
         nodes = [piece, flat_shape]
@@ -119,10 +116,10 @@ def _flat_value(graph: ir.Graph, reshape: ir.Node, heads: int, dim: int) -> ir.V
 
 def _split_input(value: ir.Value) -> tuple[ir.Node, ir.Node, tuple[int, int]] | None:
     """For q, k or v: (the head-splitting Reshape, the Transpose after it, (H, d))."""
-    transpose = _producer(value, "Transpose")
+    transpose = producer(value, "Transpose")
     if transpose is None or not _perm_is_heads_first(transpose) or len(transpose.outputs[0].uses()) != 1:
         return None
-    reshape = _producer(transpose.inputs[0], "Reshape")
+    reshape = producer(transpose.inputs[0], "Reshape")
     if reshape is None or len(reshape.outputs[0].uses()) != 1:
         return None
     dims = _head_dims(reshape)

@@ -34,12 +34,9 @@ import math
 import numpy as np
 import onnx_ir as ir
 
+from .nodes import producer
+
 CONTRIB = "com.microsoft"
-
-
-def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
-    node = value.producer() if value is not None else None
-    return node if node is not None and node.op_type == op_type and node.domain == "" else None
 
 
 def _constant(value: ir.Value | None) -> np.ndarray | None:
@@ -54,18 +51,18 @@ def _attr(node: ir.Node, name: str, default):
 
 def _packed_projection(node: ir.Node) -> tuple[ir.Node, ir.Node, ir.Node, ir.Value, ir.Value] | None:
     """(split, add, matmul, W (C, 3C), b (3C)) feeding q, k and v of `node`, or None."""
-    split = _producer(node.inputs[0], "Split")
+    split = producer(node.inputs[0], "Split")
     if split is None or [v for v in node.inputs[:3]] != list(split.outputs) or _attr(split, "axis", 0) not in (2, -1):
         return None
     if any(len(v.uses()) != 1 for v in split.outputs):
         return None
-    add = _producer(split.inputs[0], "Add")
+    add = producer(split.inputs[0], "Add")
     if add is None or len(add.outputs[0].uses()) != 1:
         return None
-    matmul_side = [i for i, v in enumerate(add.inputs) if _producer(v, "MatMul") is not None]
+    matmul_side = [i for i, v in enumerate(add.inputs) if producer(v, "MatMul") is not None]
     if len(matmul_side) != 1:
         return None
-    matmul = _producer(add.inputs[matmul_side[0]], "MatMul")
+    matmul = producer(add.inputs[matmul_side[0]], "MatMul")
     bias_value = add.inputs[1 - matmul_side[0]]
     weight, bias = _constant(matmul.inputs[1]), _constant(bias_value)
     if len(matmul.outputs[0].uses()) != 1 or weight is None or bias is None:
@@ -85,15 +82,15 @@ def _mask_index(graph: ir.Graph, mask: ir.Value, before: ir.Node, made: dict[int
         return made[id(mask)]
     if mask.dtype != ir.DataType.BOOL or mask.shape is None or len(mask.shape) != 4 or mask.shape[1] != 1:
         return None
-    producer = mask.producer()
+    maker = mask.producer()
     axes = ir.node("Constant", [], {"value": ir.tensor(np.array([1], dtype=np.int64))})
     squeeze = ir.node("Squeeze", [mask, axes.outputs[0]])
     cast = ir.node("Cast", [squeeze.outputs[0]], {"to": int(ir.DataType.INT32)})
     out = cast.outputs[0]
     out.name, out.dtype = f"{mask.name}_index", ir.DataType.INT32
     out.shape = ir.Shape([mask.shape[0], mask.shape[2], mask.shape[3]])
-    if producer is not None:
-        graph.insert_after(producer, [axes, squeeze, cast])
+    if maker is not None:
+        graph.insert_after(maker, [axes, squeeze, cast])
     else:
         graph.insert_before(before, [axes, squeeze, cast])
     made[id(mask)] = out
