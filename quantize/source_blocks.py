@@ -38,6 +38,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_nodes import drop_unused_initializers, node_attrs, set_attr
+
 BLOCK = 32  # every GGUF block format this reads: Q4_0, Q4_1, Q8_0
 
 
@@ -79,8 +81,9 @@ def recover_blocks(weight_nk: np.ndarray) -> SourceBlocks | None:
             zero = np.clip(np.rint(-m / d), 0, 15)
             return SourceBlocks("q4_1", q.astype(np.uint8), d, zero.astype(np.uint8), (m + d * zero).astype(np.float32))
         # Q4_0 and Q8_0: the weight of largest magnitude is -8 d (Q4_0) or +-127 d (Q8_0)
-        amax = np.abs(b).max(-1)
-        peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)[..., 0]
+        magnitude = np.abs(b)
+        amax = magnitude.max(-1)
+        peak = np.take_along_axis(b, magnitude.argmax(-1)[..., None], -1)[..., 0]
         d = _half(-peak / 8)
         q = np.clip(np.rint(b / d[..., None]), -8, 7)
         if (d != 0).all() and _exact(b, d[..., None] * q):
@@ -108,30 +111,13 @@ def source_blocks(model: onnx.ModelProto, matmuls: list[str]) -> dict[str, Sourc
     return found
 
 
-def _set_attr(node: onnx.NodeProto, name: str, value: int) -> None:
-    for a in node.attribute:
-        if a.name == name:
-            node.attribute.remove(a)
-            break
-    node.attribute.append(helper.make_attribute(name, value))
-
-
-def _swap_initializer(graph: onnx.GraphProto, old: str, array: np.ndarray | None, name: str) -> str:
-    """Drop initializer `old` once no other node reads it; add `array` as `name` (none when None)."""
-    if old and sum(old in n.input for n in graph.node) <= 1:
-        for init in [i for i in graph.initializer if i.name == old]:
-            graph.initializer.remove(init)
-    if array is None:
-        return ""
-    graph.initializer.append(numpy_helper.from_array(array, name))
-    return name
-
-
-def _pack_nibbles(z: np.ndarray) -> np.ndarray:
-    """(N, nb) values 0..15 -> MatMulNBits' zero points: N rows of ceil(nb / 2) bytes, low nibble first."""
-    if z.shape[1] % 2:
-        z = np.concatenate([z, np.zeros((z.shape[0], 1), np.uint8)], 1)
-    return (z[:, 0::2] | (z[:, 1::2] << 4)).astype(np.uint8).reshape(-1)
+def _pack_nibbles(x: np.ndarray) -> np.ndarray:
+    """Values 0..15, two to a byte along the last axis, low nibble first (padded with 0 to an even length):
+    MatMulNBits' 4-bit data (N, K / 32, 32) -> (N, K / 32, 16) and its zero points (N, nb) -> N rows of
+    ceil(nb / 2) bytes."""
+    if x.shape[-1] % 2:
+        x = np.concatenate([x, np.zeros((*x.shape[:-1], 1), np.uint8)], -1)
+    return (x[..., 0::2] | (x[..., 1::2] << 4)).astype(np.uint8)
 
 
 def _offset_branch(graph: onnx.GraphProto, node: onnx.NodeProto, offsets: np.ndarray, sums: dict[str, str]) -> list:
@@ -153,36 +139,33 @@ def _offset_branch(graph: onnx.GraphProto, node: onnx.NodeProto, offsets: np.nda
     return made
 
 
-def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) -> dict[str, int]:
-    """Give each 32-block MatMulNBits of `model` whose output is in `blocks` those blocks; count by kind.
+def keep_source_blocks(model: onnx.ModelProto, blocks: dict[str, SourceBlocks]) -> None:
+    """Give each 32-block MatMulNBits of `model` whose output is in `blocks` those blocks.
 
     A tied embedding lookup (GatherBlockQuantized) reading the same table is pointed at the head's bytes
     afterwards by tied_int4.share_tied_tables, which takes 4- and 8-bit heads.
     """
     graph = model.graph
-    kept: dict[str, int] = {}
-    nodes, sums = [], {}
+    nodes, sums, replaced = [], {}, []
     for node in list(graph.node):
         nodes.append(node)
         found = blocks.get(node.output[0]) if node.op_type == "MatMulNBits" else None
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if found is None or attrs.get("block_size") != BLOCK:
+        if found is None or node_attrs(node).get("block_size") != BLOCK:
             continue
-        stem = node.output[0]
-        q = found.q
-        data = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8) if found.bits == 4 else q
-        node.input[1] = _swap_initializer(graph, node.input[1], data, f"{stem}.{found.kind}")
-        node.input[2] = _swap_initializer(graph, node.input[2], found.scales.reshape(-1), f"{stem}.{found.kind}_scales")
-        old_zero = node.input[3] if len(node.input) > 3 else ""
-        zero = None if found.zero_points is None else _pack_nibbles(found.zero_points)
-        zero_name = _swap_initializer(graph, old_zero, zero, f"{stem}.{found.kind}_zero_points")
-        del node.input[3:]
-        if zero_name:
-            node.input.append(zero_name)
-        _set_attr(node, "bits", found.bits)
+        stem, kind = node.output[0], found.kind
+        replaced += node.input[1:]
+        data = _pack_nibbles(found.q) if found.bits == 4 else found.q
+        graph.initializer.append(numpy_helper.from_array(data, f"{stem}.{kind}"))
+        graph.initializer.append(numpy_helper.from_array(found.scales.reshape(-1), f"{stem}.{kind}_scales"))
+        del node.input[1:]
+        node.input.extend([f"{stem}.{kind}", f"{stem}.{kind}_scales"])
+        if found.zero_points is not None:
+            graph.initializer.append(numpy_helper.from_array(_pack_nibbles(found.zero_points).reshape(-1),
+                                                             f"{stem}.{kind}_zero_points"))
+            node.input.append(f"{stem}.{kind}_zero_points")
+        set_attr(node, "bits", found.bits)
         if found.offsets is not None:  # after the node: its input exists there, and its output is renamed
             nodes.extend(_offset_branch(graph, node, found.offsets, sums))
-        kept[found.kind] = kept.get(found.kind, 0) + 1
     del graph.node[:]
     graph.node.extend(nodes)
-    return kept
+    drop_unused_initializers(graph, [name for name in replaced if name])

@@ -22,11 +22,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .onnx_nodes import drop_unused_initializers, node_attrs, set_attr
+
 MS_DOMAIN = "com.microsoft"
-
-
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> int:
@@ -42,7 +40,7 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
         gather, head = producers.get(gather_out), producers.get(head_out)
         if gather is None or head is None or gather.op_type != "GatherBlockQuantized" or head.op_type != "MatMulNBits":
             continue
-        g, h = _attrs(gather), _attrs(head)
+        g, h = node_attrs(gather), node_attrs(head)
         N, K, block = h["N"], h["K"], h["block_size"]
         bits = h.get("bits", 4)
         if (len(gather.input) > 3 or len(head.input) > 3 and head.input[3] or bits not in (4, 8)
@@ -59,14 +57,10 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
                                           name=f"{head.name}.shared_scales")
         old = [gather.input[0], gather.input[2]]
         gather.input[0], gather.input[2] = reshape_data.output[0], reshape_scales.output[0]
-        for a in [a for a in gather.attribute if a.name == "bits"]:
-            gather.attribute.remove(a)
-        gather.attribute.append(helper.make_attribute("bits", bits))
+        set_attr(gather, "bits", bits)
         index = list(graph.node).index(gather)
         graph.node.insert(index, reshape_scales)
         graph.node.insert(index, reshape_data)
-        still_used = {i for n in graph.node for i in n.input}
-        for init in [i for i in graph.initializer if i.name in old and i.name not in still_used]:
-            graph.initializer.remove(init)
+        drop_unused_initializers(graph, old)
         shared += 1
     return shared
