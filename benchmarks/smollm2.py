@@ -45,9 +45,9 @@ def gguf_path() -> Path | None:
 
 
 def machine() -> str:
-    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), "unknown CPU")
-    return f"{name}, {os.cpu_count()} cores, load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    from edgeformer.runtime.cpu import cpu_model, load_average
+
+    return f"{cpu_model()}, {os.cpu_count()} cores, load average {load_average()}"
 
 
 def reference_model(path: Path):
@@ -70,10 +70,9 @@ def reference_model(path: Path):
 
 
 def text_ids(tokenizer) -> list[int]:
-    import pydoc_data.topics
+    from edgeformer.tasks.text import pydoc_topics
 
-    text = "\n\n".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))[:CHARS]
-    return tokenizer.encode(text, special=False)
+    return tokenizer.encode("\n\n".join(pydoc_topics())[:CHARS], special=False)
 
 
 def nll_bundle(model, window: list[int]) -> float:
