@@ -26,13 +26,12 @@ from edgeformer.runtime.bench import bench_model
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, ParityRecord, write_manifest
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.kinds import reads_arrays
-from edgeformer.runtime.sessions import create_session
 from edgeformer.runtime.vectors import write_vectors
 
 from .budget import keep_within_budget
 from .calibration import calibration_batches, calibration_texts, real_positions
 from .debug import explain_budget_failure
-from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate
+from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate, quantize_and_measure, session_runner
 from .evaluation import cosine
 from .generation import generation_inputs, quantize_generation_bundle
 from .kinds import quantize_kind
@@ -48,17 +47,6 @@ __all__ = ["BudgetError", "QuantizeResult", "budget_parity", "quantize_bundle"]
 
 SENSITIVITY_TEXTS = 32  # texts used to rank nodes; the final check uses the whole evaluation set
 SMOOTHED = ("int8-dynamic", "int8-static")  # recipes that quantize activations, so gain from smoothing
-
-
-def _runner(path: Path) -> Callable:
-    session, _ = create_session(path)
-    return lambda feeds: session.run(None, dict(feeds))
-
-
-def quantize_and_measure(recipe: str, src: Path, dst: Path, opt: RecipeOptions, ref: runtime.Model,
-                         data: EvaluationData) -> Fidelity:
-    apply_recipe(recipe, src, dst, opt)
-    return evaluate(ref, _runner(dst), data)
 
 
 def budget_parity(bundle_path: str | os.PathLike, reference_config: dict,
@@ -100,7 +88,7 @@ def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, bat
     candidates = [None, *ALPHAS] if alpha == "auto" else [float(alpha)]
     reference = []  # the float32 outputs on the calibration set: computed once, compared with every trial
     if len(candidates) > 1:
-        run_float = _runner(src)
+        run_float = session_runner(src)
         reference = [run_float(feeds) for feeds in batches]
     best: tuple[float, float | None, Path] | None = None
     trials: dict[str, float] = {}
@@ -115,7 +103,7 @@ def choose_smoothing(recipe: str, src: Path, work: Path, opt: RecipeOptions, bat
         if len(candidates) == 1:
             return path, a, trials
         apply_recipe(recipe, path, work / "trial.onnx", opt)
-        score = output_cosine(reference, _runner(work / "trial.onnx"), batches)
+        score = output_cosine(reference, session_runner(work / "trial.onnx"), batches)
         trials["off" if a is None else f"{a:g}"] = score
         progress(f"  smoothing {'off' if a is None else f'alpha {a:g}'}: calibration output cosine {score:.5f}")
         if best is None or score > best[0]:

@@ -21,10 +21,12 @@ import numpy as np
 from edgeformer.runtime.artifacts import read_text_file
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
+from edgeformer.runtime.sessions import create_session
 from edgeformer.runtime.text import mean_pool
 from edgeformer.tasks.text import python_paragraphs
 
 from .evaluation import Batch, FeedsRunner, Fidelity, Metric, Outputs, OutputAgreement, measure, token_nll
+from .recipes import RecipeOptions, apply_recipe
 
 Runner = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 
@@ -113,6 +115,19 @@ def evaluate(reference: Model, candidate: Runner, data: EvaluationData,
     """
     return measure(data.batches(reference), FeedsRunner(reference_run or reference),
                    FeedsRunner(candidate, [s.name for s in reference.outputs]), data.metric(reference))
+
+
+def session_runner(path: Path) -> Callable:
+    """feeds -> outputs of the graph file at `path`, through the one session factory."""
+    session, _ = create_session(path)
+    return lambda feeds: session.run(None, dict(feeds))
+
+
+def quantize_and_measure(recipe: str, src: Path, dst: Path, opt: RecipeOptions, reference: Model,
+                         data: EvaluationData) -> Fidelity:
+    """Quantize the graph at `src` into `dst` with `recipe` and measure it against `reference` on `data`."""
+    apply_recipe(recipe, src, dst, opt)
+    return evaluate(reference, session_runner(dst), data)
 
 
 class EmbeddingCosine:

@@ -25,11 +25,10 @@ from typing import Callable
 import onnx
 
 from edgeformer.runtime.model import Model
-from edgeformer.runtime.sessions import create_session
 
 from .budget import keep_within_budget
-from .evaluate import EvalSet, Fidelity, evaluate
-from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe
+from .evaluate import EvalSet, Fidelity, quantize_and_measure
+from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls
 
 RANKING_TEXTS = 32  # calibration texts each candidate is ranked on; the kept set is measured on all of them
 RECIPE = "int8-dynamic"  # int8-static keeps every FFN output projection float already
@@ -63,9 +62,7 @@ def keep_sensitive_in_float(recipe: str, src: Path, work: Path, opt: RecipeOptio
     texts = dataclasses.replace(like, texts=list(calibration), labels=None) if isinstance(like, EvalSet) else EvalSet(calibration)
 
     def measure(kept: list[str], data: EvalSet) -> Fidelity:
-        apply_recipe(recipe, src, trial, dataclasses.replace(opt, exclude=opt.exclude + kept))
-        session, _ = create_session(trial)
-        return evaluate(ref, lambda feeds: session.run(None, dict(feeds)), data)
+        return quantize_and_measure(recipe, src, trial, dataclasses.replace(opt, exclude=opt.exclude + kept), ref, data)
 
     fid = measure([], texts)
     progress(f"calibration texts: {fid.metric} drop {fid.drop:.4g} with every MatMul int8 "
