@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
-from edgeformer.runtime.sessions import CPU, DISABLED_OPTIMIZERS, session_options
+from edgeformer.runtime.sessions import CPU, DISABLED_OPTIMIZERS, create_session
 
 # Operators that are matrix products (their multiply-adds: output elements x the first input's last axis).
 MATRIX_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "MatMulInteger", "MatMulIntegerToFloat",
@@ -127,11 +126,9 @@ def profile_ops(graph: str | os.PathLike, feeds: Mapping[str, np.ndarray], runs:
     `disabled_optimizers` as the engine being explained runs it: edgeformer's runtime leaves
     DISABLED_OPTIMIZERS off; pass () for onnxruntime's defaults (what another tool's session gets).
     """
-    so = session_options(spin=False, threads=threads)
     with tempfile.TemporaryDirectory() as tmp:
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(graph), so, providers=[CPU], disabled_optimizers=list(disabled_optimizers))
+        session, _ = create_session(graph, [CPU], threads=threads, disabled_optimizers=disabled_optimizers,
+                                    profile_prefix=str(Path(tmp) / "profile"))
         names = {i.name for i in session.get_inputs()}
         feeds = {k: v for k, v in feeds.items() if k in names}
         for _ in range(warmup + runs):

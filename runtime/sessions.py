@@ -166,7 +166,7 @@ def resolve_providers(requested: Sequence[str] | None) -> tuple[list[str], list[
 
 
 def session_options(spin: bool = False, threads: int | None = None, config: Mapping[str, str] | None = None,
-                    optimization: str = "all") -> ort.SessionOptions:
+                    optimization: str = "all", profile_prefix: str | None = None) -> ort.SessionOptions:
     """Session options for edge use.
 
     `spin=False` (the default) stops ONNX Runtime's worker threads from busy-waiting between
@@ -186,6 +186,8 @@ def session_options(spin: bool = False, threads: int | None = None, config: Mapp
     so.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     for key, value in (config or {}).items():
         so.add_session_config_entry(key, value)
+    if profile_prefix is not None:  # onnxruntime's per-node profile, written by session.end_profiling()
+        so.enable_profiling, so.profile_file_prefix = True, profile_prefix
     return so
 
 
@@ -208,17 +210,19 @@ def create_session(
     disabled_optimizers: Sequence[str] = DISABLED_OPTIMIZERS,
     config: Mapping[str, str] | None = None,
     optimization: str = "all",
+    profile_prefix: str | None = None,
 ) -> tuple[ort.InferenceSession, list[str]]:
     """An ONNX Runtime session with edgeformer's settings (a graph file, or a serialized graph's bytes);
     returns it and any provider fallback notes. `optimization` is one of OPTIMIZATION_LEVELS;
     `disabled_optimizers=()` keeps every fusion, as onnxruntime's defaults (and a device's) do.
+    `profile_prefix` turns on onnxruntime's profiler, its file named from that prefix.
     A graph onnxruntime cannot open raises SessionError."""
     chosen, notes = resolve_providers(providers)
     options = [dict((provider_options or {}).get(p, {})) for p in chosen]
     graph = model_path if isinstance(model_path, bytes) else str(model_path)
     try:
         session = ort.InferenceSession(
-            graph, sess_options=session_options(spin, threads, config, optimization), providers=chosen,
+            graph, sess_options=session_options(spin, threads, config, optimization, profile_prefix), providers=chosen,
             provider_options=options, disabled_optimizers=list(disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types for an unreadable graph
