@@ -94,7 +94,6 @@ class DeployOptions:
             fail("profile", "a dict of axis name -> (min, opt, max) integers, or None")
 
 
-
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
