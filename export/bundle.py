@@ -20,6 +20,7 @@ import onnx
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.config import ModelConfig
+from edgeformer.modeling.models.conformer_stream import StreamGeometry
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
 from edgeformer.runtime.bundle import (CACHED_DECODER, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
@@ -30,7 +31,7 @@ from .kinds import kind_for
 from .long_input import check_subquadratic
 from .onnx import ATTENTION_OPSETS, save, trace
 from .parity import FLOAT32_ATOL, GATE_SEED, ParityFailure, ParityReport
-from .specs import ExportSpec, check_attention_mode
+from .specs import ExportRequest, ExportSpec, check_attention_mode
 
 _ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.INT64: "int64"}
 
@@ -57,7 +58,9 @@ def output_specs(graph: onnx.ModelProto) -> list[TensorSpec]:
 
 def gate(model, bundle: runtime.Model, cases=None, atol: float = FLOAT32_ATOL, seed: int = 0) -> ParityReport:
     """The parity check of the bundle's kind: PyTorch `model` against the loaded `bundle`."""
-    return kind_for(model.cfg, bundle.manifest.kind == CACHED_DECODER).gate(model, bundle, cases, atol, seed)
+    stream = bundle.manifest.model.stream
+    geometry = StreamGeometry(stream.chunk_frames, stream.left_chunks) if stream is not None else None
+    return kind_for(model.cfg, bundle.manifest.kind == CACHED_DECODER, geometry).gate(model, bundle, cases, atol, seed)
 
 
 def export_bundle(
@@ -68,6 +71,7 @@ def export_bundle(
     cases: list[tuple[int, int]] | None = None,
     overwrite: bool = False,
     kv_cache: bool = False,
+    stream: StreamGeometry | None = None,
 ) -> ExportResult:
     """Export the checkpoint at `ckpt` to a bundle at `out`.
 
@@ -75,6 +79,8 @@ def export_bundle(
     present keys/values; its parity gate runs prompts then decode steps (export.cache_parity), and
     `cases` are then (batch, prompt length, steps). A seq2seq checkpoint always exports as an
     encoder graph and a cached decoder graph, `cases` then being (batch, source length, decoder steps).
+    `stream` (a Conformer trained to stream): one step of a stream cut as it says (export.speech_stream),
+    `cases` then being (samples, piece size).
 
     The bundle is written only when every graph passes onnx.checker, holds the expected attention
     form, and matches PyTorch within `atol`; otherwise nothing is left at `out` and the error
@@ -85,8 +91,8 @@ def export_bundle(
     model = checkpoint.load(ckpt).eval()
     ckpt = Path(ckpt)
     tokenizer = checkpoint.load_tokenizer(ckpt)
-    kind = kind_for(model.cfg, kv_cache)
-    spec = kind.spec(model, tokenizer)
+    kind = kind_for(model.cfg, kv_cache, stream)
+    spec = kind.spec(model, tokenizer, ExportRequest(kv_cache, stream))
     if spec.kind == CACHED_DECODER:
         record_turn_tokens(ckpt, spec.cache, model.cfg.vocab_size)
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -95,7 +101,7 @@ def export_bundle(
         trained_on = checkpoint.recorded_task(ckpt)
         if trained_on is not None:  # the built-in task, which quantize measures the bundle on
             source["task"] = trained_on
-        record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(), source, spec.cache)
+        record = ModelRecord(cfg.to_dict(), cfg.task, cfg.labels, model.num_parameters(), source, spec.cache, spec.stream)
         manifest = write_graphs(spec, tmp, attention, record)
         if cfg.attention.kind != "full" and attention == "fused" and spec.kind != CACHED_DECODER:
             check_subquadratic(onnx.load(str(tmp / spec.graphs[0].file)))  # the memory saving is in the graph

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from edgeformer.modeling.models.attention import attention_nodes_per_layer
+from edgeformer.modeling.models.conformer_stream import StreamGeometry
 from edgeformer.modeling.models.transformer import LayerCache, Transformer
 from edgeformer.runtime.bundle import (CACHED_DECODER, LOGITS_TO_KEEP, MODEL_FILE, PLAIN, SEQ2SEQ, CacheRecord,
-                                       TensorSpec)
+                                       StreamRecord, TensorSpec)
 from edgeformer.runtime.inputs import GLOBAL_MASK
 
 from .onnx import ATTENTION_OPSETS, Axis, ExportError, GraphExport
@@ -104,6 +105,16 @@ class ExportSpec:
     graphs: list[GraphExport]  # the main graph (model.onnx) first
     cache: CacheRecord | None = None
     attention_layers: list[int] | None = None  # expected attention nodes per graph
+    stream: StreamRecord | None = None
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What `edgeformer export` was asked for besides the checkpoint: a key/value cache (decoders), or
+    a streaming step (a streaming Conformer) cut as `stream` says."""
+
+    kv_cache: bool = False
+    stream: StreamGeometry | None = None
 
 
 def ids_spec(name: str, axes: tuple, vocab_size: int) -> TensorSpec:
@@ -114,7 +125,7 @@ def mask_spec(name: str, axes: tuple) -> TensorSpec:
     return TensorSpec(name, "int64", axes, min=0, max=1)
 
 
-def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
+def plain_spec(model: Transformer, tokenizer=None, request=None) -> ExportSpec:
     """Inputs as the model reads them; two rows and more than one token, so no axis is specialised to a constant."""
     cfg = model.cfg
     batch = Axis(1, None, torch.export.Dim("batch"))
@@ -139,7 +150,7 @@ def plain_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     return ExportSpec(PLAIN, [graph])
 
 
-def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
+def cached_spec(model: Transformer, tokenizer=None, request=None) -> ExportSpec:
     """Two rows, three new tokens after five cached ones; every axis is left to the exporter (Dim.AUTO),
     which works out that the mask covers past + current tokens. `logits_to_keep` is an int64 input of
     (transformers' name and meaning: the last k positions, 0 all), so the logits' length is its own axis."""
@@ -167,7 +178,7 @@ def cached_spec(model: Transformer, tokenizer=None) -> ExportSpec:
     return ExportSpec(CACHED_DECODER, [graph], cache)
 
 
-def seq2seq_spec(model, tokenizer=None) -> ExportSpec:
+def seq2seq_spec(model, tokenizer=None, request=None) -> ExportSpec:
     """encoder.onnx and the cached decoder model.onnx; the decoder's first token is the pad token."""
     cfg = model.cfg
     L, H, hd = cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads

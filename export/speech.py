@@ -40,7 +40,7 @@ def sample_limits(cfg) -> tuple[int, int]:
     return min_samples(SHORTEST_FRAMES), min_samples(cfg.max_len)
 
 
-def speech_spec(model, tokenizer=None) -> ExportSpec:
+def speech_spec(model, tokenizer=None, request=None) -> ExportSpec:
     cfg = model.cfg
     lo, hi = sample_limits(cfg)
     inputs = [TensorSpec("waveforms", "float32", ("batch", "samples")),

@@ -8,7 +8,7 @@ not changed since the first checkpoint, so every config.json ever written reads 
 
 The Llama family's settings (RMSNorm, the gated SiLU feed-forward, bias-free projections,
 grouped-query attention, an explicit head size, rotary theta and Llama 3's frequency scaling) came
-later: their keys (ADDED_KEYS) are written only where a model differs from their defaults, which
+later, as did a Conformer's `streaming`: their keys (ADDED_KEYS) are written only where a model differs from their defaults, which
 reproduce every earlier model, so a config without them is stored exactly as it always was.
 """
 
@@ -89,6 +89,9 @@ class SpeechConfig:
     alphabet: str | None = None
     n_mels: int = 80
     conv_kernel: int = 15
+    # Trained to stream (`edgeformer export --streaming`): a causal depthwise convolution, and attention
+    # trained on random chunked contexts as well as the whole utterance, so one model serves both.
+    streaming: bool = False
 
 
 # config.json keeps one flat object (every version ever written reads the same way); each part's
@@ -104,8 +107,9 @@ STORED_PARTS: dict[str, tuple[type, dict[str, str], dict[str, Any]]] = {
                   {}),
     "vision": (VisionConfig, {"image_size": "image_size", "patch_size": "patch_size", "num_channels": "num_channels"},
                {"image_size": 0, "patch_size": 16, "num_channels": 3}),
-    "speech": (SpeechConfig, {"n_mels": "n_mels", "conv_kernel": "conv_kernel", "alphabet": "alphabet"},
-               {"n_mels": 80, "conv_kernel": 15, "alphabet": None}),
+    "speech": (SpeechConfig, {"n_mels": "n_mels", "conv_kernel": "conv_kernel", "alphabet": "alphabet",
+                              "streaming": "streaming"},
+               {"n_mels": 80, "conv_kernel": 15, "alphabet": None, "streaming": False}),
 }
 # the stored keys in the order config.json has always had them
 STORED_ORDER = ("arch", "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "activation", "norm", "positional",
@@ -114,12 +118,13 @@ STORED_ORDER = ("arch", "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", 
                 "attention_kind", "window", "global_tokens", "linformer_k", "lsh_buckets", "lsh_rounds", "reversible",
                 "n_mels", "conv_kernel", "alphabet") + (
                 "norm_type", "feed_forward", "linear_bias", "kv_heads", "head_size", "qkv_bias", "rope_theta",
-                "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len")
+                "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len") + (
+                "streaming",)
 # keys added with the Llama family, and the values that reproduce every earlier model: written only when they differ
 ADDED_KEYS: dict[str, Any] = {"norm_type": "layernorm", "feed_forward": "plain", "linear_bias": True, "kv_heads": None,
                               "head_size": None, "qkv_bias": True, "rope_theta": 10000.0, "rope_scaling": "none",
                               "rope_factor": 8.0, "rope_low_freq_factor": 1.0, "rope_high_freq_factor": 4.0,
-                              "rope_original_max_len": 8192}
+                              "rope_original_max_len": 8192, "streaming": False}
 
 
 def check_speech_config(cfg: "ModelConfig") -> None:

@@ -44,7 +44,7 @@ FLOAT_BOUNDS = {
     "rope_low_freq_factor": (1e-3, 1e4),
     "rope_high_freq_factor": (1e-3, 1e4),
 }
-BOOLS = ("embedding_norm", "pooler", "tie_embeddings", "reversible", "linear_bias", "qkv_bias")
+BOOLS = ("embedding_norm", "pooler", "tie_embeddings", "reversible", "linear_bias", "qkv_bias", "streaming")
 MAX_POSITION_TABLE = 1 << 27  # max_len x d_model floats of a sinusoidal table, max_len x head size of rotary ones (512 MiB)
 MAX_PARAMETERS = 1 << 33  # 8 G parameters: 32 GiB in float32
 

@@ -23,7 +23,9 @@ paths inside the folder, bounds within what the model's config allows).
 Versions (`format_version`): 1 had no `kind` (it is inferred from the model's cache record);
 2 adds `kind`; 3 adds the cache record's `logits_to_keep`, the name of a cached decoder's int64
 input of shape (1,) that picks how many last positions get logits (0: all), so a prompt's step returns
-(B, 1, V) instead of (B, T, V); the runtime reads the last row itself from a version 1 or 2 graph.
+(B, 1, V) instead of (B, T, V); the runtime reads the last row itself from a version 1 or 2 graph;
+4 adds the kind `streaming-speech` and its record, `model.stream` (`StreamRecord`): a Conformer step
+that takes a window of audio and its caches and returns that chunk's logits and the caches.
 Every version listed in READS loads; a newer one is refused with a message that says so. The
 nested records are typed (`ModelRecord`, `CacheRecord`, ...); keys a record does not know are kept
 in its `extra` and written back, so a newer writer's additions survive a copy.
@@ -42,19 +44,20 @@ from .artifacts import check_format_version, confined_path, read_json_object, sh
 from .errors import BundleError
 from .manifest_checks import check_manifest_bounds, check_manifest_json, check_manifest_paths
 from .records import (AttentionRecord, CacheRecord, DeployRecord, GraphSpec, ModelRecord, ParityRecord,  # noqa: F401
-                      QuantizationRecord, Record, TensorSpec, _to_json, rule)
+                      QuantizationRecord, Record, StreamRecord, TensorSpec, _to_json, rule)
 
 FORMAT = "edgeformer.bundle"
-FORMAT_VERSION = 3
-READS = (1, 2, 3)  # every version this project has written
+FORMAT_VERSION = 4
+READS = (1, 2, 3, 4)  # every version this project has written
 LOGITS_TO_KEEP = "logits_to_keep"  # a cached decoder's input from format 3 on (transformers' name and meaning)
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 SIGNATURE_FILE = "signature.json"  # runtime/signing.py: written after the manifest, so not listed in it
 
-PLAIN, CACHED_DECODER, SEQ2SEQ = "plain", "cached-decoder", "seq2seq"
-KINDS = (PLAIN, CACHED_DECODER, SEQ2SEQ)
+PLAIN, CACHED_DECODER, SEQ2SEQ, STREAMING_SPEECH = "plain", "cached-decoder", "seq2seq", "streaming-speech"
+KINDS = (PLAIN, CACHED_DECODER, SEQ2SEQ, STREAMING_SPEECH)
+ADDED_IN = {STREAMING_SPEECH: 4}  # kinds newer than format 1's
 TEXT, IMAGE, AUDIO, IDS = "text", "image", "audio", "ids"  # what a bundle reads (`Manifest.modality`)
 
 
@@ -207,9 +210,28 @@ def read_manifest(directory: str | os.PathLike) -> Manifest:
         raise BundleError(f"{path} has a malformed record ({detail}); the bundle is corrupt") from None
     if manifest.kind not in KINDS:
         raise BundleError(f"{path} is a bundle of kind {manifest.kind!r}; this edgeformer knows: {', '.join(KINDS)}")
+    if manifest.format_version < ADDED_IN.get(manifest.kind, 1):
+        raise BundleError(f"{path} is a {manifest.kind} bundle at format_version {manifest.format_version}; the kind "
+                          f"came with version {ADDED_IN[manifest.kind]}: the bundle is corrupt")
     check_manifest_bounds(path, manifest)
     check_logits_to_keep(path, manifest)
+    check_stream(path, manifest)
     return manifest
+
+
+def check_stream(path: Path, manifest: Manifest) -> None:
+    """A streaming-speech bundle has a stream record, and only it; the record's names are the graph's."""
+    stream = manifest.model.stream
+    if (stream is None) != (manifest.kind != STREAMING_SPEECH):
+        raise BundleError(f"{path}: a {manifest.kind} bundle " + ("needs" if stream is None else "has no")
+                          + " model.stream record: the manifest is inconsistent")
+    if stream is None:
+        return
+    inputs, outputs = {s.name for s in manifest.inputs}, {s.name for s in manifest.outputs}
+    missing = [n for n in [stream.valid_frames, *stream.state] if n not in inputs]
+    missing += [n for n in stream.next_state if n not in outputs]
+    if missing or len(stream.state) != len(stream.next_state) or stream.window_samples < stream.hop_samples:
+        raise BundleError(f"{path}: model.stream does not match the graph ({', '.join(missing) or 'state and next_state differ in length, or the window is shorter than its hop'}); the manifest is inconsistent")
 
 
 def check_logits_to_keep(path: Path, manifest: Manifest) -> None:

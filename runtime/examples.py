@@ -114,8 +114,30 @@ def example_images(model) -> np.ndarray:
 
 
 def speech_bounds(model) -> tuple[int, int]:
-    spec = {s.name: s for s in model.manifest.inputs}["lengths"]
+    """(fewest, most) samples a recording may have: a streaming bundle's only lower bound is one frame."""
+    spec = {s.name: s for s in model.manifest.inputs}.get("lengths")
+    if spec is None:
+        from .speech_stream import NO_LIMIT, SHORTEST
+
+        return SHORTEST, NO_LIMIT
     return int(spec.min), int(spec.max)
+
+
+def stream_inputs(model) -> list[dict[str, np.ndarray]]:
+    """Two steps of a streaming speech bundle: a stream's first (empty caches, a whole chunk of tones) and
+    a last one (caches half full of small random values, one frame of speech)."""
+    rng = np.random.default_rng(SEED)
+    record, specs = model.manifest.model.stream, {s.name: s for s in model.manifest.inputs}
+    window = tone_clip(record.window_samples, (440.0, 880.0), rng)[None]
+    feeds = []
+    for valid, fill in ((record.chunk_frames, 0.0), (1, 0.1)):
+        feed = {"audio": window, record.valid_frames: np.array([valid], np.int64)}
+        for name in record.state:
+            shape = [1 if d == "batch" else d for d in specs[name].shape]
+            feed[name] = (fill * rng.standard_normal(shape)).astype(np.float32) if specs[name].dtype == "float32" \
+                else np.full(shape, int(fill * 5 * record.chunk_frames), np.int64)
+        feeds.append(feed)
+    return feeds
 
 
 def tone_clip(n: int, freqs: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .bundle import Bundle, Manifest, TensorSpec
+from .bundle import STREAMING_SPEECH, Bundle, Manifest, TensorSpec
 
 
 @runtime_checkable
@@ -77,10 +77,22 @@ class TaskCalls:
         return classify_images(self, images, layout, resize, batch_size)
 
     def transcribe(self, waveforms, sample_rate: int = 16000, batch_size: int = 16) -> list[str]:
-        """Texts for mono float32 waveforms by greedy CTC, with a speech bundle (see runtime.speech)."""
+        """Texts for mono float32 waveforms by greedy CTC, with a speech bundle (see runtime.speech); a
+        streaming bundle takes each recording through a stream (runtime.speech_stream)."""
+        if self.manifest.kind == STREAMING_SPEECH:
+            from .speech_stream import transcribe_whole
+
+            return transcribe_whole(self, waveforms, sample_rate)
         from .speech import transcribe
 
         return transcribe(self, waveforms, sample_rate, batch_size)
+
+    def transcribe_stream(self, pieces, sample_rate: int = 16000):
+        """The transcript so far after each piece of audio, then the final one, with a streaming speech
+        bundle (`edgeformer export --streaming`; see runtime.speech_stream)."""
+        from .speech_stream import transcribe_stream
+
+        return transcribe_stream(self, pieces, sample_rate)
 
     def generate(self, prompt, **settings):
         """Generate tokens (and text) with a decoder bundle exported with --kv-cache (see runtime.generate)."""

@@ -4,6 +4,8 @@ answers, and the inputs its test vectors are built from (runtime/examples.py).
     kind            takes                                  reads        task calls (besides the graph call)
     seq2seq         manifest kind seq2seq                  text or ids  generate, stream
     cached-decoder  manifest kind cached-decoder           text or ids  generate, stream
+    streaming-      manifest kind streaming-speech         audio        transcribe, transcribe_stream
+      speech          (a streaming Conformer's step)
     speech          modality audio (a Conformer)           audio        transcribe
     image           modality image (a ViT)                 image        classify_images
     lsh             attention_kind lsh (hashed buckets)    text or ids  embed, classify
@@ -23,9 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bundle import AUDIO, CACHED_DECODER, IMAGE, SEQ2SEQ, Manifest
+from .bundle import AUDIO, CACHED_DECODER, IMAGE, SEQ2SEQ, STREAMING_SPEECH, Manifest
 from .errors import EdgeformerError
-from .examples import audio_inputs, image_cases, no_cases, speech_cases, text_cases, token_inputs
+from .examples import audio_inputs, image_cases, no_cases, speech_cases, stream_inputs, text_cases, token_inputs
 
 Cases = Callable[[Any], list[tuple[str, str, dict]]]  # model -> (name, call, args) of its task cases
 RunInputs = Callable[[Any], list[dict[str, np.ndarray]]]  # model -> padded example feeds of its main graph
@@ -74,6 +76,8 @@ KINDS = KindOrder([
     BundleKind("seq2seq", lambda m: m.kind == SEQ2SEQ, GENERATION_CALLS, no_cases, token_inputs, generates=True),
     BundleKind("cached-decoder", lambda m: m.kind == CACHED_DECODER, GENERATION_CALLS, no_cases, token_inputs,
                generates=True),
+    BundleKind("streaming-speech", lambda m: m.kind == STREAMING_SPEECH, ("transcribe", "transcribe_stream"),
+               speech_cases, stream_inputs),
     BundleKind("speech", lambda m: m.modality == AUDIO, ("transcribe",), speech_cases, audio_inputs),
     BundleKind("image", lambda m: m.modality == IMAGE, ("classify_images",), image_cases, token_inputs),
     BundleKind("lsh", lambda m: m.config.get("attention_kind") == "lsh", TEXT_CALLS, text_cases, token_inputs),

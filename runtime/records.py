@@ -159,6 +159,26 @@ class CacheRecord(Record):
 
 
 @dataclass(eq=False)
+class StreamRecord(Record):
+    """How to drive a streaming speech bundle (format 4 on; modeling/models/conformer_stream.py draws the step).
+
+    Each step reads `window_samples` of audio and then moves `hop_samples` on (the windows overlap, so the
+    front end's frames at a boundary are exact); it returns `chunk_frames` frames of logits. The inputs
+    named in `state` start as zeros and take the outputs named in `next_state` (in that order) after
+    every step; `valid_frames` names the int64 input that says how many of a step's frames are speech.
+    """
+
+    chunk_frames: int = _field(min=1)
+    left_chunks: int = _field(min=1)
+    window_samples: int = _field(min=1)
+    hop_samples: int = _field(min=1)
+    valid_frames: str
+    state: list[str]
+    next_state: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class ModelRecord(Record):
     # the ModelConfig as a dict (modeling.config owns its fields); the sizes the manifest's bounds rest on
     config: dict[str, Any] = _field(keys={"vocab_size": 1, "max_len": 1, "type_vocab_size": 0})
@@ -167,10 +187,11 @@ class ModelRecord(Record):
     parameters: int | None = None
     checkpoint: dict[str, Any] | None = None  # {"name", "sha256"} of the source weights, "task" it was trained on
     cache: CacheRecord | None = None  # generation bundles
+    stream: StreamRecord | None = None  # streaming speech bundles (format 4 on)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _optional: ClassVar = ("cache",)
-    _nested: ClassVar = {"cache": CacheRecord.from_json}
+    _optional: ClassVar = ("cache", "stream")
+    _nested: ClassVar = {"cache": CacheRecord.from_json, "stream": StreamRecord.from_json}
 
 
 @dataclass(eq=False)

@@ -115,12 +115,23 @@ def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
     """Texts for 16 kHz mono float32 `waveforms` (one 1-D array, or a sequence of them), by greedy CTC."""
     lo, hi, alphabet = speech_limits(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
+    waves = check_recordings(waveforms, sample_rate, lo, hi)
+    texts = []
+    for start in range(0, len(waves), batch_size):
+        batch, lengths = pad_waveforms(waves[start : start + batch_size])
+        out = model({"waveforms": batch, "lengths": lengths})
+        texts += [ids_to_text(ids, alphabet) for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
+    return texts
+
+
+def check_recordings(waveforms, sample_rate, lo: int, hi: int) -> list[np.ndarray]:
+    """One recording or a list or tuple of them, at 16 kHz -> float32 1-D arrays, or a one-line InputError."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
         raise InputError(f"sample_rate of type {type(sample_rate).__name__}; expected {SAMPLE_RATE} (Hz)")
     if sample_rate != SAMPLE_RATE:
         raise InputError(f"sample rate {sample_rate} Hz; this model reads {SAMPLE_RATE} Hz audio (resample first)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
     if isinstance(waveforms, np.ndarray):  # one recording (a batch is a list: recordings differ in length)
         waveforms = [waveforms]
     if not isinstance(waveforms, (list, tuple)):
@@ -130,9 +141,4 @@ def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, 
     waves = [check_waveform(w, i, lo, hi) for i, w in enumerate(waveforms)]
     if not waves:
         raise InputError("no waveforms given; expected at least one recording")
-    texts = []
-    for start in range(0, len(waves), batch_size):
-        batch, lengths = pad_waveforms(waves[start : start + batch_size])
-        out = model({"waveforms": batch, "lengths": lengths})
-        texts += [ids_to_text(ids, alphabet) for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
-    return texts
+    return waves

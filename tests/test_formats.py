@@ -266,7 +266,7 @@ def _copy(src: Path, dst: Path, edit) -> Path:
 @pytest.mark.parametrize("version, message", [
     (FORMAT_VERSION + 1, f"was written by a newer edgeformer \\(format version {FORMAT_VERSION + 1}\\); "
                          f"this one reads up to {FORMAT_VERSION}"),
-    (0, "has format_version 0; this edgeformer reads versions 1, 2, 3"),
+    (0, "has format_version 0; this edgeformer reads versions 1, 2, 3, 4"),
     ("2", "has format_version '2'"),
 ])
 def test_unknown_bundle_versions_are_refused_in_one_line(tmp_path, version, message):

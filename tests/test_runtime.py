@@ -89,7 +89,7 @@ def test_tampered_file_is_refused_by_name(tmp_path, encoder_bundle):
 @pytest.mark.parametrize("edit, message", [
     (lambda m: "{not json", "is not valid JSON"),
     (lambda m: json.dumps({**m, "format": "other"}), "is not an edgeformer manifest"),
-    (lambda m: json.dumps({**m, "format_version": 99}), r"was written by a newer edgeformer \(format version 99\); this one reads up to 3"),
+    (lambda m: json.dumps({**m, "format_version": 99}), r"was written by a newer edgeformer \(format version 99\); this one reads up to 4"),
     (lambda m: json.dumps({k: v for k, v in m.items() if k != "inputs"}), r"inputs is None; expected a value \(the field is required\)"),
 ])
 def test_corrupt_manifest_is_refused(tmp_path, encoder_bundle, edit, message):

@@ -23,13 +23,14 @@ from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_t
 from edgeformer.modeling.models.audio import spec_augment
 from edgeformer.modeling.checkpoint import TRAINING_FILE, save
 from edgeformer.modeling.config import ModelConfig
-from edgeformer.modeling.models.conformer import Conformer
+from edgeformer.modeling.models.conformer import Conformer, random_context
 from edgeformer.modeling.training.data import DataError
 from edgeformer.modeling.training.distributed import current as distributed_context
 from edgeformer.modeling.training.loop import TrainConfig, TrainResult, echo_metrics, fit
 from edgeformer.tasks.speech import ALPHABET, SAMPLE_RATE, Utterance
 from edgeformer.tasks.defaults import task_defaults
 from edgeformer.tasks.speech_tasks import SpeechTask as TaskData, speech_task
+from edgeformer.tasks.spoken import SpokenUtterance, report_groups
 
 # Sizes for boards and phones (parameters measured with this module): tiny 0.5 M, small 4.5 M, base 26 M.
 CONFORMER_PRESETS: dict[str, dict] = {
@@ -89,7 +90,8 @@ class SpeechTask:
     @staticmethod
     def loss(model, waves, lengths, targets, target_lengths) -> torch.Tensor:
         features, frames = model.features(waves, lengths)
-        return ctc_loss(model.encode(spec_augment(features, frames, None), frames), targets, target_lengths)
+        context = random_context() if model.cfg.speech.streaming else None  # chunked attention half the time
+        return ctc_loss(model.encode(spec_augment(features, frames, None), frames, context), targets, target_lengths)
 
     @torch.no_grad()
     def evaluate(self, model) -> dict[str, float]:
@@ -107,10 +109,12 @@ def evaluate_cer(model: Conformer, utts: list[Utterance], batch_size: int = 32) 
         loss += ctc_loss(out, targets, target_lengths).item() * len(lengths)
         hyps += [ids_to_text(ids, model.cfg.speech.alphabet) for ids in ctc_greedy(out["logits"].cpu().numpy(), out["logit_lengths"].cpu().numpy())]
     metrics = {"eval_loss": loss / len(utts), "eval_cer": character_error_rate(hyps, [u.text for u in utts])}
-    for name, heard in (("eval_cer_heard_voices", True), ("eval_cer_unheard_voices", False)):
-        pairs = [(h, u.text) for h, u in zip(hyps, utts) if getattr(u, "seen_voice", None) is heard]
-        if pairs:
-            metrics[name] = character_error_rate(*map(list, zip(*pairs)))
+    groups: dict[str, list[int]] = {}
+    for i, u in enumerate(utts):
+        for group in report_groups(u) if isinstance(u, SpokenUtterance) else ():
+            groups.setdefault(group, []).append(i)
+    for group, rows in sorted(groups.items()):
+        metrics["eval_cer_" + group.replace(" ", "_")] = character_error_rate([hyps[i] for i in rows], [utts[i].text for i in rows])
     return metrics
 
 

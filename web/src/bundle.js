@@ -4,11 +4,12 @@
 import { BundleError, repr } from './errors.js';
 
 export const FORMAT = 'edgeformer.bundle';
-export const READS = [1, 2, 3];
+export const READS = [1, 2, 3, 4];
 export const MANIFEST_FILE = 'manifest.json';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const VECTORS_FILE = 'vectors.json';
 export const PLAIN = 'plain', CACHED_DECODER = 'cached-decoder', SEQ2SEQ = 'seq2seq';
+export const STREAMING_SPEECH = 'streaming-speech'; // format 4: the Python runtime streams it
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 
@@ -126,6 +127,10 @@ export async function readManifest(source) {
   const cache = manifest.model.cache ?? null;
   checkLogitsToKeep(path, manifest, cache);
   manifest.kind ??= cache === null ? PLAIN : cache.encoder ? SEQ2SEQ : CACHED_DECODER;
+  if (manifest.kind === STREAMING_SPEECH) {
+    throw new BundleError(`${path} is a streaming-speech bundle; edgeformer.js transcribes whole clips: export the `
+      + 'checkpoint without --streaming for the browser, or stream with the Python runtime');
+  }
   manifest.graphs = [{ name: 'model', file: manifest.graph, inputs: manifest.inputs, outputs: manifest.outputs }];
   if (cache?.encoder) {
     manifest.graphs.push({ name: 'encoder', file: cache.encoder, inputs: cache.encoder_inputs ?? [],
