@@ -104,9 +104,12 @@ def cli():
 @long_input_options
 @click.option("--norm", type=click.Choice(["pre", "post"]), help="LayerNorm before (default) or after each sublayer.")
 @click.option("--vocab-size", type=click.IntRange(min=300), help="BPE vocabulary size. Default: the task's (300 for reverse, else 2048).")
+@click.option("--streaming/--no-streaming", default=None,
+              help="conformer: train to stream too (a causal convolution; attention on random chunks of the past), "
+                   "for export --streaming. Default: the task's (on for spoken-digits).")
 @json_option
-def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, norm, vocab_size, seed,
-          overwrite, json_out):
+def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, long_input, norm, vocab_size, streaming,
+          seed, overwrite, json_out):
     """Train a model on a built-in task or your data and write a checkpoint."""
     from click.core import ParameterSource
 
@@ -119,7 +122,9 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, l
     flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed)
     given = {name: value for name, value in flags.items() if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
     tc = training_config(arch, task, data_file, **given)  # what the user left out is the task's
-    overrides = {**long_input, **({"norm": norm} if norm else {})}
+    if streaming is not None and arch != "conformer":
+        raise click.UsageError(f"--streaming/--no-streaming is for speech recognisers (--arch conformer), not {arch}")
+    overrides = {**long_input, **({"norm": norm} if norm else {}), **({"streaming": streaming} if streaming is not None else {})}
     result = train_checkpoint(out, arch, preset, task, data_file, tc, vocab_size, overrides, overwrite=overwrite)
     from edgeformer.modeling.training.distributed import current
 
@@ -155,12 +160,29 @@ def import_(hf_dir, out, overwrite, json_out):
 @click.option("--atol", type=FiniteFloat(min=0, min_open=True), default=1e-4, show_default=True,
               help="Parity tolerance: largest absolute difference allowed against PyTorch.")
 @click.option("--kv-cache", is_flag=True, help="Decoders: one graph for the prompt and each new token, with a key/value cache.")
+@click.option("--streaming", is_flag=True, help="Conformers trained to stream: one graph per chunk of audio, with the "
+              "attention and convolution caches, for transcripts while the user speaks.")
+@click.option("--chunk-ms", type=click.IntRange(min=40), default=160, show_default=True,
+              help="With --streaming: audio per step, a multiple of 40 ms (one output frame); each step also reads 45 ms ahead.")
+@click.option("--left-chunks", type=click.IntRange(min=1, max=256), default=16, show_default=True,
+              help="With --streaming: chunks of the past that attention reads (the cache holds chunk x this many frames).")
 @json_option
-def export(checkpoint, out, attention, atol, kv_cache, overwrite, json_out):
+def export(checkpoint, out, attention, atol, kv_cache, streaming, chunk_ms, left_chunks, overwrite, json_out):
     """Export CHECKPOINT to an ONNX bundle; written only if it passes the parity gate."""
-    from edgeformer.export import export_bundle
+    from click.core import ParameterSource
 
-    result = export_bundle(checkpoint, out, attention=attention, atol=atol, overwrite=overwrite, kv_cache=kv_cache)
+    from edgeformer.export import export_bundle
+    from edgeformer.modeling.models.conformer_stream import StreamGeometry
+
+    ctx = click.get_current_context()
+    cut = [f"--{n.replace('_', '-')}" for n in ("chunk_ms", "left_chunks") if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
+    if cut and not streaming:
+        raise click.UsageError(f"{' and '.join(cut)} cut a stream; add --streaming")
+    if chunk_ms % 40:
+        raise click.UsageError(f"--chunk-ms {chunk_ms}; expected a multiple of 40 (one output frame is 40 ms)")
+    stream = StreamGeometry(chunk_ms // 40, left_chunks) if streaming else None
+    result = export_bundle(checkpoint, out, attention=attention, atol=atol, overwrite=overwrite, kv_cache=kv_cache,
+                           stream=stream)
     att = result.manifest.attention
     parity_table(f"parity: {checkpoint} vs {out}", result.report)
     click.echo(f"wrote bundle {out}: opset {result.manifest.opset}, {att.count} x {att.op}, parity passed")
@@ -286,19 +308,23 @@ def parity(bundle, reference, atol, seed, json_out):
 @click.option("--resize", is_flag=True, help="With --image: resize images to the model's size instead of refusing them.")
 @click.option("--audio", multiple=True, type=click.Path(dir_okay=False),
               help="A 16 kHz mono PCM .wav file to transcribe with a speech bundle (repeatable).")
+@click.option("--stream", is_flag=True, help="With --audio and a streaming bundle: feed the file a chunk at a time and "
+              "print the transcript as it grows.")
 @truncate_option("texts longer than the model's maximum are cut, with a warning.")
 @runtime_options
 @public_key_option
 @json_option
-def run(bundle, input_file, ids, texts, text_file, images, resize, audio, truncate, providers, spin, threads, max_batch,
-        public_key, json_out):
+def run(bundle, input_file, ids, texts, text_file, images, resize, audio, stream, truncate, providers, spin, threads,
+        max_batch, public_key, json_out):
     """Run BUNDLE on token ids, texts, images or audio and print its outputs (no PyTorch needed)."""
     from . import media_cmd, run_cmd
 
-    media_cmd.check_media_options(images, audio, bool(input_file or ids or texts or text_file))
+    media_cmd.check_media_options(images, audio, bool(input_file or ids or texts or text_file), stream)
     model = run_cmd.load(bundle, providers, spin, threads, public_key, max_batch)
     if images:
         media_cmd.run_images(model, images, resize, json_out)
+    elif stream:
+        media_cmd.run_audio_stream(model, audio, json_out)
     elif audio:
         media_cmd.run_audio(model, audio, json_out)
     elif texts or text_file:

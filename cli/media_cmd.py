@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import click
+import numpy as np
 
 from edgeformer import runtime
 from edgeformer.runtime.errors import EdgeformerError
@@ -48,7 +49,40 @@ def run_audio(model: runtime.Model, paths: tuple[str, ...], json_out) -> None:
     write_json(json_out, {"files": list(paths), "texts": texts, "seconds": seconds, "real_time_factor": rates})
 
 
-def check_media_options(images, audio, other_inputs: bool) -> None:
+def run_audio_stream(model: runtime.Model, paths: tuple[str, ...], json_out) -> None:
+    """Each file fed a chunk at a time, as a microphone would: the transcript whenever it changes, and the
+    compute each chunk took."""
+    from edgeformer.runtime.speech import read_wav
+    from edgeformer.runtime.speech_stream import stream_record
+
+    hop = stream_record(model).hop_samples
+    files = []
+    for path in paths:
+        samples, rate = read_wav(path)
+        pieces = [samples[i : i + hop] for i in range(0, len(samples), hop)]
+        partials, last, ms = [], None, []
+        steps = model.transcribe_stream(pieces, sample_rate=rate)
+        for i in range(len(pieces) + 1):
+            start = time.perf_counter()
+            text = next(steps)
+            ms.append((time.perf_counter() - start) * 1000)
+            if text != last:
+                at = min(len(samples), (i + 1) * hop) / rate
+                partials.append({"seconds": round(at, 3), "text": text})
+                if json_out != "-":
+                    click.echo(f"{path} @ {at:6.2f} s: {text!r}")
+                last = text
+        files.append({"file": path, "text": last, "partials": partials, "chunk_ms": hop * 1000 // rate,
+                      "compute_ms_median": float(np.median(ms)), "compute_ms_max": float(np.max(ms))})
+        if json_out != "-":
+            click.echo(f"{path}: {last!r}  (compute per {hop * 1000 // rate} ms chunk: median {np.median(ms):.1f} ms, "
+                       f"max {np.max(ms):.1f} ms)")
+    write_json(json_out, {"files": files})
+
+
+def check_media_options(images, audio, other_inputs: bool, stream: bool = False) -> None:
+    if stream and not audio:
+        raise EdgeformerError("--stream transcribes --audio files with a streaming bundle; give --audio")
     if images and audio:
         raise EdgeformerError("give --image or --audio, not both")
     if (images or audio) and other_inputs:

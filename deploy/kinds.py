@@ -3,6 +3,8 @@
     kind            refused by         the browser's task calls (deploy/web_tasks.py)
     seq2seq         tensorrt, jetson   generate (greedy and seeded sampling)
     cached-decoder  tensorrt, jetson   generate
+    streaming-      web                (none: edgeformer.js transcribes whole clips)
+      speech
     speech                             transcribe
     image                              classifyImages
     lsh             web                embed / classify
@@ -10,7 +12,8 @@
 
 Why each refusal: generation keeps its cache in onnxruntime's buffers, which a TensorRT engine
 does not have; LSH's bucket decisions (an ArgMax over rotated keys) can flip between the browser's
-WASM kernels and Python's, so no output check could hold. `refuse_kind` runs before the target's
+WASM kernels and Python's, so no output check could hold; edgeformer.js has no stream driver, so a
+streaming bundle would load in the browser and answer nothing. `refuse_kind` runs before the target's
 own refusals (deploy/folder.py). A new bundle kind is one entry here (its runtime kind first).
 """
 
@@ -32,6 +35,9 @@ TRT_GENERATION = ("{name} is {what} bundle; TensorRT deployments cover encoders,
 WEB_LSH = ("{path} uses LSH attention: its bucket decisions (an ArgMax over rotated keys) can flip between the "
            "browser's WASM kernels and Python's, and the browser cannot be given Python's decisions, so no output "
            "check can hold; deploy a full, local or longformer attention bundle")
+WEB_STREAM = ("{path} is a streaming speech bundle; edgeformer.js transcribes whole clips and has no stream "
+              "driver: deploy the checkpoint exported without --streaming to the web, or this bundle to android, "
+              "ios or arm64")
 WebCases = Callable[[Any, Any, Any], tuple[dict[str, Any], dict[str, Any]]]  # (work, model, rng) -> (cases, expect)
 
 
@@ -53,6 +59,7 @@ KINDS = LayerTable([
     DeployKind("seq2seq", generation_cases, generation_usage, generation_screenshot, _trt("a seq2seq")),
     DeployKind("cached-decoder", generation_cases, generation_usage, generation_screenshot,
                _trt("a key/value-cache decoder")),
+    DeployKind("streaming-speech", speech_cases, speech_usage, refuses={"web": WEB_STREAM}),
     DeployKind("speech", speech_cases, speech_usage),
     DeployKind("image", image_cases, image_usage),
     DeployKind("lsh", text_cases, text_usage, refuses={"web": WEB_LSH}),

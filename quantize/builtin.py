@@ -4,6 +4,7 @@
   held-out images; calibration on 64 training images;
 - speech bundles: 200 held-out utterances of the speech task the bundle records (audio-digits for
   bundles made before tasks were recorded, spoken-digits, ...); calibration on utterances of another seed;
+  a streaming bundle streams each utterance and calibrates on the steps of streamed utterances;
 - seq2seq bundles: the reverse task's held-out pairs (what `edgeformer train --arch seq2seq` trains
   on), calibrating int8-static on pairs from its training split;
 - cached decoders and single-graph text bundles: the quantizer's built-in English text
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import os
 
-from edgeformer.runtime.bundle import AUDIO, SEQ2SEQ, Bundle
+from edgeformer import runtime
+from edgeformer.runtime.bundle import AUDIO, SEQ2SEQ, STREAMING_SPEECH, Bundle
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.images import image_pixel_values
 from edgeformer.runtime.speech import pad_waveforms
@@ -25,7 +27,7 @@ from edgeformer.tasks.text import reverse_words
 
 from .evaluate import EvaluationData, read_eval_file
 from .generation_eval import GenerationData, read_generation_data
-from .media import ArrayEvalSet
+from .media import ArrayEvalSet, StreamEvalSet, step_feeds
 
 EVAL_UTTERANCES = 200
 CALIBRATION_SEED = 7
@@ -55,6 +57,14 @@ def speech_eval_set(task: SpeechTask) -> ArrayEvalSet:
     return ArrayEvalSet(batches, targets, calib)
 
 
+def stream_eval_set(task: SpeechTask, model: Bundle) -> StreamEvalSet:
+    """The task's held-out utterances, one stream each; the steps of 8 utterances of another seed to calibrate on."""
+    utts = task.held_out(EVAL_UTTERANCES)
+    bundle = runtime.load(model.path)
+    calib = step_feeds(bundle, [u.waveform for u in task.utterances(8, CALIBRATION_SEED)])
+    return StreamEvalSet([{"audio": u.waveform} for u in utts], [[u.text] for u in utts], calib, bundle)
+
+
 def media_eval_set(model: Bundle) -> ArrayEvalSet:
     """The built-in task's held-out arrays for an image or speech bundle (its manifest says which)."""
     cfg = model.manifest.config
@@ -62,7 +72,7 @@ def media_eval_set(model: Bundle) -> ArrayEvalSet:
         return digits_eval_set(model)
     task = SPEECH_TASKS.get((model.manifest.model.checkpoint or {}).get("task") or DEFAULT_SPEECH_TASK)
     if model.manifest.modality == AUDIO and task is not None and cfg.get("alphabet") == task.alphabet:
-        return speech_eval_set(task)
+        return stream_eval_set(task, model) if model.manifest.kind == STREAMING_SPEECH else speech_eval_set(task)
     raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and the "
                           f"{', '.join(SPEECH_TASKS)} speech tasks); measure it with "
                           "edgeformer.quantize.quantize_bundle(..., data=ArrayEvalSet(...))")

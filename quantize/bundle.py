@@ -35,7 +35,7 @@ from .evaluate import EvaluationData, Fidelity, default_eval_texts, evaluate, qu
 from .evaluation import cosine
 from .generation import generation_inputs, quantize_generation_bundle
 from .kinds import quantize_kind
-from .media import ArrayEvalSet, first_row, media_latency_ms
+from .media import ArrayEvalSet, media_latency_ms
 from .recipes import (QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, check_recipe,
                       quantizable_matmuls)
 from .record import quantization_record, quantized_manifest
@@ -236,7 +236,7 @@ def quantize_bundle(
         write_manifest(tmp, manifest)
         seq = min(128, m.axes.get("seq", {}).get("max", 128))
         if media:  # batch 1: the first evaluation input
-            row = first_row(data.feeds[0])
+            row = data.latency_feeds()
             result.float_ms = media_latency_ms(ref, row, bench_seconds)
             result.quant_ms = media_latency_ms(runtime.load(tmp), row, bench_seconds)
             seq = int(row["lengths"][0]) if "lengths" in row else None

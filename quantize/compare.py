@@ -26,7 +26,6 @@ from edgeformer.runtime.kinds import reads_arrays
 
 from .bundle import quantize_bundle
 from .evaluate import EvaluationData
-from .media import first_row
 from .recipes import RECIPES, RecipeOptions
 from .result import QuantizeResult
 
@@ -101,7 +100,7 @@ def timing_rule(bench_seconds: float, sides: int) -> SettleRule:
 def timing_feeds(model: runtime.Model, data: EvaluationData | None) -> dict[str, np.ndarray]:
     """Batch 1: the first evaluation input for images and audio, else one full-length random row (as bench)."""
     if reads_arrays(model.manifest):
-        return first_row(data.feeds[0])
+        return data.latency_feeds()
     seq = min(128, model.manifest.axes.get("seq", {}).get("max", 128))
     return model.validate(manifest_inputs(model.manifest, 1, seq, 0, padded=False))
 

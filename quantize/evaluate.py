@@ -45,6 +45,8 @@ class EvaluationData(Protocol):
 
     def metric(self, model: Model) -> Metric[Batch]: ...
 
+    def runner(self, run: Callable, names: list[str] | None) -> Callable[[Batch], Outputs]: ...
+
 
 @dataclass
 class EvalSet:
@@ -77,6 +79,9 @@ class EvalSet:
         if task == "classification":
             return Accuracy(model.manifest.model.labels or [], self.labels)
         return EmbeddingCosine()
+
+    def runner(self, run: Callable, names: list[str] | None) -> FeedsRunner:
+        return FeedsRunner(run, names)
 
 
 def default_eval_texts(n: int = 128) -> EvalSet:
@@ -113,8 +118,8 @@ def evaluate(reference: Model, candidate: Runner, data: EvaluationData,
     `reference_run` replaces the bundle as the source of float32 outputs (PyTorch, for `edgeformer
     parity` on a quantized bundle); `reference` still gives the manifest and the tokenizer.
     """
-    return measure(data.batches(reference), FeedsRunner(reference_run or reference),
-                   FeedsRunner(candidate, [s.name for s in reference.outputs]), data.metric(reference))
+    return measure(data.batches(reference), data.runner(reference_run or reference, None),
+                   data.runner(candidate, [s.name for s in reference.outputs]), data.metric(reference))
 
 
 def session_runner(path: Path) -> Callable:

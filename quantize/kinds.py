@@ -3,6 +3,8 @@
     kind            pipeline                                   measured on (built in when the user gives none)
     seq2seq         generation (teacher-forced, exact match)   the reverse task's pairs (builtin.generation_sets)
     cached-decoder  generation (teacher-forced perplexity)     the built-in English text
+    streaming-      single graph, each utterance streamed      the task's utterances (builtin.array_sets)
+      speech
     speech          single graph, arrays                       audio-digits utterances (builtin.array_sets)
     image           single graph, arrays                       the digits task's images
     lsh, plain      single graph, text                         the user's texts, else the built-in English text
@@ -40,6 +42,7 @@ class QuantizeKind:
 KINDS = LayerTable([
     QuantizeKind("seq2seq", True, generation_bundle_sets),
     QuantizeKind("cached-decoder", True, generation_bundle_sets),
+    QuantizeKind("streaming-speech", False, array_sets),
     QuantizeKind("speech", False, array_sets),
     QuantizeKind("image", False, array_sets),
     QuantizeKind("lsh", False, text_sets),

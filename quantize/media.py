@@ -10,8 +10,9 @@ smoothing and int8-static observe.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -19,8 +20,9 @@ from edgeformer.runtime.bench import time_block
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.model import Model
 from edgeformer.runtime.speech import character_error_rate, ctc_greedy, ids_to_text
+from edgeformer.runtime.speech_stream import stream_logits
 
-from .evaluation import Batch, Fidelity, Metric, Outputs, OutputAgreement
+from .evaluation import Batch, FeedsRunner, Fidelity, Metric, Outputs, OutputAgreement
 
 MEDIA_TASKS = ("classification", "speech-recognition")
 
@@ -38,10 +40,18 @@ class ArrayEvalSet:
     def subset(self, rows: int) -> "ArrayEvalSet":
         """The first batches, about `rows` rows (at least one batch)."""
         k = max(1, rows // max(1, len(self.targets[0])))
-        return ArrayEvalSet(self.feeds[:k], self.targets[:k], self.calibration)
+        return dataclasses.replace(self, feeds=self.feeds[:k], targets=self.targets[:k])
 
     def batches(self, model: Model) -> list[Batch]:
         return [Batch(dict(feeds), targets=list(t)) for feeds, t in zip(self.feeds, self.targets)]
+
+    def runner(self, run: Callable, names: list[str] | None) -> Callable[[Batch], dict[str, np.ndarray]]:
+        """A batch -> named outputs runner over `run` (a graph: feeds -> outputs, a list in `names` order)."""
+        return FeedsRunner(run, names)
+
+    def latency_feeds(self) -> dict[str, np.ndarray]:
+        """What one timed call is fed: the first evaluation input, batch 1."""
+        return first_row(self.feeds[0])
 
     def metric(self, model: Model) -> Metric[Batch]:
         task = model.manifest.model.task
@@ -98,6 +108,40 @@ class CharacterErrorRate(ImageAccuracy):
         a = self.agreement
         cer_f, cer_q = character_error_rate(self.pred_f, self.truth), character_error_rate(self.pred_q, self.truth)
         return Fidelity("CER", cer_f, cer_q, cer_q - cer_f, a.mean, a.min, a.max_abs)
+
+
+@dataclass
+class StreamEvalSet(ArrayEvalSet):
+    """A streaming speech bundle's evaluation: each batch is one recording ({"audio": (N,)}) streamed
+    through the graph a step at a time (runtime/speech_stream.py), so a quantized graph's error builds up
+    in its caches as it would on a device; `calibration` holds step feeds (caches included) of float32
+    streams, what smoothing and int8-static observe and what one timed call is fed."""
+
+    model: Model | None = None  # the float32 bundle: its stream record and state inputs
+
+    def runner(self, run: Callable, names: list[str] | None) -> Callable[[Batch], dict[str, np.ndarray]]:
+        step = FeedsRunner(run, names)
+
+        def stream(batch: Batch) -> dict[str, np.ndarray]:
+            logits = stream_logits(self.model, batch.feeds["audio"], len(batch.feeds["audio"]),
+                                   lambda feeds: step(Batch(dict(feeds))))
+            return {"logits": logits[None], "logit_lengths": np.array([len(logits)])}
+        return stream
+
+    def latency_feeds(self) -> dict[str, np.ndarray]:
+        return dict(self.calibration[0])
+
+
+def step_feeds(model: Model, waves: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Every step's feeds (the window and the caches as they stand) of float32 streams of `waves`."""
+    feeds: list[dict[str, np.ndarray]] = []
+
+    def record(step: dict) -> Mapping[str, np.ndarray]:
+        feeds.append({k: np.copy(v) for k, v in step.items()})
+        return model(step)
+    for w in waves:
+        stream_logits(model, w, len(w), record)
+    return feeds
 
 
 def media_latency_ms(model: Model, feeds: Mapping[str, np.ndarray], seconds: float) -> float:

@@ -15,7 +15,7 @@ are refused in one line, and nothing is fed after `finish`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -48,10 +48,11 @@ def stream_record(model: "BundleModel"):
 
 class AudioStream:
     """One stream through a streaming-speech bundle: `feed` pieces, then `finish`; each returns the
-    (frames, vocab) logits of the frames it completed."""
+    (frames, vocab) logits of the frames it completed. `run` is the step (the bundle itself, or any
+    feeds -> named outputs callable over its graph: the quantizer's candidates)."""
 
-    def __init__(self, model: "BundleModel"):
-        self.model, self.record = model, stream_record(model)
+    def __init__(self, model: "BundleModel", run: Callable[[dict], Mapping[str, np.ndarray]] | None = None):
+        self.model, self.record, self.run = model, stream_record(model), run or model
         specs = {s.name: s for s in model.manifest.inputs}
         self.state = {name: np.zeros([1 if d == "batch" else d for d in specs[name].shape], specs[name].dtype)
                       for name in self.record.state}
@@ -86,7 +87,7 @@ class AudioStream:
 
     def step(self, window: np.ndarray, valid: int) -> np.ndarray:
         r = self.record
-        out = self.model({"audio": window[None], r.valid_frames: np.array([valid], np.int64), **self.state})
+        out = self.run({"audio": window[None], r.valid_frames: np.array([valid], np.int64), **self.state})
         self.state = {name: out[nxt] for name, nxt in zip(r.state, r.next_state)}
         self.frames += valid
         return out["logits"][0, :valid]
@@ -124,9 +125,11 @@ def transcribe_stream(model: "BundleModel", pieces: Iterable, sample_rate: int =
     yield text.add(stream.finish())
 
 
-def stream_logits(model: "BundleModel", waveform: np.ndarray, piece: int) -> np.ndarray:
-    """(frames, vocab): one recording fed `piece` samples at a time (the export's parity gate, the benchmark)."""
-    stream = AudioStream(model)
+def stream_logits(model: "BundleModel", waveform: np.ndarray, piece: int,
+                  run: Callable[[dict], Mapping[str, np.ndarray]] | None = None) -> np.ndarray:
+    """(frames, vocab): one recording fed `piece` samples at a time (the export's parity gate, the quantizer's
+    evaluation with `run` as the step)."""
+    stream = AudioStream(model, run)
     parts = [stream.feed(waveform[i : i + piece]) for i in range(0, len(waveform), piece)]
     return np.concatenate(parts + [stream.finish()])
 
