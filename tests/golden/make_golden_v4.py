@@ -63,7 +63,7 @@ def main(root: Path, commit: str | None = None) -> None:
     import edgeformer
     from edgeformer.runtime.artifacts import atomic_directory
 
-    print(f"edgeformer from {Path(edgeformer.__file__).parent}")
+    print(f"edgeformer from {list(edgeformer.__path__)}")
     record = made_record(commit)
     record["command"] = "python tests/golden/make_golden_v4.py tests/golden/v4 [COMMIT]"
     record.pop("left_out")
