@@ -1,5 +1,5 @@
 """Format compatibility: the golden artifacts of every format version this project has written
-(tests/golden, made by tests/golden/make_golden.py, make_golden_v2.py and make_golden_v3.py) still load,
+(tests/golden, made by tests/golden/make_golden.py and make_golden_v2.py to make_golden_v4.py) still load,
 validate, run and compute what they computed when written, and their test vectors verify; unknown and
 newer versions are refused in one line."""
 
@@ -13,7 +13,7 @@ import pytest
 from edgeformer import runtime
 from edgeformer.modeling import checkpoint
 from edgeformer.modeling.checkpoint import CheckpointError
-from edgeformer.runtime.bundle import (CACHED_DECODER, FORMAT_VERSION, PLAIN, SEQ2SEQ, CacheRecord, Manifest,
+from edgeformer.runtime.bundle import (CACHED_DECODER, FORMAT_VERSION, PLAIN, SEQ2SEQ, STREAMING_SPEECH, CacheRecord, Manifest,
                                        QuantizationRecord, read_manifest, verify_files, write_manifest)
 from edgeformer.runtime.errors import BundleError, InputError
 from edgeformer.runtime.vector_cases import INT4_TOL
@@ -128,7 +128,7 @@ def test_golden_checkpoint_loads_and_gives_the_recorded_outputs(version):
 
 # Each version's bundles and deployment folders by the kind their manifest records (None: format 1, no kind).
 BUNDLES = {"plain": PLAIN, "int8": PLAIN, "int4": PLAIN, "cached": CACHED_DECODER, "seq2seq": SEQ2SEQ,
-           "vit": PLAIN, "speech": PLAIN, "android": PLAIN, "web": PLAIN}
+           "vit": PLAIN, "speech": PLAIN, "android": PLAIN, "web": PLAIN, "stream": STREAMING_SPEECH}
 CHECKPOINTS = ("checkpoint", "vit-checkpoint", "speech-checkpoint")
 
 
@@ -185,6 +185,30 @@ def test_golden_image_classifier_gives_the_recorded_outputs(version):
     assert_same_labels(got.labels, data, ATOL["plain"])
     for key, value in model({"pixel_values": data["pixel_values"]}).items():
         assert_close(value, data[f"out.{key}"], ATOL["plain"], key)
+
+
+@pytest.mark.parametrize("version", having("stream"))
+def test_golden_streaming_speech_streams_the_recorded_logits(version):
+    from edgeformer.runtime.speech_stream import stream_logits
+
+    model = load_golden(version, "stream")
+    assert model.manifest.model.stream.chunk_frames == 2 and model.manifest.format_version >= 4
+    data = recorded(version, "stream")
+    assert_close(stream_logits(model, data["clip"], 700), data["logits"], ATOL["plain"], "logits")
+    assert_close(stream_logits(model, data["clip"], 4321), data["logits"], ATOL["plain"], "logits in other pieces")
+    assert model.transcribe([data["clip"]]) == [str(data["text"])]
+
+
+def test_a_streaming_bundle_below_format_4_or_without_its_record_is_refused(tmp_path):
+    older = _copy(GOLDEN / "v4" / "stream", tmp_path / "older", lambda d: d.update(format_version=3))
+    with pytest.raises(BundleError, match="is a streaming-speech bundle at format_version 3; the kind came with version 4"):
+        runtime.load(older, verify=False)
+    bare = _copy(GOLDEN / "v4" / "stream", tmp_path / "bare", lambda d: d["model"].pop("stream"))
+    with pytest.raises(BundleError, match="a streaming-speech bundle needs model.stream record"):
+        runtime.load(bare, verify=False)
+    wrong = _copy(GOLDEN / "v4" / "stream", tmp_path / "wrong", lambda d: d["model"]["stream"].update(state=["keys", "nope"]))
+    with pytest.raises(BundleError, match=r"model.stream does not match the graph \(nope\)"):
+        runtime.load(wrong, verify=False)
 
 
 @pytest.mark.parametrize("version", having("speech"))
@@ -278,7 +302,7 @@ def test_unknown_bundle_versions_are_refused_in_one_line(tmp_path, version, mess
 
 def test_an_unknown_bundle_kind_is_refused(tmp_path):
     bundle = _copy(GOLDEN / "v1" / "plain", tmp_path / "b", lambda d: d.update(format_version=2, kind="diffusion"))
-    with pytest.raises(BundleError, match="of kind 'diffusion'; this edgeformer knows: plain, cached-decoder, seq2seq"):
+    with pytest.raises(BundleError, match="of kind 'diffusion'; this edgeformer knows: plain, cached-decoder, seq2seq, streaming-speech"):
         runtime.load(bundle, verify=False)
 
 
