@@ -109,7 +109,7 @@ class Pooled(torch.nn.Module):
         return torch.nn.functional.normalize(first, dim=-1)
 
 
-def toy_spec(model, tokenizer=None) -> ExportSpec:
+def toy_spec(model, tokenizer=None, request=None) -> ExportSpec:
     cfg, T = model.cfg, 16
     inputs = [ids_spec("input_ids", ("batch", "seq"), cfg.vocab_size), mask_spec("attention_mask", ("batch", "seq"))]
     kwargs = {"input_ids": torch.randint(0, cfg.vocab_size, (2, T)), "attention_mask": torch.ones(2, T, dtype=torch.long)}
@@ -161,7 +161,7 @@ def toy_sets(bundle, eval_data, calib_data):
 @pytest.fixture
 def toy():
     """The toy kind, registered in every layer for the test's length, then taken out again."""
-    takes = lambda cfg, kv_cache: cfg.arch == "encoder" and not cfg.num_labels and cfg.pooling == "cls"  # noqa: E731
+    takes = lambda cfg, request: cfg.arch == "encoder" and not cfg.num_labels and cfg.pooling == "cls"  # noqa: E731
     export_kinds.register(export_kinds.ExportKind(TOY, takes, toy_spec, toy_gate))
     runtime_kinds.register(runtime_kinds.BundleKind(
         TOY, lambda m: [s.name for s in m.outputs] == ["sentence_embedding"], (), no_cases, token_inputs))
