@@ -96,7 +96,7 @@ def cli():
               help="vit: an image classifier; conformer: a speech recogniser from raw audio.")
 @click.option("--preset", help="Model size: tiny, small or base. Default: the task's (small for stdlib-topics, else tiny).")
 @click.option("--task", help="Built-in task: stdlib-topics (encoder), pydoc-lm (decoder), reverse (seq2seq), "
-              "digits (vit), audio-digits or spoken-digits (conformer). Default: the arch's task. Each task brings the preset, epochs, "
+              "digits (vit), audio-digits, spoken-digits or spoken-commands (conformer). Default: the arch's task. Each task brings the preset, epochs, "
               "learning rate and batch size its documented result was measured with; a flag given wins.")
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="Your own data: .jsonl or text file.")
 @out_options("Checkpoint directory")

@@ -36,6 +36,15 @@ def run_images(model: runtime.Model, paths: tuple[str, ...], resize: bool, json_
 def run_audio(model: runtime.Model, paths: tuple[str, ...], json_out) -> None:
     from edgeformer.runtime.speech import read_wav
 
+    if model.manifest.model.task == "audio-classification":  # a keyword spotter labels each file
+        clips = [read_wav(path) for path in paths]
+        result = model.classify_audio([samples for samples, _ in clips], sample_rate=clips[0][1])
+        if json_out != "-":
+            for path, p in zip(paths, result.probabilities):
+                click.echo(f"{path}: {top_labels(result.label_names, p)}")
+        write_json(json_out, {"files": list(paths), "labels": result.labels, "label_names": result.label_names,
+                              "probabilities": result.probabilities})
+        return
     texts, seconds, rates = [], [], []
     for path in paths:
         samples, rate = read_wav(path)

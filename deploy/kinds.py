@@ -5,6 +5,8 @@
     cached-decoder  tensorrt, jetson   generate
     streaming-      web                (none: edgeformer.js transcribes whole clips)
       speech
+    audio-          web                (none: edgeformer.js has no classify_audio)
+      classifier
     speech                             transcribe
     image                              classifyImages
     lsh             web                embed / classify
@@ -38,6 +40,8 @@ WEB_LSH = ("{path} uses LSH attention: its bucket decisions (an ArgMax over rota
 WEB_STREAM = ("{path} is a streaming speech bundle; edgeformer.js transcribes whole clips and has no stream "
               "driver: deploy the checkpoint exported without --streaming to the web, or this bundle to android, "
               "ios or arm64")
+WEB_AUDIO_LABELS = ("{path} is a keyword spotter; edgeformer.js transcribes clips but does not label them yet: deploy "
+                    "it to android, ios or arm64")
 WebCases = Callable[[Any, Any, Any], tuple[dict[str, Any], dict[str, Any]]]  # (work, model, rng) -> (cases, expect)
 
 
@@ -60,6 +64,7 @@ KINDS = LayerTable([
     DeployKind("cached-decoder", generation_cases, generation_usage, generation_screenshot,
                _trt("a key/value-cache decoder")),
     DeployKind("streaming-speech", speech_cases, speech_usage, refuses={"web": WEB_STREAM}),
+    DeployKind("audio-classifier", speech_cases, speech_usage, refuses={"web": WEB_AUDIO_LABELS}),
     DeployKind("speech", speech_cases, speech_usage),
     DeployKind("image", image_cases, image_usage),
     DeployKind("lsh", text_cases, text_usage, refuses={"web": WEB_LSH}),

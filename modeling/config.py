@@ -129,14 +129,20 @@ ADDED_KEYS: dict[str, Any] = {"norm_type": "layernorm", "feed_forward": "plain",
 
 def check_speech_config(cfg: "ModelConfig") -> None:
     speech = cfg.speech
-    if not speech.alphabet or not isinstance(speech.alphabet, str) or len(set(speech.alphabet)) != len(speech.alphabet):
-        raise ConfigError(f"alphabet={speech.alphabet!r}; a conformer needs its CTC symbols, each once")
-    if cfg.vocab_size != len(speech.alphabet) + 1:
-        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(speech.alphabet) + 1}")
     if speech.conv_kernel % 2 == 0 or speech.n_mels < 7:
         raise ConfigError(f"conv_kernel={speech.conv_kernel}, n_mels={speech.n_mels}; expected an odd kernel and at least 7 mel bins")
-    if cfg.num_labels or cfg.vision:
-        raise ConfigError("a conformer transcribes speech; num_labels and image_size do not apply")
+    if cfg.vision:
+        raise ConfigError("a conformer reads audio; image_size does not apply")
+    if cfg.num_labels:  # a keyword spotter: one label per clip (its frames pooled), no CTC alphabet
+        if speech.alphabet is not None or cfg.labels is None or speech.streaming:
+            raise ConfigError("a conformer that labels clips (num_labels > 0) names its labels, and has no CTC "
+                              "alphabet and no streaming")
+        return
+    if not speech.alphabet or not isinstance(speech.alphabet, str) or len(set(speech.alphabet)) != len(speech.alphabet):
+        raise ConfigError(f"alphabet={speech.alphabet!r}; a conformer needs its CTC symbols, each once (or num_labels "
+                          "and labels, to label clips)")
+    if cfg.vocab_size != len(speech.alphabet) + 1:
+        raise ConfigError(f"vocab_size={cfg.vocab_size}; a conformer's is len(alphabet) + 1 (the blank) = {len(speech.alphabet) + 1}")
 
 
 def check_vision_config(cfg: "ModelConfig") -> None:
@@ -244,7 +250,7 @@ class ModelConfig:
         if self.arch == "seq2seq":
             return "seq2seq-lm"
         if self.arch == "conformer":
-            return "speech-recognition"
+            return "audio-classification" if self.num_labels else "speech-recognition"
         return "classification" if self.num_labels else "embedding"
 
     def to_dict(self) -> dict[str, Any]:

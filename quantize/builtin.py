@@ -45,7 +45,8 @@ def digits_eval_set(model: Bundle) -> ArrayEvalSet:
 
 
 def speech_eval_set(task: SpeechTask) -> ArrayEvalSet:
-    """The task's held-out utterances, 16 a batch; 32 utterances of another seed, of one shape, to calibrate on."""
+    """The task's held-out utterances, 16 a batch, with their texts (a keyword spotter's: labels); 32 utterances of
+    another seed, of one shape, to calibrate on."""
     utts = task.held_out(EVAL_UTTERANCES)
     batches, targets = [], []
     for i in range(0, len(utts), 16):
@@ -71,7 +72,8 @@ def media_eval_set(model: Bundle) -> ArrayEvalSet:
     if cfg.get("image_size") == 8 and cfg.get("num_channels") == 1 and model.manifest.model.labels == [str(i) for i in range(10)]:
         return digits_eval_set(model)
     task = SPEECH_TASKS.get((model.manifest.model.checkpoint or {}).get("task") or DEFAULT_SPEECH_TASK)
-    if model.manifest.modality == AUDIO and task is not None and cfg.get("alphabet") == task.alphabet:
+    if (model.manifest.modality == AUDIO and task is not None and cfg.get("alphabet") == task.alphabet
+            and list(model.manifest.model.labels or []) == list(task.labels or [])):
         return stream_eval_set(task, model) if model.manifest.kind == STREAMING_SPEECH else speech_eval_set(task)
     raise EdgeformerError(f"no built-in evaluation set fits {model.path} (built in: the digits images and the "
                           f"{', '.join(SPEECH_TASKS)} speech tasks); measure it with "

@@ -5,6 +5,8 @@
     cached-decoder  generation (teacher-forced perplexity)     the built-in English text
     streaming-      single graph, each utterance streamed      the task's utterances (builtin.array_sets)
       speech
+    audio-          single graph, arrays (accuracy)            spoken-commands clips (builtin.array_sets)
+      classifier
     speech          single graph, arrays                       audio-digits utterances (builtin.array_sets)
     image           single graph, arrays                       the digits task's images
     lsh, plain      single graph, text                         the user's texts, else the built-in English text
@@ -43,6 +45,7 @@ KINDS = LayerTable([
     QuantizeKind("seq2seq", True, generation_bundle_sets),
     QuantizeKind("cached-decoder", True, generation_bundle_sets),
     QuantizeKind("streaming-speech", False, array_sets),
+    QuantizeKind("audio-classifier", False, array_sets),
     QuantizeKind("speech", False, array_sets),
     QuantizeKind("image", False, array_sets),
     QuantizeKind("lsh", False, text_sets),

@@ -1,7 +1,8 @@
 """Fidelity of quantized image and speech bundles: task metrics on model inputs given as arrays, without PyTorch.
 
 An `ArrayEvalSet` holds batches of model feeds and what each row should give:
-- image classifiers: the label name of each image; metric accuracy, drop in accuracy (0.01 = 1 point);
+- image classifiers and keyword spotters: the label name of each image or clip; metric accuracy, drop in
+  accuracy (0.01 = 1 point);
 - speech recognisers: the reference text of each recording; metric CER (character error rate by
   greedy CTC, runtime/speech.py), drop = quantized CER - float32 CER (0.01 = 1 CER point).
 Its `calibration` batches (other inputs than the evaluated ones, all of one shape) are what
@@ -24,7 +25,7 @@ from edgeformer.runtime.speech_stream import stream_logits
 
 from .evaluation import Batch, FeedsRunner, Fidelity, Metric, Outputs, OutputAgreement
 
-MEDIA_TASKS = ("classification", "speech-recognition")
+MEDIA_TASKS = ("classification", "audio-classification", "speech-recognition")
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ArrayEvalSet:
         task = model.manifest.model.task
         if task == "speech-recognition":
             return CharacterErrorRate(model.manifest.config.get("alphabet") or "")
-        if task == "classification":
+        if task in ("classification", "audio-classification"):
             return ImageAccuracy(model.manifest.model.labels or [])
         raise EdgeformerError(f"array evaluation covers {', '.join(MEDIA_TASKS)}; this bundle's task is {task}")
 

@@ -120,9 +120,9 @@ class Manifest:
 
     @property
     def modality(self) -> str:
-        """What the bundle reads: AUDIO (a speech recogniser's waveforms), IMAGE (a ViT's pixels), TEXT
+        """What the bundle reads: AUDIO (a speech recogniser's or keyword spotter's waveforms), IMAGE (a ViT's pixels), TEXT
         (it carries a tokenizer) or IDS (token ids). Derived from what every format version holds."""
-        if self.model.task == "speech-recognition":
+        if self.model.task in ("speech-recognition", "audio-classification"):
             return AUDIO
         if self.config.get("image_size"):
             return IMAGE

@@ -91,6 +91,10 @@ def speech_cases(model) -> list[tuple[str, str, dict]]:
     return [("tones", "transcribe", {"waveforms": example_clips(model), "sample_rate": 16000})]
 
 
+def audio_label_cases(model) -> list[tuple[str, str, dict]]:
+    return [("tones", "classify_audio", {"waveforms": example_clips(model), "sample_rate": 16000})]
+
+
 def no_cases(model) -> list[tuple[str, str, dict]]:
     return []
 

@@ -87,6 +87,12 @@ class TaskCalls:
 
         return transcribe(self, waveforms, sample_rate, batch_size)
 
+    def classify_audio(self, waveforms, sample_rate: int = 16000, batch_size: int = 16):
+        """Labels and probabilities for mono float32 clips, with a keyword spotter (see runtime.speech)."""
+        from .speech import classify_audio
+
+        return classify_audio(self, waveforms, sample_rate, batch_size)
+
     def transcribe_stream(self, pieces, sample_rate: int = 16000):
         """The transcript so far after each piece of audio, then the final one, with a streaming speech
         bundle (`edgeformer export --streaming`; see runtime.speech_stream)."""

@@ -6,6 +6,8 @@ answers, and the inputs its test vectors are built from (runtime/examples.py).
     cached-decoder  manifest kind cached-decoder           text or ids  generate, stream
     streaming-      manifest kind streaming-speech         audio        transcribe, transcribe_stream
       speech          (a streaming Conformer's step)
+    audio-          task audio-classification              audio        classify_audio
+      classifier      (a Conformer keyword spotter)
     speech          modality audio (a Conformer)           audio        transcribe
     image           modality image (a ViT)                 image        classify_images
     lsh             attention_kind lsh (hashed buckets)    text or ids  embed, classify
@@ -27,7 +29,8 @@ import numpy as np
 
 from .bundle import AUDIO, CACHED_DECODER, IMAGE, SEQ2SEQ, STREAMING_SPEECH, Manifest
 from .errors import EdgeformerError
-from .examples import audio_inputs, image_cases, no_cases, speech_cases, stream_inputs, text_cases, token_inputs
+from .examples import (audio_inputs, audio_label_cases, image_cases, no_cases, speech_cases, stream_inputs, text_cases,
+                       token_inputs)
 
 Cases = Callable[[Any], list[tuple[str, str, dict]]]  # model -> (name, call, args) of its task cases
 RunInputs = Callable[[Any], list[dict[str, np.ndarray]]]  # model -> padded example feeds of its main graph
@@ -78,6 +81,8 @@ KINDS = KindOrder([
                generates=True),
     BundleKind("streaming-speech", lambda m: m.kind == STREAMING_SPEECH, ("transcribe", "transcribe_stream"),
                speech_cases, stream_inputs),
+    BundleKind("audio-classifier", lambda m: m.model.task == "audio-classification", ("classify_audio",),
+               audio_label_cases, audio_inputs),
     BundleKind("speech", lambda m: m.modality == AUDIO, ("transcribe",), speech_cases, audio_inputs),
     BundleKind("image", lambda m: m.modality == IMAGE, ("classify_images",), image_cases, token_inputs),
     BundleKind("lsh", lambda m: m.config.get("attention_kind") == "lsh", TEXT_CALLS, text_cases, token_inputs),

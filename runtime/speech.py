@@ -14,12 +14,14 @@ are read by runtime/wav.py (`read_wav`, re-exported here).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .bundle import AUDIO
 from .errors import EdgeformerError, InputError
+from .postprocess import softmax
 from .wav import read_wav, write_wav  # noqa: F401  (re-exported: the CLI and tests read and write WAV files here)
 
 if TYPE_CHECKING:
@@ -62,10 +64,13 @@ def character_error_rate(hypotheses: Sequence[str], references: Sequence[str]) -
     return edits / max(1, sum(len(r) for r in references))
 
 
-def speech_limits(model: "BundleModel") -> tuple[int, int, str]:
-    """(fewest samples, most samples, alphabet) of a speech bundle; refuses any other bundle."""
-    if model.manifest.modality != AUDIO:
-        raise EdgeformerError(f"bundle {model.bundle.path} is not a speech recogniser (its task: {model.manifest.model.task})")
+def speech_limits(model: "BundleModel", task: str = "speech-recognition") -> tuple[int, int, str]:
+    """(fewest samples, most samples, alphabet) of a speech bundle of `task`; refuses any other bundle."""
+    if model.manifest.modality != AUDIO or model.manifest.model.task != task:
+        call = {"speech-recognition": "transcribe", "audio-classification": "classify_audio"}
+        other = call.get(model.manifest.model.task)
+        raise EdgeformerError(f"bundle {model.bundle.path} is not a {task.replace('-', ' ')} model (its task: "
+                              f"{model.manifest.model.task}{f'; use {other}' if other else ''})")
     spec = {s.name: s for s in model.inputs}["lengths"]
     return int(spec.min), int(spec.max), model.manifest.config["alphabet"]
 
@@ -142,3 +147,27 @@ def check_recordings(waveforms, sample_rate, lo: int, hi: int) -> list[np.ndarra
     if not waves:
         raise InputError("no waveforms given; expected at least one recording")
     return waves
+
+
+@dataclass
+class AudioClassification:
+    labels: list[str]  # the most probable label of each clip
+    probabilities: np.ndarray  # (N, num_labels)
+    label_names: list[str]
+
+
+def classify_audio(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE,
+                   batch_size: int = 16) -> AudioClassification:
+    """Labels and probabilities for 16 kHz mono float32 clips, with a keyword spotter (a Conformer that
+    labels clips); the clips are checked as `transcribe` checks recordings."""
+    lo, hi, _ = speech_limits(model, "audio-classification")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
+    waves = check_recordings(waveforms, sample_rate, lo, hi)
+    logits = []
+    for start in range(0, len(waves), batch_size):
+        batch, lengths = pad_waveforms(waves[start : start + batch_size])
+        logits.append(model({"waveforms": batch, "lengths": lengths})["logits"])
+    p = softmax(np.concatenate(logits).astype(np.float64))
+    names = list(model.manifest.model.labels or [])
+    return AudioClassification([names[k] for k in p.argmax(-1)], p, names)

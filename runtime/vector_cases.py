@@ -6,6 +6,7 @@
     cached decoder, seq2seq  generate: greedy, and sampled with a seed
     image classifier         classify_images: a deterministic uint8 batch
     speech (Conformer)       transcribe: tones and noise clips; run: padded waveforms
+    keyword spotter          classify_audio: the same clips; run: padded waveforms
 
 Each kind's task cases and run inputs are its entry in runtime/kinds.py (built in runtime/examples.py).
 Inputs are drawn from fixed seeds: recording the same bundle twice writes the same file.
@@ -77,6 +78,11 @@ def call_transcribe(model, args: dict) -> dict:
     return {"texts": model.transcribe(list(args["waveforms"]), sample_rate=args["sample_rate"])}
 
 
+def call_classify_audio(model, args: dict) -> dict:
+    c = model.classify_audio(list(args["waveforms"]), sample_rate=args["sample_rate"])
+    return {"labels": c.labels, "probabilities": c.probabilities}
+
+
 # call -> (function, the args it needs, the expect keys it gives)
 CALLS: dict[str, tuple[Callable[[Any, dict], dict], tuple[str, ...], tuple[str, ...]]] = {
     "run": (call_run, ("inputs",), ("outputs",)),
@@ -86,6 +92,7 @@ CALLS: dict[str, tuple[Callable[[Any, dict], dict], tuple[str, ...], tuple[str, 
                                  "seed"), ("token_ids", "texts", "stop_reasons")),
     "classify_images": (call_classify_images, ("images", "layout"), ("labels", "probabilities")),
     "transcribe": (call_transcribe, ("waveforms", "sample_rate"), ("texts",)),
+    "classify_audio": (call_classify_audio, ("waveforms", "sample_rate"), ("labels", "probabilities")),
 }
 TEXT_CALLS = ("embed", "classify")
 

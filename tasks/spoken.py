@@ -231,25 +231,50 @@ def synthesize(rng: np.random.Generator, digits: str | None = None, seen: bool =
     if digits is None:
         digits = "".join(rng.choice(list(ALPHABET), size=rng.integers(1, MAX_DIGITS + 1)))
     voice = draw_voice(rng, seen, speaker.variants())
-    words, factor = spoken_words(digits, rng), rng.uniform(0.9, 1.1)
-    before, after = (int(rng.uniform(0.05, 0.3) * SAMPLE_RATE) for _ in range(2))
-    reverb, phone, gain = rng.random() < 0.5, rng.random() < 0.2, rng.uniform(0.1, 0.9)
-    snr = float(rng.uniform(0, 30)) if (noisy if noisy is not None else rng.random() < 0.8) else None
-    noise_kind, audio_rng = int(rng.integers(3)), np.random.default_rng(rng.integers(2**63))
+    words = spoken_words(digits, rng)
+    augment = Augmentation.draw(rng, noisy)
+    x = augment.apply(speaker.speak(words, voice), int(MAX_SECONDS * SAMPLE_RATE))
+    return SpokenUtterance(x, digits, voice.name, seen, augment.snr)
 
-    x = speed(speaker.speak(words, voice), factor)
-    x = np.concatenate([np.zeros(before), x, np.zeros(after)])[: int(MAX_SECONDS * SAMPLE_RATE)]
-    if reverb:
-        x = reverberate(x, audio_rng)
-    if phone:
-        x = telephone(x)
-    if snr is not None:
-        make = (lambda: audio_rng.standard_normal(len(x)), lambda: pink(len(x), audio_rng),
-                lambda: babble(len(x), audio_rng))[noise_kind]  # white, pink or babble
-        noise = make()
-        x = with_noise(x, noise, snr)
-    x *= gain / (np.abs(x).max() + 1e-9)
-    return SpokenUtterance(x.astype(np.float32), digits, voice.name, seen, snr)
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What one clip goes through, drawn before any audio exists: speed, silence around it, reverberation,
+    a telephone band, noise at an SNR (None: none), gain."""
+
+    factor: float
+    before: int
+    after: int
+    reverb: bool
+    phone: bool
+    gain: float
+    snr: float | None
+    noise_kind: int  # white, pink or babble
+    seed: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, noisy: bool | None = None) -> "Augmentation":
+        factor = rng.uniform(0.9, 1.1)
+        before, after = (int(rng.uniform(0.05, 0.3) * SAMPLE_RATE) for _ in range(2))
+        reverb, phone, gain = rng.random() < 0.5, rng.random() < 0.2, rng.uniform(0.1, 0.9)
+        snr = float(rng.uniform(0, 30)) if (noisy if noisy is not None else rng.random() < 0.8) else None
+        return cls(factor, before, after, reverb, phone, gain, snr, int(rng.integers(3)), int(rng.integers(2**63)))
+
+    def apply(self, speech: np.ndarray, max_samples: int) -> np.ndarray:
+        """float32 samples: `speech` augmented, at most `max_samples` long; no speech at all gives the noise alone."""
+        audio_rng = np.random.default_rng(self.seed)
+        x = np.concatenate([np.zeros(self.before), speed(speech, self.factor) if len(speech) else speech,
+                            np.zeros(self.after)])[:max_samples]
+        if self.reverb:
+            x = reverberate(x, audio_rng)
+        if self.phone:
+            x = telephone(x)
+        if self.snr is not None or not np.any(x):
+            noise = (lambda: audio_rng.standard_normal(len(x)), lambda: pink(len(x), audio_rng),
+                     lambda: babble(len(x), audio_rng))[self.noise_kind]()
+            x = with_noise(x, noise, self.snr) if np.any(x) else noise
+        x *= self.gain / (np.abs(x).max() + 1e-9)
+        return x.astype(np.float32)
 
 
 def babble(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -5,6 +5,7 @@
       ─► ConvSubsampling: two 3x3 convolutions of stride 2 (4x fewer frames) + Linear: (B, T/4, C)
       ─► ConformerBlock x L:  x + ½ FFN(x) ─► x + MHSA(x) ─► x + Conv(x) ─► x + ½ FFN(x) ─► LayerNorm
       ─► Linear to the CTC vocabulary (id 0 is the blank): logits (B, T/4, V), logit_lengths (B,)
+          or, a keyword spotter (num_labels > 0): the mean of the valid frames ─► Linear: logits (B, labels)
 
 Relative positions are rotary (RoPE, Su et al. 2021): queries and keys are rotated by their
 position before F.scaled_dot_product_attention, so each layer still exports as one fused ONNX
@@ -198,9 +199,11 @@ class Conformer(nn.Module):
         self.features = LogMel(cfg.speech.n_mels)
         self.subsample = ConvSubsampling(cfg)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.n_layers))
-        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
-
-    output_names = ["logits", "logit_lengths"]
+        if cfg.num_labels:  # a keyword spotter: the valid frames' mean, then one label per clip
+            self.classifier = nn.Linear(cfg.d_model, cfg.num_labels)
+        else:
+            self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.output_names = ["logits"] if cfg.num_labels else ["logits", "logit_lengths"]
 
     def derive_buffers(self) -> None:
         """The log-mel front end (no weights, only constants) again, after a build on the meta device (modeling/build.py)."""
@@ -226,6 +229,9 @@ class Conformer(nn.Module):
         cos, sin = rotary_tables(T, self.cfg.d_model // self.cfg.n_heads, x.device)
         for block in self.blocks:
             x = block(x, keep, valid, cos, sin)
+        if self.cfg.num_labels:
+            pooled = (x * valid[:, :, None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)  # (B, C)
+            return {"logits": self.classifier(pooled)}
         return {"logits": self.ctc_head(x), "logit_lengths": lengths}
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
