@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install web-setup demo test bench peers-venv board-check clean
+.PHONY: install web-setup demo test bench peers-venv llama-cpp board-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,19 @@ bench: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python benchmarks/distill.py
 
 peers-venv: $(PEERS_STAMP)
+
+# llama.cpp, the small language models' peer (benchmarks/smollm2.py): llama-cpp-python from its source release,
+# compiled for this CPU (about 10 minutes on 2 quiet cores, over 20 on busy ones), built once into .cache/wheels.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_WHEEL := .cache/wheels/llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_x86_64.whl
+
+llama-cpp: $(STAMP) $(LLAMA_CPP_WHEEL)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(LLAMA_CPP_WHEEL) diskcache
+
+$(LLAMA_CPP_WHEEL):
+	mkdir -p .cache/wheels
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/python -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
+		-w .cache/wheels llama-cpp-python==$(LLAMA_CPP_VERSION)
 
 $(PEERS_STAMP): benchmarks/peers-constraints.txt
 	$(PYTHON) -m venv $(PEERS_VENV)

