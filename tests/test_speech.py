@@ -30,6 +30,14 @@ def tone(n: int, seed: int = 0) -> np.ndarray:
     return (0.4 * np.sin(2 * np.pi * 941 * t) + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
 
+def with_batch_norm_statistics(model: Conformer) -> Conformer:
+    """`model` with BatchNorm statistics that are not the identity, so exporting them is checked too."""
+    for block in model.blocks:
+        block.conv.batch_norm.running_mean.normal_(0, 0.5)
+        block.conv.batch_norm.running_var.uniform_(0.5, 2.0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory):
     """A random tiny Conformer with non-trivial BatchNorm statistics, exported (parity gate included)."""
@@ -37,10 +45,7 @@ def speech(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("speech")
     torch.manual_seed(0)
-    model = Conformer(conformer_config("tiny", **TINY)).eval()
-    for block in model.blocks:
-        block.conv.batch_norm.running_mean.normal_(0, 0.5)
-        block.conv.batch_norm.running_var.uniform_(0.5, 2.0)
+    model = with_batch_norm_statistics(Conformer(conformer_config("tiny", **TINY)).eval())
     save(model, d / "ckpt")
     result = export_bundle(d / "ckpt", d / "bundle")
     return d, model, result

@@ -27,18 +27,14 @@ from edgeformer.tasks.speech import synthesize
 
 from .conftest import TINY as TEXT_TINY
 from .test_cli import assert_bad_input, cli
-from .test_speech import TINY, tone
+from .test_speech import TINY, tone, with_batch_norm_statistics
 
 GEOMETRY = StreamGeometry(chunk=2, left_chunks=3)  # 80 ms chunks, 240 ms of attention past: many steps per clip
 
 
 def streaming_conformer(seed: int = 0) -> Conformer:
     torch.manual_seed(seed)
-    model = Conformer(conformer_config("tiny", **TINY, streaming=True)).eval()
-    for block in model.blocks:  # BatchNorm statistics that are not the identity
-        block.conv.batch_norm.running_mean.normal_(0, 0.5)
-        block.conv.batch_norm.running_var.uniform_(0.5, 2.0)
-    return model
+    return with_batch_norm_statistics(Conformer(conformer_config("tiny", **TINY, streaming=True)).eval())
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,14 @@ from edgeformer.tasks import spoken_commands as commands
 from edgeformer.tasks.speech import SAMPLE_RATE
 
 from .test_cli import assert_bad_input, cli
-from .test_speech import TINY
+from .test_speech import TINY, with_batch_norm_statistics
 
 
 @pytest.fixture(scope="module")
 def spotter(tmp_path_factory):
     d = tmp_path_factory.mktemp("kws")
     torch.manual_seed(0)
-    model = Conformer(conformer_config("tiny", labels=commands.LABELS, **TINY)).eval()
-    for block in model.blocks:
-        block.conv.batch_norm.running_mean.normal_(0, 0.5)
-        block.conv.batch_norm.running_var.uniform_(0.5, 2.0)
+    model = with_batch_norm_statistics(Conformer(conformer_config("tiny", labels=commands.LABELS, **TINY)).eval())
     save(model, d / "ckpt")
     result = export_bundle(d / "ckpt", d / "bundle")
     return d, model, result, runtime.load(d / "bundle")
