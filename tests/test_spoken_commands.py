@@ -117,3 +117,23 @@ def test_int8_is_measured_on_accuracy_and_the_web_refuses(spotter, tmp_path):
     assert result.fidelity.metric == "accuracy" and q.labels[0] in commands.LABELS
     with pytest.raises(EdgeformerError, match="is a keyword spotter; edgeformer.js transcribes clips but does not label"):
         deploy(d / "bundle", "web", tmp_path / "web")
+
+
+def test_a_spotter_and_a_streaming_recogniser_distil_into_students_of_their_kind(spotter, tmp_path):
+    from edgeformer.modeling.checkpoint import load
+    from edgeformer.modeling.distillation.media import distill_media_checkpoint
+    from edgeformer.modeling.training.loop import TrainConfig
+
+    from .test_speech_stream import streaming_conformer
+
+    tc = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4)
+    (spotter[0] / "ckpt" / "training.json").write_text(json.dumps({"task": "spoken-commands"}))
+    result = distill_media_checkpoint(spotter[0] / "ckpt", "tiny", tmp_path / "kws-student", tc=tc, layers=1,
+                                      progress=False)
+    student = load(tmp_path / "kws-student").cfg
+    assert result.metric == "accuracy" and 0 <= result.student_metric <= 1
+    assert (student.labels, student.n_layers, student.task) == (list(commands.LABELS), 1, "audio-classification")
+    save(streaming_conformer(), tmp_path / "stream-teacher")
+    distill_media_checkpoint(tmp_path / "stream-teacher", "tiny", tmp_path / "stream-student", tc=tc, layers=1,
+                             progress=False)
+    assert load(tmp_path / "stream-student").cfg.speech.streaming

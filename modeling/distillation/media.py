@@ -59,11 +59,13 @@ def _vit_job(teacher: Transformer, preset: str, layers: int | None, tc: TrainCon
 
 
 def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc: DistillConfig, task_name: str | None):
-    from edgeformer.modeling.models.conformer import Conformer
+    from edgeformer.modeling.models.conformer import Conformer, random_context
     from edgeformer.modeling.training.speech import SpeechTask, conformer_config, ctc_loss
     from edgeformer.tasks.speech_tasks import speech_task
 
-    cfg = conformer_config(preset, teacher.cfg.speech.alphabet, **({"n_layers": layers} if layers else {}))
+    t_cfg = teacher.cfg
+    cfg = conformer_config(preset, t_cfg.speech.alphabet, t_cfg.labels, streaming=t_cfg.speech.streaming,
+                           **({"n_layers": layers} if layers else {}))  # the teacher's task, head and streaming
     torch.manual_seed(tc.seed)
     student = Conformer(cfg)
     data = speech_task(task_name)  # the teacher's own task
@@ -71,15 +73,19 @@ def _conformer_job(teacher, preset: str, layers: int | None, tc: TrainConfig, dc
 
     def step(runner, waves, lengths, targets, target_lengths):
         features, frames = runner.features(waves, lengths)
+        context = random_context() if cfg.speech.streaming else None  # both read the same chunked context
         with torch.no_grad():
-            t = teacher.encode(features, frames)["logits"]
-        out = runner.encode(spec_augment(features, frames, None), frames)
-        valid = torch.arange(t.shape[1])[None, :] < out["logit_lengths"][:, None]  # (B, T')
-        soft = soft_loss(out["logits"][valid], t[valid], dc.temperature)
-        hard = ctc_loss(out, targets, target_lengths)
+            t = teacher.encode(features, frames, context)["logits"]
+        out = runner.encode(spec_augment(features, frames, None), frames, context)
+        if cfg.num_labels:  # a keyword spotter: one row of logits per clip
+            soft, hard = soft_loss(out["logits"], t, dc.temperature), F.cross_entropy(out["logits"], targets)
+        else:
+            valid = torch.arange(t.shape[1])[None, :] < out["logit_lengths"][:, None]  # (B, T')
+            soft = soft_loss(out["logits"][valid], t[valid], dc.temperature)
+            hard = ctc_loss(out, targets, target_lengths)
         return {"loss": dc.soft_weight * soft + dc.hard_weight * hard, "soft": soft, "hard": hard}
 
-    return data.name, "eval_cer", student, task, step
+    return data.name, "eval_accuracy" if cfg.num_labels else "eval_cer", student, task, step
 
 
 def distill_media_checkpoint(teacher_path: str | os.PathLike, preset: str, out: str | os.PathLike, dc: DistillConfig | None = None,
