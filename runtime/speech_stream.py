@@ -119,7 +119,11 @@ def transcribe_stream(model: "BundleModel", pieces: Iterable, sample_rate: int =
     if isinstance(pieces, (np.ndarray, str, bytes)) or not hasattr(pieces, "__iter__"):
         raise InputError(f"pieces of type {type(pieces).__name__}; expected an iterable of 1-D sample arrays "
                          "(a generator reading a microphone, or a list)")
-    stream, text = AudioStream(model), GreedyText(model.manifest.config["alphabet"])
+    return _texts(AudioStream(model), GreedyText(model.manifest.config["alphabet"]), pieces)
+
+
+def _texts(stream: AudioStream, text: GreedyText, pieces: Iterable) -> Iterator[str]:
+    """Checked before the first piece is read (transcribe_stream), so a wrong bundle fails at the call."""
     for piece in pieces:
         yield text.add(stream.feed(piece))
     yield text.add(stream.finish())
