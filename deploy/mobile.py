@@ -4,7 +4,7 @@
                ─► 4-bit embedding tables repacked as uint8 nibbles (ort_tables.py: the ORT format has no 4-bit type)
                ─► convert_onnx_models_to_ort ─► model.ort + required_operators.config (for a reduced build)
                ─► usability checker per mobile execution provider ─► coverage.json
-               ─► model.ort loaded, and run against the bundle's model.onnx on x86 at several shapes (max abs <= 1e-6)
+               ─► model.ort loaded, and run against the bundle's model.onnx on x86 at several shapes (max abs <= 1e-6 x max(1, |output|))
 
 Everything is onnxruntime's own tooling. A dynamic-shape graph is converted with the 'Fixed'
 optimization style (optimizations applied before saving: what the CPU provider runs best); a
@@ -37,7 +37,9 @@ from .ort_tables import MIN_ORT as PACKED_TABLES_MIN_ORT
 ORT_FILE = "model.ort"
 OPS_CONFIG = "required_operators.config"
 COVERAGE_FILE = "coverage.json"
-ATOL = 1e-6  # the .ort runs the same kernels as the .onnx on the same CPU: only fusion order may differ
+# the .ort runs the same kernels as the .onnx on the same CPU: only fusion order may differ, a few float32 steps of
+# the output's own size (a keyword spotter's pooled logits near 1.7 differed by 1.07e-6: 9 steps of 1.2e-7)
+ATOL = 1e-6  # times max(1, |output|)
 ATTENTION_MIN_ORT = "1.23"  # the CPU kernel of the opset-23 Attention op arrived in onnxruntime 1.23
 # The converter saves MatMulNBits with its `weight_prepacked` attribute. Measured on .ort files written by
 # onnxruntime 1.32: 1.28, 1.29, 1.30, 1.31 load them; 1.25 and 1.27 refuse them ("Unrecognized attribute").
@@ -220,16 +222,18 @@ def ort_parity(onnx_path: Path, ort_path: Path, manifest: Manifest, style: str, 
     same = "basic" if style == "Runtime" else "all"
     onnx_same, onnx_all, ort_model = session(onnx_path, same), session(onnx_path, "all"), session(ort_path, same)
     rng = np.random.default_rng(seed)
-    worst, vs_all, shapes = 0.0, 0.0, []
+    worst, scaled, vs_all, shapes = 0.0, 0.0, 0.0, []
     for sizes in check_shapes_for(manifest):
         for padded in (False, True):
             feeds = example_inputs(manifest.inputs, sizes, rng, padded=padded, global_tokens=global_slots(manifest))
             got = ort_model.run(None, feeds)
-            worst = max([worst] + [max_abs(x, y) for x, y in zip(onnx_same.run(None, feeds), got)])
+            for want, have in zip(onnx_same.run(None, feeds), got):
+                worst = max(worst, max_abs(want, have))
+                scaled = max(scaled, max_abs(want, have) / max(1.0, float(np.abs(want).max(initial=0.0))))
             vs_all = max([vs_all] + [max_abs(x, y) for x, y in zip(onnx_all.run(None, feeds), got)])
         shapes.append(",".join(f"{k}={v}" for k, v in sizes.items()))
-    return Check("model.ort vs model.onnx (x86 onnxruntime)", worst <= ATOL,
-                 f"max abs {worst:.3g} <= {ATOL:g} at {'; '.join(shapes)}, padded and unpadded "
+    return Check("model.ort vs model.onnx (x86 onnxruntime)", scaled <= ATOL,
+                 f"max abs {worst:.3g} <= {ATOL:g} x max(1, |output|) at {'; '.join(shapes)}, padded and unpadded "
                  f"({vs_all:.3g} against the fully optimized .onnx)",
                  {"max_abs": worst, "atol": ATOL, "max_abs_vs_fully_optimized": vs_all, "shapes": shapes})
 

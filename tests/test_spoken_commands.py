@@ -117,6 +117,8 @@ def test_int8_is_measured_on_accuracy_and_the_web_refuses(spotter, tmp_path):
     assert result.fidelity.metric == "accuracy" and q.labels[0] in commands.LABELS
     with pytest.raises(EdgeformerError, match="is a keyword spotter; edgeformer.js transcribes clips but does not label"):
         deploy(d / "bundle", "web", tmp_path / "web")
+    phone = deploy(d / "bundle", "android", tmp_path / "android")  # pooled logits near 2: the .ort check scales with them
+    assert phone.manifest.deploy.checks[0]["passed"] and phone.manifest.deploy.checks[0]["values"]["atol"] == 1e-6
 
 
 def test_a_spotter_and_a_streaming_recogniser_distil_into_students_of_their_kind(spotter, tmp_path):
