@@ -50,7 +50,7 @@ Gate = Callable[[torch.nn.Module, Model, list | None, float, int], ParityReport]
 class ExportKind:
     name: str
     takes: Callable[[ModelConfig, ExportRequest], bool]  # (config, what export was asked for) -> is this the model's kind
-    spec: Callable[..., ExportSpec]  # (model, tokenizer) -> the graphs to export
+    spec: Callable[..., ExportSpec]  # (model, tokenizer, ExportRequest) -> the graphs to export
     gate: Gate
     diagnosable: bool = False  # export.debug can name the node where a failed gate first diverged
 
