@@ -119,16 +119,23 @@ def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def transcribe(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RATE, batch_size: int = 16) -> list[str]:
     """Texts for 16 kHz mono float32 `waveforms` (one 1-D array, or a sequence of them), by greedy CTC."""
-    lo, hi, alphabet = speech_limits(model)
+    outs = run_recordings(model, "speech-recognition", waveforms, sample_rate, batch_size)
+    alphabet = model.manifest.config["alphabet"]
+    return [ids_to_text(ids, alphabet) for out in outs for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
+
+
+def run_recordings(model: "BundleModel", task: str, waveforms, sample_rate, batch_size) -> list[dict[str, np.ndarray]]:
+    """`task`'s bundle on checked recordings, `batch_size` at a time, right-padded: its outputs, batch by batch.
+    Everything is checked before the first batch runs."""
+    lo, hi, _ = speech_limits(model, task)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
     waves = check_recordings(waveforms, sample_rate, lo, hi)
-    texts = []
+    outs = []
     for start in range(0, len(waves), batch_size):
         batch, lengths = pad_waveforms(waves[start : start + batch_size])
-        out = model({"waveforms": batch, "lengths": lengths})
-        texts += [ids_to_text(ids, alphabet) for ids in ctc_greedy(out["logits"], out["logit_lengths"])]
-    return texts
+        outs.append(model({"waveforms": batch, "lengths": lengths}))
+    return outs
 
 
 def check_recordings(waveforms, sample_rate, lo: int, hi: int) -> list[np.ndarray]:
@@ -160,14 +167,7 @@ def classify_audio(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_RA
                    batch_size: int = 16) -> AudioClassification:
     """Labels and probabilities for 16 kHz mono float32 clips, with a keyword spotter (a Conformer that
     labels clips); the clips are checked as `transcribe` checks recordings."""
-    lo, hi, _ = speech_limits(model, "audio-classification")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}; expected a positive integer")
-    waves = check_recordings(waveforms, sample_rate, lo, hi)
-    logits = []
-    for start in range(0, len(waves), batch_size):
-        batch, lengths = pad_waveforms(waves[start : start + batch_size])
-        logits.append(model({"waveforms": batch, "lengths": lengths})["logits"])
-    p = softmax(np.concatenate(logits).astype(np.float64))
+    outs = run_recordings(model, "audio-classification", waveforms, sample_rate, batch_size)
+    p = softmax(np.concatenate([out["logits"] for out in outs]).astype(np.float64))
     names = list(model.manifest.model.labels or [])
     return AudioClassification([names[k] for k in p.argmax(-1)], p, names)
