@@ -121,9 +121,9 @@ def speech_bounds(model) -> tuple[int, int]:
     """(fewest, most) samples a recording may have: a streaming bundle's only lower bound is one frame."""
     spec = {s.name: s for s in model.manifest.inputs}.get("lengths")
     if spec is None:
-        from .speech_stream import NO_LIMIT, SHORTEST
+        from .speech_stream import NO_LIMIT, shortest
 
-        return SHORTEST, NO_LIMIT
+        return shortest(model.manifest.model.stream), NO_LIMIT
     return int(spec.min), int(spec.max)
 
 

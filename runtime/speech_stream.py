@@ -26,17 +26,20 @@ from .speech import BLANK, SAMPLE_RATE, check_recordings, check_waveform, ids_to
 if TYPE_CHECKING:
     from .facade import BundleModel
 
-WINDOW, HOP = 400, 160  # the front end's 25 ms frames every 10 ms (modeling/models/audio.py)
 NO_LIMIT = np.iinfo(np.int64).max
-SHORTEST = WINDOW + 6 * HOP  # the fewest samples that give one frame: 7 feature frames
 
 
-def output_frames(samples: int) -> int:
-    """Logit frames for a recording of `samples`: feature frames, then two stride-2 convolutions of kernel 3."""
-    frames = max(0, (samples - WINDOW) // HOP + 1)
-    for _ in range(2):
-        frames = max(0, (frames - 3) // 2 + 1)
-    return frames
+def output_frames(samples: int, window_samples: int, hop_samples: int, chunk_frames: int) -> int:
+    """Logit frames of a recording of `samples`, from a stream record's geometry alone (any runtime can count
+    them without knowing the model): a frame is complete once its hop_samples / chunk_frames samples and the
+    window_samples - hop_samples after them (what the front end and the subsampling read past it) are there."""
+    reach, per_frame = window_samples - hop_samples, hop_samples // chunk_frames
+    return max(0, (samples - reach) // per_frame)
+
+
+def shortest(record) -> int:
+    """The fewest samples that give a stream record's model one frame."""
+    return record.window_samples - record.hop_samples + record.hop_samples // record.chunk_frames
 
 
 def stream_record(model: "BundleModel"):
@@ -78,7 +81,8 @@ class AudioStream:
         if self.finished:
             raise InputError("this stream is finished already")
         self.finished = True
-        left = output_frames(self.samples) - self.frames
+        r = self.record
+        left = output_frames(self.samples, r.window_samples, r.hop_samples, r.chunk_frames) - self.frames
         if left <= 0:
             return self.logits([])
         window = np.zeros(self.record.window_samples, np.float32)
@@ -142,6 +146,6 @@ def transcribe_whole(model: "BundleModel", waveforms, sample_rate: int = SAMPLE_
     """`transcribe` for a streaming bundle: each recording through a stream of its own, in one piece. No
     recording is too long for a stream; one too short for a single frame is refused."""
     stream_record(model)
-    waves = check_recordings(waveforms, sample_rate, SHORTEST, NO_LIMIT)
+    waves = check_recordings(waveforms, sample_rate, shortest(model.manifest.model.stream), NO_LIMIT)
     alphabet = model.manifest.config["alphabet"]
     return [GreedyText(alphabet).add(stream_logits(model, w, len(w))) for w in waves]
