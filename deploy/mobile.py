@@ -40,7 +40,7 @@ COVERAGE_FILE = "coverage.json"
 # the .ort runs the same kernels as the .onnx on the same CPU: only fusion order may differ, a few float32 steps of
 # the output's own size (a keyword spotter's pooled logits near 1.7 differed by 1.07e-6: 9 steps of 1.2e-7)
 ATOL = 1e-6  # times max(1, |output|)
-ATTENTION_MIN_ORT = "1.23"  # the CPU kernel of the opset-23 Attention op arrived in onnxruntime 1.23
+ATTENTION_MIN_ORT = "1.23"  # the CPU kernels of the opset-23 Attention and RotaryEmbedding ops arrived in onnxruntime 1.23
 # The converter saves MatMulNBits with its `weight_prepacked` attribute. Measured on .ort files written by
 # onnxruntime 1.32: 1.28, 1.29, 1.30, 1.31 load them; 1.25 and 1.27 refuse them ("Unrecognized attribute").
 MATMUL_NBITS_MIN_ORT = "1.28"
@@ -252,7 +252,7 @@ def required_ops(config: Path) -> dict[str, list[str]]:
 def minimum_onnxruntime(manifest: Manifest, ops: dict[str, list[str]], repacked: list[dict] = ()) -> str:
     """The oldest onnxruntime mobile release that has a kernel for every op of the graph we know of."""
     needs = ["1.14"]  # opset 18 (the unfused export) is read from onnxruntime 1.14 on
-    if any("Attention" in names for key, names in ops.items() if key.startswith("ai.onnx;")):
+    if any({"Attention", "RotaryEmbedding"} & set(names) for key, names in ops.items() if key.startswith("ai.onnx;")):
         needs.append(ATTENTION_MIN_ORT)
     contrib = {name for key, names in ops.items() if key.startswith("com.microsoft;") for name in names}
     if "GatherBlockQuantized" in contrib:  # a .ort holds no 4-bit tensors: its tables are uint8 nibbles (`bits=4`)

@@ -26,7 +26,7 @@ from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.quiet import quiet
 
-from .passes import attention_to_3d, attention_to_contrib
+from .passes import attention_to_3d, attention_to_contrib, rotary_attention
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18, "packed": 23}  # packed: traced as fused, then a pass
 EXTERNAL_DATA_BYTES = 1_800_000_000  # a protobuf file holds at most 2 GB: past this the weights go beside it
@@ -114,8 +114,10 @@ def _name_axes(model: ir.Model, graph: GraphExport) -> None:
 
 
 def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
-    """edgeformer's passes (3-D fused attention; packed: onnxruntime's Attention; unused nodes removed), then the file."""
+    """edgeformer's passes (rotary attention and its cache as standard nodes; 3-D fused attention; packed:
+    onnxruntime's Attention; unused nodes removed), then the file."""
     if attention in ("fused", "packed"):
+        rotary_attention(model)
         attention_to_3d(model)
     if attention == "packed":
         attention_to_contrib(model)

@@ -389,6 +389,7 @@ def test_int4_cached_decoder_for_android_generates_what_the_bundle_generates(tmp
 @pytest.mark.parametrize("ops, repacked, oldest", [
     ({"ai.onnx;18": ["Gather", "MatMul"]}, [], "1.14"),
     ({"ai.onnx;23": ["Attention"]}, [], "1.23"),
+    ({"ai.onnx;23": ["RotaryEmbedding"]}, [], "1.23"),
     ({"ai.onnx;23": ["Attention"], "com.microsoft;1": ["GatherBlockQuantized"]}, [{"min_onnxruntime": "1.27"}], "1.27"),
     ({"ai.onnx;23": ["Attention"], "com.microsoft;1": ["GatherBlockQuantized", "MatMulNBits"]},
      [{"min_onnxruntime": "1.23"}], "1.28"),

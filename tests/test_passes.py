@@ -8,7 +8,7 @@ import torch
 
 from edgeformer.export.checks import op_counts
 from edgeformer.export.kinds import trace_onnx
-from edgeformer.export.passes import attention_to_3d, attention_to_contrib
+from edgeformer.export.passes import attention_to_3d, attention_to_contrib, rotary_attention
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.runtime.inputs import example_inputs
 from edgeformer.runtime.bundle import TensorSpec
@@ -124,3 +124,59 @@ def test_attention_to_contrib_leaves_grouped_query_and_cached_attention_alone():
     cached = trace_onnx(Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder"})).eval(), "fused", kv_cache=True)
     attention_to_3d(cached)
     assert attention_to_contrib(cached) == 0
+
+
+ROTARY = dict(arch="decoder", positional="rotary", norm_type="rmsnorm", feed_forward="gated", linear_bias=False,
+              qkv_bias=False, kv_heads=2, rope_theta=5e5)
+
+
+def cached_feeds(cfg, batch: int, past: int, seq: int, seed: int) -> dict[str, np.ndarray]:
+    """A padded batch (row 1 left-padded by 3) with `past` cached positions of random keys and values."""
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, past + seq), dtype=np.int64)
+    mask[min(1, batch - 1), :3] = 0 if batch > 1 else 1
+    feeds = {"input_ids": rng.integers(0, cfg.vocab_size, (batch, seq)), "attention_mask": mask,
+             "position_ids": np.clip(np.cumsum(mask, -1) - 1, 0, None)[:, past:]}
+    for i in range(cfg.n_layers):
+        for part in ("key", "value"):
+            feeds[f"past_key_values.{i}.{part}"] = rng.standard_normal((batch, cfg.kv_heads, past, cfg.head_dim), dtype=np.float32)
+    return feeds
+
+
+def test_rotary_attention_takes_the_rotation_and_the_cache_into_three_standard_nodes():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval()
+    n_layers = model.cfg.n_layers
+    before, after = trace_onnx(model, "fused", kv_cache=True), trace_onnx(model, "fused", kv_cache=True)
+    counts_before = op_counts(ir.to_proto(before))
+    assert rotary_attention(after) == n_layers
+    counts = op_counts(ir.to_proto(after))
+    assert counts["RotaryEmbedding"] == 2 * n_layers and counts["Attention"] == n_layers
+    for op, per_layer in (("Transpose", 4), ("Neg", 2), ("Slice", 4)):  # q, k, v and the output; two rotations
+        assert counts_before[op] - counts.get(op, 0) == per_layer * n_layers, op
+    assert "Concat" not in counts  # the rotations' and the cache's, and the head-splitting shapes'
+    assert sum(counts_before.values()) - sum(counts.values()) >= 24 * n_layers
+    attention = [n for n in after.graph if n.op_type == "Attention"]
+    assert [(n.attributes["q_num_heads"].value, n.attributes["kv_num_heads"].value) for n in attention] == [(4, 2)] * n_layers
+    assert [o.name for o in after.graph.outputs] == [o.name for o in before.graph.outputs]  # present.* keep their names
+    assert rotary_attention(after) == 0  # idempotent
+
+    names = {v.name for v in after.graph.inputs}
+    for batch, past, seq in ((1, 0, 9), (3, 5, 4), (2, 11, 1)):  # a prompt, a padded chunk, one cached step
+        feeds = {k: v for k, v in cached_feeds(model.cfg, batch, past, seq, seed=past).items() if k in names}
+        if "logits_to_keep" in names:
+            feeds["logits_to_keep"] = np.array([0], dtype=np.int64)
+        for a, b in zip(run(before, feeds), run(after, feeds)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_rotary_attention_leaves_learned_positions_and_odd_tables_alone():
+    torch.manual_seed(0)
+    learned = trace_onnx(Transformer(ModelConfig.from_dict({**TINY, "arch": "decoder"})).eval(), "fused", kv_cache=True)
+    assert rotary_attention(learned) == 0
+    graph = trace_onnx(Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval(), "fused", kv_cache=True)
+    gather = next(n for n in graph.graph if n.op_type == "GatherND")
+    table = gather.inputs[0].const_value.numpy().copy()
+    table[:, 0] += 1.0  # halves that differ: no longer one angle per channel pair
+    gather.inputs[0].const_value = ir.tensor(table)
+    assert rotary_attention(graph) == 0
