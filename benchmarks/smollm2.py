@@ -11,7 +11,8 @@ on the same dequantized weights (LlamaForCausalLM built from the file's config a
 own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/s against transformers'
 generate (batch 1, 2 threads), and with --int4 the int4 and int8 bundles' perplexity and the int4 bundle's
 peak memory under `edgeformer generate`. Then one speed table, every engine in alternating rounds: llama.cpp
-on the GGUF itself (where llama-cpp-python is installed), our float32 (and int4, int8), transformers' generate.
+on the GGUF itself (where llama-cpp-python is installed), our float32 (and int4, int8; int4 again with
+--spin, whose threads busy-wait between steps as llama.cpp's do), transformers' generate.
 Prints the CPU and the load average: these machines are shared.
 """
 
@@ -265,6 +266,8 @@ def main() -> None:
                   f"{(work / name / 'model.onnx').stat().st_size / 1e6:.1f} MB")
             engines[f"edgeformer {name}"] = bundle_engine(q, prompt)
         print(f"peak resident memory of edgeformer generate on the int4 bundle: {peak_rss_mb(work / 'int4'):.0f} MB")
+        # llama.cpp's threads busy-wait between its steps; onnxruntime's do so only with --spin (off by default)
+        engines["edgeformer int4 --spin"] = bundle_engine(runtime.load(work / "int4", spin=True), prompt)
     peer = llama_cpp_engine(path, prompt)
     if peer is not None:
         engines = {"llama.cpp Q4_1 (the GGUF)": peer, **engines}

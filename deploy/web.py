@@ -25,8 +25,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest, write_manifest
-from edgeformer.runtime.vectors import VECTORS_FILE
+from edgeformer.runtime.bundle import Bundle, Manifest, write_manifest
+from edgeformer.runtime.graph_files import weights_file
 
 from .folder import Check, Deployment, DeployError, DeployOptions
 from .kinds import refuse_kind
@@ -92,12 +92,8 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
     refuse_kind(bundle, target, manifest)  # what the bundle's kind cannot do in a browser (deploy/kinds.py)
     if opt.fixed_shape:
         raise DeployError("--fixed-shape is for android/ios; the web target keeps the bundle's dynamic shapes")
-    extra = [f for f in bundle.manifest.files if f not in (MANIFEST_FILE, TOKENIZER_FILE, VECTORS_FILE)
-             and f not in {g.file for g in manifest.graphs}]
-    if extra:
-        raise DeployError(f"{bundle.path} keeps data beside its graph ({extra[0]}): a graph over 2 GB does not fit "
-                          "the browser's 4 GB WASM memory; the web target takes graphs with their weights inside")
-    size = sum(bundle.manifest.files[g.file]["bytes"] for g in manifest.graphs if g.file in bundle.manifest.files)
+    graph_files = {g.file for g in manifest.graphs} | {weights_file(g.file) for g in manifest.graphs}
+    size = sum(bundle.manifest.files[f]["bytes"] for f in graph_files if f in bundle.manifest.files)
     if size > MAX_GRAPH_BYTES:
         raise DeployError(f"{bundle.path}'s graphs are {size / 1e9:.1f} GB; the browser's WASM memory (4 GB) takes "
                           f"graphs up to {MAX_GRAPH_BYTES / 1e9:.1f} GB (quantize it: `edgeformer quantize`)")
@@ -180,13 +176,18 @@ def record_vectors(work: Path, model) -> None:
 
 
 def copy_graphs(bundle: Bundle, manifest: Manifest, work: Path) -> dict[str, Any]:
-    """Every graph of the bundle into `work`; int4 graphs with MatMulNBits' accuracy_level set to 0."""
+    """Every graph of the bundle into `work` as one file (weights kept beside a large graph come inside it:
+    a page fetches one file per graph); int4 graphs with MatMulNBits' accuracy_level set to 0."""
+    import onnx
+
     done = {}
     for spec in manifest.graphs:
         src, dst = bundle.path / spec.file, work / spec.file
         dst.parent.mkdir(parents=True, exist_ok=True)
         changed = float32_activations(src, dst)
-        if changed is None:
+        if changed is None and src.with_name(weights_file(src)).exists():
+            onnx.save(onnx.load(str(src)), str(dst))
+        elif changed is None:
             shutil.copy2(src, dst)
         done[spec.file] = {"matmulnbits_accuracy_level": changed} if changed else {}
     return done

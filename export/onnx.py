@@ -24,12 +24,12 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.graph_files import keeps_weights_beside, weights_file
 from edgeformer.runtime.quiet import quiet
 
 from .passes import attention_to_3d, attention_to_contrib, rotary_attention
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18, "packed": 23}  # packed: traced as fused, then a pass
-EXTERNAL_DATA_BYTES = 1_800_000_000  # a protobuf file holds at most 2 GB: past this the weights go beside it
 
 
 class ExportError(EdgeformerError):
@@ -123,5 +123,8 @@ def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
         attention_to_contrib(model)
     RemoveUnusedNodesPass()(model)
     weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    ir.save(model, str(path), external_data=f"{Path(path).name}.data" if weights > EXTERNAL_DATA_BYTES else None)
+    beside = Path(path).with_name(weights_file(path))
+    if beside.exists():
+        beside.unlink()
+    ir.save(model, str(path), external_data=beside.name if keeps_weights_beside(weights) else None)
     return Path(path)

@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 
 from edgeformer.runtime.errors import EdgeformerError
+from edgeformer.runtime.graph_files import settle_graph_file
 from edgeformer.runtime.quiet import quiet
 
 
@@ -176,10 +177,11 @@ def check_recipe(recipe: str) -> None:
 
 
 def apply_recipe(recipe: str, src: str | os.PathLike, dst: str | os.PathLike, opt: RecipeOptions | None = None) -> None:
-    """Quantize the graph at `src` into `dst`."""
+    """Quantize the graph at `src` into `dst` (its weights beside it when they are large: runtime/graph_files.py)."""
     check_recipe(recipe)
     try:
         RECIPES[recipe](str(src), str(dst), opt or RecipeOptions())
+        settle_graph_file(dst)
     except EdgeformerError:
         raise
     except Exception as e:  # onnxruntime.quantization raises many kinds of errors

@@ -2,7 +2,7 @@
 
 A bundle is a directory:
 
-    model.onnx        the graph (with external data beside it when over 2 GB)
+    model.onnx        the graph (its weights beside it in model.onnx.data when over 64 MB: runtime/graph_files.py)
     manifest.json     what the graph expects and how it was made (see `Manifest`)
     tokenizer.json    when the model reads text
     encoder.onnx      a seq2seq bundle's second graph (see `CacheRecord`)

@@ -118,12 +118,17 @@ def test_cached_decoder_generates_python_tokens_in_chromium(tmp_path, cached_tex
 
 
 @needs_browser
-def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance(tmp_path, cached_text_decoder):
+def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance(tmp_path, cached_text_decoder,
+                                                                               monkeypatch):
     from edgeformer.quantize import quantize_bundle
+    from edgeformer.runtime import graph_files
 
+    monkeypatch.setattr(graph_files, "EXTERNAL_DATA_BYTES", 4096)  # as a large model's: its weights beside the graph
     q = quantize_bundle(cached_text_decoder[1].path, tmp_path / "int4", "int4", bench_seconds=0.1)
+    assert "model.onnx.data" in runtime.open_bundle(q.path).manifest.files
     result = deploy(q.path, "web", tmp_path / "web")
     assert_checked(result, "generation in Chromium vs Python")
+    assert not (result.path / "model.onnx.data").exists()  # the page fetches one file per graph
     graphs = json.loads((result.path / "manifest.json").read_text())["deploy"]["web"]["graphs"]
     level = graphs["model.onnx"]["matmulnbits_accuracy_level"]
     assert level["to"] == 0 and level["from"] == {"4": level["from"]["4"]} and level["from"]["4"] > 0
