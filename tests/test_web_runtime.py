@@ -1,14 +1,13 @@
 """edgeformer.js (web/) under Node against the Python runtime on the same bundles: outputs within 1e-5,
-identical tokenizer ids, greedy and seeded tokens, stop strings, labels and transcripts, the same
-one-line errors, a tampered file refused, and the Node unit tests (`node --test web/test/`)."""
+identical tokenizer ids, greedy and seeded tokens, stop strings, labels and transcripts, a keyword
+spotter's labels, a streaming recogniser's logits call by call and its texts, the same one-line errors,
+a tampered file refused, and the Node unit tests (`node --test web/test/`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,52 +16,17 @@ import torch
 from edgeformer import runtime
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, manifest_inputs
+from edgeformer.runtime.speech_stream import AudioStream, shortest
 from edgeformer.runtime.vectors import verify_vectors
 
 from .conftest import TINY
-
-ROOT = Path(__file__).resolve().parent.parent
-WEB = ROOT / "web"
-NODE = shutil.which("node")
-ATOL = 1e-5  # float32 outputs, onnxruntime-web's WASM kernels against onnxruntime's CPU kernels
+# spotter is a fixture: imported here, pytest finds it by name; NODE, ok, run_js and tensor are also
+# imported from here by test_web_logits_to_keep
+from .web_parity import (ATOL, GOLDEN_STREAM, NODE, ROOT, STREAM_ATOL, WEB, clip, ensure_node_modules, max_abs, ok,
+                         python_stream, run_js, spotter, tensor)
 
 pytestmark = [pytest.mark.skipif(NODE is None, reason="node is not installed (Debian: apt-get install nodejs npm)"),
               pytest.mark.filterwarnings("ignore:.*were truncated:RuntimeWarning")]  # the long text is cut on purpose
-
-
-def ensure_node_modules() -> None:
-    if (WEB / "node_modules" / "onnxruntime-web").is_dir() and (WEB / "node_modules" / "@huggingface" / "tokenizers").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip("web/node_modules is missing and npm is not installed to run `npm ci` in web/")
-    proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=WEB, capture_output=True, text=True,
-                          env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
-    if proc.returncode != 0:
-        pytest.skip(f"`npm ci` in web/ failed (no registry access?): {proc.stderr.strip().splitlines()[-1:]}")
-
-
-def tensor(a: np.ndarray) -> dict:
-    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
-
-
-def run_js(tmp_path: Path, calls: list[dict]) -> list[dict]:
-    ensure_node_modules()
-    job, out = tmp_path / "job.json", tmp_path / "out.json"
-    job.write_text(json.dumps({"calls": calls}))
-    proc = subprocess.run([NODE, str(WEB / "tools" / "parity.mjs"), str(job), str(out)], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(out.read_text())["results"]
-
-
-def ok(result: dict) -> dict:
-    assert "ok" in result, result
-    return result["ok"]
-
-
-def max_abs(js, py) -> float:
-    return float(np.abs(np.asarray(js, dtype=np.float64) - np.asarray(py, dtype=np.float64)).max())
 
 
 # --- bundles ---------------------------------------------------------------------------------------
@@ -120,11 +84,12 @@ def padded_cases(manifest, shapes, seed=0):
 
 
 @pytest.fixture(scope="module")
-def parity(tmp_path_factory, encoder_bundle, cached_text_decoder, seq2seq, vit, conformer):
+def parity(tmp_path_factory, encoder_bundle, cached_text_decoder, seq2seq, vit, conformer, spotter):
     """Every call run once by Python and once by edgeformer.js under Node: (python, js) pairs by name."""
     enc = runtime.load(encoder_bundle.path)
     dec = runtime.load(cached_text_decoder[1].path)
     s2s, images, speech = runtime.load(seq2seq), runtime.load(vit), runtime.load(conformer)
+    kws, stream = runtime.load(spotter), runtime.load(GOLDEN_STREAM)
     rng = np.random.default_rng(0)
     py, calls = {}, []
 
@@ -172,7 +137,22 @@ def parity(tmp_path_factory, encoder_bundle, cached_text_decoder, seq2seq, vit, 
     add("transcribe", speech, "transcribe", {"waveforms": [tensor(w) for w in waves]}, speech.transcribe(waves))
     speech_feeds = {"waveforms": np.stack([waves[0][:9000], waves[1]]), "lengths": np.array([9000, 7000])}
     add("speech-run", speech, "run", {"inputs": {k: tensor(v) for k, v in speech_feeds.items()}}, speech(speech_feeds))
-    for name, model in (("enc", enc), ("dec", dec), ("s2s", s2s), ("vit", images), ("speech", speech)):
+    clips = [clip(n, i) for i, n in enumerate((24000, 1360, 9001, 16000, 4321))]  # padded in batches of 2
+    add("classify-audio", kws, "classify_audio", {"waveforms": [tensor(w) for w in clips], "options": {"batchSize": 2}},
+        kws.classify_audio(clips, batch_size=2))
+    r = stream.manifest.model.stream  # lengths: one frame, one window, a chunk's edge, between edges, long
+    recordings = [clip(n, 10 + i) for i, n in enumerate((shortest(r), r.window_samples, r.window_samples + r.hop_samples,
+                                                          7001, 24000))]
+    add("stream-transcribe", stream, "transcribe", {"waveforms": [tensor(w) for w in recordings]},
+        stream.transcribe(recordings))
+    for piece in (333, r.hop_samples, 5000):
+        pieces = [recordings[4][i : i + piece] for i in range(0, len(recordings[4]), piece)]
+        add(f"stream-{piece}", stream, "open_stream", {"pieces": [tensor(p) for p in pieces]}, python_stream(stream, pieces))
+    pieces = [recordings[4][i : i + 900] for i in range(0, len(recordings[4]), 900)]
+    add("transcribe-stream", stream, "transcribe_stream", {"pieces": [tensor(p) for p in pieces]},
+        list(stream.transcribe_stream(pieces)))
+    for name, model in (("enc", enc), ("dec", dec), ("s2s", s2s), ("vit", images), ("speech", speech), ("kws", kws),
+                        ("stream", stream)):
         add(f"verify-{name}", model, "verify", {}, verify_vectors(model))
     results = run_js(tmp_path_factory.mktemp("web_job"), calls)
     return {c["name"]: (py[c["name"]], r) for c, r in zip(calls, results)}
@@ -240,8 +220,32 @@ def test_images_and_speech_match_python(parity):
     assert ok(js)["texts"] == py and any(py)
 
 
+def test_keyword_spotter_labels_padded_clips_as_python(parity):
+    py, js = parity["classify-audio"]
+    js = ok(js)
+    assert js["labels"] == py.labels and js["labelNames"] == py.label_names
+    assert len(set(py.labels)) > 1  # the clips differ in label, so a row answered for another would show
+    assert max_abs(js["probabilities"], py.probabilities) <= ATOL
+
+
+def test_streams_give_python_logits_call_by_call_and_its_texts(parity):
+    for piece in (333, 1280, 5000):
+        py, js = parity[f"stream-{piece}"]
+        js = ok(js)
+        assert [c["text"] for c in js] == [text for text, _ in py], piece
+        assert [c["logits"]["shape"] for c in js] == [list(logits.shape) for _, logits in py], piece
+        got = np.concatenate([np.asarray(c["logits"]["data"], np.float64) for c in js])
+        assert max_abs(got, np.concatenate([logits.ravel() for _, logits in py])) <= STREAM_ATOL, piece
+        assert len(py[-1][0]) > 3
+    assert len(parity["stream-333"][0][0][1]) == 0  # a piece shorter than a window completes no frame
+    py, js = parity["transcribe-stream"]
+    assert ok(js)["texts"] == py and len(set(py)) > 3  # the transcript grew piece by piece
+    py, js = parity["stream-transcribe"]
+    assert ok(js)["texts"] == py and all(py)
+
+
 def test_verify_reruns_every_recorded_case_as_python_does(parity):
-    for name in ("enc", "dec", "s2s", "vit", "speech"):
+    for name in ("enc", "dec", "s2s", "vit", "speech", "kws", "stream"):
         py, js = parity[f"verify-{name}"]
         js = ok(js)
         assert py.has_vectors and py.passed and js["hasVectors"], name
@@ -275,10 +279,19 @@ def python_error(fn) -> str:
     return str(e.value)
 
 
-def test_bad_input_is_refused_in_python_words(tmp_path, encoder_bundle, cached_text_decoder, conformer, vit):
+def fed(stream: AudioStream, pieces) -> None:
+    for piece in pieces:
+        stream.feed(piece)
+
+
+def test_bad_input_is_refused_in_python_words(tmp_path, encoder_bundle, cached_text_decoder, conformer, vit, spotter):
     enc, dec = runtime.load(encoder_bundle.path), runtime.load(cached_text_decoder[1].path)
     speech, images = runtime.load(conformer), runtime.load(vit)
+    kws, stream = runtime.load(spotter), runtime.load(GOLDEN_STREAM)
     ids = [[1, 2, 3]]
+    wave, loud, short = clip(3000, 0), np.full(2000, -1.5, np.float32), np.zeros(1000, np.float32)
+    finished = AudioStream(stream)
+    finished.finish()
     cases = [
         (enc, "run", {"inputs": {"input_ids": ids, "foo": ids}}, lambda: enc({"input_ids": ids, "foo": ids})),
         (enc, "run", {"inputs": {"attention_mask": ids}}, lambda: enc({"attention_mask": ids})),
@@ -307,12 +320,31 @@ def test_bad_input_is_refused_in_python_words(tmp_path, encoder_bundle, cached_t
          lambda: images.classify_images(np.zeros((1, 3, 8, 8), np.uint8))),
         (images, "classify_images", {"images": tensor(np.full((1, 8, 8, 3), 2.0, np.float32))},
          lambda: images.classify_images(np.full((1, 8, 8, 3), 2.0, np.float32))),
+        (kws, "classify_audio", {"waveforms": [tensor(short)]}, lambda: kws.classify_audio([short])),
+        (kws, "classify_audio", {"waveforms": [tensor(wave), tensor(loud)]}, lambda: kws.classify_audio([wave, loud])),
+        (kws, "classify_audio", {"waveforms": [tensor(wave)], "sample_rate": 8000},
+         lambda: kws.classify_audio([wave], sample_rate=8000)),
+        (kws, "classify_audio", {"waveforms": [tensor(wave)], "options": {"batchSize": 0}},
+         lambda: kws.classify_audio([wave], batch_size=0)),
+        (kws, "transcribe", {"waveforms": [tensor(wave)]}, lambda: kws.transcribe([wave])),
+        (speech, "classify_audio", {"waveforms": [tensor(wave)]}, lambda: speech.classify_audio([wave])),
+        (speech, "transcribe", {"waveforms": [tensor(loud)]}, lambda: speech.transcribe([loud])),
+        (stream, "transcribe", {"waveforms": [tensor(short)]}, lambda: stream.transcribe([short])),
+        (stream, "open_stream", {"pieces": [tensor(wave), tensor(loud)]}, lambda: fed(AudioStream(stream), [wave, loud])),
+        (stream, "open_stream", {"pieces": [tensor(wave), tensor(np.zeros(0, np.float32))]},
+         lambda: fed(AudioStream(stream), [wave, np.zeros(0, np.float32)])),
+        (stream, "open_stream", {"pieces": [], "after": [tensor(wave)]}, lambda: finished.feed(wave)),
+        (speech, "open_stream", {"pieces": []}, lambda: AudioStream(speech)),
+        (stream, "transcribe_stream", {"pieces": [], "sample_rate": 8000},
+         lambda: stream.transcribe_stream([], sample_rate=8000)),
+        (speech, "transcribe_stream", {"pieces": []}, lambda: speech.transcribe_stream([])),
     ]
     results = run_js(tmp_path, [{"bundle": str(m.bundle.path), "call": c, "args": a} for m, c, a, _ in cases])
     for (_, call, args, fn), got in zip(cases, results):
         assert "error" in got, (call, args, got)
         assert got["error"] == python_error(fn), (call, args)
-        assert got["type"] == "InputError" or call == "classify"
+        assert got["type"] == "InputError" or call == "classify" or "is not a" in got["error"] \
+            or "does not stream" in got["error"], (call, args)
 
 
 def test_a_tampered_file_is_refused_naming_it(tmp_path, encoder_bundle):

@@ -9,7 +9,9 @@ export const MANIFEST_FILE = 'manifest.json';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const VECTORS_FILE = 'vectors.json';
 export const PLAIN = 'plain', CACHED_DECODER = 'cached-decoder', SEQ2SEQ = 'seq2seq';
-export const STREAMING_SPEECH = 'streaming-speech'; // format 4: the Python runtime streams it
+export const STREAMING_SPEECH = 'streaming-speech';
+export const KINDS = [PLAIN, CACHED_DECODER, SEQ2SEQ, STREAMING_SPEECH];
+const ADDED_IN = { [STREAMING_SPEECH]: 4 }; // kinds newer than format 1's
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
 
@@ -101,6 +103,24 @@ function checkLogitsToKeep(path, manifest, cache) {
   }
 }
 
+// A streaming-speech bundle has a stream record, and only it; the record's names are the graph's (as
+// runtime/bundle.py check_stream): the stream driver (speech_stream.js) trusts them.
+function checkStream(path, manifest) {
+  const stream = manifest.model.stream ?? null;
+  if ((stream === null) !== (manifest.kind !== STREAMING_SPEECH)) {
+    throw new BundleError(`${path}: a ${manifest.kind} bundle ${stream === null ? 'needs' : 'has no'} model.stream record: `
+      + 'the manifest is inconsistent');
+  }
+  if (stream === null) return;
+  const inputs = manifest.inputs.map((s) => s.name), outputs = manifest.outputs.map((s) => s.name);
+  const missing = [stream.valid_frames, ...stream.state].filter((n) => !inputs.includes(n))
+    .concat(stream.next_state.filter((n) => !outputs.includes(n)));
+  if (missing.length || stream.state.length !== stream.next_state.length || stream.window_samples < stream.hop_samples) {
+    throw new BundleError(`${path}: model.stream does not match the graph (${missing.join(', ')
+      || 'state and next_state differ in length, or the window is shorter than its hop'}); the manifest is inconsistent`);
+  }
+}
+
 // The manifest, checked for format and version, with the graphs to open (main first, then a
 // seq2seq encoder) as in runtime/bundle.py Manifest.graphs.
 export async function readManifest(source) {
@@ -127,10 +147,14 @@ export async function readManifest(source) {
   const cache = manifest.model.cache ?? null;
   checkLogitsToKeep(path, manifest, cache);
   manifest.kind ??= cache === null ? PLAIN : cache.encoder ? SEQ2SEQ : CACHED_DECODER;
-  if (manifest.kind === STREAMING_SPEECH) {
-    throw new BundleError(`${path} is a streaming-speech bundle; edgeformer.js transcribes whole clips: export the `
-      + 'checkpoint without --streaming for the browser, or stream with the Python runtime');
+  if (!KINDS.includes(manifest.kind)) {
+    throw new BundleError(`${path} is a bundle of kind ${repr(manifest.kind)}; this edgeformer knows: ${KINDS.join(', ')}`);
   }
+  if (version < (ADDED_IN[manifest.kind] ?? 1)) {
+    throw new BundleError(`${path} is a ${manifest.kind} bundle at format_version ${version}; the kind came with `
+      + `version ${ADDED_IN[manifest.kind]}: the bundle is corrupt`);
+  }
+  checkStream(path, manifest);
   manifest.graphs = [{ name: 'model', file: manifest.graph, inputs: manifest.inputs, outputs: manifest.outputs }];
   if (cache?.encoder) {
     manifest.graphs.push({ name: 'encoder', file: cache.encoder, inputs: cache.encoder_inputs ?? [],

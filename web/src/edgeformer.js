@@ -5,6 +5,8 @@
 //   const model = await edgeformer.load('bundle/', { threads: 2 });
 //   const { labels } = await model.classify(['a text']);
 //   for await (const step of model.stream('def add(a, b):', { maxNewTokens: 32 })) show(step.texts[0]);
+//   const stream = model.openStream();   // a streaming speech bundle: pieces of 16 kHz audio in, text out
+//   show((await stream.feed(samples)).text); show((await stream.finish()).text);
 //
 // onnxruntime-web and @huggingface/tokenizers are not imported by name at load time: `load` takes
 // them as options (ort, tokenizers), or imports the bare names (an import map in the page, or
@@ -12,17 +14,19 @@
 // tokenizers.min.mjs).
 
 import { BundleError, EdgeformerError, InputError } from './errors.js';
-import { BundleSource, TOKENIZER_FILE, VECTORS_FILE, parseJsonBytes, readFiles, readManifest } from './bundle.js';
+import { BundleSource, STREAMING_SPEECH, TOKENIZER_FILE, VECTORS_FILE, parseJsonBytes, readFiles, readManifest } from './bundle.js';
 import { checkRows, validateInputs } from './inputs.js';
 import { classify, embed, refuseUnknown } from './text.js';
 import { TextTokenizer } from './tokenizer.js';
 import { generate, stream } from './generate.js';
 import { classifyImages } from './images.js';
-import { transcribe } from './speech.js';
+import { classifyAudio, transcribe } from './speech.js';
+import { AudioStream, transcribeStream, transcribeWhole } from './speech_stream.js';
 import { verify } from './vectors.js';
 
 export { BundleError, EdgeformerError, InputError } from './errors.js';
 export { SplitMix64 } from './sampling.js';
+export { AudioStream } from './speech_stream.js';
 
 // The files a deploy folder puts beside edgeformer.js: this package's modules, and the
 // dependencies' files under the names `load` falls back to (see web/files.json for their sources).
@@ -188,8 +192,25 @@ export class Model {
     return classifyImages(this, images, refuseUnknown('classifyImages', options, ['layout', 'resize', 'batchSize']));
   }
 
+  // A streaming bundle takes each recording through a stream of its own, as the Python runtime does.
   transcribe(samples, sampleRate = 16000, options = {}) {
-    return transcribe(this, samples, sampleRate, refuseUnknown('transcribe', options, ['batchSize']));
+    options = refuseUnknown('transcribe', options, ['batchSize']);
+    if (this.manifest.kind === STREAMING_SPEECH) return transcribeWhole(this, samples, sampleRate);
+    return transcribe(this, samples, sampleRate, options);
+  }
+
+  classifyAudio(samples, sampleRate = 16000, options = {}) {
+    return classifyAudio(this, samples, sampleRate, refuseUnknown('classifyAudio', options, ['batchSize']));
+  }
+
+  // A stream through a streaming speech bundle: feed(piece) and finish() resolve to {text, logits}.
+  openStream() {
+    return new AudioStream(this);
+  }
+
+  // The transcript so far after each piece (an iterable or async iterable of sample arrays), then the final one.
+  transcribeStream(pieces, sampleRate = 16000) {
+    return transcribeStream(this, pieces, sampleRate);
   }
 
   // Rerun every recorded case of the bundle's vectors.json and report per case (see vectors.js).

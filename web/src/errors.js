@@ -80,3 +80,14 @@ export function pyG(x, digits = 6) {
   const s = x.toPrecision(digits);
   return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;
 }
+
+// A number as Python's f"{x:.{digits}f}" writes it. Both round the number's exact binary value, but on a
+// tie (62.5 to 0 digits) Python keeps the even digit where toFixed rounds up: 62, not 63.
+export function pyFixed(x, digits = 0) {
+  const rounded = x.toFixed(digits);
+  if (!Number.isFinite(x) || Math.abs(x) >= 1e21) return rounded;
+  const exact = Math.abs(x).toFixed(100), cut = exact.indexOf('.') + 1 + digits;
+  if (!/^50*$/.test(exact.slice(cut))) return rounded;
+  const down = (x < 0 ? '-' : '') + exact.slice(0, digits ? cut : cut - 1);
+  return Number(down.at(-1)) % 2 === 0 ? down : rounded;
+}

@@ -44,6 +44,10 @@ const CALLS = {
     return { labels: c.labels, probabilities: matrix(c.probabilities) };
   },
   transcribe: async (m, a) => ({ texts: await m.transcribe(a.waveforms.map((w) => w.data), a.sample_rate) }),
+  classify_audio: async (m, a) => {
+    const c = await m.classifyAudio(a.waveforms.map((w) => w.data), a.sample_rate);
+    return { labels: c.labels, probabilities: matrix(c.probabilities) };
+  },
 };
 
 // The ids this tokenizer feeds for a case's texts: cut to the model's length for embed and classify.

@@ -5,7 +5,7 @@ import { meanPool, checkTexts } from '../src/text.js';
 import { ctcGreedy, checkWaveform, idsToText } from '../src/speech.js';
 import { resizeBilinear, toCHW, pixelValues } from '../src/images.js';
 import { cutAt, newText, generationSettings } from '../src/generate.js';
-import { pyFloat, pyG } from '../src/errors.js';
+import { pyFixed, pyFloat, pyG } from '../src/errors.js';
 
 test('mean pooling averages real tokens only and L2-normalises', () => {
   const hidden = { dims: [2, 3, 2], data: Float32Array.from([1, 2, 3, 4, 100, 100, 3, 4, 9, 9, 9, 9]) };
@@ -28,6 +28,8 @@ test('waveforms are checked as runtime/speech.py checks them', () => {
   assert.throws(() => checkWaveform(new Float32Array(10), 0, 400, 16000), { message: 'waveform 0 has 10 samples (1 ms); this model needs at least 400 (25 ms)' });
   assert.throws(() => checkWaveform(Float32Array.from([0, NaN]), 1, 1, 9), { message: 'waveform 1 has a NaN or infinite sample at index 1; expected finite samples in [-1, 1]' });
   assert.throws(() => checkWaveform(new Int16Array(4), 0, 1, 9), { message: 'waveform 0 has dtype Int16Array; expected float samples in [-1, 1] (int16 PCM: divide by 32768)' });
+  assert.throws(() => checkWaveform(new Float32Array(1000), 0, 1360, 16000), { message: 'waveform 0 has 1000 samples (62 ms); this model needs at least 1360 (85 ms)' });
+  assert.throws(() => checkWaveform([0.5, -1.25, 1.25], 0, 1, 9), { message: 'waveform 0 has sample -1.25 at index 1; expected samples in [-1, 1] (scale integer PCM first: int16 by 1/32768)' });
 });
 
 test('images: HWC uint8 to CHW [0, 1], half-pixel bilinear resize as Python, (p - 0.5) / 0.5', () => {
@@ -68,6 +70,8 @@ test('options are taken in camelCase or snake_case; unknown ones are named', () 
 
 test('numbers are written as Python writes them in messages', () => {
   assert.deepEqual([pyFloat(0), pyFloat(-1), pyFloat(0.5), pyFloat(1e-7), pyFloat(Infinity)], ['0.0', '-1.0', '0.5', '1e-07', 'inf']);
+  assert.deepEqual([pyFixed(62.5), pyFixed(63.5), pyFixed(62.4), pyFixed(1.125, 2), pyFixed(1.375, 2), pyFixed(-0.5), pyFixed(2.675, 2)],
+    ['62', '64', '62', '1.12', '1.38', '-0', '2.67']);
   assert.deepEqual([pyG(1e-6), pyG(299), pyG(0.5), pyG(1234567), pyG(2, 3), pyG(0.000123456, 3)], ['1e-06', '299', '0.5', '1.23457e+06', '2', '0.000123']);
 });
 

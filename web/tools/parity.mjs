@@ -4,7 +4,9 @@
 //   node web/tools/parity.mjs JOB.json OUT.json
 //
 // JOB: {"calls": [{"bundle": DIR, "call": "run" | "embed" | "classify" | "generate" | "stream" |
-// "classify_images" | "transcribe" | "tokenize" | "verify", "args": {...}, "load": {load options}}, ...]}.
+// "classify_images" | "transcribe" | "classify_audio" | "open_stream" | "transcribe_stream" | "tokenize" | "verify",
+// "args": {...}, "load": {load options}}, ...]}. open_stream feeds args.pieces one call each, then finishes
+// (args.after: pieces fed after that) and answers each call's {text, logits}.
 // OUT: {"results": [{"ok": {...}} | {"error": "message", "type": "InputError"}, ...]}, in the same order.
 // Tensors go both ways as {"dtype", "shape", "data"} (vectors.md's form).
 
@@ -40,6 +42,20 @@ async function call(job) {
     }
     case 'classify_images': return m.classifyImages(fromRecord(a.images), a.options);
     case 'transcribe': return { texts: await m.transcribe(a.waveforms.map((w) => fromRecord(w).data), a.sample_rate ?? 16000) };
+    case 'classify_audio':
+      return m.classifyAudio(a.waveforms.map((w) => fromRecord(w).data), a.sample_rate ?? 16000, a.options);
+    case 'open_stream': {
+      const stream = m.openStream(), calls = [];
+      for (const piece of a.pieces) calls.push(await stream.feed(fromRecord(piece).data));
+      calls.push(await stream.finish());
+      for (const piece of a.after ?? []) calls.push(await stream.feed(fromRecord(piece).data));
+      return calls.map((c) => ({ text: c.text, logits: record(c.logits) }));
+    }
+    case 'transcribe_stream': {
+      const texts = [];
+      for await (const text of m.transcribeStream(a.pieces.map((p) => fromRecord(p).data), a.sample_rate ?? 16000)) texts.push(text);
+      return { texts };
+    }
     case 'tokenize': {
       const tok = await m.tokenizer();
       return { ids: a.texts.map((t) => tok.encode(t)), decoded: (a.decode ?? []).map((ids) => tok.decode(ids)) };
