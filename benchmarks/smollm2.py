@@ -263,7 +263,7 @@ def main() -> None:
             q = runtime.load(work / name)
             qp = perplexity(lambda w: nll_bundle(q, w), ids)
             print(f"{name}: perplexity {qp:.4f} ({(qp - ours) / ours:+.2%} against float32), "
-                  f"{(work / name / 'model.onnx').stat().st_size / 1e6:.1f} MB")
+                  f"{sum(p.stat().st_size for p in (work / name).glob('model.onnx*')) / 1e6:.1f} MB (graph and weights)")
             engines[f"edgeformer {name}"] = bundle_engine(q, prompt)
         print(f"peak resident memory of edgeformer generate on the int4 bundle: {peak_rss_mb(work / 'int4'):.0f} MB")
         # llama.cpp's threads busy-wait between its steps; onnxruntime's do so only with --spin (off by default)

@@ -27,7 +27,7 @@ from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.graph_files import keeps_weights_beside, weights_file
 from edgeformer.runtime.quiet import quiet
 
-from .passes import attention_to_3d, attention_to_contrib, rotary_attention
+from .passes import attention_to_3d, attention_to_contrib, merge_sibling_matmuls, rotary_attention
 
 ATTENTION_OPSETS = {"fused": 23, "unfused": 18, "packed": 23}  # packed: traced as fused, then a pass
 
@@ -114,8 +114,9 @@ def _name_axes(model: ir.Model, graph: GraphExport) -> None:
 
 
 def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
-    """edgeformer's passes (rotary attention and its cache as standard nodes; 3-D fused attention; packed:
-    onnxruntime's Attention; unused nodes removed), then the file."""
+    """edgeformer's passes (products of one input merged; rotary attention and its cache as standard nodes;
+    3-D fused attention; packed: onnxruntime's Attention; unused nodes removed), then the file."""
+    merge_sibling_matmuls(model)
     if attention in ("fused", "packed"):
         rotary_attention(model)
         attention_to_3d(model)

@@ -224,9 +224,9 @@ def test_quantized_cached_bundle_loads_generates_and_is_measured_against_its_bud
     fid = result.fidelity
     assert fid.perplexity_increase <= 0.05 and fid.next_token_agreement >= (0.75 if recipe == "int4" else 0.95)
     cover = manifest.quantization.coverage["model.onnx"]
-    assert cover["weight_matmuls"] == "11/11" and cover["lm_head"] == recipe  # 5 per layer (qkv, o, gate, up, down) + head
+    assert cover["weight_matmuls"] == "9/9" and cover["lm_head"] == recipe  # 4 per layer (qkv, o, gate and up, down) + head
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / recipe / "model.onnx")).graph.node)
-    assert ops["MatMulNBits" if recipe == "int4" else "MatMulInteger"] >= 10
+    assert ops["MatMulNBits" if recipe == "int4" else "MatMulInteger"] >= 8
     got = runtime.load(tmp_path / recipe).generate([[5, 17, 42, 7, 99], [33, 4, 250]], max_new_tokens=12)
     assert [len(t) for t in got.token_ids] == [12, 12] and got.stop_reasons == ["length", "length"]
 

@@ -8,7 +8,7 @@ import torch
 
 from edgeformer.export.checks import op_counts
 from edgeformer.export.kinds import trace_onnx
-from edgeformer.export.passes import attention_to_3d, attention_to_contrib, rotary_attention
+from edgeformer.export.passes import attention_to_3d, attention_to_contrib, merge_sibling_matmuls, rotary_attention
 from edgeformer.modeling import ModelConfig, Transformer
 from edgeformer.runtime.inputs import example_inputs
 from edgeformer.runtime.bundle import TensorSpec
@@ -180,3 +180,36 @@ def test_rotary_attention_leaves_learned_positions_and_odd_tables_alone():
     table[:, 0] += 1.0  # halves that differ: no longer one angle per channel pair
     gather.inputs[0].const_value = ir.tensor(table)
     assert rotary_attention(graph) == 0
+
+
+def test_sibling_matmuls_become_one_product_and_a_split():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval()
+    n_layers = model.cfg.n_layers
+    before, after = trace_onnx(model, "fused", kv_cache=True), trace_onnx(model, "fused", kv_cache=True)
+    counts_before = op_counts(ir.to_proto(before))
+    assert merge_sibling_matmuls(after) == n_layers  # each gated feed-forward's gate and up
+    counts = op_counts(ir.to_proto(after))
+    assert counts_before["MatMul"] - counts["MatMul"] == n_layers and counts["Split"] - counts_before["Split"] == n_layers
+    widths = sorted(v.const_value.numpy().shape for v in after.graph.initializers.values()
+                    if v.const_value is not None and v.name.endswith("_merged_weight"))
+    assert widths == [(model.cfg.d_model, 2 * model.cfg.d_ff)] * n_layers
+    assert merge_sibling_matmuls(after) == 0  # idempotent
+    names = {v.name for v in after.graph.inputs}
+    for batch, past, seq in ((1, 0, 9), (3, 5, 4)):
+        feeds = {k: v for k, v in cached_feeds(model.cfg, batch, past, seq, seed=past).items() if k in names}
+        feeds["logits_to_keep"] = np.array([0], dtype=np.int64)
+        for a, b in zip(run(before, feeds), run(after, feeds)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_shared_weight_is_not_merged():
+    torch.manual_seed(0)
+    graph = trace_onnx(Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval(), "fused", kv_cache=True)
+    gate = next(n for n in graph.graph if n.op_type == "MatMul" and n.inputs[1].const_value is not None
+                and sum(u.node.op_type == "MatMul" for u in n.inputs[0].uses()) == 2)
+    extra = ir.node("Identity", [gate.inputs[1]])  # the weight read elsewhere too (as a tied table is)
+    graph.graph.append(extra)
+    graph.graph.outputs.append(extra.outputs[0])
+    extra.outputs[0].name = "weight_copy"
+    assert merge_sibling_matmuls(graph) == TINY["n_layers"] - 1
