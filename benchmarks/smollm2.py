@@ -12,7 +12,7 @@ own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/
 generate (batch 1, 2 threads), and with --int4 the int4 and int8 bundles' perplexity and the int4 bundle's
 peak memory under `edgeformer generate`. Then one speed table, every engine in alternating rounds: llama.cpp
 on the GGUF itself (where llama-cpp-python is installed), our float32 (and int4, int8; int4 again with
---spin, whose threads busy-wait between steps as llama.cpp's do), transformers' generate.
+--no-spin: generating bundles spin by default, as llama.cpp's threads do), transformers' generate.
 Prints the CPU and the load average: these machines are shared.
 """
 
@@ -266,8 +266,8 @@ def main() -> None:
                   f"{sum(p.stat().st_size for p in (work / name).glob('model.onnx*')) / 1e6:.1f} MB (graph and weights)")
             engines[f"edgeformer {name}"] = bundle_engine(q, prompt)
         print(f"peak resident memory of edgeformer generate on the int4 bundle: {peak_rss_mb(work / 'int4'):.0f} MB")
-        # llama.cpp's threads busy-wait between its steps; onnxruntime's do so only with --spin (off by default)
-        engines["edgeformer int4 --spin"] = bundle_engine(runtime.load(work / "int4", spin=True), prompt)
+        # generating bundles spin by default (runtime.load), as llama.cpp's threads do; the cost of not spinning:
+        engines["edgeformer int4 --no-spin"] = bundle_engine(runtime.load(work / "int4", spin=False), prompt)
     peer = llama_cpp_engine(path, prompt)
     if peer is not None:
         engines = {"llama.cpp Q4_1 (the GGUF)": peer, **engines}

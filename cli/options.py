@@ -192,8 +192,9 @@ def runtime_options(f):
                      help="The most rows one call may take; larger calls are refused [default: the manifest's limit, "
                           "and what half the memory available at load holds].")(f)
     f = click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads (default: all cores).")(f)
-    f = click.option("--spin/--no-spin", default=False, show_default=True,
-                     help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core).")(f)
+    f = click.option("--spin/--no-spin", default=None,
+                     help="Let idle ONNX Runtime threads busy-wait (lower latency, burns a core) [default: on for "
+                          "bundles that generate, whose decode steps are many tiny kernels; off otherwise].")(f)
     f = click.option("--providers", "-p", multiple=True, metavar="NAME",
                      help="Execution provider in order of preference: cpu, cuda, tensorrt, ... (repeatable) [default: cpu].")(f)
     return f

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import Bundle, GraphSpec, Manifest, open_bundle
+from .bundle import CACHED_DECODER, SEQ2SEQ, Bundle, GraphSpec, Manifest, open_bundle
 from .errors import EdgeformerError, InputError
 from .facade import TaskCalls
 from .inputs import DEFAULT_FILL, validate_inputs  # noqa: F401  (DEFAULT_FILL: re-exported)
@@ -122,11 +122,15 @@ def _named_inputs(inputs: Any, named: Mapping[str, Any]) -> dict[str, Any]:
     return {**(inputs or {}), **named}
 
 
+# Bundle kinds whose sessions spin unless told not to: decoding is a loop of steps of many tiny kernels.
+GENERATING_KINDS = (CACHED_DECODER, SEQ2SEQ)
+
+
 def load(
     path: str | os.PathLike,
     providers: Sequence[str] | None = None,
     *,
-    spin: bool = False,
+    spin: bool | None = None,
     threads: int | None = None,
     verify: bool = True,
     provider_options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -141,6 +145,8 @@ def load(
     order of preference; CPU by default. A provider that is not available is reported by a
     RuntimeWarning and in `Model.notes`, and the model runs on the rest.
 
+    spin: let ONNX Runtime's idle threads busy-wait (default: on for bundles that generate, whose decode
+    steps are many tiny kernels; off otherwise: runtime.sessions.session_options says why).
     threads: ONNX Runtime's intra-op threads, 1 to the machine's cores (default: all of them).
     max_batch, memory_budget: the most rows and bytes one call may take (runtime.limits); by default
     the manifest's batch maximum and half the memory available now.
@@ -160,6 +166,8 @@ def load(
         from .tensorrt import load_engine
 
         return load_engine(bundle)
+    if spin is None:
+        spin = bundle.manifest.kind in GENERATING_KINDS
     settings = SessionSettings(providers, spin, threads, provider_options, tuple(disabled_optimizers),
                                deployment_session_config(bundle.manifest))
     graphs, notes = {}, []

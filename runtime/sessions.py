@@ -172,6 +172,10 @@ def session_options(spin: bool = False, threads: int | None = None, config: Mapp
     `spin=False` (the default) stops ONNX Runtime's worker threads from busy-waiting between
     calls: on a phone or a board a spinning core is battery and heat, and on a shared CPU it taxes
     every other process. Turn it on for the lowest latency in a tight loop on a dedicated machine.
+    `runtime.load` turns it on for bundles that generate (runtime/model.py GENERATING_KINDS): a decode step is a few
+    hundred kernels of microseconds each, and waking a sleeping worker for each costs more than the
+    kernel (SmolLM2-135M int4: 101 decode tokens/s spinning, 82.5 not, benchmarks/smollm2.py); the
+    workers spin only briefly once a step is done, as llama.cpp's do.
     """
     so = ort.SessionOptions()
     flag = "1" if spin else "0"

@@ -145,6 +145,17 @@ def test_spinning_switch_reaches_the_session():
     assert session_options(threads=1).intra_op_num_threads == 1
 
 
+def test_bundles_that_generate_spin_unless_told_not_to(encoder_bundle, cached_decoder):
+    def spinning(model) -> set[str]:
+        return {g.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+                for g in model.graphs.values()}
+
+    assert spinning(runtime.load(encoder_bundle.path)) == {"0"}
+    assert spinning(runtime.load(cached_decoder[1].path)) == {"1"}  # decode steps: many tiny kernels
+    assert spinning(runtime.load(cached_decoder[1].path, spin=False)) == {"0"}
+    assert spinning(runtime.load(encoder_bundle.path, spin=True)) == {"1"}
+
+
 def test_padded_inputs_match_unpadded(encoder_bundle):
     """Through the runtime alone: a padded row gives the same logits as the row by itself."""
     model = runtime.load(encoder_bundle.path)
