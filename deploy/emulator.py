@@ -270,9 +270,19 @@ def _possible_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# Folders the guest reads from the host, not the root: qemu looks a path up in the view first, so a
+# view link for /root (where the cache lives) would point into itself, and a path under /tmp or /root
+# would never resolve canonically (onnxruntime canonicalizes a graph's external data path: "Too many
+# levels of symbolic links").
+HOST_FOLDERS = ("root", "tmp")
+
+
 def cpu_view(root: Root, cpu: CPU) -> Path:
-    """The root as a CPU sees it: links to the root's folders plus that core's /proc/cpuinfo."""
+    """The root as a CPU sees it: links to the root's folders (HOST_FOLDERS excepted) plus that core's /proc/cpuinfo."""
     view = root.cache / "cpu" / cpu.name
+    for name in HOST_FOLDERS:  # views written before HOST_FOLDERS held links for them
+        if (view / name).is_symlink():
+            (view / name).unlink()
     text = cpuinfo_text(cpu, _possible_cpus())
     info = view / "proc" / "cpuinfo"
     if info.is_file() and info.read_text() == text:
@@ -280,7 +290,7 @@ def cpu_view(root: Root, cpu: CPU) -> Path:
     view.mkdir(parents=True, exist_ok=True)
     for entry in root.sysroot.iterdir():
         link = view / entry.name
-        if entry.name in ("proc", STAMP) or link.is_symlink() or link.exists():
+        if entry.name in ("proc", STAMP, *HOST_FOLDERS) or link.is_symlink() or link.exists():
             continue
         link.symlink_to(entry.resolve())
     (view / "proc").mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ from edgeformer.cli.main import cli
 from edgeformer.deploy import DeployError, DeployOptions, deploy
 from edgeformer.deploy import arm64, emulator
 from edgeformer.export import export_bundle
+from edgeformer.runtime import graph_files
 from edgeformer.runtime.inputs import axis_sizes, manifest_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,11 +139,15 @@ def emulator_root():
 
 @pytest.mark.board
 @pytest.mark.parametrize("kind", ["fp32", "int8", "packed"])
-def test_check_on_emulated_aarch64(kind, emulator_root, encoder_ckpt, encoder_bundle, int8_bundle, tmp_path):
+def test_check_on_emulated_aarch64(kind, emulator_root, encoder_ckpt, encoder_bundle, int8_bundle, tmp_path, monkeypatch):
     if kind == "packed":  # onnxruntime's com.microsoft.Attention, which the aarch64 wheel runs too
         bundle = export_bundle(encoder_ckpt, tmp_path / "packed", attention="packed").path
+    elif kind == "fp32":  # its weights beside the graph, as a large model's are (runtime/graph_files.py)
+        monkeypatch.setattr(graph_files, "EXTERNAL_DATA_BYTES", 4096)
+        bundle = export_bundle(encoder_ckpt, tmp_path / "fp32").path
+        assert (bundle / "model.onnx.data").is_file()
     else:
-        bundle = encoder_bundle.path if kind == "fp32" else int8_bundle
+        bundle = int8_bundle
     out = tmp_path / f"arm64-{kind}"
     result = deploy(bundle, "arm64", out, DeployOptions(check=True, emulator_root=str(ROOT_CACHE)))
     tol = arm64.QUANT_TOL if kind == "int8" else arm64.FP32_TOL
