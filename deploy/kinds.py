@@ -3,9 +3,9 @@
     kind            refused by         the browser's task calls (deploy/web_tasks.py)
     seq2seq         tensorrt, jetson   generate (greedy and seeded sampling)
     cached-decoder  tensorrt, jetson   generate
-    streaming-      web                (none: edgeformer.js transcribes whole clips)
-      speech
-    audio-          web                (none: edgeformer.js has no classify_audio)
+    streaming-                         transcribe (a stream per clip), openStream / transcribeStream
+      speech                           (one recording in pieces)
+    audio-                             classifyAudio
       classifier
     speech                             transcribe
     image                              classifyImages
@@ -14,8 +14,7 @@
 
 Why each refusal: generation keeps its cache in onnxruntime's buffers, which a TensorRT engine
 does not have; LSH's bucket decisions (an ArgMax over rotated keys) can flip between the browser's
-WASM kernels and Python's, so no output check could hold; edgeformer.js has no stream driver, so a
-streaming bundle would load in the browser and answer nothing. `refuse_kind` runs before the target's
+WASM kernels and Python's, so no output check could hold. `refuse_kind` runs before the target's
 own refusals (deploy/folder.py). A new bundle kind is one entry here (its runtime kind first).
 """
 
@@ -28,8 +27,9 @@ from edgeformer.runtime.bundle import Bundle, Manifest
 from edgeformer.runtime.kinds import LayerTable
 
 from .folder import DeployError
-from .web_tasks import (generation_cases, generation_screenshot, generation_usage, image_cases, image_usage,
-                        speech_cases, speech_usage, text_cases, text_screenshot, text_usage)
+from .web_tasks import (audio_cases, audio_usage, generation_cases, generation_screenshot, generation_usage,
+                        image_cases, image_usage, speech_cases, speech_usage, stream_cases, stream_usage, text_cases,
+                        text_screenshot, text_usage)
 
 TRT_GENERATION = ("{name} is {what} bundle; TensorRT deployments cover encoders, classifiers, ViTs and decoders "
                   "without a cache (generation keeps its cache in onnxruntime's buffers): deploy it with "
@@ -37,11 +37,6 @@ TRT_GENERATION = ("{name} is {what} bundle; TensorRT deployments cover encoders,
 WEB_LSH = ("{path} uses LSH attention: its bucket decisions (an ArgMax over rotated keys) can flip between the "
            "browser's WASM kernels and Python's, and the browser cannot be given Python's decisions, so no output "
            "check can hold; deploy a full, local or longformer attention bundle")
-WEB_STREAM = ("{path} is a streaming speech bundle; edgeformer.js transcribes whole clips and has no stream "
-              "driver: deploy the checkpoint exported without --streaming to the web, or this bundle to android, "
-              "ios or arm64")
-WEB_AUDIO_LABELS = ("{path} is a keyword spotter; edgeformer.js transcribes clips but does not label them yet: deploy "
-                    "it to android, ios or arm64")
 WebCases = Callable[[Any, Any, Any], tuple[dict[str, Any], dict[str, Any]]]  # (work, model, rng) -> (cases, expect)
 
 
@@ -63,8 +58,8 @@ KINDS = LayerTable([
     DeployKind("seq2seq", generation_cases, generation_usage, generation_screenshot, _trt("a seq2seq")),
     DeployKind("cached-decoder", generation_cases, generation_usage, generation_screenshot,
                _trt("a key/value-cache decoder")),
-    DeployKind("streaming-speech", speech_cases, speech_usage, refuses={"web": WEB_STREAM}),
-    DeployKind("audio-classifier", speech_cases, speech_usage, refuses={"web": WEB_AUDIO_LABELS}),
+    DeployKind("streaming-speech", stream_cases, stream_usage),
+    DeployKind("audio-classifier", audio_cases, audio_usage),
     DeployKind("speech", speech_cases, speech_usage),
     DeployKind("image", image_cases, image_usage),
     DeployKind("lsh", text_cases, text_usage, refuses={"web": WEB_LSH}),

@@ -3,12 +3,15 @@
     work/ ─► served on 127.0.0.1 (deploy/serve.py: COOP/COEP, MIME types) ─► web/scripts/browser_check.mjs
           ─► Debian's Chromium (playwright-core) opens index.html?threads=N for each N (1, 2, --threads)
           ─► in the page: model.verify(), the tokenizer, run/embed/classify, generate, classifyImages,
-             transcribe ─► JSON ─► compared here with what the Python runtime answers
+             transcribe, classifyAudio, a stream (openStream, transcribeStream) ─► JSON ─► compared here
+             with what the Python runtime answers
 
 Tolerances: float32 outputs within ATOL of Python (measured 1e-7 to 2.4e-6 between onnxruntime-web 1.31
 and onnxruntime 1.32: the same kernels' arithmetic compiled for WASM SIMD and for AVX); int4 too, since the
 folder's graph computes its activations in float32 on both sides (deploy/web.py); int8 within QUANT_TOL
-relative (below). Tokens (token ids, greedy and seeded generations, labels, transcripts) must be identical.
+relative (below); a stream's logits, call by call, and a spotter's probabilities under the same rule.
+Tokens (token ids, greedy and seeded generations, labels, transcripts, a stream's text after every call)
+must be identical.
 """
 
 from __future__ import annotations
@@ -123,11 +126,17 @@ def browser_checks(work: Path, model, threads: list[int], seed: int, chromium: s
     record = {"browser": f"Chromium {result.get('browser')}",
               "tolerance": {"value": tol, "relative_to": "max(1, max |Python output|)" if relative else None},
               "pages": [page_record(p) for p in pages], "python_run_ms": round(expect["python_ms"], 3),
-              "run_shape": list(SHAPES[0][:2])}
-    table = (f"the folder in headless Chromium {result.get('browser')} (model.run at batch {SHAPES[0][0]} x {SHAPES[0][1]}, "
+              "run_shape": list(SHAPES[0][:2]), "run_input": input_text(cases["run"][0])}
+    table = (f"the folder in headless Chromium {result.get('browser')} (model.run on {input_text(cases['run'][0])}, "
              "median of 5; Python onnxruntime on the same graph)",
              ["threads", "isolated", "page load ms", "browser run ms", "Python run ms"], rows)
     return checks, record, [table]
+
+
+def input_text(feeds: dict[str, Any]) -> str:
+    """'input_ids 1 x 8', 'waveforms 1 x 1360': the first input of a run case (what sets its cost)."""
+    name, t = next(iter(feeds.items()))
+    return f"{name} {' x '.join(map(str, t['shape']))}"
 
 
 def page_record(page: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +182,8 @@ def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str
     checks.append(outputs_check(pages, cases, expect, manifest))
     if "generate" in cases:
         checks.append(generation_check(pages, expect["generate"]))
+    if "stream" in cases:
+        checks.append(stream_check(pages, expect["stream"]))
     if "transcribe" in cases:
         err = failed_answer(pages, "transcribe")
         same = not err and all(p["answers"]["transcribe"] == expect["transcribe"] for p in pages)
@@ -181,6 +192,36 @@ def compare(pages: list[dict[str, Any]], cases: dict[str, Any], expect: dict[str
             f"{len(expect['transcribe'])} clips give Python's transcripts" if same else
             f"transcripts differ: {got!r} vs Python's {expect['transcribe']!r}")))
     return checks
+
+
+def stream_check(pages: list[dict[str, Any]], expected: dict[str, Any]) -> Check:
+    """One recording fed in pieces: after every feed and the finish, the page's text and its count of frames
+    are Python's (its logits are held to the float tolerance in outputs_check), and transcribeStream over
+    the same pieces yields the same texts."""
+    err = failed_answer(pages, "stream")
+    if err:
+        return Check("stream in Chromium vs Python", False, err)
+    want, frames = expected["texts"], [len(logits) for logits in expected["logits"]]
+    problems = []
+    for p in pages:
+        a, n = p["answers"]["stream"], threads_text(p["threads"])
+        texts = [c["text"] for c in a["calls"]]
+        got_frames = [c["logits"]["dims"][0] for c in a["calls"]]
+        if len(texts) != len(want):
+            problems.append(f"at {n} the page answered {len(texts)} calls for {len(want)}")
+        elif got_frames != frames:
+            i = next(i for i, (g, f) in enumerate(zip(got_frames, frames)) if g != f)
+            problems.append(f"at {n} call {i} completed {got_frames[i]} frames, Python's {frames[i]}")
+        elif texts != want:
+            i = next(i for i, (g, w) in enumerate(zip(texts, want)) if g != w)
+            problems.append(f"at {n} the text after call {i} is {texts[i]!r}, Python's {want[i]!r}")
+        elif a["texts"] != want:
+            problems.append(f"at {n} transcribeStream yields {a['texts']!r}, Python's {want!r}")
+    detail = problems[0] if problems else (
+        f"{len(want) - 1} pieces and the finish: Python's text after every call ({sum(frames)} frames, "
+        f"final text {want[-1]!r}), from openStream and from transcribeStream")
+    return Check("stream in Chromium vs Python", not problems, detail,
+                 {"calls": len(want), "frames": sum(frames), "text": want[-1]})
 
 
 def tokens_check(pages: list[dict[str, Any]], texts: list[str], expected: list[list[int]]) -> Check:
@@ -258,7 +299,7 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
     problems = []
     for p in pages:
         a, n = p["answers"], p["threads"]
-        for key in ("run", "graphs", "embed", "classify", "images"):
+        for key in ("run", "graphs", "embed", "classify", "images", "classify_audio", "stream"):
             if key in cases and isinstance(a.get(key), dict) and "error" in a[key]:
                 problems.append(f"{key} at {n} threads: {a[key]['error']}")
         if problems:
@@ -273,12 +314,18 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
         pairs = [(as_array(got[k]), ref[k]) for got, ref in runs for k in ref if np.asarray(ref[k]).dtype.kind == "f"]
         if "embed" in cases:
             pairs.append((as_array(a["embed"]), expect["embed"]))
-        for key in ("classify", "images"):
+        for key in ("classify", "images", "classify_audio"):
             if key in cases:
                 labels, probs = expect[key]
                 pairs.append((as_array(a[key]["probabilities"]), probs))
                 if list(a[key]["labels"]) != list(labels):
                     problems.append(f"{key} labels at {n} threads: {a[key]['labels']} vs Python's {labels}")
+        if "stream" in cases:  # call by call: a call answered with another's frames has another shape (inf)
+            got_calls = a["stream"]["calls"]
+            pairs += [(as_array(got["logits"]), ref) for got, ref in zip(got_calls, expect["stream"]["logits"])]
+            if len(got_calls) != len(expect["stream"]["logits"]):
+                problems.append(f"stream at {n} threads: {len(got_calls)} calls answered for "
+                                f"{len(expect['stream']['logits'])}")
         for got, ref in pairs:
             scale = max(1.0, float(np.abs(ref).max())) if relative and np.size(ref) else 1.0
             d, limit = max_abs(got, ref, nan_equal=False), tol * scale
@@ -288,7 +335,7 @@ def outputs_check(pages: list[dict[str, Any]], cases: dict[str, Any], expect: di
         problems.append("no float outputs were compared")
     passed = not problems and all(d <= limit for d, limit, _ in worst.values())
     calls = ["run"] + [f"run {name}" for name in cases.get("graphs", {})]
-    calls += [k for k in ("embed", "classify", "images") if k in cases]
+    calls += [k for k in ("embed", "classify", "images", "classify_audio", "stream") if k in cases]
     rule = f"{tol:g} x max(1, |output|)" if relative else f"{tol:g}"
     detail = problems[0] if problems else (
         f"max abs {max(d for d, _, _ in worst.values()):.2e} {'within' if passed else 'beyond'} {rule} "

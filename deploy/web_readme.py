@@ -60,7 +60,7 @@ def web_readme(manifest: Manifest, record: dict[str, Any], checks: list[Check]) 
               "| --- | --- | --- | --- |"]
     for p in record["pages"]:
         lines.append(f"| {p['threads']} | {p['load_ms']:.0f} | {p['run_ms']:.2f} | {record['python_run_ms']:.2f} |")
-    lines += ["", f"model.run at batch {record['run_shape'][0]} x {record['run_shape'][1]} tokens, median of 5 calls, "
+    lines += ["", f"model.run on {record['run_input']} (the check's first random input set), median of 5 calls, "
               "in the same run on the host named above; page load covers fetching and hashing the files, compiling "
               "the WASM and creating the session(s)."]
     return "\n".join(lines)

@@ -50,6 +50,24 @@ def clip(n: int, seed: int) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t) + 0.01 * noise).astype(np.float32)
 
 
+def varied(n: int, seed: int) -> np.ndarray:
+    """n samples at 16 kHz: four tones one after another, and noise. A random recogniser's text and a random
+    spotter's label then change with the clip, so an answer given for another clip (or call) would show."""
+    rng = np.random.default_rng(seed)
+    pitch = rng.uniform(200, 3000, 4)[np.minimum(3, 4 * np.arange(n) // n)]
+    return (0.4 * np.sin(2 * np.pi * pitch * np.arange(n) / 16000) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def pieces_of(wave: np.ndarray, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """`wave` cut into pieces of `sizes`, cycled: a microphone's buffers rarely match the stream's hop."""
+    out, at = [], 0
+    while at < len(wave):
+        size = sizes[len(out) % len(sizes)]
+        out.append(wave[at : at + size])
+        at += size
+    return out
+
+
 def is_text_classifier(m: Manifest) -> bool:
     return m.model.task == "classification" and not m.config.get("image_size")
 
@@ -75,6 +93,38 @@ def speech_cases(work: Path, model, rng) -> tuple[dict[str, Any], dict[str, Any]
     waves = [clip(n, i) for i, n in enumerate(sorted({max(lo, min(hi, n)) for n in (8000, 12800)}))]
     return ({"transcribe": {"waveforms": [w.tolist() for w in waves], "sample_rate": 16000}},
             {"transcribe": model.transcribe(waves, 16000)})
+
+
+def audio_cases(work: Path, model, rng) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A keyword spotter's classifyAudio on clips of three lengths, padded into one batch."""
+    from edgeformer.runtime.speech import speech_limits
+
+    lo, hi, _ = speech_limits(model, "audio-classification")
+    waves = [varied(max(lo, min(hi, n)), 20 + i) for i, n in enumerate((16000, 9001, 4321))]
+    r = model.classify_audio(waves, 16000)
+    return ({"classify_audio": {"waveforms": [w.tolist() for w in waves], "sample_rate": 16000}},
+            {"classify_audio": (r.labels, r.probabilities)})
+
+
+# A stream's pieces: one shorter than any window (it completes no frame), one sample alone, and sizes that
+# straddle the hop, so the page's buffering and cache carrying are what the check compares.
+STREAM_PIECES = (333, 1, 2900, 1280, 700)
+
+
+def stream_cases(work: Path, model, rng) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A streaming bundle: whole clips through `transcribe` (a stream each), and one recording fed in pieces
+    through openStream (the text and logits after every call) and transcribeStream (the texts)."""
+    from edgeformer.runtime.speech_stream import AudioStream, GreedyText, shortest
+
+    r = model.manifest.model.stream
+    waves = [varied(max(shortest(r), n), 10 + i) for i, n in enumerate((8000, 12800))]
+    pieces = pieces_of(varied(max(9000, 3 * r.window_samples), 30), STREAM_PIECES)
+    stream, text = AudioStream(model), GreedyText(model.manifest.config["alphabet"])
+    calls = [stream.feed(p) for p in pieces] + [stream.finish()]
+    return ({"transcribe": {"waveforms": [w.tolist() for w in waves], "sample_rate": 16000},
+             "stream": {"pieces": [p.tolist() for p in pieces], "sample_rate": 16000}},
+            {"transcribe": model.transcribe(waves, 16000),
+             "stream": {"texts": [text.add(logits) for logits in calls], "logits": calls}})
 
 
 def image_cases(work: Path, model, rng) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,6 +162,20 @@ def generation_usage(manifest: Manifest) -> str:
 def speech_usage(manifest: Manifest) -> str:
     return ("// 16 kHz mono Float32Array samples (an OfflineAudioContext at 16000 Hz decodes and resamples a file)\n"
             "const [text] = await model.transcribe([samples], 16000);")
+
+
+def audio_usage(manifest: Manifest) -> str:
+    return ("// 16 kHz mono Float32Array clips (an OfflineAudioContext at 16000 Hz decodes and resamples a file)\n"
+            "const { labels, probabilities, labelNames } = await model.classifyAudio([samples], 16000);")
+
+
+def stream_usage(manifest: Manifest) -> str:
+    return ("// 16 kHz mono Float32Array pieces of any size, as they arrive (a microphone's buffers)\n"
+            "const stream = model.openStream();\n"
+            "for (const piece of pieces) output.textContent = (await stream.feed(piece)).text;  // the text so far\n"
+            "output.textContent = (await stream.finish()).text;\n"
+            "for await (const text of model.transcribeStream(pieces, 16000)) output.textContent = text;  // the same, as a loop\n"
+            "const [text] = await model.transcribe([samples], 16000);  // a whole recording, through a stream of its own")
 
 
 def image_usage(manifest: Manifest) -> str:

@@ -145,8 +145,9 @@ def test_int4_decoder_ships_float32_activations_and_matches_at_float32_tolerance
 
 
 @needs_browser
-def test_vit_and_conformer_folders(tmp_path):
+def test_vit_conformer_and_spotter_folders(tmp_path):
     from edgeformer.export import export_bundle
+    from edgeformer.deploy.web_tasks import audio_cases
     from edgeformer.modeling.checkpoint import save
     from edgeformer.modeling.models.conformer import Conformer
     from edgeformer.modeling.models.transformer import Transformer
@@ -157,11 +158,20 @@ def test_vit_and_conformer_folders(tmp_path):
     save(Transformer(vit_config("tiny", digits(), n_layers=2)).eval(), tmp_path / "vit-ckpt")
     save(Conformer(conformer_config("tiny", d_model=32, n_heads=2, n_layers=2, d_ff=64, conv_kernel=5, dropout=0.0)).eval(),
          tmp_path / "asr-ckpt")
+    torch.manual_seed(3)  # a random one-block spotter whose labels differ across the check's clips
+    save(Conformer(conformer_config("tiny", labels=["yes", "no", "up", "down"], d_model=32, n_heads=2, n_layers=1, d_ff=64,
+                                    conv_kernel=5, dropout=0.0)).eval(), tmp_path / "kws-ckpt")
     vit = deploy(export_bundle(tmp_path / "vit-ckpt", tmp_path / "vit").path, "web", tmp_path / "vit-web")
     assert "images" in assert_checked(vit)["outputs in Chromium vs Python"].values["calls"]
     asr = deploy(export_bundle(tmp_path / "asr-ckpt", tmp_path / "asr").path, "web", tmp_path / "asr-web")
     assert_checked(asr, "transcripts in Chromium vs Python")
-    # The demo pages take a picked file: an image is labelled, a WAV file transcribed.
+    # A keyword spotter: classifyAudio's labels identical to Python's, its probabilities within 1e-5.
+    kws = deploy(export_bundle(tmp_path / "kws-ckpt", tmp_path / "kws").path, "web", tmp_path / "kws-web")
+    assert "classify_audio" in assert_checked(kws)["outputs in Chromium vs Python"].values["calls"]
+    assert "await model.classifyAudio([samples], 16000)" in (kws.path / "README.md").read_text()
+    labels = audio_cases(None, runtime.load(kws.path), None)[1]["classify_audio"][0]
+    assert len(set(labels)) > 1  # the check's clips differ in label: a row answered for another clip would show
+    # The demo pages take a picked file: an image is labelled, a WAV file transcribed or labelled.
     from PIL import Image
 
     from edgeformer.runtime.speech import write_wav
@@ -169,7 +179,8 @@ def test_vit_and_conformer_folders(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     write_wav(tmp_path / "a.wav", (0.3 * np.sin(np.arange(12000) / 16000 * 2 * np.pi * 440)).astype(np.float32))
     for folder, picked, shown in [(vit.path, ("#image-file", tmp_path / "a.png"), "#image-out table"),
-                                  (asr.path, ("#audio-file", tmp_path / "a.wav"), "#audio-out:not(:empty)")]:
+                                  (asr.path, ("#audio-file", tmp_path / "a.wav"), "#audio-out:not(:empty)"),
+                                  (kws.path, ("#audio-file", tmp_path / "a.wav"), "#audio-labels table")]:
         steps = [{"upload": [picked[0], str(picked[1])]}, {"wait": shown}]
         shot = run_browser(folder, [], {}, web.chromium_path(), web.node_path(), web.WEB_DIR,
                            {"path": str(tmp_path / "page.png"), "steps": steps})["screenshot"]
@@ -311,3 +322,42 @@ def test_answers_the_page_left_out_fail_the_output_and_tokenizer_checks(encoder_
     ids = [[2, 5, 3], [2, 3]]
     assert tokens_check([{"threads": 1, "answers": {"tokens": ids}}], ["a", "b"], ids).passed
     assert not tokens_check([{"threads": 1, "answers": {"tokens": ids[:1]}}], ["a", "b"], ids).passed
+
+
+def test_a_stream_or_spotter_answered_otherwise_fails_its_checks():
+    """The golden streaming bundle's stream case, answered as a faithful page would and then altered: a text,
+    a call's frames, transcribeStream's texts, logits beyond 1e-5 and a spotter's label each fail."""
+    from edgeformer.deploy.web_check import outputs_check, stream_check
+    from edgeformer.deploy.web_tasks import stream_cases
+
+    from .web_parity import GOLDEN_STREAM
+
+    model = runtime.load(GOLDEN_STREAM)
+    cases, expect = stream_cases(None, model, None)
+    cases = {"stream": cases["stream"]}
+    want = expect["stream"]
+    assert len(want["logits"]) == len(cases["stream"]["pieces"]) + 1 and len(want["logits"][0]) == 0  # 333 samples: no frame
+
+    def page(texts=None, logits=None, streamed=None):
+        calls = [{"text": t, "logits": {"dims": list(x.shape), "data": x.ravel().tolist()}}
+                 for t, x in zip(texts or want["texts"], logits or want["logits"])]
+        return [{"threads": 1, "answers": {"stream": {"calls": calls, "texts": streamed or want["texts"]}, "run": []}}]
+
+    expect = {"run": [], "stream": want}
+    assert stream_check(page(), want).passed and outputs_check(page(), cases, expect, model.manifest).passed
+    texts = want["texts"][:-1] + [want["texts"][-1] + "1"]
+    assert "the text after call 9 is" in stream_check(page(texts=texts), want).detail
+    moved = want["logits"][:1] + [np.concatenate([want["logits"][1], want["logits"][2][:1]]), want["logits"][2][1:]] \
+        + want["logits"][3:]
+    assert "call 1 completed" in stream_check(page(logits=moved), want).detail
+    assert not outputs_check(page(logits=moved), cases, expect, model.manifest).passed
+    assert "transcribeStream yields" in stream_check(page(streamed=want["texts"][::-1]), want).detail
+    off = [x + 2e-5 for x in want["logits"]]
+    failed = outputs_check(page(logits=off), cases, expect, model.manifest)
+    assert not failed.passed and "beyond 1e-05" in failed.detail and "stream" in failed.detail
+    probs = np.array([[0.7, 0.3], [0.4, 0.6]])
+    spotted = [{"threads": 1, "answers": {"run": [], "classify_audio": {
+        "labels": ["yes", "yes"], "probabilities": {"dims": [2, 2], "data": probs.ravel().tolist()}}}}]
+    wrong = outputs_check(spotted, {"classify_audio": {}}, {"run": [], "classify_audio": (["yes", "no"], probs)},
+                          model.manifest)
+    assert not wrong.passed and "classify_audio labels at 1 threads" in wrong.detail

@@ -1,7 +1,7 @@
 """Streaming speech: a Conformer trained to stream (causal convolution, chunked attention), its step with
 caches equal to the offline model with the same chunked attention, `export --streaming` (bundle kind
 streaming-speech, format 4) with its parity gate, the runtime's stream driver on pieces of any size,
-`run --audio --stream`, int8 measured on streams, arm64, and every bad input refused in one line."""
+`run --audio --stream`, int8 measured on streams, arm64 and the web, and every bad input refused in one line."""
 
 import json
 
@@ -181,11 +181,15 @@ def test_cli_streams_a_wav_file_and_refuses_bad_options(streaming, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "t").exists()
 
 
-def test_int8_is_measured_on_streams_and_deploys_to_arm64_not_the_web(streaming, tmp_path):
+def test_int8_is_measured_on_streams_and_deploys_to_the_web_and_arm64(streaming, tmp_path):
     from edgeformer.deploy import deploy
+    from edgeformer.deploy.web import WEB_DIR, chromium_path, node_path
+    from edgeformer.deploy.web_check import run_browser
     from edgeformer.quantize.builtin import media_eval_set
     from edgeformer.quantize.media import StreamEvalSet
     from edgeformer.quantize import quantize_bundle
+
+    from .test_deploy_web import SETUP, assert_checked
 
     d, _, _, bundle = streaming
     data = media_eval_set(bundle.bundle)
@@ -194,8 +198,21 @@ def test_int8_is_measured_on_streams_and_deploys_to_arm64_not_the_web(streaming,
     q = runtime.load(tmp_path / "q")
     assert result.fidelity.metric == "CER" and q.manifest.kind == "streaming-speech" and q.manifest.model.stream is not None
     assert len(q.transcribe([tone(5000)])) == 1
-    with pytest.raises(EdgeformerError, match="streaming speech bundle; edgeformer.js transcribes whole clips"):
-        deploy(d / "bundle", "web", tmp_path / "web")
     deploy(d / "bundle", "arm64", tmp_path / "arm")
     assert runtime.load(tmp_path / "arm").manifest.kind == "streaming-speech"
-
+    if SETUP is not None:
+        pytest.skip(f"browser checks cannot run here: {SETUP}")
+    # The web folder: one recording fed in pieces of irregular sizes through openStream and transcribeStream
+    # in Chromium gives Python's text after every call and its logits within 1e-5; whole clips, its transcripts.
+    web = deploy(d / "bundle", "web", tmp_path / "web")
+    checks = assert_checked(web, "stream in Chromium vs Python", "transcripts in Chromium vs Python")
+    assert "stream" in checks["outputs in Chromium vs Python"].values["calls"]
+    assert checks["stream in Chromium vs Python"].values["frames"] > 10 and checks["stream in Chromium vs Python"].values["text"]
+    readme = (web.path / "README.md").read_text()
+    assert "model.openStream()" in readme and "model.transcribeStream(pieces, 16000)" in readme
+    # The demo page streams a picked WAV file in 100 ms pieces.
+    write_wav(tmp_path / "a.wav", tone(9000), 16000)
+    steps = [{"upload": ["#audio-file", str(tmp_path / "a.wav")]}, {"wait": "#audio-speed:not(:empty)"}]
+    shot = run_browser(web.path, [], {}, chromium_path(), node_path(), WEB_DIR,
+                       {"path": str(tmp_path / "page.png"), "steps": steps})["screenshot"]
+    assert "answers" in shot and not shot["problems"], shot

@@ -1,6 +1,7 @@
 // The demo page of a web deployment folder: loads the folder's bundle with edgeformer.js and shows
 // what its task does (labels or similarities for texts, streamed generation, image labels, a WAV
-// file's transcript). `window.edgeformerPage.ready` resolves to {model, loadMs, threads} once loaded.
+// file's transcript, its labels with a keyword spotter, or its text growing as a streaming bundle is
+// fed the file in pieces). `window.edgeformerPage.ready` resolves to {model, loadMs, threads} once loaded.
 
 import * as edgeformer from './edgeformer.js';
 // The folder ships onnxruntime-web's WASM build and the tokenizer's browser build beside this page;
@@ -37,7 +38,9 @@ function showTask(model) {
   const m = model.manifest;
   const outputs = new Set(m.outputs.map((o) => o.name));
   if (m.kind === 'cached-decoder' || m.kind === 'seq2seq') setUpGenerate(model);
-  else if (m.model.task === 'speech-recognition') setUpAudio(model);
+  else if (m.kind === 'streaming-speech') setUpAudio(model, 'Speech, streamed in 100 ms pieces', streamFile);
+  else if (m.model.task === 'speech-recognition') setUpAudio(model, 'Speech', transcribeFile);
+  else if (m.model.task === 'audio-classification') setUpAudio(model, 'Keyword spotting', labelFile);
   else if (m.model.task === 'classification' && m.model.config.image_size) setUpImage(model);
   else if (model.hasTokenizer && (m.model.task === 'classification' || outputs.has('last_hidden_state'))) setUpText(model);
   else setUpIds(model);
@@ -140,22 +143,58 @@ function setUpImage(model) {
   });
 }
 
-function setUpAudio(model) {
+const RATE = 16000; // what runtime/speech.py reads; the offline context resamples to it
+const PIECE = 1600; // 100 ms: about what a microphone's buffer holds
+
+function setUpAudio(model, title, run) {
   $('audio').hidden = false;
-  const rate = 16000; // what runtime/speech.py reads; the offline context resamples to it
+  $('audio-title').textContent = title;
+  $('audio-out').hidden = run === labelFile; // a spotter answers labels (a table), not text
   $('audio-file').addEventListener('change', async (event) => {
     const file = event.target.files[0];
     if (!file) return;
     try {
       // An offline context decodes the file and resamples it to the model's rate.
-      const decoded = await new OfflineAudioContext(1, 1, rate).decodeAudioData(await file.arrayBuffer());
-      const t0 = performance.now();
-      const [text] = await model.transcribe([decoded.getChannelData(0)], rate);
-      $('audio-out').textContent = `${text || '(an empty transcript)'}\n(${decoded.duration.toFixed(2)} s of audio in ${(performance.now() - t0).toFixed(0)} ms)`;
+      const decoded = await new OfflineAudioContext(1, 1, RATE).decodeAudioData(await file.arrayBuffer());
+      await run(model, decoded.getChannelData(0), decoded.duration);
     } catch (e) {
       failed(e);
     }
   });
+}
+
+async function transcribeFile(model, samples, seconds) {
+  const t0 = performance.now();
+  const [text] = await model.transcribe([samples], RATE);
+  $('audio-out').textContent = `${text || '(an empty transcript)'}\n(${seconds.toFixed(2)} s of audio in ${(performance.now() - t0).toFixed(0)} ms)`;
+}
+
+async function labelFile(model, samples, seconds) {
+  const t0 = performance.now();
+  const r = await model.classifyAudio([samples], RATE);
+  const ms = performance.now() - t0;
+  const top = rowOf(r.probabilities, 0).map((v, i) => [r.labelNames[i] ?? String(i), v]).sort((a, b) => b[1] - a[1]);
+  $('audio-labels').replaceChildren(table(['label', 'probability'], top.slice(0, 5)),
+    note(`${seconds.toFixed(2)} s of audio in ${ms.toFixed(0)} ms`));
+}
+
+// The recording fed as a microphone would feed it, 100 ms at a time; the text shown after every piece.
+async function streamFile(model, samples, seconds) {
+  const out = $('audio-out');
+  const stream = model.openStream();
+  const ms = [];
+  for (let at = 0; at < samples.length; at += PIECE) {
+    const t0 = performance.now();
+    const { text } = await stream.feed(samples.subarray(at, at + PIECE));
+    ms.push(performance.now() - t0);
+    out.textContent = text || '…';
+    await new Promise((resolve) => setTimeout(resolve)); // let the page show the text so far
+  }
+  const { text } = await stream.finish(); // the frames of the last, partial window
+  out.textContent = text || '(an empty transcript)';
+  const median = ms.sort((a, b) => a - b)[ms.length >> 1] ?? 0;
+  $('audio-speed').textContent = `${seconds.toFixed(2)} s of audio fed in ${ms.length} pieces of ${PIECE / RATE * 1000} ms; `
+    + `median ${median.toFixed(1)} ms a piece`;
 }
 
 function setUpIds(model) {

@@ -14,6 +14,9 @@
 //   generate: [{prompt, options}] -> token ids and texts per row
 //   images: {images, layout}     -> labels and probabilities
 //   transcribe: {waveforms, sample_rate} -> texts
+//   classify_audio: {waveforms, sample_rate} -> labels and probabilities (a keyword spotter)
+//   stream: {pieces, sample_rate} -> one stream fed the pieces, then finished: {text, logits} per call;
+//                                    and transcribeStream over the same pieces: its texts
 // A tensor is {dtype, shape, data} (docs/vectors.md). Chromium is Debian's (never a downloaded build),
 // with a fresh profile that is removed afterwards. Exit 0 with RESULT written (a failed case is an
 // answer with an error); exit 3 with one line on stderr when the browser cannot be driven at all.
@@ -106,6 +109,25 @@ async function runCases(cases) {
   if (cases.transcribe) {
     await attempt('transcribe', async () => plain(await model.transcribe(
       cases.transcribe.waveforms.map((w) => Float32Array.from(w)), cases.transcribe.sample_rate)));
+  }
+  if (cases.classify_audio) {
+    await attempt('classify_audio', async () => {
+      const r = await model.classifyAudio(cases.classify_audio.waveforms.map((w) => Float32Array.from(w)),
+        cases.classify_audio.sample_rate);
+      return { labels: plain(r.labels), probabilities: toJson(r.probabilities) };
+    });
+  }
+  if (cases.stream) {
+    await attempt('stream', async () => {
+      const pieces = cases.stream.pieces.map((p) => Float32Array.from(p));
+      const stream = model.openStream();
+      const calls = [];
+      for (const piece of pieces) calls.push(await stream.feed(piece));
+      calls.push(await stream.finish());
+      const texts = [];
+      for await (const text of model.transcribeStream(pieces, cases.stream.sample_rate)) texts.push(text);
+      return { calls: calls.map((c) => ({ text: c.text, logits: toJson(c.logits) })), texts };
+    });
   }
   return answers;
 }
