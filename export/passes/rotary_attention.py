@@ -135,14 +135,15 @@ def _rotation(value: ir.Value, d: int) -> tuple[ir.Value, ir.Value, ir.Value] | 
 def _rotated_heads(value: ir.Value) -> tuple[ir.Value, int, int, ir.Value, np.ndarray, np.ndarray] | None:
     """(x (B, T, H*d), H, d, position_ids, cos table, sin table) for value = rotate(Reshape(x)) laid out heads first."""
     rotated = _heads_first(value)
-    heads = _heads(_rotation_input(rotated)) if rotated is not None else None
+    x = _rotation_input(rotated) if rotated is not None else None
+    heads = _heads(x) if x is not None else None
     if heads is None:
         return None
     source, H, d = heads
     found = _rotation(rotated, d)
-    if found is None:
+    if found is None or found[0] is not x:  # the rotation turns the very heads the Reshape made
         return None
-    x, cos, sin = found
+    _, cos, sin = found
     cos_angles, sin_angles = _angles(cos), _angles(sin)
     if cos_angles is None or sin_angles is None or cos_angles[0] is not sin_angles[0]:
         return None
@@ -155,21 +156,22 @@ def _rotated_heads(value: ir.Value) -> tuple[ir.Value, int, int, ir.Value, np.nd
     return source, H, d, positions, cos_table, sin_table
 
 
-def _rotation_input(value: ir.Value) -> ir.Value:
-    """The x a rotation reads: the first input of its x * cos product."""
+def _rotation_input(value: ir.Value) -> ir.Value | None:
+    """The heads x a rotation reads: the operand of its products that a Reshape made (checked by _rotation)."""
     add = producer(value, "Add")
     for side in add.inputs if add is not None else ():
         mul = producer(side, "Mul")
         for operand in mul.inputs if mul is not None else ():
             if producer(operand, "Reshape") is not None:
                 return operand
-    return value
+    return None
 
 
 def _cached(value: ir.Value) -> tuple[ir.Value, ir.Value | None, ir.Value | None]:
     """(new, past, present): value = Concat(past, new) on the sequence axis, or (value, None, None) without a cache."""
     concat = producer(value, "Concat")
-    if concat is None or len(concat.inputs) != 2 or concat.attributes["axis"].value not in (2, -2):
+    axis = concat.attributes.get("axis") if concat is not None else None
+    if concat is None or len(concat.inputs) != 2 or axis is None or axis.value not in (2, -2):
         return value, None, None
     past = concat.inputs[0]
     if not past.is_graph_input():
