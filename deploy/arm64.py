@@ -24,11 +24,13 @@ import numpy as np
 import edgeformer.runtime
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
 from edgeformer.runtime.compare import max_abs
+from edgeformer.runtime.graph_files import save_graph, weights_file
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 from edgeformer.runtime.sessions import create_session
 
 from . import emulator
 from .folder import Check, Deployment, DeployError, DeployOptions, write_folder_vectors
+from .int4_levels import float32_activation_levels
 from .kinds import refuse_kind
 
 GRAPH = "model.onnx"
@@ -91,11 +93,24 @@ def refuse(bundle: Bundle, target: str, manifest: Manifest, opt: DeployOptions) 
                           f"installed; {emulator.INSTALL_HINT}")
 
 
-def copy_graph(bundle: Bundle, work: Path) -> list[str]:
-    """The graph and every other file the bundle lists (external data, a seq2seq encoder), as they are."""
-    copied = []
+def copy_graph(bundle: Bundle, work: Path) -> tuple[list[str], dict[str, Any]]:
+    """The graph and every other file the bundle lists (external data, a seq2seq encoder), as they are,
+    except that an int4 graph is written at accuracy_level 0 (int4_levels.py); returns the files and
+    what changed per graph."""
+    import onnx
+
+    copied, changed = [], {}
+    for spec in bundle.manifest.graphs:
+        model = onnx.load(str(bundle.path / spec.file))
+        levels = float32_activation_levels(model)
+        if levels is not None:
+            save_graph(model, work / spec.file)
+            changed[spec.file] = {"matmulnbits_accuracy_level": levels}
+            copied += [f for f in (spec.file, weights_file(spec.file)) if (work / f).exists()]
     for rel in bundle.manifest.files:
-        if rel in (MANIFEST_FILE, TOKENIZER_FILE):
+        if rel in (MANIFEST_FILE, TOKENIZER_FILE) or rel in copied:
+            continue
+        if any(rel in (g, weights_file(g)) for g in changed):  # written above, its weights with it
             continue
         dst = work / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +118,7 @@ def copy_graph(bundle: Bundle, work: Path) -> list[str]:
         copied.append(rel)
     if bundle.manifest.graph not in copied:
         raise DeployError(f"{bundle.path} lists no {bundle.manifest.graph}; the arm64 target deploys the ONNX graph")
-    return copied
+    return copied, changed
 
 
 def check_inputs(manifest: Manifest, seed: int) -> list[dict[str, np.ndarray]]:
@@ -132,15 +147,19 @@ def tolerance(manifest: Manifest) -> tuple[float, str]:
 
 def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: DeployOptions,
           progress: Callable[[str], None]) -> Deployment:
-    files = copy_graph(bundle, work)
     if manifest.graph != GRAPH:
         raise DeployError(f"{bundle.path}'s graph is {manifest.graph}; the arm64 target deploys {GRAPH}")
+    files, graphs = copy_graph(bundle, work)
+    if graphs:
+        manifest.quantization.accuracy_level = 0  # the folder's int4 multiplies float32 activations (int4_levels.py)
     readme = board_readme(work.name, manifest, checked=opt.check)
+    if graphs or opt.check:  # recorded here on x86 on the graph the folder ships (and rerun on each emulated core)
+        write_folder_vectors(bundle, work, manifest)
     if not opt.check:
-        return Deployment(graph=GRAPH, checks=[], readme=readme, record={"arm64": {"checked": False, "files": files}})
-    write_folder_vectors(bundle, work, manifest)  # recorded here on x86, rerun on each emulated core
+        return Deployment(graph=GRAPH, checks=[], readme=readme,
+                          record={"arm64": {"checked": False, "files": files, "graphs": graphs}})
     checks, record, tables = aarch64_check(work / GRAPH, manifest, opt, progress, folder=work)
-    record["files"] = files
+    record["files"], record["graphs"] = files, graphs
     return Deployment(graph=GRAPH, checks=checks, readme=readme, record={"arm64": record}, tables=tables)
 
 

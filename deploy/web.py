@@ -198,20 +198,14 @@ def float32_activations(src: Path, dst: Path) -> dict[str, Any] | None:
     kernel computes); None, writing nothing, when no node says otherwise."""
     import onnx
 
+    from .int4_levels import float32_activation_levels
+
     model = onnx.load(str(src))
-    levels: dict[int, int] = {}
-    for node in model.graph.node:
-        if node.op_type != "MatMulNBits":
-            continue
-        for attr in node.attribute:
-            if attr.name == "accuracy_level" and attr.i != 0:
-                levels[attr.i] = levels.get(attr.i, 0) + 1
-                attr.i = 0
-    if not levels:
-        return None
-    onnx.save(model, str(dst))
-    return {"from": {str(k): v for k, v in sorted(levels.items())}, "to": 0,
-            "why": "the WASM kernel computes in float32 whatever the level; at 0 Python computes the same"}
+    changed = float32_activation_levels(model, "the WASM kernel computes in float32 whatever the level; at 0 "
+                                               "Python computes the same")
+    if changed is not None:
+        onnx.save(model, str(dst))
+    return changed
 
 
 def copy_runtime(work: Path) -> dict[str, str]:

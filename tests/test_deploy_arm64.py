@@ -88,6 +88,34 @@ def test_folder_without_check_holds_the_graph_and_runs(encoder_bundle, tmp_path,
     assert "edgeformer run DIR --ids" in readme and "runtime.load" in readme and "--spin" in readme
 
 
+def test_int4_folder_multiplies_float32_activations(encoder_bundle, tmp_path, monkeypatch):
+    """An ARM core quantizes int4's int8 activations its own way (deploy/int4_levels.py): the folder ships level 0."""
+    import onnx
+
+    from edgeformer.quantize import quantize_bundle
+    from edgeformer.runtime.vectors import verify_vectors
+
+    no_qemu(monkeypatch, tmp_path)
+    bundle = quantize_bundle(encoder_bundle.path, tmp_path / "int4", "int4", bench_seconds=0.05).path
+    levels = [a.i for n in onnx.load(str(bundle / "model.onnx")).graph.node if n.op_type == "MatMulNBits"
+              for a in n.attribute if a.name == "accuracy_level"]
+    assert levels and set(levels) == {4}
+    out = tmp_path / "arm64"
+    deploy(bundle, "arm64", out)
+    shipped = onnx.load(str(out / "model.onnx"))
+    assert {a.i for n in shipped.graph.node if n.op_type == "MatMulNBits" for a in n.attribute
+            if a.name == "accuracy_level"} == {0}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["accuracy_level"] == 0
+    assert manifest["deploy"]["arm64"]["graphs"]["model.onnx"]["matmulnbits_accuracy_level"]["from"] == {"4": len(levels)}
+    folder = runtime.load(out)
+    assert verify_vectors(folder).passed  # recorded on the graph the folder ships
+    feeds = manifest_inputs(folder.manifest, batch=3, seq=12, seed=4)
+    want = runtime.load(bundle)(feeds)
+    for name, got in folder(feeds).items():  # the same weights; only the activations' rounding differs
+        np.testing.assert_allclose(got, want[name], atol=2e-2 * max(1.0, float(np.abs(want[name]).max())))
+
+
 def test_cli_without_check_writes_the_folder(encoder_bundle, tmp_path):
     out = tmp_path / "arm64"
     result = CliRunner().invoke(cli, ["deploy", str(encoder_bundle.path), "--target", "arm64", "--out", str(out)])
