@@ -4,10 +4,9 @@ Our int4 recipe writes `MatMulNBits` with `accuracy_level=4`: onnxruntime's nati
 quantizes each block of activations to int8 before the product. Each CPU family's kernel does that
 its own way, and WASM's ignores the level and multiplies float32. On a tiny decoder the ARM and x86
 answers differ by 7e-3, but on SmolLM2-135M, whose activations are large, the logits of emulated
-Cortex-A76 and A72 differed from x86's by up to 24.9 at level 4 and by 2.4e-3 at level 0. The web
-and arm64 targets therefore ship their int4 graphs at level 0: every runtime multiplies float32
-activations by the same 4-bit weights, so the checks made here hold there. (The android and ios
-targets, checked on x86 only, keep the bundle's level for now.) The weights are untouched; the level only says how activations are
+Cortex-A76 and A72 differed from x86's by up to 24.9 at level 4 and by 2.4e-3 at level 0. The web,
+arm64, android and ios targets therefore ship their int4 graphs at level 0: every runtime multiplies
+float32 activations by the same 4-bit weights, so the checks made here hold there. The weights are untouched; the level only says how activations are
 multiplied. Prefill on the device gives up the int8 kernel's speed; decode, which reads weights, much less.
 """
 

@@ -31,6 +31,7 @@ from edgeformer.runtime.quiet import quiet
 from edgeformer.runtime.sessions import SessionError, create_session
 
 from .folder import Check, Deployment, DeployError, DeployOptions
+from .int4_levels import float32_activation_levels
 from .kinds import refuse_kind
 from .ort_tables import MIN_ORT as PACKED_TABLES_MIN_ORT
 
@@ -87,6 +88,9 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
         scratch = Path(scratch)
         reference, src = scratch / "bundle.onnx", scratch / "model.onnx"  # the bundle's graph; the one converted
         model = onnx.load(str(bundle.model_path))
+        levels = float32_activation_levels(model)  # a phone's ARM kernel quantizes int8 activations its own way
+        if levels is not None:
+            manifest.quantization.accuracy_level = 0
         if opt.fixed_shape:
             model = fix_shapes(model, opt.fixed_shape)
         onnx.save(model, str(reference))
@@ -118,7 +122,7 @@ def build(bundle: Bundle, target: str, manifest: Manifest, work: Path, opt: Depl
         checks=[check],
         readme=_readme(target, manifest, coverage, min_ort, style, repacked, opt, bundle.tokenizer_path is not None),
         record={"ort_optimization_style": style, "min_onnxruntime": min_ort, "coverage": COVERAGE_FILE,
-                "required_operators": ops, "repacked_tables": repacked},
+                "required_operators": ops, "repacked_tables": repacked, "matmulnbits_accuracy_level": levels},
         tables=[(f"{target}: execution provider coverage (onnxruntime usability checker)",
                  ["provider", "nodes taken", "partitions", "falls back to CPU", "dynamic-shape nodes", "verdict"], rows)],
     )

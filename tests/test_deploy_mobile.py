@@ -1,6 +1,7 @@
 """`edgeformer deploy --target android|ios`: the ONNX Runtime format, its checks, fixed shapes, refusals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,10 +166,39 @@ def four_bit_gathers(path):
     return [tables.get(n.input[0]) for n in graph.node if n.op_type == "GatherBlockQuantized"]
 
 
-def assert_matches(deployed, bundle, shapes=((1, 5), (3, 17), (2, 64), (4, 1))):
-    """The deployed folder against the bundle on random ids (and a random cache), padded rows included, at several
-    shapes (a cache's past and total sized to agree); returns the largest difference."""
-    a, b = runtime.load(bundle), runtime.load(deployed)
+def as_shipped(bundle):
+    """The int4 bundle as a phone's folder computes it: MatMulNBits at accuracy_level 0 (deploy/int4_levels.py),
+    its vectors recorded on that graph, written beside the bundle once; the bundle itself when nothing changes."""
+    import shutil
+
+    import onnx
+
+    from edgeformer.deploy.int4_levels import float32_activation_levels
+    from edgeformer.runtime.bundle import read_manifest, write_manifest
+    from edgeformer.runtime.vectors import write_vectors
+
+    bundle = Path(bundle)
+    out = bundle.with_name(f"{bundle.name}-level0")
+    if out.exists():
+        return out
+    model = onnx.load(str(bundle / "model.onnx"))
+    if float32_activation_levels(model) is None:
+        return bundle
+    shutil.copytree(bundle, out)
+    onnx.save(model, str(out / "model.onnx"))
+    manifest = read_manifest(out)
+    manifest.quantization.accuracy_level = 0
+    write_manifest(out, manifest)
+    write_vectors(out, runtime.load(out, verify=False))
+    write_manifest(out, manifest)
+    return out
+
+
+def assert_matches(deployed, bundle, shapes=((1, 5), (3, 17), (2, 64), (4, 1)), shipped=True):
+    """The deployed folder (or, shipped=False, another bundle) against the bundle as a phone computes it
+    (as_shipped), on random ids (and a random cache), padded rows included, at several shapes (a cache's
+    past and total sized to agree); returns the largest difference."""
+    a, b = runtime.load(as_shipped(bundle) if shipped else bundle), runtime.load(deployed)
     worst = 0.0
     for batch, seq in shapes:
         for padded in (True, False):
@@ -186,7 +216,7 @@ def assert_bundle_vectors_pass(deployed, bundle):
     """The int4 bundle's own test vectors (recorded on its ONNX graph) rerun on the deployed model.ort."""
     from edgeformer.runtime.vectors import read_vectors, verify_case
 
-    cases = read_vectors(runtime.open_bundle(bundle))["cases"]
+    cases = read_vectors(runtime.open_bundle(as_shipped(bundle)))["cases"]
     results = [verify_case(runtime.load(deployed), case) for case in cases]
     assert results and all(r.passed for r in results), [r.to_json() for r in results if not r.passed]
     assert all(r.max_abs is None or r.max_abs <= INT4_ATOL for r in results)
@@ -205,7 +235,7 @@ def test_int4_encoder_for_android_matches_the_int4_bundle(tmp_path, int4_encoder
     assert "stored as uint8 bytes of two\n  4-bit values" in readme and "onnxruntime-android:1.28.0" in readme
     assert "`weight_prepacked` attribute, which onnxruntime reads\n  from 1.28 on" in readme
     assert assert_matches(tmp_path / "out", int4_encoder) <= INT4_ATOL
-    a, b = runtime.load(int4_encoder), runtime.load(tmp_path / "out")
+    a, b = runtime.load(as_shipped(int4_encoder)), runtime.load(tmp_path / "out")
     np.testing.assert_allclose(b.classify(TEXTS).probabilities, a.classify(TEXTS).probabilities, atol=INT4_ATOL)
     assert_bundle_vectors_pass(tmp_path / "out", int4_encoder)
     assert four_bit_gathers(int4_encoder / "model.onnx") == [onnx.TensorProto.INT4]  # deploy repacked a copy
@@ -222,7 +252,7 @@ def test_asymmetric_int4_encoder_for_ios_fixed_shape(tmp_path, encoder_bundle):
     assert r.manifest.deploy.extra["ort_optimization_style"] == "Runtime"
     assert assert_matches(tmp_path / "out", bundle, shapes=[(1, 32)]) <= INT4_ATOL
     m = runtime.load(tmp_path / "out")
-    np.testing.assert_allclose(m.classify(TEXTS).probabilities, runtime.load(bundle).classify(TEXTS).probabilities,
+    np.testing.assert_allclose(m.classify(TEXTS).probabilities, runtime.load(as_shipped(bundle)).classify(TEXTS).probabilities,
                                atol=INT4_ATOL)
 
 
@@ -316,7 +346,7 @@ def dequantize_then_gather(src, dst):
 
 def test_a_four_bit_tensor_the_ort_format_cannot_hold_is_refused_in_one_line(tmp_path, int4_encoder):
     crafted = dequantize_then_gather(int4_encoder, tmp_path / "qdq")
-    assert assert_matches(crafted, int4_encoder, shapes=[(2, 9)]) == 0.0  # a real bundle, the same numbers
+    assert assert_matches(crafted, int4_encoder, shapes=[(2, 9)], shipped=False) == 0.0  # a real bundle, the same numbers
     proc = cli("deploy", crafted, "--target", "android", "--out", tmp_path / "out", ok=False)
     assert_bad_input(proc, "the android target cannot take")
     assert "the ORT format has no 4-bit type, and its int4 tensor 'model.embed.tok.weight_Q4' is read by " \
@@ -379,7 +409,7 @@ def test_int4_cached_decoder_for_android_generates_what_the_bundle_generates(tmp
     assert len(r.manifest.deploy.extra["repacked_tables"]) == (0 if tied else 1)
     assert r.manifest.deploy.extra["min_onnxruntime"] == "1.28"  # MatMulNBits' weight_prepacked (mobile.py)
     assert assert_matches(tmp_path / "out", bundle, shapes=[(1, 1), (3, 9), (2, 40)]) <= INT4_ATOL
-    a, b = runtime.load(bundle), runtime.load(tmp_path / "out")
+    a, b = runtime.load(as_shipped(bundle)), runtime.load(tmp_path / "out")
     for prompt in ("the quick brown", "edge devices"):
         want = a.generate(prompt, max_new_tokens=32)
         assert b.generate(prompt, max_new_tokens=32).token_ids == want.token_ids and len(want.token_ids[0]) == 32

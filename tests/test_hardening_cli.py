@@ -14,7 +14,7 @@ from edgeformer import runtime
 from edgeformer.cli.main import cli as edgeformer_cli
 
 from .test_cli import assert_bad_input, cli
-from .test_deploy_mobile import INT4_ATOL, TEXTS, assert_matches
+from .test_deploy_mobile import INT4_ATOL, TEXTS, as_shipped, assert_matches
 
 
 @pytest.fixture(autouse=True)
@@ -222,4 +222,4 @@ def test_int4_bundle_from_the_cli_deploys_for_android(tmp_path, encoder_bundle):
     assert "passed  model.ort vs model.onnx" in proc.stdout
     assert assert_matches(tmp_path / "a", tmp_path / "q") <= INT4_ATOL
     np.testing.assert_allclose(runtime.load(tmp_path / "a").classify(TEXTS).probabilities,
-                               runtime.load(tmp_path / "q").classify(TEXTS).probabilities, atol=INT4_ATOL, rtol=0)
+                               runtime.load(as_shipped(tmp_path / "q")).classify(TEXTS).probabilities, atol=INT4_ATOL, rtol=0)
