@@ -38,11 +38,7 @@ def test_weights_beside_the_graph_give_the_same_bundle(tmp_path, cached_text_dec
     for x, y in zip(got, want):
         np.testing.assert_array_equal(x, y)
 
-
-def test_a_changed_weights_file_is_refused_naming_it(tmp_path, cached_text_decoder, small_threshold):
-    beside = export_bundle(cached_text_decoder[0], tmp_path / "beside", kv_cache=True)
-    data = beside.path / "model.onnx.data"
-    raw = bytearray(data.read_bytes())
+    raw = bytearray(data.read_bytes())  # the weights file is hashed like every other file
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
     with pytest.raises(BundleError, match="model.onnx.data"):
