@@ -24,7 +24,7 @@ import numpy as np
 import edgeformer.runtime
 from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Manifest
 from edgeformer.runtime.compare import max_abs
-from edgeformer.runtime.graph_files import save_graph, weights_file
+from edgeformer.runtime.graph_files import save_options, weights_file
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
 from edgeformer.runtime.sessions import create_session
 
@@ -104,7 +104,7 @@ def copy_graph(bundle: Bundle, work: Path) -> tuple[list[str], dict[str, Any]]:
         model = onnx.load(str(bundle.path / spec.file))
         levels = float32_activation_levels(model)
         if levels is not None:
-            save_graph(model, work / spec.file)
+            onnx.save(model, str(work / spec.file), **save_options(model, work / spec.file))
             changed[spec.file] = {"matmulnbits_accuracy_level": levels}
             copied += [f for f in (spec.file, weights_file(spec.file)) if (work / f).exists()]
     for rel in bundle.manifest.files:

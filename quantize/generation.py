@@ -34,7 +34,7 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
 from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, ParityRecord, QuantizationRecord, write_manifest
-from edgeformer.runtime.graph_files import save_graph
+from edgeformer.runtime.graph_files import save_options
 from edgeformer.runtime.vectors import write_vectors
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.generate import empty_cache
@@ -222,7 +222,7 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
             graph = onnx.load(str(dst / g.file))
             keep_source_blocks(graph, g.blocks)
             share_tied_tables(graph, g.tied)
-            save_graph(graph, dst / g.file)
+            onnx.save(graph, str(dst / g.file), **save_options(graph, dst / g.file))
     if not (dst / TOKENIZER_FILE).exists():
         shutil.copyfile(ref.bundle.tokenizer_path, dst / TOKENIZER_FILE)
     write_manifest(dst, quantized_manifest(ref.manifest, QuantizationRecord(recipe=recipe)))

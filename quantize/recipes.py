@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 import onnx
 
 from edgeformer.runtime.errors import EdgeformerError
-from edgeformer.runtime.graph_files import settle_graph_file
+from edgeformer.runtime.graph_files import keeps_weights_beside, save_options, weight_bytes, weights_file
 from edgeformer.runtime.quiet import quiet
 
 
@@ -174,6 +175,18 @@ RECIPES: dict[str, Callable[[str, str, RecipeOptions], None]] = {
 def check_recipe(recipe: str) -> None:
     if recipe not in RECIPES:
         raise QuantizeError(f"unknown recipe {recipe!r}; expected one of: {', '.join(RECIPES)}")
+
+
+def settle_graph_file(path: str | os.PathLike) -> None:
+    """Rewrite the graph file at `path` with its weights beside it when they are large, inside it when they
+    are not (runtime/graph_files.py), when it is not already so."""
+    path = Path(path)
+    beside = path.with_name(weights_file(path))
+    if not beside.exists() and not keeps_weights_beside(path.stat().st_size):  # small, one file: as it should be
+        return
+    model = onnx.load(str(path))
+    if keeps_weights_beside(weight_bytes(model)) != beside.exists():
+        onnx.save(model, str(path), **save_options(model, path))
 
 
 def apply_recipe(recipe: str, src: str | os.PathLike, dst: str | os.PathLike, opt: RecipeOptions | None = None) -> None:

@@ -8,8 +8,10 @@ a session never has the protobuf's copy and its own at once: SmolLM2-135M int4 (
 file, which is what a browser or a phone app most easily ships (the web target writes every graph
 as one file).
 
-Writers of graphs (export, quantize, deploy) call `save_graph` or `settle_graph_file`; onnx is
-imported here only when they do, so the runtime itself needs numpy and onnxruntime alone.
+This module decides; the writers (export, quantize, deploy) call onnx themselves, since the runtime
+needs numpy and onnxruntime alone:
+
+    onnx.save(model, str(path), **save_options(model, path))
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 EXTERNAL_DATA_BYTES = 64 << 20
 
@@ -33,46 +33,18 @@ def keeps_weights_beside(weight_bytes: int) -> bool:
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of an onnx.ModelProto's initializers, read from their dimensions and element types."""
-    from onnx import helper
-
-    total = 0
-    for tensor in model.graph.initializer:
-        if tensor.raw_data:
-            total += len(tensor.raw_data)
-            continue
-        count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
-        total += count * itemsize
-    return total
+    """The serialized size of an onnx.ModelProto's initializers (protobuf's own count; no onnx import)."""
+    return sum(t.ByteSize() for t in model.graph.initializer)
 
 
-def save_graph(model: Any, path: str | os.PathLike) -> Path:
-    """Write an onnx.ModelProto to `path`, its weights beside it past EXTERNAL_DATA_BYTES (a stale weights
-    file from an earlier write is removed). Writing beside it moves the tensors' bytes out of `model`."""
-    import onnx
-
-    path = Path(path)
-    beside = path.with_name(weights_file(path))
+def save_options(model: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """onnx.save's keyword arguments for writing `model` to `path`: its weights beside it past
+    EXTERNAL_DATA_BYTES. A weights file left from an earlier write of `path` is removed. Writing
+    beside it moves the tensors' bytes out of `model`."""
+    beside = Path(path).with_name(weights_file(path))
     if beside.exists():
         beside.unlink()
-    if keeps_weights_beside(weight_bytes(model)):
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=beside.name, size_threshold=1024)
-    else:
-        onnx.save(model, str(path))
-    return path
-
-
-def settle_graph_file(path: str | os.PathLike) -> Path:
-    """Rewrite the graph file at `path` as `save_graph` would write it, when it is not already so."""
-    import onnx
-
-    path = Path(path)
-    beside = path.with_name(weights_file(path))
-    if not beside.exists() and not keeps_weights_beside(path.stat().st_size):  # small, one file: as it should be
-        return path
-    model = onnx.load(str(path))
-    if keeps_weights_beside(weight_bytes(model)) == beside.exists():
-        return path
-    return save_graph(model, path)
+    if not keeps_weights_beside(weight_bytes(model)):
+        return {}
+    return {"save_as_external_data": True, "all_tensors_to_one_file": True, "location": beside.name,
+            "size_threshold": 1024}

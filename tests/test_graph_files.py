@@ -10,6 +10,7 @@ from edgeformer import runtime
 from edgeformer.export import export_bundle
 from edgeformer.runtime import graph_files
 from edgeformer.runtime.errors import BundleError
+from edgeformer.quantize.recipes import settle_graph_file
 from edgeformer.runtime.inputs import example_inputs
 
 
@@ -50,10 +51,10 @@ def test_settling_moves_weights_out_and_back_in(tmp_path, cached_text_decoder, m
     path = tmp_path / "model.onnx"
     path.write_bytes(src.read_bytes())
     monkeypatch.setattr(graph_files, "EXTERNAL_DATA_BYTES", 4096)
-    graph_files.settle_graph_file(path)
+    settle_graph_file(path)
     assert (tmp_path / "model.onnx.data").is_file()
     monkeypatch.setattr(graph_files, "EXTERNAL_DATA_BYTES", 64 << 20)
-    graph_files.settle_graph_file(path)  # small again: one file, the stale weights file gone
+    settle_graph_file(path)  # small again: one file, the stale weights file gone
     assert not (tmp_path / "model.onnx.data").exists()
     back, first = onnx.load(str(path), load_external_data=False), onnx.load(str(src))
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in back.graph.initializer)
