@@ -25,6 +25,7 @@ from edgeformer.runtime.artifacts import atomic_directory, check_output_dir
 from edgeformer.runtime.bench import bench_model
 from edgeformer.runtime.bundle import MODEL_FILE, TOKENIZER_FILE, ParityRecord, write_manifest
 from edgeformer.runtime.cpu import describe
+from edgeformer.runtime.graph_files import graph_bytes
 from edgeformer.runtime.kinds import reads_arrays
 from edgeformer.runtime.vectors import write_vectors
 
@@ -217,7 +218,7 @@ def quantize_bundle(
         shutil.rmtree(work)
         result = QuantizeResult(Path(out), recipe, fid, list(opt.exclude) + kept, max_drop=max_drop, smooth_alpha=alpha,
                                 smoothing_trials=trials)
-        result.size_ratio = dst.stat().st_size / ref.bundle.model_path.stat().st_size
+        result.size_ratio = graph_bytes(dst) / graph_bytes(ref.bundle.model_path)
         if not result.passed:
             result.path = None
             failure = BudgetError(result)

@@ -34,7 +34,7 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
 from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, ParityRecord, QuantizationRecord, write_manifest
-from edgeformer.runtime.graph_files import save_options
+from edgeformer.runtime.graph_files import graph_bytes, save_options
 from edgeformer.runtime.vectors import write_vectors
 from edgeformer.runtime.cpu import describe
 from edgeformer.runtime.generate import empty_cache
@@ -307,7 +307,7 @@ def quantize_generation_bundle(ref: runtime.Model, src: Path, out: Path, recipe:
         kept_names = [f"{g.file}:{n}" for g in prepared for n in g.exclude + kept.get(g.file, [])
                       if n in g.matmuls]
         result = QuantizeResult(Path(out), recipe, fid, kept_names, max_drop=max_drop)
-        size = lambda d: sum((d / f).stat().st_size for f in graph_files(ref))  # noqa: E731
+        size = lambda d: sum(graph_bytes(d / f) for f in graph_files(ref))  # noqa: E731
         result.size_ratio = size(tmp) / size(ref.bundle.path)
         if not result.passed:
             result.path = None

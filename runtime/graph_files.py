@@ -37,6 +37,13 @@ def weight_bytes(model: Any) -> int:
     return sum(t.ByteSize() for t in model.graph.initializer)
 
 
+def graph_bytes(path: str | os.PathLike) -> int:
+    """The size of a graph on disk: its file and, where it keeps them beside it, its weights."""
+    path = Path(path)
+    beside = path.with_name(weights_file(path))
+    return path.stat().st_size + (beside.stat().st_size if beside.exists() else 0)
+
+
 def save_options(model: Any, path: str | os.PathLike) -> dict[str, Any]:
     """onnx.save's keyword arguments for writing `model` to `path`: its weights beside it past
     EXTERNAL_DATA_BYTES. A weights file left from an earlier write of `path` is removed. Writing
