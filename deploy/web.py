@@ -202,7 +202,7 @@ def float32_activations(src: Path, dst: Path) -> dict[str, Any] | None:
 
     model = onnx.load(str(src))
     changed = float32_activation_levels(model, "the WASM kernel computes in float32 whatever the level; at 0 "
-                                               "Python computes the same")
+                                               "Python computes the same", bits=None)
     if changed is not None:
         onnx.save(model, str(dst))
     return changed
