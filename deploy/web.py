@@ -177,35 +177,25 @@ def record_vectors(work: Path, model) -> None:
 
 def copy_graphs(bundle: Bundle, manifest: Manifest, work: Path) -> dict[str, Any]:
     """Every graph of the bundle into `work` as one file (weights kept beside a large graph come inside it:
-    a page fetches one file per graph); int4 graphs with MatMulNBits' accuracy_level set to 0."""
+    a page fetches one file per graph); every MatMulNBits node at accuracy_level 0 (float32 activations,
+    as the WASM kernel computes whatever the level)."""
     import onnx
+
+    from .int4_levels import float32_activation_levels
 
     done = {}
     for spec in manifest.graphs:
         src, dst = bundle.path / spec.file, work / spec.file
         dst.parent.mkdir(parents=True, exist_ok=True)
-        changed = float32_activations(src, dst)
-        if changed is None and src.with_name(weights_file(src)).exists():
-            onnx.save(onnx.load(str(src)), str(dst))
-        elif changed is None:
+        model = onnx.load(str(src))
+        changed = float32_activation_levels(model, "the WASM kernel computes in float32 whatever the level; at 0 "
+                                                   "Python computes the same", bits=None)
+        if changed is not None or src.with_name(weights_file(src)).exists():
+            onnx.save(model, str(dst))
+        else:
             shutil.copy2(src, dst)
         done[spec.file] = {"matmulnbits_accuracy_level": changed} if changed else {}
     return done
-
-
-def float32_activations(src: Path, dst: Path) -> dict[str, Any] | None:
-    """Write `src` to `dst` with every MatMulNBits node at accuracy_level 0 (float32 activations, as the WASM
-    kernel computes); None, writing nothing, when no node says otherwise."""
-    import onnx
-
-    from .int4_levels import float32_activation_levels
-
-    model = onnx.load(str(src))
-    changed = float32_activation_levels(model, "the WASM kernel computes in float32 whatever the level; at 0 "
-                                               "Python computes the same", bits=None)
-    if changed is not None:
-        onnx.save(model, str(dst))
-    return changed
 
 
 def copy_runtime(work: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from edgeformer.runtime.bundle import TensorSpec
 from edgeformer.runtime.errors import EdgeformerError
-from edgeformer.runtime.graph_files import keeps_weights_beside, weights_file
+from edgeformer.runtime.graph_files import fresh_weights_file, keeps_weights_beside
 from edgeformer.runtime.quiet import quiet
 
 from .passes import attention_to_3d, attention_to_contrib, merge_sibling_matmuls, rotary_attention
@@ -124,8 +124,6 @@ def save(model: ir.Model, path: str | os.PathLike, attention: str) -> Path:
         attention_to_contrib(model)
     RemoveUnusedNodesPass()(model)
     weights = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    beside = Path(path).with_name(weights_file(path))
-    if beside.exists():
-        beside.unlink()
+    beside = fresh_weights_file(path)
     ir.save(model, str(path), external_data=beside.name if keeps_weights_beside(weights) else None)
     return Path(path)

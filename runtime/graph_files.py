@@ -44,13 +44,18 @@ def graph_bytes(path: str | os.PathLike) -> int:
     return path.stat().st_size + (beside.stat().st_size if beside.exists() else 0)
 
 
-def save_options(model: Any, path: str | os.PathLike) -> dict[str, Any]:
-    """onnx.save's keyword arguments for writing `model` to `path`: its weights beside it past
-    EXTERNAL_DATA_BYTES. A weights file left from an earlier write of `path` is removed. Writing
-    beside it moves the tensors' bytes out of `model`."""
+def fresh_weights_file(path: str | os.PathLike) -> Path:
+    """The weights file beside the graph about to be written at `path`, one left by an earlier write removed."""
     beside = Path(path).with_name(weights_file(path))
     if beside.exists():
         beside.unlink()
+    return beside
+
+
+def save_options(model: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """onnx.save's keyword arguments for writing `model` to `path`: its weights beside it past
+    EXTERNAL_DATA_BYTES (fresh_weights_file). Writing beside it moves the tensors' bytes out of `model`."""
+    beside = fresh_weights_file(path)
     if not keeps_weights_beside(weight_bytes(model)):
         return {}
     return {"save_as_external_data": True, "all_tensors_to_one_file": True, "location": beside.name,
