@@ -143,11 +143,26 @@ def cached_feeds(cfg, batch: int, past: int, seq: int, seed: int) -> dict[str, n
     return feeds
 
 
-def test_rotary_attention_takes_the_rotation_and_the_cache_into_three_standard_nodes():
+def rotary_graphs():
+    """(model, its cached graph, a second copy of it for a pass to rewrite): a tiny GQA rotary decoder."""
     torch.manual_seed(0)
     model = Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval()
+    return model, trace_onnx(model, "fused", kv_cache=True), trace_onnx(model, "fused", kv_cache=True)
+
+
+def cached_outputs(model, before, after, cases):
+    """(before's outputs, after's outputs) on each (batch, past, seq) of `cases`."""
+    names = {v.name for v in after.graph.inputs}
+    for batch, past, seq in cases:
+        feeds = {k: v for k, v in cached_feeds(model.cfg, batch, past, seq, seed=past).items() if k in names}
+        if "logits_to_keep" in names:
+            feeds["logits_to_keep"] = np.array([0], dtype=np.int64)
+        yield from zip(run(before, feeds), run(after, feeds))
+
+
+def test_rotary_attention_takes_the_rotation_and_the_cache_into_three_standard_nodes():
+    model, before, after = rotary_graphs()
     n_layers = model.cfg.n_layers
-    before, after = trace_onnx(model, "fused", kv_cache=True), trace_onnx(model, "fused", kv_cache=True)
     counts_before = op_counts(ir.to_proto(before))
     assert rotary_attention(after) == n_layers
     counts = op_counts(ir.to_proto(after))
@@ -161,13 +176,9 @@ def test_rotary_attention_takes_the_rotation_and_the_cache_into_three_standard_n
     assert [o.name for o in after.graph.outputs] == [o.name for o in before.graph.outputs]  # present.* keep their names
     assert rotary_attention(after) == 0  # idempotent
 
-    names = {v.name for v in after.graph.inputs}
-    for batch, past, seq in ((1, 0, 9), (3, 5, 4), (2, 11, 1)):  # a prompt, a padded chunk, one cached step
-        feeds = {k: v for k, v in cached_feeds(model.cfg, batch, past, seq, seed=past).items() if k in names}
-        if "logits_to_keep" in names:
-            feeds["logits_to_keep"] = np.array([0], dtype=np.int64)
-        for a, b in zip(run(before, feeds), run(after, feeds)):
-            np.testing.assert_allclose(a, b, atol=1e-5)
+    # a prompt, a padded chunk, one cached step
+    for a, b in cached_outputs(model, before, after, ((1, 0, 9), (3, 5, 4), (2, 11, 1))):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_rotary_attention_leaves_learned_positions_and_odd_tables_alone():
@@ -183,10 +194,8 @@ def test_rotary_attention_leaves_learned_positions_and_odd_tables_alone():
 
 
 def test_sibling_matmuls_become_one_product_and_a_split():
-    torch.manual_seed(0)
-    model = Transformer(ModelConfig.from_dict({**TINY, **ROTARY})).eval()
+    model, before, after = rotary_graphs()
     n_layers = model.cfg.n_layers
-    before, after = trace_onnx(model, "fused", kv_cache=True), trace_onnx(model, "fused", kv_cache=True)
     counts_before = op_counts(ir.to_proto(before))
     assert merge_sibling_matmuls(after) == n_layers  # each gated feed-forward's gate and up
     counts = op_counts(ir.to_proto(after))
@@ -195,12 +204,8 @@ def test_sibling_matmuls_become_one_product_and_a_split():
                     if v.const_value is not None and v.name.endswith("_merged_weight"))
     assert widths == [(model.cfg.d_model, 2 * model.cfg.d_ff)] * n_layers
     assert merge_sibling_matmuls(after) == 0  # idempotent
-    names = {v.name for v in after.graph.inputs}
-    for batch, past, seq in ((1, 0, 9), (3, 5, 4)):
-        feeds = {k: v for k, v in cached_feeds(model.cfg, batch, past, seq, seed=past).items() if k in names}
-        feeds["logits_to_keep"] = np.array([0], dtype=np.int64)
-        for a, b in zip(run(before, feeds), run(after, feeds)):
-            np.testing.assert_array_equal(a, b)
+    for a, b in cached_outputs(model, before, after, ((1, 0, 9), (3, 5, 4))):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_shared_weight_is_not_merged():
