@@ -100,7 +100,9 @@ def copy_graph(bundle: Bundle, work: Path) -> tuple[list[str], dict[str, Any]]:
     import onnx
 
     copied, changed = [], {}
-    for spec in bundle.manifest.graphs:
+    quantization = bundle.manifest.quantization
+    int4 = quantization is not None and quantization.recipe == "int4"  # other graphs are copied without reading them
+    for spec in bundle.manifest.graphs if int4 else ():
         model = onnx.load(str(bundle.path / spec.file))
         levels = float32_activation_levels(model)
         if levels is not None:
