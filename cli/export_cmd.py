@@ -99,5 +99,6 @@ def parity(bundle, reference, atol, seed, json_out):
         click.get_current_context().meta["edgeformer.report_shown"] = True  # printed above, or JSON was asked for
         raise ParityFailure(report, f"{bundle}")
     if json_out != "-":
-        click.echo(f"parity passed: {len(report.cases)} input sets, worst max abs error "
-                   f"{max(o.max_abs for o in report.worst.values()):.3g} <= {report.atol:g}")
+        worst = max(report.worst.values(), key=lambda o: o.scaled)
+        click.echo(f"parity passed: {len(report.cases)} input sets, worst max abs error {worst.max_abs:.3g} on {worst.name} "
+                   f"<= {report.atol:g} x max(1, its largest |value| {worst.scale:.3g})")

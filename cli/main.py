@@ -139,7 +139,7 @@ def train(arch, preset, task, data_file, out, epochs, batch_size, lr, seq_len, l
 @out_options("Checkpoint directory")
 @json_option
 def import_(hf_dir, out, overwrite, json_out):
-    """Import a Hugging Face model directory (BERT, GPT-2, ViT, Llama, Qwen2, Mistral; safetensors) or a GGUF file (llama) as an edgeformer checkpoint."""
+    """Import a Hugging Face model directory (BERT, GPT-2, ViT, Llama, Qwen2, Mistral, T5; safetensors) or a GGUF file (llama) as an edgeformer checkpoint."""
     from edgeformer.modeling.hf import import_hf
 
     model = import_hf(hf_dir, out, overwrite=overwrite)

@@ -113,4 +113,4 @@ def ms(x: float | None) -> str:
 
 
 def parity_table(title: str, report) -> None:
-    table(title, ["output", "max abs", "mean abs", "min cosine", f"verdict (atol {report.atol:g})"], report.rows())
+    table(title, report.columns(), report.rows())

@@ -22,7 +22,7 @@ from edgeformer.modeling import checkpoint
 from edgeformer.modeling.config import ModelConfig
 from edgeformer.modeling.models.conformer_stream import StreamGeometry
 from edgeformer.runtime.artifacts import atomic_directory, check_output_dir, package_versions, sha256_file
-from edgeformer.runtime.bundle import (CACHED_DECODER, TOKENIZER_FILE, AttentionRecord, Manifest,
+from edgeformer.runtime.bundle import (CACHED_DECODER, SEQ2SEQ, TOKENIZER_FILE, AttentionRecord, Manifest,
                                        ModelRecord, TensorSpec, write_manifest)
 from edgeformer.runtime.vectors import write_vectors
 
@@ -93,7 +93,7 @@ def export_bundle(
     tokenizer = checkpoint.load_tokenizer(ckpt)
     kind = kind_for(model.cfg, kv_cache, stream)
     spec = kind.spec(model, tokenizer, ExportRequest(kv_cache, stream))
-    if spec.kind == CACHED_DECODER:
+    if spec.kind in (CACHED_DECODER, SEQ2SEQ):
         record_turn_tokens(ckpt, spec.cache, model.cfg.vocab_size)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = model.cfg

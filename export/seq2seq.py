@@ -43,7 +43,7 @@ def check_seq2seq_parity(model: Seq2SeqTransformer, encoder, decoder, cases=None
                    for i, layer in enumerate(memory) for kv in ("key", "value")]
         report.cases.append(CaseParity(batch, ids.shape[1], min(lengths) < src_len, results))
         cache = model.empty_cache(batch)
-        hd = cfg.d_model // cfg.n_heads
+        hd = cfg.head_dim
         past = {n: np.zeros((batch, cfg.n_heads, 0, hd), np.float32) for n in past_names}
         tokens = np.full((batch, 1), cfg.pad_id, dtype=np.int64)  # the start token
         for step in range(steps):

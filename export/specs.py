@@ -181,7 +181,7 @@ def cached_spec(model: Transformer, tokenizer=None, request=None) -> ExportSpec:
 def seq2seq_spec(model, tokenizer=None, request=None) -> ExportSpec:
     """encoder.onnx and the cached decoder model.onnx; the decoder's first token is the pad token."""
     cfg = model.cfg
-    L, H, hd = cfg.n_layers, cfg.n_heads, cfg.d_model // cfg.n_heads
+    L, H, hd = cfg.n_layers, cfg.n_heads, cfg.head_dim
     past, present = cache_names(L)
     cross = cross_names(L)
     B, S, T, P = 2, 6, 3, 4

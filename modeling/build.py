@@ -54,7 +54,8 @@ def materialize(model: nn.Module) -> nn.Module:
     for (first, first_name), *others in places.values():
         for m, name in others:
             setattr(m, name, getattr(first, first_name))
-    emptied = {id(b) for m in model.modules() for name, b in m.named_buffers(recurse=False)
+    # held, not only their ids: a tensor freed when derive_buffers replaces it could hand its id to the new one
+    emptied = {id(b): b for m in model.modules() for name, b in m.named_buffers(recurse=False)
                if name in m._non_persistent_buffers_set}
     for m in list(model.modules()):
         if hasattr(m, "derive_buffers"):

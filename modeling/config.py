@@ -8,7 +8,7 @@ not changed since the first checkpoint, so every config.json ever written reads 
 
 The Llama family's settings (RMSNorm, the gated SiLU feed-forward, bias-free projections,
 grouped-query attention, an explicit head size, rotary theta and Llama 3's frequency scaling) came
-later, as did a Conformer's `streaming`: their keys (ADDED_KEYS) are written only where a model differs from their defaults, which
+later, as did a Conformer's `streaming` and T5's relative positions: their keys (ADDED_KEYS) are written only where a model differs from their defaults, which
 reproduce every earlier model, so a config without them is stored exactly as it always was.
 """
 
@@ -27,7 +27,7 @@ CHOICES = {
     "arch": ARCHS,
     "activation": ("relu", "gelu", "gelu_tanh", "silu"),
     "norm": ("pre", "post"),
-    "positional": ("sinusoidal", "learned", "rotary"),
+    "positional": ("sinusoidal", "learned", "rotary", "relative"),
     "pooling": ("mean", "cls"),
     "norm_type": ("layernorm", "rmsnorm"),
     "feed_forward": ("plain", "gated"),
@@ -65,6 +65,10 @@ class AttentionConfig:
     rope_low_freq_factor: float = 1.0
     rope_high_freq_factor: float = 4.0
     rope_original_max_len: int = 8192
+    # relative positions (positional=relative, T5): a learned bias per head on the attention scores, from the
+    # key's offset to the query binned into relative_buckets (exact up close, logarithmic up to relative_max_distance)
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
 
 
 @dataclass
@@ -103,7 +107,8 @@ STORED_PARTS: dict[str, tuple[type, dict[str, str], dict[str, Any]]] = {
                                     "rope_theta": "rope_theta", "rope_scaling": "rope_scaling", "rope_factor": "rope_factor",
                                     "rope_low_freq_factor": "rope_low_freq_factor",
                                     "rope_high_freq_factor": "rope_high_freq_factor",
-                                    "rope_original_max_len": "rope_original_max_len"},
+                                    "rope_original_max_len": "rope_original_max_len",
+                                    "relative_buckets": "relative_buckets", "relative_max_distance": "relative_max_distance"},
                   {}),
     "vision": (VisionConfig, {"image_size": "image_size", "patch_size": "patch_size", "num_channels": "num_channels"},
                {"image_size": 0, "patch_size": 16, "num_channels": 3}),
@@ -119,12 +124,13 @@ STORED_ORDER = ("arch", "vocab_size", "d_model", "n_heads", "n_layers", "d_ff", 
                 "n_mels", "conv_kernel", "alphabet") + (
                 "norm_type", "feed_forward", "linear_bias", "kv_heads", "head_size", "qkv_bias", "rope_theta",
                 "rope_scaling", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_max_len") + (
-                "streaming",)
+                "streaming",) + ("relative_buckets", "relative_max_distance")
 # keys added with the Llama family, and the values that reproduce every earlier model: written only when they differ
 ADDED_KEYS: dict[str, Any] = {"norm_type": "layernorm", "feed_forward": "plain", "linear_bias": True, "kv_heads": None,
                               "head_size": None, "qkv_bias": True, "rope_theta": 10000.0, "rope_scaling": "none",
                               "rope_factor": 8.0, "rope_low_freq_factor": 1.0, "rope_high_freq_factor": 4.0,
-                              "rope_original_max_len": 8192, "streaming": False}
+                              "rope_original_max_len": 8192, "streaming": False, "relative_buckets": 32,
+                              "relative_max_distance": 128}
 
 
 def check_speech_config(cfg: "ModelConfig") -> None:
@@ -332,6 +338,12 @@ def check_long_input(cfg: ModelConfig) -> None:
         raise ConfigError(f"lsh_buckets={att.lsh_buckets} with chunks of window={att.window} over max_len={cfg.max_len}; "
                           f"expected an even number of buckets up to {2 * max(1, cfg.max_len // att.window)} "
                           f"and a window that divides max_len")
+    if cfg.positional == "relative" and cfg.arch != "seq2seq":
+        raise ConfigError(f"positional=relative (T5's bucketed bias) applies to seq2seq models; expected sinusoidal, "
+                          f"learned or rotary for a {cfg.arch}")
+    if cfg.positional == "relative" and (att.relative_buckets < 4 or att.relative_max_distance <= att.relative_buckets // 4):
+        raise ConfigError(f"relative_buckets={att.relative_buckets}, relative_max_distance={att.relative_max_distance}; "
+                          f"expected at least 4 buckets and a distance past the exact quarter ({att.relative_buckets // 4})")
     if cfg.positional == "rotary" and cfg.head_dim % 2:
         raise ConfigError(f"positional=rotary needs an even head dimension, got d_model/n_heads={cfg.head_dim}; "
                           f"expected sinusoidal or learned positions, or an even d_model/n_heads")
@@ -346,9 +358,12 @@ def check_llama_settings(cfg: ModelConfig) -> None:
     if att.rope_scaling not in ROPE_SCALINGS:
         raise ConfigError(f"rope_scaling={att.rope_scaling!r} is not supported; expected one of: {', '.join(ROPE_SCALINGS)}")
     changed = [k for k, v in ADDED_KEYS.items() if k in LLAMA_KEYS and cfg.stored_fields()[k] != v]
-    if changed and (cfg.arch not in ("encoder", "decoder") or cfg.vision):
-        raise ConfigError(f"{', '.join(changed)} apply to text encoders and decoders; expected their defaults for this "
+    if changed and (cfg.arch not in ("encoder", "decoder", "seq2seq") or cfg.vision):
+        raise ConfigError(f"{', '.join(changed)} apply to text models; expected their defaults for this "
                           f"{'image model' if cfg.vision else cfg.arch}")
+    if cfg.arch == "seq2seq" and att.kv_heads is not None:
+        raise ConfigError(f"kv_heads={att.kv_heads}: grouped-query attention applies to encoders and decoders; expected "
+                          f"null for a seq2seq model")
     if cfg.n_heads % cfg.kv_heads:
         raise ConfigError(f"kv_heads={cfg.kv_heads} does not divide n_heads={cfg.n_heads}; each key/value head serves "
                           f"an equal group of query heads")

@@ -31,6 +31,8 @@ INT_BOUNDS = {
     "patch_size": (1, 1 << 13),
     "num_channels": (1, 64),
     "rope_original_max_len": (1, 1 << 24),
+    "relative_buckets": (1, 1 << 12),
+    "relative_max_distance": (1, 1 << 20),
 }
 # field -> (smallest, largest) for integers that may be null (null: derived from other fields)
 OPTIONAL_INT_BOUNDS = {

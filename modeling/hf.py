@@ -1,7 +1,7 @@
-"""Import Hugging Face checkpoints (BERT and BERT-shaped encoders, GPT-2, ViT, and the Llama family:
-llama, qwen2, mistral, in modeling/hf_llama.py) into edgeformer's own modules.
+"""Import Hugging Face checkpoints (BERT and BERT-shaped encoders, GPT-2, ViT, the Llama family: llama,
+qwen2, mistral, in modeling/hf_llama.py; and T5: t5, mt5, in modeling/hf_t5.py) into edgeformer's own modules.
 
-The result is an edgeformer checkpoint whose model is `edgeformer.modeling.Transformer`: no
+The result is an edgeformer checkpoint whose model is edgeformer's own (`Transformer`, `Seq2SeqTransformer`): no
 `transformers` code is needed to load, train, export or run it. Weights are read from safetensors
 only; a pickle (`pytorch_model.bin`) is refused with the command that converts it.
 """
@@ -23,10 +23,11 @@ from edgeformer.runtime.tokenizer import TextTokenizer
 from edgeformer.modeling.checkpoint import SOURCE_FILE, load_state, save
 from edgeformer.modeling.config import ModelConfig, VisionConfig
 from edgeformer.modeling.gguf import import_gguf
-from edgeformer.modeling import hf_llama
+from edgeformer.modeling import hf_llama, hf_t5
+from edgeformer.modeling.build import build_model
 from edgeformer.modeling.hf_llama import LLAMA_FAMILY
+from edgeformer.modeling.hf_t5 import T5_FAMILY
 from edgeformer.modeling.hf_weights import ImportError_, WeightMap, pad_id_from
-from edgeformer.modeling.models.transformer import Transformer
 
 CONVERT_HINT = ("convert it with: python -c \"from transformers import AutoModel; "
                 "AutoModel.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\"")
@@ -150,7 +151,7 @@ def _vit(hf: dict[str, Any], weights: dict[str, torch.Tensor], max_len: int | No
     return cfg, fill, p
 
 
-FAMILIES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit, **LLAMA_FAMILY}
+FAMILIES = {"bert": _bert, "gpt2": _gpt2, "vit": _vit, **LLAMA_FAMILY, **T5_FAMILY}
 
 
 def _activation(name: str) -> str:
@@ -197,7 +198,7 @@ def sentence_transformers_max_length(hf_dir: Path) -> int | None:
     return int(value) if value else None
 
 
-def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:
+def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> torch.nn.Module:
     """Convert the Hugging Face model directory `hf_dir` (or a GGUF file: modeling/gguf.py) into an edgeformer
     checkpoint at `out`."""
     hf_dir = Path(hf_dir)
@@ -213,7 +214,7 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool
         cfg, fill, prefix = FAMILIES[model_type](hf, weights, sentence_transformers_max_length(hf_dir))
     except KeyError as e:
         raise ImportError_(f"{hf_dir / 'config.json'} lacks {e} for model_type {model_type!r}") from None
-    model = Transformer(cfg)
+    model = build_model(cfg)
     mapping = WeightMap(weights, prefix, model.state_dict())
     fill(mapping)
     load_state(model, mapping.state, hf_dir)
@@ -224,5 +225,7 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, overwrite: bool
               "unused_tensors": sorted(set(weights) - mapping.used)}
     if model_type in LLAMA_FAMILY:  # the tokens that end a turn, the bos and the chat template, for generation and chat
         source.update(hf_llama.turn_tokens(hf_dir, hf, tokenizer))
+    elif model_type in T5_FAMILY:  # the token that ends the decoder's output
+        source.update(hf_t5.turn_tokens(hf))
     save(model.eval(), out, tokenizer=tokenizer, records={SOURCE_FILE: source}, overwrite=overwrite)
     return model.eval()

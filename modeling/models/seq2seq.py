@@ -1,7 +1,9 @@
 """The 2017 paper's encoder-decoder: an encoder stack, and a causal decoder stack with cross-attention.
 
 Source and target share one token embedding (and the output projection, when tied), as in the
-paper. The decoder starts from `pad_id` (T5's convention) and ends with the tokenizer's <eos>.
+paper. T5 is the same model with RMSNorm, no biases, a gated or plain feed-forward and, instead of
+sinusoidal positions, a bias on each stack's self-attention scores (positional=relative:
+modeling/models/relative_position.py). The decoder starts from `pad_id` (T5's convention) and ends with the tokenizer's <eos>.
 Attention goes through F.scaled_dot_product_attention, so every self- and cross-attention
 becomes one ONNX `Attention` node on export. For generation the encoder runs once per input
 (`encode`, then `cross_cache` projects its output to each layer's cross-attention keys/values),
@@ -15,7 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeformer.modeling.config import ConfigError, ModelConfig
-from edgeformer.modeling.models.transformer import Block, Embeddings, FeedForward, LayerCache, SelfAttention, Transformer, attention_keep_mask, cached_keep_mask
+from edgeformer.modeling.models.norms import make_norm
+from edgeformer.modeling.models.relative_position import RelativePositionBias, biased_keep
+from edgeformer.modeling.models.transformer import (Block, Embeddings, LayerCache, SelfAttention, Transformer,
+                                                    attention_keep_mask, build_feed_forward, cached_keep_mask)
 
 
 class CrossAttention(nn.Module):
@@ -23,39 +28,40 @@ class CrossAttention(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_heads = cfg.n_heads
-        self.q = nn.Linear(cfg.d_model, cfg.d_model)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        inner = cfg.n_heads * cfg.head_dim
+        self.q = nn.Linear(cfg.d_model, inner, bias=cfg.attention.qkv_bias)
+        self.kv = nn.Linear(cfg.d_model, 2 * inner, bias=cfg.attention.qkv_bias)
+        self.proj = nn.Linear(inner, cfg.d_model, bias=cfg.linear_bias)
         self.dropout = cfg.dropout
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def memory_kv(self, memory: torch.Tensor) -> LayerCache:
         """(B, S, C) encoder output -> keys and values (B, H, S, hd), computed once per input."""
-        B, S, C = memory.shape
-        k, v = self.kv(memory).split(C, dim=2)
-        k = k.view(B, S, self.n_heads, C // self.n_heads).transpose(1, 2)
-        v = v.view(B, S, self.n_heads, C // self.n_heads).transpose(1, 2)
+        B, S, _ = memory.shape
+        k, v = self.kv(memory).split(self.n_heads * self.head_dim, dim=2)
+        k = k.view(B, S, self.n_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, S, self.n_heads, self.head_dim).transpose(1, 2)
         return LayerCache(k, v)
 
     def forward(self, x: torch.Tensor, memory: LayerCache, keep: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q = self.q(x).view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, memory.key, memory.value, attn_mask=keep, dropout_p=p)  # (B, H, T, hd)
-        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, -1)))
 
 
 class DecoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.pre_norm = cfg.norm == "pre"
-        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln1 = make_norm(cfg)
         self.attn = SelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.ln2 = make_norm(cfg)
         self.cross = CrossAttention(cfg)
-        self.ln3 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.ff = FeedForward(cfg)
+        self.ln3 = make_norm(cfg)
+        self.ff = build_feed_forward(cfg)
 
     def forward(self, x, self_keep, memory: LayerCache, cross_keep, cache: LayerCache | None = None) -> torch.Tensor:
         if self.pre_norm:
@@ -77,8 +83,11 @@ class Seq2SeqTransformer(nn.Module):
         self.encoder = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         pre = cfg.norm == "pre"
-        self.enc_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if pre else nn.Identity()
-        self.dec_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if pre else nn.Identity()
+        self.enc_norm = make_norm(cfg) if pre else nn.Identity()
+        self.dec_norm = make_norm(cfg) if pre else nn.Identity()
+        relative = cfg.positional == "relative"  # T5: a bias on the scores, one table per stack
+        self.enc_bias = RelativePositionBias(cfg, bidirectional=True) if relative else None
+        self.dec_bias = RelativePositionBias(cfg, bidirectional=False) if relative else None
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(Transformer._init_weights)
         if cfg.positional == "sinusoidal":
@@ -96,6 +105,9 @@ class Seq2SeqTransformer(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         keep = attention_keep_mask(attention_mask, causal=False)  # (B, 1, S, S)
+        if self.enc_bias is not None:
+            pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+            keep = biased_keep(keep, self.enc_bias(pos, pos))  # (B, H, S, S) float
         x = self.embed(input_ids)
         for block in self.encoder:
             x = block(x, keep)
@@ -114,6 +126,9 @@ class Seq2SeqTransformer(nn.Module):
         positions = torch.arange(T, device=decoder_input_ids.device)[None, :].expand(B, T) + P  # (B, T)
         x = self.embed(decoder_input_ids, None, positions)  # (B, T, C)
         self_keep = cached_keep_mask(torch.ones(B, P + T, dtype=torch.long, device=x.device), T)  # (B, 1, T, P + T)
+        if self.dec_bias is not None:
+            keys = torch.arange(P + T, device=x.device)
+            self_keep = biased_keep(self_keep, self.dec_bias(keys[P:], keys))  # (B, H, T, P + T) float
         cross_keep = encoder_attention_mask.bool()[:, None, None, :].expand(B, 1, T, S)  # expanded: see attention_keep_mask
         for i, block in enumerate(self.decoder):
             x = block(x, self_keep, memory[i], cross_keep, cache[i] if cache is not None else None)
@@ -132,7 +147,7 @@ class Seq2SeqTransformer(nn.Module):
 
     def empty_cache(self, batch: int) -> list[LayerCache]:
         cfg = self.cfg
-        shape = (batch, cfg.n_heads, 0, cfg.d_model // cfg.n_heads)
+        shape = (batch, cfg.n_heads, 0, cfg.head_dim)
         w = self.lm_head.weight
         return [LayerCache(w.new_zeros(shape), w.new_zeros(shape)) for _ in range(cfg.n_layers)]
 

@@ -164,7 +164,7 @@ class Embeddings(nn.Module):
         if cfg.positional == "learned":
             self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
             self.scale = 1.0
-        elif cfg.positional == "rotary":  # positions rotate queries and keys in attention instead
+        elif cfg.positional in ("rotary", "relative"):  # positions act in attention instead (rotation, T5's bias)
             self.pos, self.table, self.scale = None, None, 1.0
         else:
             # Derived from the config, so not saved in checkpoints.
