@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,14 @@ def plain():
 def cached():
     """The golden format-1 key/value-cache bundle, loaded once."""
     return runtime.load(Path(__file__).parent / "golden" / "v1" / "cached")
+
+
+def cli_in_process(*args) -> subprocess.CompletedProcess:
+    """The CLI run in this process (no interpreter start and torch import per call: seconds each), read as a
+    subprocess's result. Bad-input tests use it; the entry point itself is run as a subprocess elsewhere."""
+    from click.testing import CliRunner
+
+    from edgeformer.cli.main import cli
+
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)

@@ -1,4 +1,6 @@
-"""The CLI end to end, as a user runs it: a real process, its exit code, stdout and stderr."""
+"""The CLI end to end, as a user runs it: a real process, its exit code, stdout and stderr. Bad-input tests run
+their first case as a process and the rest in this one (conftest.cli_in_process: the same entry, no interpreter
+start and torch import per case)."""
 
 import json
 import os
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import cli_in_process
 
 EDGEFORMER = [str(Path(sys.executable).with_name("edgeformer"))]
 
@@ -96,13 +100,13 @@ def test_train_on_user_files(tmp_path):
 def test_train_bad_input(tmp_path):
     out = tmp_path / "ckpt"
     assert_bad_input(cli("train", "--arch", "encoder", "--preset", "huge", "--out", out, ok=False), "unknown preset 'huge'")
-    assert_bad_input(cli("train", "--arch", "encoder", "--task", "imagenet", "--out", out, ok=False), "unknown task 'imagenet'")
-    assert_bad_input(cli("train", "--arch", "decoder", "--task", "stdlib-topics", "--out", out, ok=False),
+    assert_bad_input(cli_in_process("train", "--arch", "encoder", "--task", "imagenet", "--out", out), "unknown task 'imagenet'")
+    assert_bad_input(cli_in_process("train", "--arch", "decoder", "--task", "stdlib-topics", "--out", out),
                      "task 'stdlib-topics' trains an encoder, not a decoder")
     (tmp_path / "empty.jsonl").write_text("")
-    assert_bad_input(cli("train", "--arch", "encoder", "--data", tmp_path / "empty.jsonl", "--out", out, ok=False), "is empty")
+    assert_bad_input(cli_in_process("train", "--arch", "encoder", "--data", tmp_path / "empty.jsonl", "--out", out), "is empty")
     (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": "x"}\n[1, 2]\n')
-    assert_bad_input(cli("train", "--arch", "encoder", "--data", tmp_path / "bad.jsonl", "--out", out, ok=False),
+    assert_bad_input(cli_in_process("train", "--arch", "encoder", "--data", tmp_path / "bad.jsonl", "--out", out),
                      "bad.jsonl:2 is a JSON list")
     assert not out.exists()
 
@@ -115,8 +119,8 @@ def test_export_bad_input(tmp_path, trained):
     (broken / "config.json").write_text((trained / "ckpt" / "config.json").read_text())
     weights = (trained / "ckpt" / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(weights[: len(weights) // 3])
-    assert_bad_input(cli("export", broken, "--out", out, ok=False), "not a readable safetensors file")
-    assert_bad_input(cli("export", trained / "ckpt", "--out", trained / "bundle", ok=False), "already exists")
+    assert_bad_input(cli_in_process("export", broken, "--out", out), "not a readable safetensors file")
+    assert_bad_input(cli_in_process("export", trained / "ckpt", "--out", trained / "bundle"), "already exists")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["broken"]
 
 

@@ -21,7 +21,7 @@ from edgeformer.modeling.models.transformer import attention_keep_mask
 from edgeformer.modeling.training.train import TrainConfig, train, train_checkpoint
 from edgeformer.runtime.artifacts import sha256_file
 
-from .conftest import TINY
+from .conftest import TINY, cli_in_process
 
 EDGEFORMER = str(Path(sys.executable).with_name("edgeformer"))
 
@@ -177,20 +177,20 @@ def test_bad_inputs_stop_before_training(encoder_ckpt, decoder_ckpt, labelled_fi
     base = ["distill", "--teacher", encoder_ckpt, "--out", out, "--no-report"]
     cfg = load(encoder_ckpt).cfg.to_dict()
     (tmp_path / "vocab.json").write_text(json.dumps({**cfg, "vocab_size": cfg["vocab_size"] + 7}))
-    _bad(cli(*base, "--student", tmp_path / "vocab.json", "--data", labelled_file), "differs from the teacher's", out)
+    _bad(cli_in_process(*base, "--student", tmp_path / "vocab.json", "--data", labelled_file), "differs from the teacher's", out)
     (tmp_path / "task.json").write_text(json.dumps({**cfg, "num_labels": 0, "labels": None}))
-    _bad(cli(*base, "--student", tmp_path / "task.json", "--data", labelled_file), "expected the same task", out)
-    _bad(cli(*base, "--student", "tiny", "--layers", "1", "--hidden-loss", "--layer-map", "1:2,2:3", "--data", labelled_file),
+    _bad(cli_in_process(*base, "--student", tmp_path / "task.json", "--data", labelled_file), "expected the same task", out)
+    _bad(cli_in_process(*base, "--student", "tiny", "--layers", "1", "--hidden-loss", "--layer-map", "1:2,2:3", "--data", labelled_file),
          "names student layer 2", out)
-    _bad(cli(*base, "--student", "tiny", "--hidden-loss", "--layer-map", "1:9", "--data", labelled_file),
+    _bad(cli_in_process(*base, "--student", "tiny", "--hidden-loss", "--layer-map", "1:9", "--data", labelled_file),
          "names teacher layer 9", out)
     (tmp_path / "empty.tsv").write_text("")
-    _bad(cli(*base, "--student", "tiny", "--data", tmp_path / "empty.tsv"), "is empty", out)
+    _bad(cli_in_process(*base, "--student", "tiny", "--data", tmp_path / "empty.tsv"), "is empty", out)
     (tmp_path / "other.tsv").write_text(labelled_file.read_text().replace("a\t", "z\t"))
-    _bad(cli(*base, "--student", "tiny", "--data", tmp_path / "other.tsv"), "are not the teacher's", out)
-    _bad(cli("distill", "--teacher", decoder_ckpt, "--student", "tiny", "--out", out, "--task", "pydoc-lm"),
+    _bad(cli_in_process(*base, "--student", "tiny", "--data", tmp_path / "other.tsv"), "are not the teacher's", out)
+    _bad(cli_in_process("distill", "--teacher", decoder_ckpt, "--student", "tiny", "--out", out, "--task", "pydoc-lm"),
          "has no tokenizer.json", out)
-    _bad(cli(*base, "--student", "huge", "--data", labelled_file), "unknown student 'huge'", out)
+    _bad(cli_in_process(*base, "--student", "huge", "--data", labelled_file), "unknown student 'huge'", out)
 
 
 def test_alternating_timing_times_each_side_in_its_own_blocks():

@@ -7,7 +7,7 @@ import torch
 
 from edgeformer import runtime
 from edgeformer.export import ExportError, bundle_parity, export_bundle
-from edgeformer.export.cache_parity import check_cache_parity
+from edgeformer.export.cache_parity import LONG_PROMPT, check_cache_parity
 from edgeformer.export.checks import op_counts
 from edgeformer.export.parity import FLOAT32_ATOL
 from edgeformer.modeling import load
@@ -74,6 +74,24 @@ def test_cache_parity_catches_positions_counted_from_the_padding(cached_decoder)
     report = check_cache_parity(load(ckpt), start_aligned, seed=3)
     assert not report.passed and report.worst["logits"].max_abs > 1e-3
     assert bundle_parity(result.path, ckpt, seed=3).passed  # the same cases, fed correctly
+
+
+def test_the_context_end_is_checked_after_a_random_past(tmp_path):
+    """A long context reaches its last positions from a random past, not from a prompt of max_len - 3 tokens
+    (four full prefills on both sides: minutes for an 8192-token model); a graph wrong only there fails."""
+    ckpt, _ = make_checkpoint(tmp_path / "ckpt", seed=2, arch="decoder", positional="rotary", max_len=1024)
+    result = export_bundle(ckpt, tmp_path / "bundle", kv_cache=True)
+    report = result.report
+    assert report.passed and max(c.seq for c in report.cases if c.past == 0) == LONG_PROMPT
+    far = [c for c in report.cases if c.past >= 1024 - 7]
+    assert [(c.seq, c.past) for c in far] == [(4, 1017), (1, 1021), (1, 1022), (1, 1023)] and far[0].padded
+    model = runtime.load(result.path)
+
+    def rotary_cut_at_512(feeds):
+        return model({**feeds, "position_ids": np.minimum(feeds["position_ids"], 511)})
+
+    cut = check_cache_parity(load(ckpt), rotary_cut_at_512, seed=1)
+    assert not cut.passed and [c.past >= 1017 for c in cut.cases if c.outputs[0].scaled > FLOAT32_ATOL][0]
 
 
 def test_cached_mask_is_aligned_to_the_end_of_the_keys():

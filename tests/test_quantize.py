@@ -121,8 +121,7 @@ def test_budget_that_cannot_be_met_writes_nothing(tiny_lm_bundle, tmp_path, reci
 
 
 def test_quantizer_bad_input(minilm, tmp_path, tiny_lm_bundle):
-    quantize_bundle(minilm / "bundle", tmp_path / "q8", "int8-dynamic", data=EvalSet(SENTENCES), bench_seconds=0.1,
-                    smooth_alpha=None)
+    quantize_bundle(tiny_lm_bundle / "bundle", tmp_path / "q8", "int8-dynamic", bench_seconds=0.1, smooth_alpha=None)
     with pytest.raises(QuantizeError, match="is already quantized \\(int8-dynamic\\); quantize the float32 bundle"):
         quantize_bundle(tmp_path / "q8", tmp_path / "again", "int8-dynamic")
     with pytest.raises(QuantizeError, match="unknown recipe 'int3'; expected one of: int8-dynamic, int8-static, int4, fp16"):
