@@ -4,8 +4,8 @@
     make llama-cpp                                              # the peer, built once from its source release
     .venv/bin/python benchmarks/smollm2.py [--work DIR] [--int4]
 
-Steps: import the GGUF, export --kv-cache (the context cut to CONTEXT tokens: the parity gate's longest
-case is a prompt of max_len - 3 tokens, which at 8192 takes longer than the rest of the run), float32
+Steps: import the GGUF, export --kv-cache (the context cut to CONTEXT tokens, as llama.cpp's n_ctx is: both
+engines then hold the same context; the file's full 8192 exports in about 90 s as well), float32
 perplexity on the first 20,000 characters of pydoc_data.topics in 512-token windows against transformers
 on the same dequantized weights (LlamaForCausalLM built from the file's config and tensors: transformers'
 own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/s against transformers'
@@ -29,8 +29,6 @@ from pathlib import Path
 import numpy as np
 
 CONTEXT = 1024
-# the export gate's tolerance: 1e-4 (the default) failed on present.9.key at 1.26e-4; 30 layers of real keys are large
-GATE_ATOL = 1e-3
 WINDOW = 512
 CHARS = 20_000
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.", "How do I reverse a list in Python?",
@@ -228,7 +226,7 @@ def main() -> None:
     print(f"import: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     if not (work / "fp32").exists():
-        export_bundle(work / "ckpt", work / "fp32", kv_cache=True, atol=GATE_ATOL)
+        export_bundle(work / "ckpt", work / "fp32", kv_cache=True)
     print(f"export --kv-cache: {time.perf_counter() - t:.1f} s")
     model = runtime.load(work / "fp32")
     hf = reference_model(path)

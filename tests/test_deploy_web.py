@@ -196,8 +196,12 @@ def test_seq2seq_folder_runs_both_graphs_and_generates_python_tokens(tmp_path):
     from .conftest import TINY
 
     torch.manual_seed(5)
-    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "sinusoidal", "norm": "post", "activation": "relu",
-                         "max_len": 48})
+    # T5's shape (an imported T5 builds this): relative positions (a gathered bias table and a float mask),
+    # RMSNorm, a gated feed-forward, no biases, a head size that is not d_model / n_heads
+    cfg = ModelConfig.from_dict({**TINY, "arch": "seq2seq", "positional": "relative", "norm": "pre", "norm_type": "rmsnorm",
+                                 "feed_forward": "gated", "activation": "gelu_tanh", "linear_bias": False,
+                                 "qkv_bias": False, "head_size": 12, "relative_buckets": 8, "relative_max_distance": 20,
+                                 "max_len": 48})
     save(Seq2SeqTransformer(cfg).eval(), tmp_path / "ckpt")
     result = deploy(export_bundle(tmp_path / "ckpt", tmp_path / "bundle").path, "web", tmp_path / "web")
     checks = assert_checked(result, "generation in Chromium vs Python")

@@ -76,8 +76,8 @@ def test_cache_parity_catches_positions_counted_from_the_padding(cached_decoder)
     assert bundle_parity(result.path, ckpt, seed=3).passed  # the same cases, fed correctly
 
 
-def test_the_context_end_is_checked_after_a_random_past(tmp_path):
-    """A long context reaches its last positions from a random past, not from a prompt of max_len - 3 tokens
+def test_the_context_end_is_checked_after_a_long_past(tmp_path):
+    """A long context reaches its last positions after a repeated past, not a prompt of max_len - 3 tokens
     (four full prefills on both sides: minutes for an 8192-token model); a graph wrong only there fails."""
     ckpt, _ = make_checkpoint(tmp_path / "ckpt", seed=2, arch="decoder", positional="rotary", max_len=1024)
     result = export_bundle(ckpt, tmp_path / "bundle", kv_cache=True)

@@ -145,7 +145,10 @@ def test_impossible_llama_settings_are_one_line_config_errors():
                          (dict(rope_scaling="yarn"), "rope_scaling='yarn' is not supported"),
                          (dict(rope_theta=float("nan")), "rope_theta=nan; expected a number"),
                          (dict(norm_type="batch"), "norm_type='batch' is not supported"),
-                         (dict(arch="seq2seq", norm_type="rmsnorm"), "norm_type apply to text encoders and decoders"),
+                         (dict(arch="encoder", image_size=32, patch_size=16, max_len=5, positional="learned",
+                               norm_type="rmsnorm"), "norm_type apply to text models; expected their defaults for this image model"),
+                         (dict(arch="seq2seq", positional="sinusoidal", kv_heads=2),
+                          "grouped-query attention applies to encoders and decoders"),
                          (dict(d_model=30), "d_model=30 is not divisible by n_heads=4; expected such a d_model or an explicit head_size")):
         with pytest.raises(ConfigError, match=message):
             ModelConfig.from_dict({**base, **bad})
