@@ -152,7 +152,8 @@ def import_(hf_dir, out, overwrite, json_out):
 @cli.command()
 @click.argument("bundle", type=click.Path())
 @out_options("Quantized bundle directory", required=False)
-@click.option("--recipe", type=click.Choice(["int8-dynamic", "int8-static", "int4", "fp16"]), default="int8-dynamic",
+@click.option("--recipe", type=click.Choice(["int8-dynamic", "int8-static", "int4", "int8-weights", "fp16"]),
+              default="int8-dynamic",
               show_default=True)
 @click.option("--max-drop", type=FiniteFloat(min=0), help="Accuracy budget: the largest task-metric drop allowed "
               "[default: none; the drop is measured and recorded, and parity later holds the bundle to it plus 10%].")

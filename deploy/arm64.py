@@ -26,6 +26,7 @@ from edgeformer.runtime.bundle import MANIFEST_FILE, TOKENIZER_FILE, Bundle, Man
 from edgeformer.runtime.compare import max_abs
 from edgeformer.runtime.graph_files import save_options, weights_file
 from edgeformer.runtime.inputs import axis_sizes, example_inputs, global_slots
+from edgeformer.runtime.records import BLOCK_RECIPES
 from edgeformer.runtime.sessions import create_session
 
 from . import emulator
@@ -101,8 +102,8 @@ def copy_graph(bundle: Bundle, work: Path) -> tuple[list[str], dict[str, Any]]:
 
     copied, changed = [], {}
     quantization = bundle.manifest.quantization
-    int4 = quantization is not None and quantization.recipe == "int4"  # other graphs are copied without reading them
-    for spec in bundle.manifest.graphs if int4 else ():
+    blocks = quantization is not None and quantization.recipe in BLOCK_RECIPES  # others are copied without reading them
+    for spec in bundle.manifest.graphs if blocks else ():
         model = onnx.load(str(bundle.path / spec.file))
         levels = float32_activation_levels(model)
         if levels is not None:
@@ -140,8 +141,8 @@ def run_host(graph: Path, cases: list[dict[str, np.ndarray]]) -> list[dict[str, 
 
 
 def tolerance(manifest: Manifest) -> tuple[float, str]:
-    if manifest.quantization and manifest.quantization.recipe == "int4":
-        return INT4_TOL, f"quantized (int4): {INT4_TOL_NOTE}"
+    if manifest.quantization and manifest.quantization.recipe in BLOCK_RECIPES:
+        return INT4_TOL, f"quantized ({manifest.quantization.recipe}): {INT4_TOL_NOTE}"
     if manifest.quantization:
         return QUANT_TOL, f"quantized ({manifest.quantization.recipe}): {QUANT_TOL_NOTE}"
     return FP32_TOL, "float32: the NEON and x86 kernels sum in another order"

@@ -9,7 +9,8 @@ quantization `coverage`):
     LM head (tied or not)          every recipe: a tied head is first given its own weight (lm_head.py),
                                    except in fp16, where the one tied table is stored in float16
     token-embedding Gather         int8-dynamic, int8-static: int8; int4: 4-bit blocks, shared with a tied
-                                   head (tied_int4.py); fp16: the float16 table, read through a Cast
+                                   head (tied_int4.py); int8-weights: a tied head's 8-bit blocks, else
+                                   float32; fp16: the float16 table, read through a Cast
     position tables (Gather)       float32: small, and read once per token
     cross-attention K/V (seq2seq)  as the weight MatMuls: they sit in encoder.onnx, run once per source
 
@@ -48,12 +49,13 @@ from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check
 from .lm_head import fold_transposed_weights, tied_heads
 from .source_blocks import BLOCK, SourceBlocks, keep_source_blocks, source_blocks
 from .tied_int4 import share_tied_tables
-from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
+from .recipes import BLOCK_BITS, QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
 from .record import quantization_record, quantized_manifest
 from .result import BudgetError, QuantizeResult
 
 SENSITIVITY_ROWS = 16  # texts (or pairs) that rank nodes; the final check uses the whole evaluation set
-TOKEN_EMBEDDING = {"int8-dynamic": "int8", "int8-static": "int8", "int4": "int4", "fp16": "float32"}
+TOKEN_EMBEDDING = {"int8-dynamic": "int8", "int8-static": "int8", "int4": "int4", "int8-weights": "float32",
+                   "fp16": "float32"}
 
 
 def check_cache_graph(model: runtime.Model) -> None:
@@ -129,7 +131,7 @@ class PreparedGraph:
     cross_kv: list[str]  # seq2seq encoder: the cross-attention key/value projections
     exclude: list[str]  # kept float by the recipe's policy (position tables; int8-static's FFN outputs)
     tied: list[tuple[str, str]]  # (embedding output, logits output) of a head tied to the embedding
-    blocks: dict[str, SourceBlocks] = dataclasses.field(default_factory=dict)  # int4: MatMul output -> its GGUF blocks
+    blocks: dict[str, SourceBlocks] = dataclasses.field(default_factory=dict)  # block recipes: MatMul output -> its GGUF blocks
 
 
 def prepare_graphs(model: runtime.Model, work: Path, recipe: str, block_size: int = 32) -> list[PreparedGraph]:
@@ -146,7 +148,7 @@ def prepare_graphs(model: runtime.Model, work: Path, recipe: str, block_size: in
         head = sorted(_reaches(graph, {"logits"}) & set(matmuls))
         cross = sorted(_reaches(graph, set(cache.cross or [])) & set(matmuls)) if file == cache.encoder else []
         exclude = side_gathers(graph) + (activation_fed_matmuls(graph) if recipe == "int8-static" else [])
-        keeps = recipe == "int4" and block_size == BLOCK  # a GGUF's blocks, kept as they are
+        keeps = recipe in BLOCK_BITS and block_size == BLOCK  # a GGUF's blocks, kept as they are: the model's own weights
         blocks = source_blocks(graph, matmuls) if keeps else {}
         prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude, tied, blocks))
     return prepared
@@ -164,10 +166,10 @@ def coverage(prepared: list[PreparedGraph], recipe: str, kept: dict[str, list[st
         if g.lm_head:
             entry["lm_head"] = recipe if all(m not in floats for m in g.lm_head) else "float32"
             entry["lm_head_tied"] = bool(g.tied)
-            if recipe == "int4" and g.tied and entry["lm_head"] == recipe:
-                entry["token_embedding"] = "int4, shared with the LM head"
+            if recipe in BLOCK_BITS and g.tied and entry["lm_head"] == recipe:
+                entry["token_embedding"] = f"int{BLOCK_BITS[recipe]}, shared with the LM head"
         kinds = [b.kind for b in g.blocks.values() if b.node not in floats]
-        if kinds:  # int4: the weights that kept the source file's blocks (quantize/source_blocks.py)
+        if kinds:  # int4, int8-weights: the weights that kept the source file's blocks (quantize/source_blocks.py)
             entry["source_blocks"] = {k: kinds.count(k) for k in sorted(set(kinds))}
             head_kinds = {b.kind for b in g.blocks.values() if b.node in g.lm_head and b.node not in floats}
             if head_kinds == {"q8_0"}:
@@ -218,7 +220,7 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
         graph_opt = dataclasses.replace(opt, exclude=opt.exclude + g.exclude + kept.get(g.file, []),
                                         calibration_batches=calib.get(g.file) if calib else None)
         apply_recipe(recipe, g.path, dst / g.file, graph_opt)
-        if recipe == "int4" and (g.tied or g.blocks):
+        if recipe in BLOCK_BITS and (g.tied or g.blocks):
             graph = onnx.load(str(dst / g.file))
             keep_source_blocks(graph, g.blocks)
             share_tied_tables(graph, g.tied)

@@ -16,6 +16,10 @@ that measured well on this project's models; none is hand-rolled.
   stay 0 (int8-static remains TensorRT's symmetric QDQ).
 - int4: weight-only 4-bit blocks (MatMulNBits), block size and symmetry selectable; the
   token-embedding table in 4-bit blocks too (GatherBlockQuantized).
+- int8-weights: the same at 8 bits (GGUF's Q8_0 is such a block). Its activations are quantized per
+  block of 32 inside MatMulNBits (accuracy_level 4), not per tensor as int8-dynamic's are, so a
+  language model's few huge activations cost one block's precision, not the whole row's: the int8
+  for language models (SmolLM2: int8-dynamic +60% perplexity).
 - fp16: weights and compute in float16, with LayerNormalization, Softmax and reductions kept in
   float32; inputs and outputs keep their types.
 """
@@ -34,6 +38,7 @@ import onnx
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.graph_files import keeps_weights_beside, save_options, weight_bytes, weights_file
 from edgeformer.runtime.quiet import quiet
+from edgeformer.runtime.records import BLOCK_RECIPES
 
 
 class QuantizeError(EdgeformerError):
@@ -42,8 +47,8 @@ class QuantizeError(EdgeformerError):
 
 @dataclass
 class RecipeOptions:
-    block_size: int = 32  # int4: weights per quantization block
-    symmetric: bool = True  # int4: symmetric (no zero point) or asymmetric blocks
+    block_size: int = 32  # int4, int8-weights: weights per quantization block
+    symmetric: bool = True  # int4, int8-weights: symmetric (no zero point) or asymmetric blocks
     exclude: list[str] = field(default_factory=list)  # MatMul nodes kept in float
     calibration: str = "percentile"  # int8-static: how activation ranges are chosen
     calibration_batches: list[Mapping[str, np.ndarray]] | None = None  # int8-static: what it observes
@@ -139,13 +144,22 @@ ACCURACY_LEVELS = (0, 1, 2, 3, 4)  # MatMulNBits: unset (float32), float32, floa
 
 
 def int4(src: str, dst: str, opt: RecipeOptions) -> None:
+    weight_blocks(src, dst, opt, bits=4)
+
+
+def int8_weights(src: str, dst: str, opt: RecipeOptions) -> None:
+    weight_blocks(src, dst, opt, bits=8)
+
+
+def weight_blocks(src: str, dst: str, opt: RecipeOptions, bits: int) -> None:
+    """Weight-only blocks of `bits` (MatMulNBits; the token-embedding table as GatherBlockQuantized)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     if opt.accuracy_level not in ACCURACY_LEVELS:
         raise QuantizeError(f"accuracy level {opt.accuracy_level!r}; expected one of: {', '.join(map(str, ACCURACY_LEVELS))}")
 
     with quiet():
-        q = MatMulNBitsQuantizer(onnx.load(src), block_size=opt.block_size, is_symmetric=opt.symmetric,
+        q = MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=opt.block_size, is_symmetric=opt.symmetric,
                                  accuracy_level=opt.accuracy_level, nodes_to_exclude=list(opt.exclude),
                                  op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
         q.process()
@@ -168,8 +182,10 @@ RECIPES: dict[str, Callable[[str, str, RecipeOptions], None]] = {
     "int8-dynamic": int8_dynamic,
     "int8-static": int8_static,
     "int4": int4,
+    "int8-weights": int8_weights,
     "fp16": fp16,
 }
+BLOCK_BITS = BLOCK_RECIPES  # the weight-only block recipes and their bits (runtime/records.py owns the list)
 
 
 def check_recipe(recipe: str) -> None:

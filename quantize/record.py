@@ -6,7 +6,7 @@ from typing import Any
 
 from edgeformer.runtime.bundle import Manifest, QuantizationRecord
 
-from .recipes import RecipeOptions
+from .recipes import BLOCK_BITS, RecipeOptions
 
 INT8 = ("int8-dynamic", "int8-static")  # recipes with int8 weights: their weight settings are recorded
 
@@ -15,11 +15,11 @@ def quantization_record(recipe: str, opt: RecipeOptions, kept_float: list[str], 
                         smooth_alpha: float | None = None, calibration: dict[str, Any] | None = None,
                         coverage: dict[str, Any] | None = None) -> QuantizationRecord:
     """The recipe and each setting that applies to it; what was kept in float and what it calibrated on."""
-    int4, int8 = recipe == "int4", recipe in INT8
+    blocks, int8 = recipe in BLOCK_BITS, recipe in INT8
     return QuantizationRecord(
-        recipe=recipe, block_size=opt.block_size if int4 else None, symmetric=opt.symmetric if int4 else None,
+        recipe=recipe, block_size=opt.block_size if blocks else None, symmetric=opt.symmetric if blocks else None,
         kept_float=kept_float, smooth_alpha=smooth_alpha, source_bundle=source_bundle,
-        accuracy_level=opt.accuracy_level if int4 else None,
+        accuracy_level=opt.accuracy_level if blocks else None,
         # int8 weight settings: reduce_range (7-bit weights) keeps AVX2-without-VNNI CPUs' 16-bit sums from saturating.
         reduce_range=opt.reduce_range if int8 else None, weight_type=opt.weight_type if int8 else None,
         per_channel=opt.per_channel if int8 else None, calibration=calibration, coverage=coverage)

@@ -11,9 +11,10 @@ Gather can read the head's bytes (measured: identical outputs):
          └► Reshape(V, C/2) ─► GatherBlockQuantized(·, input_ids, Reshape(head_scales, (V, C/32)), bits=4) ─► embeddings
 
 For GPT-2 small that drops 19 MB (the table is 38.6 M of its 124 M weights). A head that kept a
-GGUF's Q8_0 blocks (source_blocks.py) is shared the same way at 8 bits (zero point 128, the
-default of both ops). Only symmetric blocks whose size divides C are shared; anything else keeps
-its own copy.
+GGUF's Q8_0 blocks (source_blocks.py), or that int8-weights quantized, is shared the same way at 8
+bits (zero point 128, the default of both ops); onnxruntime's quantizer leaves an embedding lookup
+float at 8 bits, so that plain Gather becomes the GatherBlockQuantized here. Only symmetric blocks
+whose size divides C are shared; anything else keeps its own copy.
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
     shared = 0
     for gather_out, head_out in pairs:
         gather, head = producers.get(gather_out), producers.get(head_out)
-        if gather is None or head is None or gather.op_type != "GatherBlockQuantized" or head.op_type != "MatMulNBits":
+        if gather is None or head is None or head.op_type != "MatMulNBits":
             continue
-        g, h = node_attrs(gather), node_attrs(head)
+        h = node_attrs(head)
         N, K, block = h["N"], h["K"], h["block_size"]
         bits = h.get("bits", 4)
+        if gather.op_type == "Gather" and bits == 8 and node_attrs(gather).get("axis", 0) == 0:
+            gather = block_gather(graph, gather, block)
+        if gather.op_type != "GatherBlockQuantized":
+            continue
+        g = node_attrs(gather)
         if (len(gather.input) > 3 or len(head.input) > 3 and head.input[3] or bits not in (4, 8)
                 or g.get("block_size") != block or g.get("quantize_axis") != 1 or g.get("gather_axis", 0) != 0
                 or K % block):
@@ -64,3 +70,14 @@ def share_tied_tables(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> i
         drop_unused_initializers(graph, old)
         shared += 1
     return shared
+
+
+def block_gather(graph: onnx.GraphProto, gather: onnx.NodeProto, block: int) -> onnx.NodeProto:
+    """A float Gather(table, ids) replaced in place by GatherBlockQuantized(table, ids, scales) whose data and
+    scales share_tied_tables then points at the head's; the float table is dropped once nothing reads it."""
+    new = helper.make_node("GatherBlockQuantized", [gather.input[0], gather.input[1], gather.input[0]], list(gather.output),
+                           name=gather.name, domain=MS_DOMAIN, gather_axis=0, quantize_axis=1, block_size=block, bits=8)
+    index = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    graph.node.insert(index, new)
+    return graph.node[index]  # the graph's copy (a repeated field stores copies), which the caller then edits

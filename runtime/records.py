@@ -208,6 +208,11 @@ class AttentionRecord(Record):
     _nested: ClassVar = {"encoder": lambda d: AttentionRecord.from_json(d)}
 
 
+# The weight-only block recipes (MatMulNBits) and their bits: their bundles record block_size, symmetric and
+# accuracy_level, and their MatMulNBits nodes quantize activations per block on each CPU's own kernel.
+BLOCK_RECIPES = {"int4": 4, "int8-weights": 8}
+
+
 @dataclass(eq=False)
 class QuantizationRecord(Record):
     recipe: str
@@ -221,7 +226,7 @@ class QuantizationRecord(Record):
     per_channel: bool | None = None
     calibration: dict[str, Any] | None = None
     measured: dict[str, Any] | None = None  # size ratio and latency on the CPU that made it
-    accuracy_level: int | None = None  # int4: MatMulNBits' compute type (0: float32, 4: int8 activations)
+    accuracy_level: int | None = None  # BLOCK_RECIPES: MatMulNBits' compute type (0: float32, 4: int8 activations)
     coverage: dict[str, Any] | None = None  # generation bundles: per graph file, what the recipe quantized
     extra: dict[str, Any] = field(default_factory=dict)
 

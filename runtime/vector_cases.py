@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import EdgeformerError
 from .kinds import kind_of
+from .records import BLOCK_RECIPES
 
 FORMAT = "edgeformer.vectors"
 FORMAT_VERSION = 1
@@ -169,7 +170,7 @@ def tolerance(manifest) -> float:
     if not manifest.quantization:
         return FLOAT32_TOL
     q = manifest.quantization
-    if q.recipe == "int4":  # at accuracy_level 0 (a web folder's copy) MatMulNBits computes in float32
+    if q.recipe in BLOCK_RECIPES:  # at accuracy_level 0 (a web folder's copy) MatMulNBits computes in float32
         return FLOAT32_TOL if q.accuracy_level == 0 else INT4_TOL
     return QUANT_TOL
 

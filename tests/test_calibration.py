@@ -127,7 +127,7 @@ def test_compare_draws_the_tradeoff(encoder, tmp_path):
     from edgeformer.quantize import plot_tradeoff
 
     results = compare_recipes(encoder / "bundle", smooth_alpha=0.7, bench_seconds=0.1)
-    assert [r.recipe for r in results] == ["int8-dynamic", "int8-static", "int4", "fp16"]
+    assert [r.recipe for r in results] == ["int8-dynamic", "int8-static", "int4", "int8-weights", "fp16"]
     assert all(r.float_ms > 0 and r.quant_ms > 0 and 0 < r.size_ratio < 1 for r in results)
     path = plot_tradeoff(results, tmp_path / "tradeoff.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

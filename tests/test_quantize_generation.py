@@ -26,7 +26,7 @@ from edgeformer.quantize.tied_int4 import share_tied_tables
 from .conftest import TINY
 from .test_cli import assert_bad_input, cli
 
-RECIPES = ["int8-dynamic", "int8-static", "int4", "fp16"]
+RECIPES = ["int8-dynamic", "int8-static", "int4", "int8-weights", "fp16"]
 TEXTS = GenerationData(texts=default_eval_texts(12).texts, prompts=4, greedy_tokens=16)
 PAIRS = GenerationData(pairs=reverse_words().eval[:12], prompts=4)
 CALIB_PAIRS = GenerationData(pairs=reverse_words().train[:16])
@@ -34,7 +34,7 @@ CALIB_PAIRS = GenerationData(pairs=reverse_words().train[:16])
 # decoder: int8-dynamic 0.989 / 0.94 / 1e-5, int8-static 0.983 / 0.95 / 1e-5, int4 0.923 / 0.85 / 6e-4, fp16 1.0 / 1.0 / 8e-6;
 # seq2seq int4: 1.0 / 1.0 / 0.0225 (random weights; the 2%/5% targets are for a trained decoder, benchmarks/)
 LIMITS = {"int8-dynamic": (0.95, 0.75, 0.005), "int8-static": (0.95, 0.75, 0.005), "int4": (0.85, 0.6, 0.04),
-          "fp16": (0.999, 0.99, 1e-4)}
+          "int8-weights": (0.95, 0.75, 0.005), "fp16": (0.999, 0.99, 1e-4)}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,12 @@ def test_every_recipe_on_a_cached_decoder(cached_text_decoder, tmp_path, recipe)
     if recipe == "int4":  # 8 block MatMuls + the head; the embedding reads the head's 4-bit table
         assert ops["MatMulNBits"] == 9 and ops["GatherBlockQuantized"] == 1 and ops["MatMul"] == 0
         assert cover["token_embedding"] == "int4, shared with the LM head" and manifest.quantization.accuracy_level == 4
+    if recipe == "int8-weights":  # 8-bit blocks; onnxruntime's quantizer leaves the lookup float, which then reads the head's
+        assert ops["MatMulNBits"] == 9 and ops["GatherBlockQuantized"] == 1 and ops["MatMul"] == 0
+        assert cover["token_embedding"] == "int8, shared with the LM head" and manifest.quantization.block_size == 32
+        graph = onnx.load(str(tmp_path / "q" / "model.onnx"))
+        assert {a.i for n in graph.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized")
+                for a in n.attribute if a.name == "bits"} == {8}
     if recipe == "int8-static":  # the FFN output projections stay float
         assert cover["weight_matmuls"] == "7/9" and len(r.kept_float) == 2
     # generate and stream run on it as on the float32 bundle, greedy tokens mostly the same
@@ -113,7 +119,8 @@ def test_every_recipe_on_both_seq2seq_graphs(seq2seq_text, tmp_path, recipe):
     encoder_cover = manifest.quantization.coverage["encoder.onnx"]
     # every decoder layer's key/value projection reads the encoder output: one product (export/passes/sibling_matmuls.py)
     assert encoder_cover["cross_attention_kv"] == "1/1"
-    quantized = {"int8-dynamic": "MatMulInteger", "int8-static": "QuantizeLinear", "int4": "MatMulNBits", "fp16": "Cast"}
+    quantized = {"int8-dynamic": "MatMulInteger", "int8-static": "QuantizeLinear", "int4": "MatMulNBits",
+                 "int8-weights": "MatMulNBits", "fp16": "Cast"}
     for file in ("model.onnx", "encoder.onnx"):
         ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "q" / file)).graph.node)
         assert ops[quantized[recipe]] >= 2, (file, ops)
