@@ -202,7 +202,10 @@ def test_bad_hugging_face_directories(tmp_path):
     with pytest.raises(ImportError_, match=r"tensor encoder.layer.0.intermediate.dense.weight \(1536, 384\) does not fit: "
                                            r"config.json implies \(1024, 384\)"):
         import_hf(d, out)
+    (d / "config.json").write_text(cfg.replace('"model_type": "bert"', '"model_type": "umt5"'))
+    with pytest.raises(ImportError_, match="model_type 'umt5' is not supported; expected one of: bert, gpt2, vit"):
+        import_hf(d, out)
     (d / "config.json").write_text(cfg.replace('"model_type": "bert"', '"model_type": "t5"'))
-    with pytest.raises(ImportError_, match="model_type 't5' is not supported; expected one of: bert, gpt2, vit"):
+    with pytest.raises(ImportError_, match="config.json lacks 'num_layers' for model_type 't5'"):
         import_hf(d, out)
     assert not out.exists()
