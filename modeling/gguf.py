@@ -13,6 +13,10 @@ names, so both importers build the same modules from the same mapping.
     ffn_gate/up/down, attn_norm, ffn_norm, mlp.gate/up/down_proj, input_/post_attention_layernorm,
     output_norm, output (absent: tied)     model.norm, lm_head
 
+Llama 3's frequency scaling travels as a `rope_freqs` tensor (each frequency's divisor), not as its
+settings; `llama3_scaling` finds the settings that give exactly those divisors (modeling/models/rotary.py
+computes the same frequencies) and refuses divisors that are not Llama 3's scaling.
+
 llama.cpp's converter stores the query and key rows of each head interleaved (pairs of rotary
 channels side by side); they are put back in Hugging Face's order (first half, second half) here.
 The tokenizer (byte-level BPE tokens and merges, special tokens), the chat template, the tokens that
@@ -117,6 +121,10 @@ def hf_tensors(reader, config: dict[str, Any], path: Path) -> tuple[dict[str, to
     for t in reader.tensors:
         base, _, suffix = t.name.rpartition(".")
         parts = base.split(".")
+        if t.name == "rope_freqs.weight":  # Llama 3's scaling as divisors: into the config, not a weight
+            config.update(llama3_scaling(np.asarray(t.data, dtype=np.float64).reshape(-1), config, path))
+            kinds[t.tensor_type.name] += 1
+            continue
         if parts[0] == "blk" and len(parts) == 3 and parts[2] in LAYER_TENSORS:
             name = f"model.layers.{parts[1]}.{LAYER_TENSORS[parts[2]]}.{suffix}"
         elif base in TOP_TENSORS:
@@ -138,6 +146,71 @@ def hf_tensors(reader, config: dict[str, Any], path: Path) -> tuple[dict[str, to
     return out, dict(kinds)
 
 
+LLAMA3_DEFAULTS = (1.0, 4.0, 8192)  # low_freq_factor, high_freq_factor, original context of Llama 3.1 and 3.2
+
+
+def llama3_scaling(divisors: np.ndarray, config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The rope_scaling (rope_type llama3) whose frequencies are base^(-2i/hd) / divisors[i], for config.json.
+
+    Between the wavelengths it keeps (divisor 1) and those it slows by `factor`, Llama 3 blends: 1 / divisor =
+    (1 - s) / factor + s with s = (L / wavelength - low) / (high - low). That is linear in 1 / wavelength, so two
+    blended frequencies give L / (high - low) and low / (high - low), which is all the scaling depends on (low
+    is taken as 1). With fewer, Llama 3's own settings are tried. Either way every divisor is checked."""
+    from edgeformer.modeling.models.rotary import RopeScaling, frequencies
+
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    theta = config["rope_theta"]
+    if divisors.shape != (head_dim // 2,) or not np.all(np.isfinite(divisors)) or divisors.min() <= 0:
+        raise ImportError_(f"{path} has rope_freqs of shape {divisors.shape}; expected {head_dim // 2} positive divisors")
+    factor = float(divisors.max())
+    if factor <= 1.0 + 1e-6:
+        return {}  # every divisor 1: no scaling
+    inv_freq = theta ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    blend = (1.0 / divisors - 1.0 / factor) / (1.0 - 1.0 / factor)  # s of each frequency
+    between = (divisors > 1.0 + 1e-6) & (divisors < factor * (1 - 1e-6))
+    candidates = [LLAMA3_DEFAULTS]
+    if between.sum() >= 2:
+        a, minus_b = np.polyfit(inv_freq[between] / (2 * np.pi), blend[between], 1)  # s = a / wavelength - b
+        if -minus_b > 0:
+            candidates.insert(0, (1.0, round(1.0 + 1.0 / -minus_b, 6), a / -minus_b))
+    for low, high, original in candidates:
+        scaling = RopeScaling(factor, low, high, int(round(original)))
+        got = inv_freq / frequencies(head_dim, theta, scaling).numpy()
+        if np.allclose(got, divisors, rtol=1e-4, atol=0):
+            return {"rope_scaling": {"rope_type": "llama3", "factor": factor, "low_freq_factor": low,
+                                     "high_freq_factor": high, "original_max_position_embeddings": int(round(original))}}
+    raise ImportError_(f"{path} has rope_freqs that are not Llama 3's frequency scaling (divisors "
+                       f"{np.round(divisors, 4).tolist()}); expected 1 for short wavelengths, a factor for long ones, "
+                       f"and Llama 3's blend between")
+
+
+# How text is split before byte-level BPE (tokenizer.ggml.pre): the rule the merges were learned on. Another
+# rule gives other tokens (Llama 3 splits numbers into runs of up to 3 digits, Qwen2 into single digits).
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_TOKENIZERS = {None: "gpt2", "default": "gpt2", "gpt-2": "gpt2", "smollm": "digits", "llama-bpe": LLAMA3_SPLIT,
+                  "llama3": LLAMA3_SPLIT, "llama-v3": LLAMA3_SPLIT, "smaug-bpe": LLAMA3_SPLIT, "qwen2": QWEN2_SPLIT}
+
+
+def pre_tokenizer(pre: str | None, path: Path):
+    """The `tokenizers` pre-tokenizer of tokenizer.ggml.pre; a rule not listed is refused by name."""
+    from tokenizers import Regex, pre_tokenizers
+
+    if pre not in PRE_TOKENIZERS:
+        raise ImportError_(f"{path} has tokenizer.ggml.pre {pre!r}; expected one of: "
+                           f"{', '.join(str(k) for k in PRE_TOKENIZERS if k)} (the split its merges were learned on)")
+    rule = PRE_TOKENIZERS[pre]
+    if rule == "gpt2":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if rule == "digits":  # SmolLM's: every digit alone, then GPT-2's rule
+        return pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(rule), behavior="isolated"),
+                                    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
 def gguf_tokenizer(meta: dict[str, Any], path: Path) -> TextTokenizer | None:
     """A byte-level BPE tokenizer from tokenizer.ggml.* (model gpt2); None when the file has no tokenizer."""
     model = meta.get("tokenizer.ggml.model")
@@ -145,12 +218,12 @@ def gguf_tokenizer(meta: dict[str, Any], path: Path) -> TextTokenizer | None:
         return None
     if model != "gpt2":
         raise ImportError_(f"{path} has tokenizer.ggml.model {model!r}; expected 'gpt2' (byte-level BPE)")
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
 
     tokens = list(meta["tokenizer.ggml.tokens"])
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizer(meta.get("tokenizer.ggml.pre"), path)
     tok.decoder = decoders.ByteLevel()
     types = list(meta.get("tokenizer.ggml.token_type", []))
     tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)

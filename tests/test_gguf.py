@@ -50,7 +50,7 @@ def random_llama(tied: bool = False) -> LlamaForCausalLM:
 
 
 def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, specials=SPECIALS, chat: str = CHAT,
-               blocks=None):
+               blocks=None, pre: str | None = None):
     """A random 2-layer Llama as GGUF (or `hf`'s weights; `blocks` {} stores every tensor as F32); returns the
     transformers model holding exactly the weights the file dequantizes to (the reference). The tokenizer's
     special tokens are `specials` (ids 0, 1, 2: bos 1, eos 2)."""
@@ -70,6 +70,8 @@ def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, spe
     tok = json.loads(byte_level_tokenizer(specials).to_str())
     vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
     w.add_tokenizer_model("gpt2")
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
     w.add_token_list([t for t, _ in vocab])
     w.add_token_types([3 if t in specials else 1 for t, _ in vocab])
     w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
@@ -98,6 +100,13 @@ def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, spe
             heads = {"attn_q": c.num_attention_heads, "attn_k": c.num_key_value_heads}.get(kind)
             put(f"blk.{i}.{kind}.weight", f"model.layers.{i}.{hf_part}.weight", kind, heads)
     put("output_norm.weight", "model.norm.weight", "output_norm")
+    if (c.rope_parameters or {}).get("rope_type") == "llama3":  # llama.cpp writes Llama 3's scaling as divisors
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](c, "cpu")
+        head_dim = c.hidden_size // c.num_attention_heads
+        plain = c.rope_parameters["rope_theta"] ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        w.add_tensor("rope_freqs.weight", (plain / scaled.double()).numpy().astype(np.float32))
     if not tied:
         put("output.weight", "lm_head.weight", "output")
     w.write_header_to_file()
@@ -137,6 +146,49 @@ def test_gguf_import_matches_the_dequantized_model(tmp_path, tied):
         assert tok.encode(text) == original.encode(text).ids
 
 
+@pytest.mark.parametrize("low, high, original", [(1.0, 16.0, 2048), (1.0, 4.0, 8192)])
+def test_llama3_rope_freqs_become_its_scaling(tmp_path, low, high, original):
+    """Llama 3's frequency scaling is a rope_freqs tensor in a GGUF: its settings are found again (two blended
+    frequencies fit them; one, as at Llama 3.1's own settings here, falls back to those) and logits match."""
+    torch.manual_seed(0)
+    rope = {"rope_type": "llama3", "rope_theta": 50000.0, "factor": 8.0, "low_freq_factor": low,
+            "high_freq_factor": high, "original_max_position_embeddings": original}
+    hf = LlamaForCausalLM(LlamaConfig(**SMALL, num_key_value_heads=2, rms_norm_eps=1e-5, rope_parameters=rope)).eval()
+    ref = write_gguf(tmp_path / "llama3.gguf", hf=hf, blocks={})
+    import_hf(tmp_path / "llama3.gguf", tmp_path / "ckpt")
+    att = load(tmp_path / "ckpt").cfg.attention
+    assert (att.rope_scaling, att.rope_factor, att.rope_low_freq_factor) == ("llama3", 8.0, low)
+    assert att.rope_high_freq_factor == pytest.approx(high) and att.rope_original_max_len == original
+    ids = torch.randint(3, SMALL["vocab_size"], (1, 120))
+    with torch.no_grad():
+        want, got = ref(input_ids=ids).logits, load(tmp_path / "ckpt")(ids)["logits"]
+    assert (want - got).abs().max().item() <= ATOL
+    # divisors that no Llama 3 setting gives (not monotonic) are refused by name
+    from edgeformer.modeling.gguf import llama3_scaling
+
+    with pytest.raises(ImportError_, match="odd.gguf has rope_freqs that are not Llama 3's frequency scaling"):
+        llama3_scaling(np.array([1.0, 3.0, 1.5, 8.0, 8.0, 8.0, 8.0, 8.0]),
+                       {"hidden_size": 64, "num_attention_heads": 4, "rope_theta": 50000.0}, tmp_path / "odd.gguf")
+
+
+@pytest.mark.parametrize("pre", ["llama-bpe", "qwen2", "smollm"])
+def test_the_files_split_rule_tokenizes_as_transformers_reads_the_file(tmp_path, pre):
+    """tokenizer.ggml.pre names how text is split before BPE (Llama 3: numbers in runs of up to 3 digits; Qwen2:
+    single digits). transformers' own GGUF tokenizer reader is the reference."""
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
+
+    write_gguf(tmp_path / "tiny.gguf", pre=pre, blocks={})
+    import_hf(tmp_path / "tiny.gguf", tmp_path / "ckpt")
+    ours = load_tokenizer(tmp_path / "ckpt")
+    arch, tokenizer_dict, _ = get_gguf_tokenizer(str(tmp_path / "tiny.gguf"))
+    reference, _ = convert_gguf_tokenizer(arch, tokenizer_dict)
+    texts = ["In 2024, 12345 quick foxes cost $3.99 each.", "x=1000000;\n\ny = x*2  ", "the lazy dog's 7 bones"]
+    for text in texts:
+        assert ours.encode(text, special=False) == reference.encode(text, add_special_tokens=False).ids, text
+    if pre == "llama-bpe":  # the split is not GPT-2's: "12345" is 123 and 45, never one piece
+        assert ours.tok.pre_tokenizer.pre_tokenize_str("12345")[0][0] == "123"
+
+
 def test_gguf_refusals_are_one_line(tmp_path):
     write_gguf(tmp_path / "tiny.gguf")
     data = (tmp_path / "tiny.gguf").read_bytes()
@@ -153,6 +205,9 @@ def test_gguf_refusals_are_one_line(tmp_path):
     (tmp_path / "odd.gguf").write_bytes(data[:at] + (250).to_bytes(4, "little") + data[at + 4:])
     with pytest.raises(ImportError_, match="odd.gguf holds a tensor of an unknown block type"):
         import_hf(tmp_path / "odd.gguf", tmp_path / "out")
+    write_gguf(tmp_path / "tekken.gguf", pre="tekken", blocks={})
+    with pytest.raises(ImportError_, match="tekken.gguf has tokenizer.ggml.pre 'tekken'; expected one of: "):
+        import_hf(tmp_path / "tekken.gguf", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     proc = subprocess.run([str(Path(sys.executable).parent / "edgeformer"), "import", str(tmp_path / "cut.gguf"),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True)
