@@ -19,7 +19,7 @@ computes the same frequencies) and refuses divisors that are not Llama 3's scali
 
 llama.cpp's converter stores the query and key rows of each head interleaved (pairs of rotary
 channels side by side); they are put back in Hugging Face's order (first half, second half) here.
-The tokenizer (byte-level BPE tokens and merges, special tokens), the chat template, the tokens that
+The tokenizer (byte-level BPE tokens and merges, or SentencePiece BPE pieces and scores; special tokens), the chat template, the tokens that
 end a turn (eos, and eot / eom where the file names them) and the source file's block formats are
 recorded with the checkpoint (source.json); export carries the template and end tokens into the bundle.
 """
@@ -43,7 +43,8 @@ from edgeformer.modeling.hf_weights import ImportError_, WeightMap
 from edgeformer.modeling.models.transformer import Transformer
 
 ARCHITECTURES = ("llama",)
-CONTROL_TOKEN = 3  # tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+# tokenizer.ggml.token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+NORMAL_TOKEN, UNKNOWN_TOKEN, CONTROL_TOKEN = 1, 2, 3
 LAYER_TENSORS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
                  "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
                  "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
@@ -212,27 +213,61 @@ def pre_tokenizer(pre: str | None, path: Path):
 
 
 def gguf_tokenizer(meta: dict[str, Any], path: Path) -> TextTokenizer | None:
-    """A byte-level BPE tokenizer from tokenizer.ggml.* (model gpt2); None when the file has no tokenizer."""
+    """The file's tokenizer from tokenizer.ggml.*: byte-level BPE (model gpt2) or SentencePiece BPE (model llama:
+    Llama 2, TinyLlama); None when the file has none."""
     model = meta.get("tokenizer.ggml.model")
     if model is None:
         return None
-    if model != "gpt2":
-        raise ImportError_(f"{path} has tokenizer.ggml.model {model!r}; expected 'gpt2' (byte-level BPE)")
-    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
+    if model not in ("gpt2", "llama"):
+        raise ImportError_(f"{path} has tokenizer.ggml.model {model!r}; expected 'gpt2' (byte-level BPE) or 'llama' "
+                           "(SentencePiece BPE)")
+    from tokenizers import AddedToken, processors
 
     tokens = list(meta["tokenizer.ggml.tokens"])
+    types = list(meta.get("tokenizer.ggml.token_type", []))
+    tok = byte_level_bpe(meta, tokens, path) if model == "gpt2" else sentencepiece_bpe(meta, tokens, types)
+    tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
+                            for i, kind in enumerate(types) if kind == CONTROL_TOKEN])
+    bos = meta.get("tokenizer.ggml.bos_token_id")
+    # llama.cpp adds bos to a SentencePiece vocabulary whose file does not say otherwise (Llama 2's files)
+    if meta.get("tokenizer.ggml.add_bos_token", model == "llama") and bos is not None:
+        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0", pair=f"{tokens[bos]}:0 $A:0 $B:1",
+                                                           special_tokens=[(tokens[bos], int(bos))])
+    return TextTokenizer(tok)
+
+
+def byte_level_bpe(meta: dict[str, Any], tokens: list[str], path: Path):
+    """GPT-2's kind: tokens and merges in the byte alphabet, text split by the file's rule first."""
+    from tokenizers import Tokenizer, decoders, models
+
     merges = [tuple(m.split(" ", 1)) for m in meta.get("tokenizer.ggml.merges", [])]
     tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
     tok.pre_tokenizer = pre_tokenizer(meta.get("tokenizer.ggml.pre"), path)
     tok.decoder = decoders.ByteLevel()
-    types = list(meta.get("tokenizer.ggml.token_type", []))
-    tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
-                            for i, kind in enumerate(types) if kind == CONTROL_TOKEN])
-    bos = meta.get("tokenizer.ggml.bos_token_id")
-    if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
-        tok.post_processor = processors.TemplateProcessing(single=f"{tokens[bos]}:0 $A:0", pair=f"{tokens[bos]}:0 $A:0 $B:1",
-                                                           special_tokens=[(tokens[bos], int(bos))])
-    return TextTokenizer(tok)
+    return tok
+
+
+def sentencepiece_bpe(meta: dict[str, Any], tokens: list[str], types: list[int]):
+    """SentencePiece's BPE as `tokenizers` runs it: spaces as ▁ (one before the text), pieces merged best score
+    first, a character outside the vocabulary spelled as its UTF-8 bytes (the <0xNN> tokens).
+
+    The file has no merges, only each piece's score: a piece that two other pieces spell is their merge, and
+    merges apply in the order of the merged piece's score, highest first (what SentencePiece's BPE does)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    scores = list(meta.get("tokenizer.ggml.scores") or [-float(i) for i in range(len(tokens))])
+    vocab = {t: i for i, t in enumerate(tokens)}
+    normal = [i for i, t in enumerate(tokens) if (types[i] if i < len(types) else 1) == NORMAL_TOKEN and len(t) > 1]
+    merges = sorted(((tokens[i][:k], tokens[i][k:], scores[i], i) for i in normal for k in range(1, len(tokens[i]))
+                     if tokens[i][:k] in vocab and tokens[i][k:] in vocab),
+                    key=lambda m: (-m[2], m[3], vocab[m[0]]))
+    unk = next((tokens[i] for i, kind in enumerate(types) if kind == UNKNOWN_TOKEN), None)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(a, b) for a, b, _, _ in merges], unk_token=unk, fuse_unk=True,
+                               byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(content=" ", left=1, right=0)])
+    return tok
 
 
 def import_gguf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Transformer:

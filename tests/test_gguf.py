@@ -50,7 +50,7 @@ def random_llama(tied: bool = False) -> LlamaForCausalLM:
 
 
 def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, specials=SPECIALS, chat: str = CHAT,
-               blocks=None, pre: str | None = None):
+               blocks=None, pre: str | None = None, spm: bool = False):
     """A random 2-layer Llama as GGUF (or `hf`'s weights; `blocks` {} stores every tensor as F32); returns the
     transformers model holding exactly the weights the file dequantizes to (the reference). The tokenizer's
     special tokens are `specials` (ids 0, 1, 2: bos 1, eos 2)."""
@@ -67,17 +67,25 @@ def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, spe
     w.add_rope_freq_base(c.rope_parameters["rope_theta"])
     w.add_layer_norm_rms_eps(c.rms_norm_eps)
     w.add_vocab_size(c.vocab_size)
-    tok = json.loads(byte_level_tokenizer(specials).to_str())
-    vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
-    w.add_tokenizer_model("gpt2")
-    if pre is not None:
-        w.add_tokenizer_pre(pre)
-    w.add_token_list([t for t, _ in vocab])
-    w.add_token_types([3 if t in specials else 1 for t, _ in vocab])
-    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+    if spm:  # Llama 2's kind: SentencePiece pieces and scores, byte pieces, no merges
+        tokens, scores, types = sentencepiece_vocab()
+        w.add_tokenizer_model("llama")
+        w.add_token_list(tokens)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_unk_token_id(0)
+    else:
+        tok = json.loads(byte_level_tokenizer(specials).to_str())
+        vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
+        w.add_tokenizer_model("gpt2")
+        if pre is not None:
+            w.add_tokenizer_pre(pre)
+        w.add_token_list([t for t, _ in vocab])
+        w.add_token_types([3 if t in specials else 1 for t, _ in vocab])
+        w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+        w.add_add_bos_token(False)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
-    w.add_add_bos_token(False)
     w.add_chat_template(chat)
     state = {k: v.detach().numpy().astype(np.float32) for k, v in hf.state_dict().items()}
     reference = {}
@@ -117,6 +125,20 @@ def write_gguf(path: Path, arch: str = "llama", tied: bool = False, hf=None, spe
     if tied:
         hf.tie_weights()
     return hf
+
+
+def sentencepiece_vocab() -> tuple[list[str], list[float], list[int]]:
+    """A Llama 2-style vocabulary: <unk>, <s>, </s>, the 256 byte pieces, then BPE pieces trained on TEXTS with
+    scores by merge order (best first), as SentencePiece stores them."""
+    from tokenizers import SentencePieceBPETokenizer
+
+    trained = SentencePieceBPETokenizer()
+    trained.train_from_iterator(TEXTS, vocab_size=SMALL["vocab_size"] - 259, min_frequency=1, show_progress=False)
+    pieces = [t for t, _ in sorted(trained.get_vocab().items(), key=lambda kv: kv[1])]
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + pieces
+    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+    types = [2, 3, 3] + [6] * 256 + [1] * len(pieces)
+    return tokens, scores, types
 
 
 def permute_back(w: np.ndarray, heads: int) -> np.ndarray:
@@ -187,6 +209,25 @@ def test_the_files_split_rule_tokenizes_as_transformers_reads_the_file(tmp_path,
         assert ours.encode(text, special=False) == reference.encode(text, add_special_tokens=False).ids, text
     if pre == "llama-bpe":  # the split is not GPT-2's: "12345" is 123 and 45, never one piece
         assert ours.tok.pre_tokenizer.pre_tokenize_str("12345")[0][0] == "123"
+
+
+def test_a_sentencepiece_gguf_tokenizes_as_transformers_reads_the_file(tmp_path):
+    """Llama 2 and TinyLlama files carry SentencePiece pieces and scores, no merges: the merges are recovered from
+    the scores, spaces become ▁, unknown characters their UTF-8 byte pieces, and <s> is added (the file does not
+    say otherwise). transformers' own GGUF tokenizer reader is the reference."""
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
+
+    write_gguf(tmp_path / "llama2.gguf", spm=True, blocks={})
+    import_hf(tmp_path / "llama2.gguf", tmp_path / "ckpt")
+    ours = load_tokenizer(tmp_path / "ckpt")
+    arch, tokenizer_dict, _ = get_gguf_tokenizer(str(tmp_path / "llama2.gguf"))
+    reference, _ = convert_gguf_tokenizer(arch, tokenizer_dict)
+    for text in TEXTS[:2] + ["  the quick  fox, ünïcode ✓", "<s>quick</s> boards"]:
+        got = ours.encode(text)
+        assert got == [1] + reference.encode(text, add_special_tokens=False).ids, text
+        assert got[0] == 1 and ours.decode(got[1:]) == reference.decode(got[1:]), text
+    # "✓" is not in the vocabulary: after <s> and the leading ▁, its UTF-8 bytes as <0xNN> pieces
+    assert ours.encode("✓") == [1, ours.tok.token_to_id("\u2581"), 3 + 0xE2, 3 + 0x9C, 3 + 0x93]
 
 
 def test_gguf_refusals_are_one_line(tmp_path):
