@@ -9,7 +9,7 @@ engines then hold the same context; the file's full 8192 exports in about 90 s a
 perplexity on the first 20,000 characters of pydoc_data.topics in 512-token windows against transformers
 on the same dequantized weights (LlamaForCausalLM built from the file's config and tensors: transformers'
 own GGUF loader needs accelerate), greedy tokens on chat prompts, decode tokens/s against transformers'
-generate (batch 1, 2 threads), and with --int4 the int4 and int8 bundles' perplexity and the int4 bundle's
+generate (batch 1, 2 threads), and with --int4 the int4, int8-dynamic and int8-weights bundles' perplexity and the int4 bundle's
 peak memory under `edgeformer generate`. Then one speed table, every engine in alternating rounds: llama.cpp
 on the GGUF itself (where llama-cpp-python is installed), our float32 (and int4, int8; int4 again with
 --no-spin: generating bundles spin by default, as llama.cpp's threads do), transformers' generate.
@@ -253,10 +253,15 @@ def main() -> None:
         from edgeformer.quantize.generation_eval import GenerationData
 
         data = GenerationData(texts=default_eval_texts(16).texts, prompts=4, greedy_tokens=16)
-        for recipe, name in (("int4", "int4"), ("int8-dynamic", "int8")):
+        from edgeformer.quantize import RecipeOptions
+
+        # int8-weights at block size 64: every matrix requantized to 8 bits (at 32 it keeps the file's own Q4_1 and
+        # Q8_0 blocks and is the int4 graph), which is what it does to a model that was float to begin with
+        for recipe, name, block in (("int4", "int4", 32), ("int8-dynamic", "int8", 32), ("int8-weights", "int8w64", 64)):
             t = time.perf_counter()
             if not (work / name).exists():
-                quantize_bundle(work / "fp32", work / name, recipe, data=data, bench_seconds=0.5)
+                quantize_bundle(work / "fp32", work / name, recipe, data=data, bench_seconds=0.5,
+                                options=RecipeOptions(block_size=block))
             print(f"quantize {recipe}: {time.perf_counter() - t:.1f} s")
             q = runtime.load(work / name)
             qp = perplexity(lambda w: nll_bundle(q, w), ids)
