@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from edgeformer.modeling import ModelConfig, Transformer, load
 from edgeformer.modeling.checkpoint import load_tokenizer
