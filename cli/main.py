@@ -167,10 +167,11 @@ def import_(hf_dir, out, overwrite, json_out):
               type=FiniteFloat(min=0, max=1, min_open=True, words=("auto", "off")),
               callback=lambda ctx, p, v: None if v == "off" else v,
               help="int8: move activation outliers into the weights with this strength (0-1], 'auto' or 'off'.")
-@click.option("--block-size", default=32, show_default=True, type=click.Choice(["16", "32", "64", "128"]), help="int4 block size.")
-@click.option("--asymmetric", is_flag=True, help="int4: asymmetric blocks (with zero points).")
+@click.option("--block-size", default=32, show_default=True, type=click.Choice(["16", "32", "64", "128"]),
+              help="int4, int8-weights: weights per block.")
+@click.option("--asymmetric", is_flag=True, help="int4, int8-weights: asymmetric blocks (with zero points).")
 @click.option("--accuracy-level", default="4", show_default=True, type=click.Choice(["0", "1", "2", "3", "4"]),
-              help="int4: MatMulNBits compute (4: int8 activations, fastest on CPUs; 0: float32; see README).")
+              help="int4, int8-weights: MatMulNBits compute (4: int8 activations, fastest on CPUs; 0: float32; see README).")
 @click.option("--keep-float", type=click.IntRange(0, 8), default=2, show_default=True,
               help="int8 on text encoders: when the calibration texts lose over 0.005, up to this many of the most "
                    "sensitive FFN output MatMuls stay float32 (0: every MatMul int8, smallest and fastest).")
