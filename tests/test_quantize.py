@@ -124,7 +124,7 @@ def test_quantizer_bad_input(minilm, tmp_path, tiny_lm_bundle):
     quantize_bundle(tiny_lm_bundle / "bundle", tmp_path / "q8", "int8-dynamic", bench_seconds=0.1, smooth_alpha=None)
     with pytest.raises(QuantizeError, match="is already quantized \\(int8-dynamic\\); quantize the float32 bundle"):
         quantize_bundle(tmp_path / "q8", tmp_path / "again", "int8-dynamic")
-    with pytest.raises(QuantizeError, match="unknown recipe 'int3'; expected one of: int8-dynamic, int8-static, int4, fp16"):
+    with pytest.raises(QuantizeError, match="unknown recipe 'int3'; expected one of: int8-dynamic, int8-static, int4, int8-weights, fp16"):
         quantize_bundle(minilm / "bundle", tmp_path / "x", "int3")
     with pytest.raises(QuantizeError, match="the evaluation set is empty"):
         quantize_bundle(minilm / "bundle", tmp_path / "x", "int8-dynamic", data=EvalSet([]))
