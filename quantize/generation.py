@@ -35,6 +35,7 @@ import onnx
 from edgeformer import runtime
 from edgeformer.runtime.artifacts import atomic_directory
 from edgeformer.runtime.bundle import SEQ2SEQ, TOKENIZER_FILE, ParityRecord, QuantizationRecord, write_manifest
+from edgeformer.runtime.records import BLOCK_RECIPES
 from edgeformer.runtime.graph_files import graph_bytes, save_options
 from edgeformer.runtime.vectors import write_vectors
 from edgeformer.runtime.cpu import describe
@@ -49,7 +50,7 @@ from .generation_eval import (BUDGET_METRICS, EXACT_MATCH, GenerationData, check
 from .lm_head import fold_transposed_weights, tied_heads
 from .source_blocks import BLOCK, SourceBlocks, keep_source_blocks, source_blocks
 from .tied_int4 import share_tied_tables
-from .recipes import BLOCK_BITS, QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
+from .recipes import QuantizeError, RecipeOptions, activation_fed_matmuls, apply_recipe, quantizable_matmuls
 from .record import quantization_record, quantized_manifest
 from .result import BudgetError, QuantizeResult
 
@@ -148,7 +149,7 @@ def prepare_graphs(model: runtime.Model, work: Path, recipe: str, block_size: in
         head = sorted(_reaches(graph, {"logits"}) & set(matmuls))
         cross = sorted(_reaches(graph, set(cache.cross or [])) & set(matmuls)) if file == cache.encoder else []
         exclude = side_gathers(graph) + (activation_fed_matmuls(graph) if recipe == "int8-static" else [])
-        keeps = recipe in BLOCK_BITS and block_size == BLOCK  # a GGUF's blocks, kept as they are: the model's own weights
+        keeps = recipe in BLOCK_RECIPES and block_size == BLOCK  # a GGUF's blocks, kept as they are: the model's own weights
         blocks = source_blocks(graph, matmuls) if keeps else {}
         prepared.append(PreparedGraph(file, path, matmuls, head, cross, exclude, tied, blocks))
     return prepared
@@ -166,8 +167,8 @@ def coverage(prepared: list[PreparedGraph], recipe: str, kept: dict[str, list[st
         if g.lm_head:
             entry["lm_head"] = recipe if all(m not in floats for m in g.lm_head) else "float32"
             entry["lm_head_tied"] = bool(g.tied)
-            if recipe in BLOCK_BITS and g.tied and entry["lm_head"] == recipe:
-                entry["token_embedding"] = f"int{BLOCK_BITS[recipe]}, shared with the LM head"
+            if recipe in BLOCK_RECIPES and g.tied and entry["lm_head"] == recipe:
+                entry["token_embedding"] = f"int{BLOCK_RECIPES[recipe]}, shared with the LM head"
         kinds = [b.kind for b in g.blocks.values() if b.node not in floats]
         if kinds:  # int4, int8-weights: the weights that kept the source file's blocks (quantize/source_blocks.py)
             entry["source_blocks"] = {k: kinds.count(k) for k in sorted(set(kinds))}
@@ -220,7 +221,7 @@ def write_candidate(ref: runtime.Model, recipe: str, prepared: list[PreparedGrap
         graph_opt = dataclasses.replace(opt, exclude=opt.exclude + g.exclude + kept.get(g.file, []),
                                         calibration_batches=calib.get(g.file) if calib else None)
         apply_recipe(recipe, g.path, dst / g.file, graph_opt)
-        if recipe in BLOCK_BITS and (g.tied or g.blocks):
+        if recipe in BLOCK_RECIPES and (g.tied or g.blocks):
             graph = onnx.load(str(dst / g.file))
             keep_source_blocks(graph, g.blocks)
             share_tied_tables(graph, g.tied)

@@ -38,7 +38,6 @@ import onnx
 from edgeformer.runtime.errors import EdgeformerError
 from edgeformer.runtime.graph_files import keeps_weights_beside, save_options, weight_bytes, weights_file
 from edgeformer.runtime.quiet import quiet
-from edgeformer.runtime.records import BLOCK_RECIPES
 
 
 class QuantizeError(EdgeformerError):
@@ -159,9 +158,13 @@ def weight_blocks(src: str, dst: str, opt: RecipeOptions, bits: int) -> None:
         raise QuantizeError(f"accuracy level {opt.accuracy_level!r}; expected one of: {', '.join(map(str, ACCURACY_LEVELS))}")
 
     with quiet():
+        # onnxruntime quantizes a Gather at 4 bits only (asked at 8 it logs an error and leaves it float); an
+        # 8-bit tied lookup reads the head's blocks instead (tied_int4.py)
+        gathers = bits == 4
         q = MatMulNBitsQuantizer(onnx.load(src), bits=bits, block_size=opt.block_size, is_symmetric=opt.symmetric,
                                  accuracy_level=opt.accuracy_level, nodes_to_exclude=list(opt.exclude),
-                                 op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
+                                 op_types_to_quantize=("MatMul", "Gather") if gathers else ("MatMul",),
+                                 quant_axes=(("MatMul", 0), ("Gather", 1)) if gathers else (("MatMul", 0),))
         q.process()
         q.model.save_model_to_file(dst)
 
@@ -185,7 +188,6 @@ RECIPES: dict[str, Callable[[str, str, RecipeOptions], None]] = {
     "int8-weights": int8_weights,
     "fp16": fp16,
 }
-BLOCK_BITS = BLOCK_RECIPES  # the weight-only block recipes and their bits (runtime/records.py owns the list)
 
 
 def check_recipe(recipe: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from edgeformer.runtime.bundle import Manifest, QuantizationRecord
+from edgeformer.runtime.records import BLOCK_RECIPES
 
-from .recipes import BLOCK_BITS, RecipeOptions
+from .recipes import RecipeOptions
 
 INT8 = ("int8-dynamic", "int8-static")  # recipes with int8 weights: their weight settings are recorded
 
@@ -15,7 +16,7 @@ def quantization_record(recipe: str, opt: RecipeOptions, kept_float: list[str], 
                         smooth_alpha: float | None = None, calibration: dict[str, Any] | None = None,
                         coverage: dict[str, Any] | None = None) -> QuantizationRecord:
     """The recipe and each setting that applies to it; what was kept in float and what it calibrated on."""
-    blocks, int8 = recipe in BLOCK_BITS, recipe in INT8
+    blocks, int8 = recipe in BLOCK_RECIPES, recipe in INT8
     return QuantizationRecord(
         recipe=recipe, block_size=opt.block_size if blocks else None, symmetric=opt.symmetric if blocks else None,
         kept_float=kept_float, smooth_alpha=smooth_alpha, source_bundle=source_bundle,
