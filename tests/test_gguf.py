@@ -193,17 +193,22 @@ def test_llama3_rope_freqs_become_its_scaling(tmp_path, low, high, original):
                        {"hidden_size": 64, "num_attention_heads": 4, "rope_theta": 50000.0}, tmp_path / "odd.gguf")
 
 
+def imported_tokenizer_and_reference(tmp_path, **tokenizer):
+    """A GGUF written with `tokenizer` options (pre, spm) and imported: (our tokenizer, transformers' own reading
+    of the same file's tokenizer), the reference."""
+    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
+
+    write_gguf(tmp_path / "tiny.gguf", blocks={}, **tokenizer)
+    import_hf(tmp_path / "tiny.gguf", tmp_path / "ckpt")
+    arch, tokenizer_dict, _ = get_gguf_tokenizer(str(tmp_path / "tiny.gguf"))
+    return load_tokenizer(tmp_path / "ckpt"), convert_gguf_tokenizer(arch, tokenizer_dict)[0]
+
+
 @pytest.mark.parametrize("pre", ["llama-bpe", "qwen2", "smollm"])
 def test_the_files_split_rule_tokenizes_as_transformers_reads_the_file(tmp_path, pre):
     """tokenizer.ggml.pre names how text is split before BPE (Llama 3: numbers in runs of up to 3 digits; Qwen2:
     single digits). transformers' own GGUF tokenizer reader is the reference."""
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
-
-    write_gguf(tmp_path / "tiny.gguf", pre=pre, blocks={})
-    import_hf(tmp_path / "tiny.gguf", tmp_path / "ckpt")
-    ours = load_tokenizer(tmp_path / "ckpt")
-    arch, tokenizer_dict, _ = get_gguf_tokenizer(str(tmp_path / "tiny.gguf"))
-    reference, _ = convert_gguf_tokenizer(arch, tokenizer_dict)
+    ours, reference = imported_tokenizer_and_reference(tmp_path, pre=pre)
     texts = ["In 2024, 12345 quick foxes cost $3.99 each.", "x=1000000;\n\ny = x*2  ", "the lazy dog's 7 bones"]
     for text in texts:
         assert ours.encode(text, special=False) == reference.encode(text, add_special_tokens=False).ids, text
@@ -215,13 +220,7 @@ def test_a_sentencepiece_gguf_tokenizes_as_transformers_reads_the_file(tmp_path)
     """Llama 2 and TinyLlama files carry SentencePiece pieces and scores, no merges: the merges are recovered from
     the scores, spaces become ▁, unknown characters their UTF-8 byte pieces, and <s> is added (the file does not
     say otherwise). transformers' own GGUF tokenizer reader is the reference."""
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer, get_gguf_tokenizer
-
-    write_gguf(tmp_path / "llama2.gguf", spm=True, blocks={})
-    import_hf(tmp_path / "llama2.gguf", tmp_path / "ckpt")
-    ours = load_tokenizer(tmp_path / "ckpt")
-    arch, tokenizer_dict, _ = get_gguf_tokenizer(str(tmp_path / "llama2.gguf"))
-    reference, _ = convert_gguf_tokenizer(arch, tokenizer_dict)
+    ours, reference = imported_tokenizer_and_reference(tmp_path, spm=True)
     for text in TEXTS[:2] + ["  the quick  fox, ünïcode ✓", "<s>quick</s> boards"]:
         got = ours.encode(text)
         assert got == [1] + reference.encode(text, add_special_tokens=False).ids, text
